@@ -1,0 +1,1 @@
+//! Placeholder until the API issue lands.

@@ -1,0 +1,150 @@
+//! # shared-auth: the contract both ends of Tollgate agree on
+//!
+//! The post-confirm Lambda (sender) and the API (receiver) both depend on this crate, so the
+//! rules that must match on both sides exist exactly once:
+//!
+//! * [`settings`]: the config schema and loader (`deploy/<env>.toml` + `TOLLGATE__…`), with the
+//!   shared [`GuardContract`] at its centre.
+//! * [`client_ip`]: which address a request comes from, read from `X-Forwarded-For` the only
+//!   safe way (from the right, through trusted proxies only).
+//! * [`secret`]: the accepted secrets ([`SecretSet`]) and the constant-time `static` check.
+//! * [`signing`]: the `hmac` signature, [`sign`] and [`verify_signature`].
+//! * [`verdict`]: why a request was refused, safe to log.
+//!
+//! It has no async runtime, web framework or AWS SDK: those belong to the deployables.
+//!
+//! ## The `hmac` wire format (version 1)
+//!
+//! Other implementations sign against this, so it is exact:
+//!
+//! * Headers: `x-tollgate-timestamp: <unix seconds>` and
+//!   `x-tollgate-signature: v1=<base64, standard alphabet, padded>` (names configurable in the
+//!   contract). The signature header may carry several space-separated entries, one per secret
+//!   during a rotation; any one valid `v1=` entry passes, entries of other versions are ignored,
+//!   at most [`signing::MAX_SIGNATURES`] entries are read.
+//! * Signed bytes, UTF-8, `\n` separated, no trailing newline:
+//!
+//!   ```text
+//!   v1
+//!   {timestamp}
+//!   {METHOD}
+//!   {path}
+//!   {lowercase hex SHA-256 of the raw body}
+//!   ```
+//!
+//!   `path` is the request path exactly as sent and received (no decoding, no normalising),
+//!   without the query string.
+//! * MAC: HMAC-SHA256 keyed with the secret's UTF-8 bytes, checked with the MAC's
+//!   constant-time verification.
+//! * Freshness: refused when `|now − timestamp| > max_skew_s` (default 300 s).
+//!
+//! ```
+//! use shared_auth::{sign, string_to_sign};
+//! let secret = "tollgate-test-secret-0123456789abcdef".into();
+//! let body = br#"{"sub":"7d8ca528-4931-4254-9273-ea5ee853f271"}"#;
+//! assert_eq!(
+//!     string_to_sign(1_700_000_000, "POST", "/user", body),
+//!     "v1\n1700000000\nPOST\n/user\n1bdf4a197bf648b88b80e0f1a5d5555d981c9c1f98d89e3f4e61f51cec414a66",
+//! );
+//! assert_eq!(
+//!     sign(&secret, 1_700_000_000, "POST", "/user", body),
+//!     "v1=4hnGX0uh3RLys5dOC97BVHQahwi3r3Hf9ltvrvZTi+g=",
+//! );
+//! ```
+//!
+//! ## The `static` mode
+//!
+//! The secret itself in one `x-custom-auth` line (name configurable). Both the presented value
+//! and each accepted secret are hashed with SHA-256 and the digests compared with `subtle`, so
+//! the comparison takes the same time whatever the lengths. Missing, empty or repeated headers
+//! never pass.
+
+pub mod client_ip;
+pub mod secret;
+pub mod settings;
+pub mod signing;
+pub mod verdict;
+
+use std::fmt;
+
+use secrecy::{ExposeSecret, SecretString};
+
+pub use client_ip::{client_ip, is_allowed};
+pub use secret::{SecretError, SecretSet, verify_static};
+pub use settings::{
+    ApiSettings, AwsSettings, ConfigError, GuardContract, LambdaSettings, SecretSource, Settings,
+    SigningMode, load, load_with,
+};
+pub use signing::{SignedRequest, sign, string_to_sign, verify_signature};
+pub use verdict::{DenyReason, SecretVersion, Verdict};
+
+/// The headers a sender adds to prove it knows the secret. `Debug` hides their values.
+pub struct CredentialHeaders(Vec<(String, SecretString)>);
+
+impl CredentialHeaders {
+    /// Header name and value pairs, to be set on the outgoing request.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(n, v)| (n.as_str(), v.expose_secret()))
+    }
+}
+
+impl fmt::Debug for CredentialHeaders {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(n, _)| (n, "[redacted]")))
+            .finish()
+    }
+}
+
+impl GuardContract {
+    /// The sender's side: the credential headers for one request to the guarded route, signed
+    /// at `now` (unix seconds) with `secret`, in the contract's mode.
+    pub fn credentials(
+        &self,
+        secret: &SecretString,
+        path: &str,
+        body: &[u8],
+        now: u64,
+    ) -> CredentialHeaders {
+        CredentialHeaders(match self.mode {
+            SigningMode::Static => vec![(self.static_header.clone(), secret.clone())],
+            SigningMode::Hmac => vec![
+                (self.timestamp_header.clone(), now.to_string().into()),
+                (
+                    self.signature_header.clone(),
+                    sign(secret, now, &self.method, path, body).into(),
+                ),
+            ],
+        })
+    }
+
+    /// The receiver's side: checks the credential of a request in the contract's mode.
+    ///
+    /// `header` returns every line of the named header; `path` is the path as received,
+    /// without the query.
+    pub fn verify<'a>(
+        &self,
+        secrets: &SecretSet,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        header: impl Fn(&str) -> Vec<&'a [u8]>,
+        now: u64,
+    ) -> Verdict {
+        match self.mode {
+            SigningMode::Static => verify_static(secrets, &header(&self.static_header)),
+            SigningMode::Hmac => verify_signature(
+                secrets,
+                &SignedRequest {
+                    method,
+                    path,
+                    body,
+                    timestamp: &header(&self.timestamp_header),
+                    signature: &header(&self.signature_header),
+                },
+                now,
+                self.max_skew_s,
+            ),
+        }
+    }
+}

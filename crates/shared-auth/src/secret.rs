@@ -1,0 +1,207 @@
+//! The shared secret as the receiver holds it, and the `static` mode check.
+
+use std::fmt;
+
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::verdict::{DenyReason, SecretVersion, Verdict};
+
+/// Shortest accepted secret, in bytes. `xtask` writes 43 (32 random bytes, base64url).
+pub const MIN_SECRET_LEN: usize = 32;
+
+/// Why a secret value cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecretError {
+    #[error("the {0} secret is shorter than {MIN_SECRET_LEN} bytes")]
+    TooShort(&'static str),
+}
+
+/// The secrets the receiver accepts: the current version and, during a rotation, the one
+/// before it. Never printed: `Debug` shows only which versions are present.
+#[derive(Clone)]
+pub struct SecretSet {
+    current: SecretString,
+    previous: Option<SecretString>,
+}
+
+impl SecretSet {
+    /// Builds the set; an empty `previous` counts as absent, a short secret is refused.
+    pub fn new(current: SecretString, previous: Option<SecretString>) -> Result<Self, SecretError> {
+        if current.expose_secret().len() < MIN_SECRET_LEN {
+            return Err(SecretError::TooShort("current"));
+        }
+        let previous = previous.filter(|p| !p.expose_secret().is_empty());
+        if previous
+            .as_ref()
+            .is_some_and(|p| p.expose_secret().len() < MIN_SECRET_LEN)
+        {
+            return Err(SecretError::TooShort("previous"));
+        }
+        Ok(Self { current, previous })
+    }
+
+    pub fn current(&self) -> &SecretString {
+        &self.current
+    }
+
+    pub fn previous(&self) -> Option<&SecretString> {
+        self.previous.as_ref()
+    }
+
+    /// Every accepted secret, current first.
+    pub fn accepted(&self) -> impl Iterator<Item = (SecretVersion, &SecretString)> {
+        std::iter::once((SecretVersion::Current, &self.current))
+            .chain(self.previous.iter().map(|p| (SecretVersion::Previous, p)))
+    }
+
+    /// Whether both sets hold the same values (used to log rotations, not to authenticate).
+    pub fn same_as(&self, other: &SecretSet) -> bool {
+        let eq = |a: &SecretString, b: &SecretString| {
+            bool::from(
+                a.expose_secret()
+                    .as_bytes()
+                    .ct_eq(b.expose_secret().as_bytes()),
+            )
+        };
+        eq(&self.current, &other.current)
+            && match (&self.previous, &other.previous) {
+                (Some(a), Some(b)) => eq(a, b),
+                (None, None) => true,
+                _ => false,
+            }
+    }
+}
+
+impl fmt::Debug for SecretSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SecretSet")
+            .field("current", &"[redacted]")
+            .field("previous", &self.previous.as_ref().map(|_| "[redacted]"))
+            .finish()
+    }
+}
+
+/// `static` mode: the request carries the secret itself in one header line.
+///
+/// `presented` is every line of the configured header. Exactly one non-empty line must match an
+/// accepted secret. Both sides are hashed before the constant-time comparison, so neither the
+/// secret's length nor how much of it matched shows in the timing.
+pub fn verify_static(secrets: &SecretSet, presented: &[&[u8]]) -> Verdict {
+    let value = match presented {
+        [] => return Err(DenyReason::CredentialMissing),
+        [one] => *one,
+        _ => return Err(DenyReason::CredentialDuplicated),
+    };
+    if value.is_empty() {
+        return Err(DenyReason::CredentialEmpty);
+    }
+    let presented = Sha256::digest(value);
+    let mut matched = None;
+    // Every accepted secret is compared, whether or not an earlier one matched.
+    for (version, secret) in secrets.accepted() {
+        let expected = Sha256::digest(secret.expose_secret().as_bytes());
+        if bool::from(presented.ct_eq(&expected)) && matched.is_none() {
+            matched = Some(version);
+        }
+    }
+    matched.ok_or(DenyReason::CredentialMismatch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const CURRENT: &str = "current-secret-0123456789abcdefghijklmnop";
+    const PREVIOUS: &str = "previous-secret-0123456789abcdefghijklmno";
+
+    fn set(previous: Option<&str>) -> SecretSet {
+        SecretSet::new(CURRENT.into(), previous.map(Into::into)).expect("valid test secrets")
+    }
+
+    #[test]
+    fn current_and_previous_are_accepted() {
+        let s = set(Some(PREVIOUS));
+        assert_eq!(
+            verify_static(&s, &[CURRENT.as_bytes()]),
+            Ok(SecretVersion::Current)
+        );
+        assert_eq!(
+            verify_static(&s, &[PREVIOUS.as_bytes()]),
+            Ok(SecretVersion::Previous)
+        );
+        assert_eq!(
+            verify_static(&set(None), &[PREVIOUS.as_bytes()]),
+            Err(DenyReason::CredentialMismatch)
+        );
+    }
+
+    #[test]
+    fn missing_empty_and_duplicated_values_never_pass() {
+        let s = set(Some(PREVIOUS));
+        assert_eq!(verify_static(&s, &[]), Err(DenyReason::CredentialMissing));
+        assert_eq!(verify_static(&s, &[b""]), Err(DenyReason::CredentialEmpty));
+        assert_eq!(
+            verify_static(&s, &[CURRENT.as_bytes(), CURRENT.as_bytes()]),
+            Err(DenyReason::CredentialDuplicated)
+        );
+    }
+
+    #[test]
+    fn prefixes_extensions_and_case_changes_are_refused() {
+        let s = set(None);
+        let wrong = [
+            &CURRENT[..CURRENT.len() - 1],
+            &CURRENT[..1],
+            &format!("{CURRENT}x"),
+            &format!(" {CURRENT}"),
+            &CURRENT.to_ascii_uppercase(),
+        ]
+        .map(|w| w.to_owned());
+        for w in wrong {
+            assert_eq!(
+                verify_static(&s, &[w.as_bytes()]),
+                Err(DenyReason::CredentialMismatch),
+                "{w:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn short_or_empty_secrets_are_refused_and_empty_previous_is_absent() {
+        assert_eq!(
+            SecretSet::new("".into(), None).err(),
+            Some(SecretError::TooShort("current"))
+        );
+        assert_eq!(
+            SecretSet::new("short".into(), None).err(),
+            Some(SecretError::TooShort("current"))
+        );
+        assert_eq!(
+            SecretSet::new(CURRENT.into(), Some("short".into())).err(),
+            Some(SecretError::TooShort("previous"))
+        );
+        let s = SecretSet::new(CURRENT.into(), Some("".into())).expect("empty previous is absent");
+        assert!(s.previous().is_none());
+    }
+
+    #[test]
+    fn debug_output_never_shows_a_secret() {
+        let shown = format!("{:?}", set(Some(PREVIOUS)));
+        assert!(
+            !shown.contains(CURRENT) && !shown.contains(PREVIOUS),
+            "{shown}"
+        );
+        assert!(shown.contains("redacted"));
+    }
+
+    proptest! {
+        #[test]
+        fn only_the_exact_secret_passes(guess in proptest::collection::vec(any::<u8>(), 0..80)) {
+            prop_assume!(guess != CURRENT.as_bytes());
+            prop_assert!(verify_static(&set(None), &[guess.as_slice()]).is_err());
+        }
+    }
+}

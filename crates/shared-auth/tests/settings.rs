@@ -1,0 +1,334 @@
+//! The loader, end to end: embedded and on-disk contract files, environment overrides, and the
+//! validation errors an operator sees.
+
+use std::collections::HashMap;
+
+use secrecy::ExposeSecret;
+use shared_auth::{ConfigError, SecretSource, SigningMode, load_with};
+
+fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+fn error_for(pairs: &[(&str, &str)]) -> String {
+    load_with(&vars(pairs))
+        .expect_err("settings should be refused")
+        .to_string()
+}
+
+fn deploy_dir() -> String {
+    format!("{}/../../deploy", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn local_is_the_default_and_loads_without_any_variable() {
+    let s = load_with(&vars(&[])).expect("local contract loads");
+    assert_eq!(s.env, "local");
+    assert_eq!(s.guard.method, "POST");
+    assert_eq!(s.guard.path, "/user");
+    assert_eq!(s.guard.mode, SigningMode::Hmac);
+    assert_eq!(s.guard.static_header, "x-custom-auth");
+    assert_eq!(s.guard.max_skew_s, 300);
+    assert_eq!(
+        s.guard.allowed_cidrs,
+        vec!["127.0.0.1/32".parse().unwrap(), "::1/128".parse().unwrap()]
+    );
+    assert_eq!(s.api.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(s.api.secret_source, SecretSource::Env);
+    assert_eq!(s.aws.endpoint_url.as_deref(), Some("http://127.0.0.1:4566"));
+}
+
+#[test]
+fn embedded_contracts_equal_the_files_on_disk() {
+    for env in ["local", "staging", "production"] {
+        let extra = [("TOLLGATE__GUARD__ALLOWED_CIDRS", "203.0.113.7/32")];
+        let mut embedded = vars(&extra);
+        embedded.insert("TOLLGATE_ENV".into(), env.into());
+        let mut on_disk = embedded.clone();
+        on_disk.insert("TOLLGATE_CONFIG_DIR".into(), deploy_dir());
+        let a = load_with(&embedded).expect("embedded contract loads");
+        let b = load_with(&on_disk).expect("on-disk contract loads");
+        assert_eq!(a.guard, b.guard, "{env}");
+        assert_eq!(a.lambda, b.lambda, "{env}");
+    }
+}
+
+#[test]
+fn environment_overrides_win_and_lists_are_comma_separated() {
+    let s = load_with(&vars(&[
+        (
+            "TOLLGATE__GUARD__ALLOWED_CIDRS",
+            "203.0.113.7/32,2001:db8::/64",
+        ),
+        ("TOLLGATE__GUARD__MODE", "static"),
+        ("TOLLGATE__GUARD__MAX_SKEW_S", "60"),
+        ("TOLLGATE__API__LISTEN", "127.0.0.1:9999"),
+        ("TOLLGATE__LAMBDA__MAX_ATTEMPTS", "2"),
+    ]))
+    .expect("overrides apply");
+    assert_eq!(
+        s.guard.allowed_cidrs,
+        vec![
+            "203.0.113.7/32".parse().unwrap(),
+            "2001:db8::/64".parse().unwrap()
+        ]
+    );
+    assert_eq!(s.guard.mode, SigningMode::Static);
+    assert_eq!(s.guard.max_skew_s, 60);
+    assert_eq!(s.api.listen.port(), 9999);
+    assert_eq!(s.lambda.max_attempts, 2);
+}
+
+#[test]
+fn an_empty_list_override_empties_the_list() {
+    let s = load_with(&vars(&[("TOLLGATE__GUARD__TRUSTED_PROXIES", "")])).expect("loads");
+    assert!(s.guard.trusted_proxies.is_empty());
+}
+
+#[test]
+fn variables_outside_the_double_underscore_prefix_are_not_settings() {
+    let s = load_with(&vars(&[
+        ("TOLLGATE_SECRET_CURRENT", "not-a-setting"),
+        ("TOLLGATE_GUARD_PATH", "/other"),
+    ]))
+    .expect("loads");
+    assert_eq!(s.guard.path, "/user");
+}
+
+#[test]
+fn database_url_variable_wins() {
+    let s = load_with(&vars(&[(
+        "DATABASE_URL",
+        "postgres://u:pw@127.0.0.1:5999/db",
+    )]))
+    .expect("loads");
+    assert_eq!(
+        s.api
+            .database_url
+            .as_ref()
+            .map(|u| u.expose_secret().to_owned())
+            .as_deref(),
+        Some("postgres://u:pw@127.0.0.1:5999/db")
+    );
+    assert!(
+        !format!("{s:?}").contains("pw@"),
+        "Debug must not show the database password"
+    );
+}
+
+#[test]
+fn each_bad_value_is_named_by_its_key() {
+    let cases: &[(&[(&str, &str)], &str, &str)] = &[
+        (
+            &[("TOLLGATE__GUARD__ALLOWED_CIDRS", "203.0.113.7/33")],
+            "guard.allowed_cidrs",
+            "203.0.113.7/33",
+        ),
+        (
+            &[("TOLLGATE__GUARD__TRUSTED_PROXIES", "10.0.0.0/8,bogus")],
+            "guard.trusted_proxies",
+            "bogus",
+        ),
+        (
+            &[("TOLLGATE__GUARD__STATIC_HEADER", "x custom")],
+            "guard.static_header",
+            "RFC 9110",
+        ),
+        (
+            &[("TOLLGATE__GUARD__SIGNATURE_HEADER", "x-sig:")],
+            "guard.signature_header",
+            "RFC 9110",
+        ),
+        (
+            &[("TOLLGATE__GUARD__TIMESTAMP_HEADER", "X-Stamp")],
+            "guard.timestamp_header",
+            "lower case",
+        ),
+        (
+            &[("TOLLGATE__GUARD__STATIC_HEADER", "x-forwarded-for")],
+            "guard.static_header",
+            "proxies",
+        ),
+        (
+            &[("TOLLGATE__GUARD__STATIC_HEADER", "x-tollgate-signature")],
+            "guard.static_header",
+            "different",
+        ),
+        (
+            &[("TOLLGATE__GUARD__MAX_SKEW_S", "0")],
+            "guard.max_skew_s",
+            "outside",
+        ),
+        (
+            &[("TOLLGATE__GUARD__MAX_SKEW_S", "-5")],
+            "guard.max_skew_s",
+            "",
+        ),
+        (
+            &[("TOLLGATE__GUARD__SECRET_TTL_S", "0")],
+            "guard.secret_ttl_s",
+            "greater than zero",
+        ),
+        (
+            &[("TOLLGATE__GUARD__MODE", "plaintext")],
+            "guard.mode",
+            "use `hmac` or `static`",
+        ),
+        (
+            &[("TOLLGATE__GUARD__METHOD", "post")],
+            "guard.method",
+            "upper-case",
+        ),
+        (
+            &[("TOLLGATE__GUARD__PATH", "user")],
+            "guard.path",
+            "absolute",
+        ),
+        (
+            &[("TOLLGATE__GUARD__PATH", "/User")],
+            "guard.path",
+            "lower-case",
+        ),
+        (
+            &[("TOLLGATE__GUARD__PATH", "/user?x=1")],
+            "guard.path",
+            "query",
+        ),
+        (
+            &[("TOLLGATE__GUARD__ALLOWED_CIDRS", "0.0.0.0/0")],
+            "guard.allowed_cidrs",
+            "every address",
+        ),
+        (
+            &[("TOLLGATE__GUARD__TRUSTED_PROXIES", "::/0")],
+            "guard.trusted_proxies",
+            "every address",
+        ),
+        (
+            &[("TOLLGATE__GUARD__SECRET_ID", " ")],
+            "guard.secret_id",
+            "empty",
+        ),
+        (&[("TOLLGATE__API__LISTEN", "localhost")], "api.listen", ""),
+        (
+            &[("TOLLGATE__API__BODY_LIMIT_BYTES", "0")],
+            "api.body_limit_bytes",
+            "greater than zero",
+        ),
+        (
+            &[("TOLLGATE__LAMBDA__API_BASE_URL", "ftp://x")],
+            "lambda.api_base_url",
+            "http",
+        ),
+        (
+            &[("TOLLGATE__LAMBDA__API_BASE_URL", "https://h/user")],
+            "lambda.api_base_url",
+            "scheme and host only",
+        ),
+        (
+            &[("TOLLGATE__AWS__ENDPOINT_URL", "127.0.0.1:4566")],
+            "aws.endpoint_url",
+            "http",
+        ),
+    ];
+    for (pairs, key, words) in cases {
+        let msg = error_for(pairs);
+        assert!(msg.contains(key), "{pairs:?}: `{msg}` should name {key}");
+        assert!(
+            msg.contains(words),
+            "{pairs:?}: `{msg}` should say {words:?}"
+        );
+    }
+}
+
+#[test]
+fn unknown_keys_are_errors_not_ignored() {
+    let msg = error_for(&[("TOLLGATE__GUARD__ALLOWED_CIDR", "203.0.113.7/32")]);
+    assert!(
+        msg.contains("guard") && msg.contains("allowed_cidr"),
+        "{msg}"
+    );
+    let msg = error_for(&[("TOLLGATE__NOSUCHSECTION__KEY", "1")]);
+    assert!(msg.contains("nosuchsection"), "{msg}");
+}
+
+#[test]
+fn unknown_keys_in_a_file_are_errors() {
+    let dir = std::env::temp_dir().join(format!("tollgate-settings-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let local = std::fs::read_to_string(format!("{}/local.toml", deploy_dir())).unwrap();
+    std::fs::write(
+        dir.join("typo.toml"),
+        local.replace("max_skew_s = 300", "max_skew = 300"),
+    )
+    .unwrap();
+    let msg = error_for(&[
+        ("TOLLGATE_ENV", "typo"),
+        ("TOLLGATE_CONFIG_DIR", dir.to_str().unwrap()),
+    ]);
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(msg.contains("guard") && msg.contains("max_skew"), "{msg}");
+}
+
+#[test]
+fn an_empty_allowlist_is_refused_outside_local() {
+    let msg = error_for(&[("TOLLGATE_ENV", "staging")]);
+    assert!(
+        msg.contains("guard.allowed_cidrs") && msg.contains("Elastic IP"),
+        "{msg}"
+    );
+    let s =
+        load_with(&vars(&[("TOLLGATE__GUARD__ALLOWED_CIDRS", "")])).expect("local may be empty");
+    assert!(s.guard.allowed_cidrs.is_empty());
+}
+
+#[test]
+fn environment_names_are_checked_and_missing_files_explained() {
+    assert!(matches!(
+        load_with(&vars(&[("TOLLGATE_ENV", "../etc/passwd")])),
+        Err(ConfigError::BadEnvName(_))
+    ));
+    let msg = error_for(&[("TOLLGATE_ENV", "qa")]);
+    assert!(
+        msg.contains("TOLLGATE_CONFIG_DIR") && msg.contains("local, staging, production"),
+        "{msg}"
+    );
+    let msg = error_for(&[
+        ("TOLLGATE_ENV", "qa"),
+        ("TOLLGATE_CONFIG_DIR", "/nonexistent-tollgate"),
+    ]);
+    assert!(msg.contains("/nonexistent-tollgate/qa.toml"), "{msg}");
+}
+
+#[test]
+fn rendered_contract_variables_parse_back_to_the_same_contract() {
+    for env in ["local", "staging", "production"] {
+        let base = vars(&[
+            ("TOLLGATE_ENV", env),
+            ("TOLLGATE__GUARD__ALLOWED_CIDRS", "203.0.113.7/32"),
+        ]);
+        let mut original = load_with(&base).expect("loads").guard;
+        // Change every field, so a field that the rendering forgot shows up as a difference.
+        original.mode = shared_auth::SigningMode::Static;
+        original.static_header = "x-other-auth".into();
+        original.timestamp_header = "x-other-ts".into();
+        original.signature_header = "x-other-sig".into();
+        original.secret_id = "arn:aws:secretsmanager:ap-northeast-1:123456789012:secret:x".into();
+        original.secret_ttl_s = 17;
+        original.max_skew_s = 42;
+        original.path = "/register".into();
+        original.method = "PUT".into();
+        original.allowed_cidrs = vec![
+            "198.51.100.7/32".parse().unwrap(),
+            "2001:db8::/64".parse().unwrap(),
+        ];
+        original.trusted_proxies = vec![];
+        let mut rendered: HashMap<String, String> = original.to_env_vars().into_iter().collect();
+        rendered.insert("TOLLGATE_ENV".into(), env.into());
+        let back = load_with(&rendered).expect("rendered contract loads").guard;
+        assert_eq!(back, original, "{env}");
+    }
+}
