@@ -1,1 +1,67 @@
-fn main() {}
+//! `cargo xtask`: Tollgate's automation, as plain Rust instead of shell scripts.
+//!
+//! Every external command is echoed before it runs (`$ pg_ctl …`), so a reader sees exactly
+//! what happens. Services started here (PostgreSQL, moto_server) are owned by guards that stop
+//! them on every exit path, Ctrl-C included.
+
+mod cmd;
+mod services;
+mod test;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cargo xtask",
+    about = "Tollgate's build, test and deploy tasks"
+)]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Run the workspace tests with the services they need (PostgreSQL, moto_server).
+    ///
+    /// Starts a throwaway PostgreSQL cluster unless DATABASE_URL is set, and moto_server unless
+    /// TOLLGATE_TEST_AWS_ENDPOINT is set; exports both; runs `cargo test --workspace`; stops
+    /// what it started. Arguments after `--` go to `cargo test`.
+    Test {
+        #[arg(last = true)]
+        cargo_args: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Ctrl-C reaches the whole foreground process group: the child in the foreground (cargo
+    // test) stops by itself, and this process must live on to stop the services it started.
+    if let Err(e) = ctrlc::set_handler(|| eprintln!("\ninterrupted: stopping what xtask started…"))
+    {
+        eprintln!("warning: cannot handle Ctrl-C ({e}); an interrupt may leave services running");
+    }
+    let result = match cli.task {
+        Task::Test { cargo_args } => test::run(&cargo_args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{}: {e:#}", cmd::paint("31", "error"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root (the folder holding the top-level Cargo.toml).
+pub fn workspace_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .ancestors()
+        .nth(2)
+        .map(PathBuf::from)
+        .unwrap_or(manifest)
+}
