@@ -83,7 +83,7 @@ pub fn verify_signature(
     };
     let header = match req.signature {
         [] => return Err(DenyReason::CredentialMissing),
-        [one] if one.is_empty() => return Err(DenyReason::CredentialEmpty),
+        [[]] => return Err(DenyReason::CredentialEmpty),
         [one] => std::str::from_utf8(one).map_err(|_| DenyReason::SignatureMalformed)?,
         _ => return Err(DenyReason::CredentialDuplicated),
     };
