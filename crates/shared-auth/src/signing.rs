@@ -376,7 +376,7 @@ mod tests {
             check(&set, "1700000000", "   ", "POST", "/user", BODY, T),
             Err(DenyReason::CredentialEmpty)
         );
-        let many = vec![sig.as_str(); MAX_SIGNATURES + 1].join(" ");
+        let many = [sig.as_str(); MAX_SIGNATURES + 1].join(" ");
         assert_eq!(
             check(&set, "1700000000", &many, "POST", "/user", BODY, T),
             Err(DenyReason::SignatureMalformed)

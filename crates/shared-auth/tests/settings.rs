@@ -119,9 +119,12 @@ fn database_url_variable_wins() {
     );
 }
 
+/// Variables to load with, the key the error must name, and words it must contain.
+type BadCase<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+
 #[test]
 fn each_bad_value_is_named_by_its_key() {
-    let cases: &[(&[(&str, &str)], &str, &str)] = &[
+    let cases: &[BadCase<'_>] = &[
         (
             &[("TOLLGATE__GUARD__ALLOWED_CIDRS", "203.0.113.7/33")],
             "guard.allowed_cidrs",
