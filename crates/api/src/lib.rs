@@ -1,1 +1,18 @@
-//! Placeholder until the API issue lands.
+//! # api: Tollgate's HTTP service
+//!
+//! Runs on ECS Fargate behind the ALB. `POST /user` registers a user confirmed in Cognito and
+//! accepts the post-confirm Lambda alone ([`guard`]: source address, then the shared secret,
+//! both by the rules in `shared-auth`). `GET /users/me` serves app users holding a Cognito ID
+//! token ([`jwt`]) and creates their row if the sign-up registration was lost.
+
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod guard;
+pub mod jwt;
+pub mod routes;
+pub mod secrets;
+pub mod startup;
+pub mod telemetry;
+
+pub use startup::{Application, Clock, shutdown_signal};

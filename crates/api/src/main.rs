@@ -1,1 +1,57 @@
-fn main() {}
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use api::secrets::{SecretProvider, SecretStore};
+use api::{Application, Clock, shutdown_signal, telemetry};
+use clap::Parser;
+
+/// Tollgate's API service. Settings: deploy/<TOLLGATE_ENV>.toml, TOLLGATE__… overrides,
+/// DATABASE_URL; the secret from TOLLGATE_SECRET_CURRENT (env source) or Secrets Manager.
+#[derive(Debug, Parser)]
+#[command(name = "api", version)]
+struct Cli {
+    /// Print the effective settings (secrets redacted) and exit.
+    #[arg(long)]
+    check_config: bool,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match shared_auth::load() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if cli.check_config {
+        println!("settings for `{}` are valid:\n{settings:#?}", settings.env);
+        return ExitCode::SUCCESS;
+    }
+    telemetry::init(&settings.env);
+    match serve(settings).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "api stopped");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(settings: shared_auth::Settings) -> anyhow::Result<()> {
+    let vars = std::env::vars().collect();
+    let provider = SecretProvider::from_settings(&settings, &vars)
+        .await
+        .context("cannot set up the registration secret")?;
+    let secrets =
+        SecretStore::start(provider, Duration::from_secs(settings.api.secret_refresh_s)).await;
+    let env = settings.env.clone();
+    let app = Application::build(settings, secrets, Clock::system()).await?;
+    tracing::info!(address = %app.local_addr()?, env, "api listening");
+    app.run_until(shutdown_signal()).await?;
+    tracing::info!("api stopped");
+    Ok(())
+}

@@ -1,0 +1,152 @@
+//! PostgreSQL: the pool and the `users` queries.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use secrecy::ExposeSecret;
+use serde::Serialize;
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::domain::NewUser;
+
+/// The migrations in `migrations/`, compiled into the binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
+
+/// A pool that connects lazily: the service starts (and answers `/healthz`) while the database
+/// is still down, and recovers by itself when it returns.
+pub fn pool(settings: &shared_auth::ApiSettings) -> anyhow::Result<PgPool> {
+    let url = settings.database_url.as_ref().ok_or_else(|| {
+        anyhow::anyhow!(
+            "no database: set DATABASE_URL or api.database_url (TOLLGATE__API__DATABASE_URL)"
+        )
+    })?;
+    let options = PgConnectOptions::from_str(url.expose_secret())
+        .map_err(|_| anyhow::anyhow!("api.database_url / DATABASE_URL is not a PostgreSQL URL"))?
+        .application_name("tollgate-api")
+        .options([(
+            "statement_timeout",
+            settings.db_statement_timeout_ms.to_string(),
+        )]);
+    Ok(PgPoolOptions::new()
+        .max_connections(settings.db_max_connections)
+        .acquire_timeout(Duration::from_millis(settings.db_acquire_timeout_ms))
+        .connect_lazy_with(options))
+}
+
+/// Whether an error means "the database cannot be reached right now" (→ 503) rather than a bug.
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_) => true,
+        // Class 08 (connection exception), 57 (operator intervention: shutdown, statement
+        // timeout), 53 (insufficient resources).
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57") || c.starts_with("53")),
+        _ => false,
+    }
+}
+
+/// A stored user, as the API returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow, ToSchema)]
+pub struct User {
+    pub id: Uuid,
+    #[sqlx(rename = "cognito_sub")]
+    pub sub: Uuid,
+    pub email: Option<String>,
+    pub email_verified: bool,
+    pub username: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: OffsetDateTime,
+}
+
+/// What a registration did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Registered {
+    Created(User),
+    /// A replay with changed attributes: Cognito is the source of truth, so they were applied.
+    Updated(User),
+    /// An identical replay.
+    Unchanged(User),
+}
+
+const COLUMNS: &str = "id, cognito_sub, email, email_verified, username, created_at, updated_at";
+
+/// Registers a user, idempotently on the Cognito `sub`: safe under retries and under
+/// concurrent duplicates (the unique index makes the loser's insert a no-op).
+pub async fn register_user(pool: &PgPool, user: &NewUser) -> Result<Registered, sqlx::Error> {
+    if let Some(created) = insert_if_missing(pool, user).await? {
+        return Ok(Registered::Created(created));
+    }
+    let updated: Option<User> = sqlx::query_as(&format!(
+        "UPDATE users SET email = $2, email_verified = $3, username = $4, updated_at = now()
+         WHERE cognito_sub = $1
+           AND (email, email_verified, username) IS DISTINCT FROM ($2, $3, $4)
+         RETURNING {COLUMNS}"
+    ))
+    .bind(user.sub)
+    .bind(&user.email)
+    .bind(user.email_verified)
+    .bind(&user.username)
+    .fetch_optional(pool)
+    .await?;
+    if let Some(updated) = updated {
+        return Ok(Registered::Updated(updated));
+    }
+    let existing = find_by_sub(pool, user.sub)
+        .await?
+        .ok_or(sqlx::Error::RowNotFound)?;
+    Ok(Registered::Unchanged(existing))
+}
+
+/// Returns the user with this `sub`, creating it from `user` when missing (a sign-up whose
+/// registration call failed). Never changes an existing row.
+pub async fn provision_user(pool: &PgPool, user: &NewUser) -> Result<(User, bool), sqlx::Error> {
+    if let Some(created) = insert_if_missing(pool, user).await? {
+        return Ok((created, true));
+    }
+    let existing = find_by_sub(pool, user.sub)
+        .await?
+        .ok_or(sqlx::Error::RowNotFound)?;
+    Ok((existing, false))
+}
+
+async fn insert_if_missing(pool: &PgPool, user: &NewUser) -> Result<Option<User>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "INSERT INTO users (cognito_sub, email, email_verified, username) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (cognito_sub) DO NOTHING
+         RETURNING {COLUMNS}"
+    ))
+    .bind(user.sub)
+    .bind(&user.email)
+    .bind(user.email_verified)
+    .bind(&user.username)
+    .fetch_optional(pool)
+    .await
+}
+
+pub async fn find_by_sub(pool: &PgPool, sub: Uuid) -> Result<Option<User>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM users WHERE cognito_sub = $1"
+    ))
+    .bind(sub)
+    .fetch_optional(pool)
+    .await
+}
+
+/// Whether the database answers a trivial query.
+pub async fn ping(pool: &PgPool) -> bool {
+    sqlx::query("SELECT 1").execute(pool).await.is_ok()
+}

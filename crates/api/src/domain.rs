@@ -1,0 +1,171 @@
+//! Registration data that validates itself on construction: past [`NewUser::parse`], an invalid
+//! user cannot exist.
+
+use serde::Deserialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+
+pub const MAX_EMAIL_LEN: usize = 254;
+pub const MAX_USERNAME_LEN: usize = 128;
+
+/// The body of `POST /user`, as the post-confirm Lambda sends it.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrationRequest {
+    /// The Cognito `sub` (a UUID).
+    #[schema(format = Uuid, example = "7d8ca528-4931-4254-9273-ea5ee853f271")]
+    pub sub: String,
+    /// Absent or null for phone-only user pools.
+    #[serde(default)]
+    #[schema(example = "ada@example.com")]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub email_verified: bool,
+    /// The Cognito user name.
+    #[schema(example = "ada")]
+    pub username: String,
+}
+
+/// A user ready to be stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewUser {
+    pub sub: Uuid,
+    pub email: Option<String>,
+    pub email_verified: bool,
+    pub username: String,
+}
+
+impl NewUser {
+    pub fn parse(req: RegistrationRequest) -> Result<Self, ApiError> {
+        let sub = Uuid::try_parse(&req.sub).map_err(|_| invalid("sub", "must be a UUID"))?;
+        let email = req.email.map(|e| parse_email(&e).map(|()| e)).transpose()?;
+        let username = req.username;
+        let chars = username.chars().count();
+        if chars == 0 || chars > MAX_USERNAME_LEN {
+            return Err(invalid(
+                "username",
+                format!("must be 1 to {MAX_USERNAME_LEN} characters"),
+            ));
+        }
+        if username.chars().any(char::is_control) {
+            return Err(invalid("username", "must not contain control characters"));
+        }
+        Ok(NewUser {
+            sub,
+            // A verified flag without an address means nothing.
+            email_verified: req.email_verified && email.is_some(),
+            email,
+            username,
+        })
+    }
+}
+
+fn invalid(field: &str, detail: impl Into<String>) -> ApiError {
+    ApiError::InvalidField {
+        field: field.to_owned(),
+        detail: detail.into(),
+    }
+}
+
+/// A deliberately plain address check: Cognito already verified the address format it accepts;
+/// this keeps garbage and oversized values out of the database.
+fn parse_email(email: &str) -> Result<(), ApiError> {
+    let bad = |why: &str| Err(invalid("email", why));
+    if email.len() > MAX_EMAIL_LEN {
+        return bad("must be at most 254 bytes");
+    }
+    if email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return bad("must not contain spaces or control characters");
+    }
+    let Some((local, domain)) = email.rsplit_once('@') else {
+        return bad("must contain an @");
+    };
+    if local.is_empty() || local.len() > 64 || local.contains('@') {
+        return bad("must have a local part of 1 to 64 bytes before a single @");
+    }
+    let labels_ok = domain
+        .split('.')
+        .all(|l| !l.is_empty() && !l.starts_with('-') && !l.ends_with('-'));
+    if !domain.contains('.') || !labels_ok {
+        return bad("must have a domain such as example.com after the @");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(sub: &str, email: Option<&str>, username: &str) -> RegistrationRequest {
+        RegistrationRequest {
+            sub: sub.into(),
+            email: email.map(Into::into),
+            email_verified: true,
+            username: username.into(),
+        }
+    }
+    const SUB: &str = "7d8ca528-4931-4254-9273-ea5ee853f271";
+
+    fn field_of(r: Result<NewUser, ApiError>) -> String {
+        match r {
+            Err(ApiError::InvalidField { field, .. }) => field,
+            other => panic!("expected an invalid field, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn valid_registrations_parse() {
+        let u = NewUser::parse(req(SUB, Some("ada@example.com"), "ada")).expect("valid");
+        assert_eq!(u.sub.to_string(), SUB);
+        assert!(u.email_verified);
+        let phone_only = NewUser::parse(req(SUB, None, "+15550100")).expect("phone-only pool");
+        assert_eq!(phone_only.email, None);
+        assert!(!phone_only.email_verified, "no address, nothing verified");
+    }
+
+    #[test]
+    fn each_invalid_field_is_named() {
+        assert_eq!(
+            field_of(NewUser::parse(req("not-a-uuid", None, "ada"))),
+            "sub"
+        );
+        assert_eq!(field_of(NewUser::parse(req("", None, "ada"))), "sub");
+        for bad in [
+            "",
+            "ada",
+            "ada@",
+            "@example.com",
+            "ada@example",
+            "ada@@example.com",
+            "a da@example.com",
+            "ada@-x.com",
+            "ada@example..com",
+        ] {
+            assert_eq!(
+                field_of(NewUser::parse(req(SUB, Some(bad), "ada"))),
+                "email",
+                "{bad:?}"
+            );
+        }
+        let long = format!("{}@example.com", "a".repeat(250));
+        assert_eq!(
+            field_of(NewUser::parse(req(SUB, Some(&long), "ada"))),
+            "email"
+        );
+        assert_eq!(field_of(NewUser::parse(req(SUB, None, ""))), "username");
+        assert_eq!(
+            field_of(NewUser::parse(req(SUB, None, &"u".repeat(129)))),
+            "username"
+        );
+        assert_eq!(
+            field_of(NewUser::parse(req(SUB, None, "a\u{0}b"))),
+            "username"
+        );
+        assert!(
+            NewUser::parse(req(SUB, None, &"ü".repeat(128))).is_ok(),
+            "length counts characters"
+        );
+    }
+}

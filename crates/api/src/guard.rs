@@ -1,0 +1,102 @@
+//! The registration guard: a layer bound to the `POST /user` handler, so no spelling of the
+//! path (`/user/`, `//user`, `/USER`, `/%75ser`) can reach the handler without it.
+//!
+//! Order matters: the source address is checked before the body is read (an outsider cannot
+//! make the service buffer anything), then the body is read under a limit, then the secret is
+//! verified over the exact bytes received. Every refusal gets the same `403` body; the reason
+//! goes to the log.
+
+use std::net::SocketAddr;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use shared_auth::{DenyReason, client_ip, is_allowed};
+
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+/// The raw body the guard verified, handed to the handler so it parses exactly those bytes.
+#[derive(Debug, Clone)]
+pub struct VerifiedBody(pub Bytes);
+
+pub async fn registration_guard(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let contract = &state.settings.guard;
+    let forwarded = request.headers().get_all("x-forwarded-for");
+    let client = client_ip(
+        peer.ip(),
+        forwarded.iter().map(|v| v.as_bytes()),
+        &contract.trusted_proxies,
+    );
+    let client = match client {
+        None => return deny(DenyReason::SourceUnknown, None),
+        Some(ip) if !is_allowed(ip, &contract.allowed_cidrs) => {
+            return deny(DenyReason::SourceNotAllowed, Some(ip));
+        }
+        Some(ip) => ip,
+    };
+
+    let (mut parts, body) = request.into_parts();
+    let limit = state.settings.api.body_limit_bytes;
+    let declared_too_large = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|n| n > limit as u64);
+    if declared_too_large {
+        return ApiError::PayloadTooLarge(limit).into_response();
+    }
+    let bytes = match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => bytes,
+        Err(_) => return ApiError::PayloadTooLarge(limit).into_response(),
+    };
+
+    let Some(secrets) = state.secrets.get() else {
+        tracing::warn!("registration refused: no secret loaded");
+        return ApiError::Unavailable("the registration secret is not loaded").into_response();
+    };
+    let verdict = contract.verify(
+        &secrets,
+        parts.method.as_str(),
+        parts.uri.path(),
+        &bytes,
+        |name| {
+            parts
+                .headers
+                .get_all(name)
+                .iter()
+                .map(|v| v.as_bytes())
+                .collect()
+        },
+        state.clock.now(),
+    );
+    match verdict {
+        Ok(version) => {
+            tracing::debug!(client = %client, secret = version.as_str(), "registration caller verified");
+            parts.extensions.insert(VerifiedBody(bytes.clone()));
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
+        Err(reason) => deny(reason, Some(client)),
+    }
+}
+
+fn deny(reason: DenyReason, client: Option<std::net::IpAddr>) -> Response {
+    tracing::warn!(
+        deny_reason = reason.code(),
+        client = client
+            .map(|c| c.to_string())
+            .as_deref()
+            .unwrap_or("unknown"),
+        "registration refused"
+    );
+    ApiError::Forbidden.into_response()
+}

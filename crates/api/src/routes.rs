@@ -1,0 +1,233 @@
+//! Route handlers. Thin: parse, call the database, map the result.
+
+use axum::Json;
+use axum::extract::{Extension, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::db::{self, Registered, User};
+use crate::domain::{NewUser, RegistrationRequest};
+use crate::error::ApiError;
+use crate::guard::VerifiedBody;
+use crate::jwt::TokenError;
+use crate::startup::AppState;
+
+/// Register a user confirmed in Cognito (the post-confirm Lambda only).
+#[utoipa::path(
+    post,
+    path = "/user",
+    tag = "registration",
+    request_body(content = RegistrationRequest, content_type = "application/json"),
+    params(
+        ("x-tollgate-timestamp" = Option<String>, Header, description = "Unix seconds (hmac mode)"),
+        ("x-tollgate-signature" = Option<String>, Header, description = "`v1=<base64>` entries (hmac mode)"),
+        ("x-custom-auth" = Option<String>, Header, description = "The shared secret (static mode)"),
+    ),
+    responses(
+        (status = 201, description = "Created", body = User, headers(("Location" = String))),
+        (status = 200, description = "Already registered (a replay); changed attributes were applied", body = User),
+        (status = 400, description = "Malformed JSON", content_type = "application/problem+json"),
+        (status = 403, description = "Not the registration Lambda (one body for every reason)", content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", content_type = "application/problem+json"),
+        (status = 415, description = "Not application/json", content_type = "application/problem+json"),
+        (status = 422, description = "Invalid field (named in `field`)", content_type = "application/problem+json"),
+        (status = 503, description = "Database or secret unavailable; retry after `Retry-After`", content_type = "application/problem+json"),
+    )
+)]
+pub async fn register(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Extension(VerifiedBody(body)): Extension<VerifiedBody>,
+) -> Result<Response, ApiError> {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
+    if !is_json {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let request = parse_json::<RegistrationRequest>(&body)?;
+    let user = NewUser::parse(request)?;
+    let outcome = db::register_user(&state.db, &user).await?;
+    let (status, user) = match outcome {
+        Registered::Created(u) => (StatusCode::CREATED, u),
+        Registered::Updated(u) => {
+            tracing::info!(user_id = %u.id, "registration replay updated attributes");
+            (StatusCode::OK, u)
+        }
+        Registered::Unchanged(u) => (StatusCode::OK, u),
+    };
+    tracing::info!(user_id = %user.id, status = status.as_u16(), "user registered");
+    let mut response = (status, Json(&user)).into_response();
+    if status == StatusCode::CREATED
+        && let Ok(location) = HeaderValue::from_str(&format!("/users/{}", user.id))
+    {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+/// JSON errors split the way a client can act on: syntax (400) versus a wrong field (422).
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Data => ApiError::InvalidField {
+                field: if path == "." {
+                    unknown_field(&inner.to_string())
+                } else {
+                    path
+                },
+                detail: inner.to_string(),
+            },
+            _ => ApiError::MalformedJson(inner.to_string()),
+        }
+    })
+}
+
+/// Names the field of a top-level "unknown field"/"missing field" error.
+fn unknown_field(message: &str) -> String {
+    message
+        .split('`')
+        .nth(1)
+        .map(str::to_owned)
+        .unwrap_or_else(|| "(body)".to_owned())
+}
+
+/// The caller's own user, created from the verified token if the sign-up registration was lost.
+#[utoipa::path(
+    get,
+    path = "/users/me",
+    tag = "users",
+    security(("cognito_id_token" = [])),
+    responses(
+        (status = 200, description = "The caller's user (created from the token if it was missing)", body = User),
+        (status = 401, description = "Missing or invalid Cognito ID token", content_type = "application/problem+json"),
+        (status = 503, description = "Database or identity keys unavailable", content_type = "application/problem+json"),
+    )
+)]
+pub async fn me(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<User>, ApiError> {
+    let Some(verifier) = state.jwt.as_ref() else {
+        return Err(ApiError::NotFound);
+    };
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty());
+    let claims = match token {
+        None => Err(TokenError::Missing),
+        Some(token) => verifier.verify(token, state.clock.now()).await,
+    };
+    let claims = claims.map_err(|e| {
+        tracing::info!(reason = %e, "token refused");
+        match e {
+            TokenError::KeysUnavailable => {
+                ApiError::Unavailable("the identity provider's keys are unavailable")
+            }
+            other => ApiError::Unauthorized(match other {
+                TokenError::Missing => "a Cognito ID token is required (Authorization: Bearer …)",
+                TokenError::Expired => "the token has expired",
+                TokenError::WrongUse => "an ID token is required, not an access token",
+                _ => "the token is not valid for this service",
+            }),
+        }
+    })?;
+    let user = NewUser::parse(RegistrationRequest {
+        sub: claims.sub,
+        email: claims.email,
+        email_verified: claims.email_verified,
+        username: claims.username.unwrap_or_default(),
+    })
+    .map_err(|e| {
+        tracing::warn!(error = %e, "token claims cannot form a user");
+        ApiError::Unauthorized("the token's claims are incomplete")
+    })?;
+    let (user, created) = db::provision_user(&state.db, &user).await?;
+    if created {
+        tracing::warn!(user_id = %user.id, "user provisioned from its token: its sign-up registration was lost");
+    }
+    Ok(Json(user))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    status: &'static str,
+}
+
+/// Liveness: the process answers. No dependency is checked (ALB health checks use this).
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Readiness {
+    database: bool,
+    secret: bool,
+}
+
+/// Readiness: the database answers and the secret is loaded.
+#[utoipa::path(get, path = "/readyz", tag = "health", responses(
+    (status = 200, body = Readiness), (status = 503, body = Readiness)
+))]
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
+    let readiness = Readiness {
+        database: db::ping(&state.db).await,
+        secret: state.secrets.get().is_some(),
+    };
+    let status = if readiness.database && readiness.secret {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(readiness))
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::NotFound
+}
+
+#[derive(Debug, utoipa::OpenApi)]
+#[openapi(
+    info(title = "Tollgate API", description = "Registration from Cognito sign-up, and the app user's own record."),
+    paths(register, me, healthz, readyz, openapi),
+    components(schemas(RegistrationRequest, User, Health, Readiness)),
+    modifiers(&BearerScheme)
+)]
+pub struct ApiDoc;
+
+struct BearerScheme;
+
+impl utoipa::Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "cognito_id_token",
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .bearer_format("JWT")
+                        .build(),
+                ),
+            );
+    }
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "meta", responses((status = 200, description = "OpenAPI 3.1 document")))]
+pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(<ApiDoc as utoipa::OpenApi>::openapi())
+}

@@ -1,0 +1,375 @@
+//! `POST /user` accepts the Lambda alone: every way to get past the guard without the allowed
+//! source and the secret is tried here, against the real service.
+
+mod common;
+
+use common::*;
+use reqwest::StatusCode;
+
+const FORBIDDEN_BODY: &str = r#"{"type":"about:blank","title":"Forbidden","status":403}"#;
+
+/// Asserts a refusal with the one fixed body, and that nothing was stored.
+async fn assert_refused(app: &TestApp, response: reqwest::Response, case: &str) {
+    assert_eq!(response.status(), StatusCode::FORBIDDEN, "{case}");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json",
+        "{case}"
+    );
+    assert_eq!(
+        response.text().await.expect("body"),
+        FORBIDDEN_BODY,
+        "{case}: same body for every reason"
+    );
+    assert_eq!(app.user_count().await, 0, "{case}: nothing stored");
+}
+
+#[tokio::test]
+async fn a_correctly_signed_request_is_accepted() {
+    let app = spawn().await;
+    let response = app.register(&body_for(SUB, "ada@example.com")).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert_eq!(app.user_count().await, 1);
+}
+
+#[tokio::test]
+async fn the_previous_secret_is_accepted_during_a_rotation() {
+    let app = spawn().await;
+    let body = body_for(SUB, "ada@example.com");
+    let headers = app.credentials(PREVIOUS, "/user", body.as_bytes(), now());
+    assert_eq!(
+        app.post_user(body.as_bytes(), &headers).await.status(),
+        StatusCode::CREATED
+    );
+}
+
+#[tokio::test]
+async fn static_mode_accepts_the_exact_secret_only() {
+    let app = spawn_with(Options::default().var("TOLLGATE__GUARD__MODE", "static")).await;
+    let body = body_for(SUB, "ada@example.com");
+    let h = |v: &str| vec![("x-custom-auth".to_owned(), v.to_owned())];
+    for (value, case) in [
+        ("", "empty"),
+        ("wrong", "short wrong"),
+        (&CURRENT[..CURRENT.len() - 1], "one byte short"),
+        (&format!("{CURRENT}x"), "one byte long"),
+        (&CURRENT.to_uppercase(), "case changed"),
+    ] {
+        assert_refused(&app, app.post_user(body.as_bytes(), &h(value)).await, case).await;
+    }
+    assert_refused(&app, app.post_user(body.as_bytes(), &[]).await, "missing").await;
+    let (status, _) = app
+        .raw(&raw_post(
+            "/user",
+            &[
+                format!("x-custom-auth: {CURRENT}"),
+                format!("X-Custom-Auth: {CURRENT}"),
+            ],
+            &body,
+        ))
+        .await;
+    assert_eq!(status, 403, "duplicate header lines");
+    assert_eq!(
+        app.post_user(body.as_bytes(), &h(PREVIOUS)).await.status(),
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        app.post_user(body.as_bytes(), &h(CURRENT)).await.status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn every_forged_hmac_request_is_refused_with_the_same_answer() {
+    let app = spawn().await;
+    let body = body_for(SUB, "ada@example.com");
+    let other = body_for("11111111-2222-4333-8444-555555555555", "eve@example.com");
+    let ts = now();
+    let good = app.credentials(CURRENT, "/user", body.as_bytes(), ts);
+    let with = |name: &str, value: String| -> Vec<(String, String)> {
+        good.iter()
+            .map(|(k, v)| {
+                if k == name {
+                    (k.clone(), value.clone())
+                } else {
+                    (k.clone(), v.clone())
+                }
+            })
+            .collect()
+    };
+    let sig = good
+        .iter()
+        .find(|(k, _)| k == "x-tollgate-signature")
+        .expect("signature")
+        .1
+        .clone();
+    let cases: Vec<(&str, Vec<(String, String)>, &str)> = vec![
+        ("no credential at all", vec![], &body),
+        (
+            "signature only",
+            vec![("x-tollgate-signature".into(), sig.clone())],
+            &body,
+        ),
+        (
+            "timestamp only",
+            vec![("x-tollgate-timestamp".into(), ts.to_string())],
+            &body,
+        ),
+        (
+            "wrong secret",
+            app.credentials(
+                "an-entirely-different-secret-0123456789abc",
+                "/user",
+                body.as_bytes(),
+                ts,
+            ),
+            &body,
+        ),
+        (
+            "empty secret",
+            app.credentials("", "/user", body.as_bytes(), ts),
+            &body,
+        ),
+        (
+            "stale timestamp",
+            app.credentials(CURRENT, "/user", body.as_bytes(), ts - 301),
+            &body,
+        ),
+        (
+            "future timestamp",
+            app.credentials(CURRENT, "/user", body.as_bytes(), ts + 301),
+            &body,
+        ),
+        (
+            "timestamp changed after signing",
+            with("x-tollgate-timestamp", (ts - 1).to_string()),
+            &body,
+        ),
+        ("body altered after signing", good.clone(), &other),
+        (
+            "signed for another path",
+            app.credentials(CURRENT, "/users", body.as_bytes(), ts),
+            &body,
+        ),
+        (
+            "empty signature",
+            with("x-tollgate-signature", String::new()),
+            &body,
+        ),
+        (
+            "garbage signature",
+            with("x-tollgate-signature", "v1=not-base64!!".into()),
+            &body,
+        ),
+        (
+            "truncated signature",
+            with("x-tollgate-signature", sig[..sig.len() - 2].to_owned()),
+            &body,
+        ),
+        (
+            "non-numeric timestamp",
+            with("x-tollgate-timestamp", "yesterday".into()),
+            &body,
+        ),
+    ];
+    for (case, headers, body) in cases {
+        assert_refused(&app, app.post_user(body.as_bytes(), &headers).await, case).await;
+    }
+}
+
+#[tokio::test]
+async fn a_method_change_after_signing_never_reaches_the_handler() {
+    let app = spawn().await;
+    let body = body_for(SUB, "ada@example.com");
+    let headers = app.credentials(CURRENT, "/user", body.as_bytes(), now());
+    let mut req = app
+        .http
+        .put(format!("{}/user", app.base))
+        .body(body.clone());
+    for (k, v) in &headers {
+        req = req.header(k, v);
+    }
+    let status = req.send().await.expect("sent").status();
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(app.user_count().await, 0);
+}
+
+#[tokio::test]
+async fn odd_cased_header_names_are_the_same_headers() {
+    let app = spawn().await;
+    let body = body_for(SUB, "ada@example.com");
+    let lines: Vec<String> = app
+        .credentials(CURRENT, "/user", body.as_bytes(), now())
+        .iter()
+        .map(|(k, v)| format!("{}: {v}", k.to_uppercase()))
+        .collect();
+    let (status, _) = app.raw(&raw_post("/user", &lines, &body)).await;
+    assert_eq!(status, 201);
+}
+
+#[tokio::test]
+async fn duplicated_credential_headers_are_refused() {
+    let app = spawn().await;
+    let body = body_for(SUB, "ada@example.com");
+    let creds = app.credentials(CURRENT, "/user", body.as_bytes(), now());
+    let mut lines: Vec<String> = creds.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+    // The same valid signature twice, on two lines: ambiguous, so refused.
+    let sig = creds
+        .iter()
+        .find(|(k, _)| k == "x-tollgate-signature")
+        .expect("signature");
+    lines.push(format!("X-Tollgate-Signature: {}", sig.1));
+    let (status, body_text) = app.raw(&raw_post("/user", &lines, &body)).await;
+    assert_eq!((status, body_text.as_str()), (403, FORBIDDEN_BODY));
+    assert_eq!(app.user_count().await, 0);
+}
+
+#[tokio::test]
+async fn path_variants_never_reach_the_handler() {
+    let app = spawn().await;
+    let body = body_for(SUB, "ada@example.com");
+    for path in [
+        "/user/",
+        "//user",
+        "/USER",
+        "/User",
+        "/%75ser",
+        "/user%2F",
+        "/user;x=1",
+        "/users",
+        "/user/../user",
+    ] {
+        // Signed for the variant itself, so only the routing can stop it.
+        let lines: Vec<String> = app
+            .credentials(CURRENT, path, body.as_bytes(), now())
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect();
+        let (status, _) = app.raw(&raw_post(path, &lines, &body)).await;
+        assert!(
+            status == 404 || status == 403 || status == 400,
+            "{path}: {status}"
+        );
+        assert_eq!(app.user_count().await, 0, "{path} reached the handler");
+    }
+}
+
+#[tokio::test]
+async fn a_source_outside_the_allowlist_is_refused_even_with_the_secret() {
+    let app =
+        spawn_with(Options::default().var("TOLLGATE__GUARD__ALLOWED_CIDRS", "203.0.113.7/32"))
+            .await;
+    let body = body_for(SUB, "ada@example.com");
+    let headers = app.credentials(CURRENT, "/user", body.as_bytes(), now());
+    assert_refused(
+        &app,
+        app.post_user(body.as_bytes(), &headers).await,
+        "loopback not allowed",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_untrusted_peer_cannot_claim_an_address_with_x_forwarded_for() {
+    // No trusted proxies: the TCP peer (127.0.0.1) is the client whatever the header says.
+    let app =
+        spawn_with(Options::default().var("TOLLGATE__GUARD__ALLOWED_CIDRS", "203.0.113.7/32"))
+            .await;
+    let body = body_for(SUB, "ada@example.com");
+    let mut headers = app.credentials(CURRENT, "/user", body.as_bytes(), now());
+    headers.push(("x-forwarded-for".into(), "203.0.113.7".into()));
+    assert_refused(
+        &app,
+        app.post_user(body.as_bytes(), &headers).await,
+        "untrusted peer with XFF",
+    )
+    .await;
+}
+
+/// Behind a trusted proxy (the ALB, here played by loopback), the right-most untrusted entry
+/// is the client.
+async fn behind_proxy() -> TestApp {
+    spawn_with(
+        Options::default()
+            .var("TOLLGATE__GUARD__ALLOWED_CIDRS", "203.0.113.7/32")
+            .var("TOLLGATE__GUARD__TRUSTED_PROXIES", "127.0.0.0/8,::1/128"),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn the_allowed_address_appended_by_a_trusted_proxy_is_accepted() {
+    let app = behind_proxy().await;
+    let body = body_for(SUB, "ada@example.com");
+    let mut headers = app.credentials(CURRENT, "/user", body.as_bytes(), now());
+    headers.push((
+        "x-forwarded-for".into(),
+        "198.51.100.99, 203.0.113.7".into(),
+    ));
+    assert_eq!(
+        app.post_user(body.as_bytes(), &headers).await.status(),
+        StatusCode::CREATED
+    );
+}
+
+#[tokio::test]
+async fn a_spoofed_left_most_entry_is_ignored() {
+    let app = behind_proxy().await;
+    let body = body_for(SUB, "ada@example.com");
+    let creds: Vec<String> = app
+        .credentials(CURRENT, "/user", body.as_bytes(), now())
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}"))
+        .collect();
+    let cases = [
+        vec!["X-Forwarded-For: 203.0.113.7, 198.51.100.1".to_owned()],
+        // The spoof on its own line, before the proxy's line: still one list, in order.
+        vec![
+            "X-Forwarded-For: 203.0.113.7".to_owned(),
+            "x-forwarded-for: 198.51.100.1".to_owned(),
+        ],
+        // Garbage between the allowed address and the proxy: unknown, so refused.
+        vec!["X-Forwarded-For: 203.0.113.7, unknown".to_owned()],
+        vec!["X-Forwarded-For: 203.0.113.7:443, [2001:db8::1]".to_owned()],
+        // No header at all: the proxy itself is the client, and it is not allowed.
+        vec![],
+    ];
+    for extra in cases {
+        let mut lines = creds.clone();
+        lines.extend(extra.iter().cloned());
+        let (status, text) = app.raw(&raw_post("/user", &lines, &body)).await;
+        assert_eq!((status, text.as_str()), (403, FORBIDDEN_BODY), "{extra:?}");
+    }
+    assert_eq!(app.user_count().await, 0);
+}
+
+#[tokio::test]
+async fn an_outsider_is_refused_before_the_body_is_read() {
+    let app =
+        spawn_with(Options::default().var("TOLLGATE__GUARD__ALLOWED_CIDRS", "203.0.113.7/32"))
+            .await;
+    // A huge declared body: an outsider gets 403, not 413, and the service reads nothing.
+    let req = "POST /user HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: 100000000\r\n\r\n{";
+    let (status, body) = app.raw(req).await;
+    assert_eq!((status, body.as_str()), (403, FORBIDDEN_BODY));
+}
+
+#[tokio::test]
+async fn no_loaded_secret_means_503_not_a_pass() {
+    let app = spawn_with(Options {
+        provider: Some(api::secrets::SecretProvider::SecretsManager {
+            client: api::secrets::secrets_manager(&shared_auth::AwsSettings {
+                region: Some("ap-northeast-1".into()),
+                endpoint_url: Some("http://127.0.0.1:9".into()),
+            })
+            .await,
+            secret_id: "missing".into(),
+        }),
+        ..Options::default()
+    })
+    .await;
+    let response = app.register(&body_for(SUB, "ada@example.com")).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(response.headers().contains_key("retry-after"));
+    assert_eq!(app.user_count().await, 0);
+}
