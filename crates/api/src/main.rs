@@ -14,6 +14,9 @@ struct Cli {
     /// Print the effective settings (secrets redacted) and exit.
     #[arg(long)]
     check_config: bool,
+    /// Apply the database migrations to the configured database and exit.
+    #[arg(long, conflicts_with = "check_config")]
+    migrate: bool,
 }
 
 #[tokio::main]
@@ -31,7 +34,12 @@ async fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     telemetry::init(&settings.env);
-    match serve(settings).await {
+    let result = if cli.migrate {
+        migrate(&settings).await
+    } else {
+        serve(settings).await
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "api stopped");
@@ -39,6 +47,22 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+async fn migrate(settings: &shared_auth::Settings) -> anyhow::Result<()> {
+    let pool = api::db::pool(&settings.api)?;
+    api::db::MIGRATOR
+        .run(&pool)
+        .await
+        .context("cannot apply the database migrations")?;
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
+        .fetch_one(&pool)
+        .await?;
+    println!(
+        "migrations applied: the database is at {applied} of {}",
+        api::db::MIGRATOR.iter().count()
+    );
+    Ok(())
 }
 
 async fn serve(settings: shared_auth::Settings) -> anyhow::Result<()> {

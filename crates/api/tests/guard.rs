@@ -103,7 +103,8 @@ async fn every_forged_hmac_request_is_refused_with_the_same_answer() {
         .expect("signature")
         .1
         .clone();
-    let cases: Vec<(&str, Vec<(String, String)>, &str)> = vec![
+    type Headers = Vec<(String, String)>;
+    let cases: Vec<(&str, Headers, &str)> = vec![
         ("no credential at all", vec![], &body),
         (
             "signature only",

@@ -34,6 +34,12 @@ enum Task {
         #[arg(last = true)]
         cargo_args: Vec<String>,
     },
+    /// Apply migrations/ to an environment's database (DATABASE_URL, else the env's setting).
+    Migrate {
+        /// Environment whose settings to use (deploy/<env>.toml).
+        #[arg(long, default_value = "local")]
+        env: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -46,6 +52,7 @@ fn main() -> ExitCode {
     }
     let result = match cli.task {
         Task::Test { cargo_args } => test::run(&cargo_args),
+        Task::Migrate { env } => migrate(&env),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -54,6 +61,18 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Migrations run through the api binary, so the service and this command apply the very same
+/// compiled-in set.
+fn migrate(env: &str) -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    cmd::run(
+        std::process::Command::new(cargo)
+            .current_dir(workspace_root())
+            .args(["run", "--quiet", "--package", "api", "--", "--migrate"])
+            .env("TOLLGATE_ENV", env),
+    )
 }
 
 /// The workspace root (the folder holding the top-level Cargo.toml).

@@ -154,11 +154,16 @@ pub async fn spawn_with(opts: Options) -> TestApp {
 }
 
 impl TestApp {
-    /// Stops the server gracefully and waits for it.
-    pub async fn stop(mut self) {
+    /// Asks the server to stop, as SIGTERM would; requests in flight are finished.
+    pub fn begin_shutdown(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(mut self) {
+        self.begin_shutdown();
         if let Some(server) = self.server.take() {
             server
                 .await
