@@ -1,0 +1,93 @@
+//! Reading Cognito's PostConfirmation event into the body of `POST /user`.
+
+use aws_lambda_events::event::cognito::{
+    CognitoEventUserPoolsPostConfirmation,
+    CognitoEventUserPoolsPostConfirmationTriggerSource as Trigger,
+};
+use serde::Serialize;
+use serde_json::Value;
+
+/// The body of `POST /user` (the API's `RegistrationRequest`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Registration {
+    pub sub: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    pub email_verified: bool,
+    pub username: String,
+}
+
+/// What to do with one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Register(Registration),
+    /// Not a sign-up (a password reset, or a trigger this Lambda does not know): nothing to do.
+    Skip(String),
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EventError {
+    #[error("the event is not a Cognito PostConfirmation event: {0}")]
+    NotPostConfirmation(String),
+    #[error("the event has no `{0}` user attribute")]
+    MissingAttribute(&'static str),
+    #[error("the event has no user name")]
+    MissingUserName,
+}
+
+/// Decides what an event asks for. Reads through `aws_lambda_events`' type after turning
+/// boolean attribute values (`"email_verified": true`, sent by some tools) into the strings
+/// Cognito itself sends.
+pub fn action(raw: &Value) -> Result<Action, EventError> {
+    let trigger = raw
+        .get("triggerSource")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if !matches!(
+        trigger,
+        "PostConfirmation_ConfirmSignUp" | "PostConfirmation_ConfirmForgotPassword"
+    ) {
+        return Ok(Action::Skip(format!("trigger `{trigger}`")));
+    }
+    let mut normalised = raw.clone();
+    if let Some(attrs) = normalised
+        .pointer_mut("/request/userAttributes")
+        .and_then(Value::as_object_mut)
+    {
+        for value in attrs.values_mut() {
+            if let Value::Bool(b) = value {
+                *value = Value::String(b.to_string());
+            }
+        }
+    }
+    let event: CognitoEventUserPoolsPostConfirmation = serde_json::from_value(normalised)
+        .map_err(|e| EventError::NotPostConfirmation(e.to_string()))?;
+    let header = &event.cognito_event_user_pools_header;
+    if header.trigger_source != Some(Trigger::ConfirmSignUp) {
+        return Ok(Action::Skip(
+            "trigger `PostConfirmation_ConfirmForgotPassword`".into(),
+        ));
+    }
+    let attrs = &event.request.user_attributes;
+    let sub = attrs
+        .get("sub")
+        .filter(|s| !s.is_empty())
+        .ok_or(EventError::MissingAttribute("sub"))?
+        .clone();
+    let username = header
+        .user_name
+        .clone()
+        .filter(|u| !u.is_empty())
+        .ok_or(EventError::MissingUserName)?;
+    let email = attrs.get("email").filter(|e| !e.is_empty()).cloned();
+    let email_verified = email.is_some()
+        && attrs
+            .get("email_verified")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    Ok(Action::Register(Registration {
+        sub,
+        email,
+        email_verified,
+        username,
+    }))
+}

@@ -1,0 +1,110 @@
+//! The shared secret as the Lambda holds it: fetched lazily, cached for the contract's TTL,
+//! refetched at once when the API says the one in hand is no longer accepted.
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_secretsmanager::Client as SecretsManager;
+use secrecy::SecretString;
+use tokio::sync::Mutex;
+
+/// Where the secret comes from.
+#[derive(Debug)]
+pub enum SecretSource {
+    /// Secrets Manager, version `AWSCURRENT`.
+    SecretsManager {
+        client: SecretsManager,
+        secret_id: String,
+    },
+    /// A value given at start (tests and local tools).
+    Fixed(SecretString),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("secret `{0}` has no string value")]
+    NotAString(String),
+    #[error("Secrets Manager: {0}")]
+    Aws(String),
+}
+
+#[derive(Debug)]
+pub struct SecretCache {
+    source: SecretSource,
+    ttl: Duration,
+    cached: Mutex<Option<(SecretString, Instant)>>,
+}
+
+impl SecretCache {
+    pub fn new(source: SecretSource, ttl: Duration) -> Self {
+        Self {
+            source,
+            ttl,
+            cached: Mutex::new(None),
+        }
+    }
+
+    /// The cached secret while it is younger than the TTL, else a fresh one.
+    pub async fn get(&self) -> Result<SecretString, SecretError> {
+        let mut cached = self.cached.lock().await;
+        if let Some((secret, at)) = cached.as_ref()
+            && at.elapsed() < self.ttl
+        {
+            return Ok(secret.clone());
+        }
+        let secret = self.fetch().await?;
+        *cached = Some((secret.clone(), Instant::now()));
+        Ok(secret)
+    }
+
+    /// A fresh secret, whatever the cache holds (after a 403: the secret was rotated).
+    pub async fn refresh(&self) -> Result<SecretString, SecretError> {
+        let mut cached = self.cached.lock().await;
+        let secret = self.fetch().await?;
+        *cached = Some((secret.clone(), Instant::now()));
+        Ok(secret)
+    }
+
+    async fn fetch(&self) -> Result<SecretString, SecretError> {
+        match &self.source {
+            SecretSource::Fixed(secret) => Ok(secret.clone()),
+            SecretSource::SecretsManager { client, secret_id } => {
+                let out = client
+                    .get_secret_value()
+                    .secret_id(secret_id)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        SecretError::Aws(
+                            aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string(),
+                        )
+                    })?;
+                out.secret_string
+                    .filter(|s| !s.is_empty())
+                    .map(SecretString::from)
+                    .ok_or_else(|| SecretError::NotAString(secret_id.clone()))
+            }
+        }
+    }
+}
+
+/// A Secrets Manager client for `aws` settings; `endpoint_url` points it at a local AWS, which
+/// gets test credentials unless the environment provides some.
+pub async fn secrets_manager(aws: &shared_auth::AwsSettings) -> SecretsManager {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(region) = &aws.region {
+        loader = loader.region(aws_config::Region::new(region.clone()));
+    }
+    if let Some(url) = &aws.endpoint_url {
+        loader = loader.endpoint_url(url);
+        if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+            loader = loader.credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
+                "test",
+                "test",
+                None,
+                None,
+                "tollgate-local",
+            ));
+        }
+    }
+    SecretsManager::new(&loader.load().await)
+}

@@ -1,0 +1,142 @@
+//! The built binary, run as Lambda runs a custom runtime: a process pointed at a Runtime API
+//! (here the local one in `support/runtime_api.rs`), settings from the environment as xtask
+//! renders them, the secret from (moto's) Secrets Manager.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+use shared_auth::SecretSet;
+use support::receiver::Receiver;
+use support::runtime_api::{Outcome, RuntimeApi};
+
+const SECRET: &str = "bootstrap-test-secret-0123456789abcdefghijk";
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(format!(
+        "{}/tests/fixtures/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .expect("fixture")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_binary_processes_invocations_end_to_end() {
+    let endpoint = std::env::var("TOLLGATE_TEST_AWS_ENDPOINT").unwrap_or_else(|_| {
+        panic!("TOLLGATE_TEST_AWS_ENDPOINT is not set: run the tests with `cargo xtask test` (it starts moto_server)")
+    });
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos();
+    let secret_id = format!("tollgate/test/bootstrap-{nanos}");
+    let aws = shared_auth::AwsSettings {
+        region: Some("ap-northeast-1".into()),
+        endpoint_url: Some(endpoint.clone()),
+    };
+    post_confirm::secret::secrets_manager(&aws)
+        .await
+        .create_secret()
+        .name(&secret_id)
+        .secret_string(SECRET)
+        .send()
+        .await
+        .expect("moto creates the secret");
+
+    let contract = shared_auth::load_with(&Default::default())
+        .expect("local settings")
+        .guard;
+    let receiver = Receiver::start(
+        contract,
+        SecretSet::new(SECRET.into(), None).expect("secret"),
+    )
+    .await;
+    let runtime = RuntimeApi::start().expect("runtime API");
+
+    let started = Instant::now();
+    let child = Command::new(env!("CARGO_BIN_EXE_post-confirm"))
+        .env_clear()
+        .envs(runtime.lambda_env("post-confirm"))
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("TOLLGATE_ENV", "local")
+        .env("TOLLGATE__LAMBDA__API_BASE_URL", receiver.base_url())
+        .env("TOLLGATE__GUARD__SECRET_ID", &secret_id)
+        .env("TOLLGATE__AWS__ENDPOINT_URL", &endpoint)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the binary starts");
+    let _child = Killed(child);
+
+    let sign_up = fixture("sign-up");
+    let outcome = tokio::task::spawn_blocking({
+        let sign_up = sign_up.clone();
+        move || {
+            let first = runtime.invoke(&sign_up, Duration::from_secs(5));
+            let elapsed = started.elapsed();
+            let reset = runtime.invoke(&fixture("forgot-password"), Duration::from_secs(5));
+            let broken = runtime.invoke(&fixture("missing-sub"), Duration::from_secs(5));
+            (first, elapsed, reset, broken)
+        }
+    })
+    .await
+    .expect("invocations");
+    let (first, elapsed, reset, broken) = outcome;
+    eprintln!(
+        "post-confirm: process start to first completed invocation: {} ms",
+        elapsed.as_millis()
+    );
+
+    let Outcome::Response(body) = first else {
+        panic!("sign-up: {first:?}")
+    };
+    let returned: Value = serde_json::from_str(&body).expect("JSON response");
+    assert_eq!(
+        returned,
+        serde_json::from_str::<Value>(&sign_up).expect("fixture"),
+        "event returned unchanged"
+    );
+    assert!(
+        receiver
+            .calls()
+            .first()
+            .is_some_and(|c| c.verified && c.status == 201),
+        "{:?}",
+        receiver.calls()
+    );
+    assert!(matches!(reset, Outcome::Response(_)), "{reset:?}");
+    let Outcome::Error(report) = broken else {
+        panic!("missing sub: {broken:?}")
+    };
+    assert!(report.contains("sub"), "{report}");
+    assert_eq!(receiver.calls().len(), 1, "only the sign-up called the API");
+}
+
+#[test]
+fn invalid_settings_stop_the_binary_with_the_key_named() {
+    let runtime = RuntimeApi::start().expect("runtime API");
+    let output = Command::new(env!("CARGO_BIN_EXE_post-confirm"))
+        .env_clear()
+        .envs(runtime.lambda_env("post-confirm"))
+        .env("TOLLGATE__GUARD__MODE", "plaintext")
+        .output()
+        .expect("runs");
+    assert!(!output.status.success());
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(text.contains("guard.mode"), "{text}");
+}

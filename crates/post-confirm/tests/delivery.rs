@@ -1,0 +1,245 @@
+//! The handler against a receiver on loopback: success, replays, retries, permanent refusals,
+//! secret rotation, and an API that never answers.
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use lambda_runtime::{Context, LambdaEvent};
+use post_confirm::secret::{SecretSource, secrets_manager};
+use post_confirm::{Deps, SAFE_FAILURE, handle};
+use serde_json::Value;
+use shared_auth::{SecretSet, Settings};
+use support::receiver::{Receiver, Script};
+
+const SECRET: &str = "lambda-test-secret-0123456789abcdefghijklmn";
+
+fn fixture(name: &str) -> Value {
+    let path = format!("{}/tests/fixtures/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("json")
+}
+
+fn settings(api_base_url: &str, extra: &[(&str, &str)]) -> Settings {
+    let mut vars: HashMap<String, String> = HashMap::from([
+        ("TOLLGATE_ENV".into(), "local".into()),
+        ("TOLLGATE__LAMBDA__API_BASE_URL".into(), api_base_url.into()),
+    ]);
+    vars.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    shared_auth::load_with(&vars).expect("settings")
+}
+
+fn secrets(current: &str) -> SecretSet {
+    SecretSet::new(current.into(), None).expect("valid secret")
+}
+
+/// An invocation with `budget` left before Lambda's deadline.
+fn invocation(payload: Value, budget: Duration) -> LambdaEvent<Value> {
+    let mut context = Context::default();
+    context.request_id = "test-request".into();
+    context.deadline =
+        (SystemTime::now().duration_since(UNIX_EPOCH).expect("clock") + budget).as_millis() as u64;
+    LambdaEvent::new(payload, context)
+}
+
+async fn setup(extra: &[(&str, &str)]) -> (Receiver, Deps) {
+    let s = settings("http://127.0.0.1:9", extra);
+    let receiver = Receiver::start(s.guard.clone(), secrets(SECRET)).await;
+    let deps = Deps::with_secret_source(
+        settings(&receiver.base_url(), extra),
+        SecretSource::Fixed(SECRET.into()),
+    )
+    .expect("deps");
+    (receiver, deps)
+}
+
+#[tokio::test]
+async fn a_sign_up_is_delivered_signed_and_the_event_comes_back_unchanged() {
+    let (receiver, deps) = setup(&[]).await;
+    let event = fixture("unverified-with-extra-fields");
+    let returned = handle(&deps, invocation(event.clone(), Duration::from_secs(5)))
+        .await
+        .expect("delivered");
+    assert_eq!(
+        returned, event,
+        "Cognito needs the event back as it was sent"
+    );
+    let calls = receiver.calls();
+    assert_eq!(calls.len(), 1);
+    assert!(calls[0].verified, "the receiver verified the signature");
+    assert_eq!(
+        calls[0].body,
+        serde_json::json!({"sub": "7d8ca528-4931-4254-9273-ea5ee853f271", "email": "ada@example.com", "email_verified": false, "username": "ada"})
+    );
+    assert_eq!(calls[0].status, 201);
+}
+
+#[tokio::test]
+async fn static_mode_is_delivered_too() {
+    let (receiver, deps) = setup(&[("TOLLGATE__GUARD__MODE", "static")]).await;
+    handle(
+        &deps,
+        invocation(fixture("sign-up"), Duration::from_secs(5)),
+    )
+    .await
+    .expect("delivered");
+    assert!(receiver.calls()[0].verified);
+}
+
+#[tokio::test]
+async fn a_cognito_retry_of_the_same_event_succeeds_again() {
+    let (receiver, deps) = setup(&[]).await;
+    for _ in 0..2 {
+        handle(
+            &deps,
+            invocation(fixture("sign-up"), Duration::from_secs(5)),
+        )
+        .await
+        .expect("delivered");
+    }
+    let statuses: Vec<u16> = receiver.calls().iter().map(|c| c.status).collect();
+    assert_eq!(statuses, [201, 200]);
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried_until_success() {
+    let (receiver, deps) = setup(&[]).await;
+    receiver.script(&[
+        Script::Status(503),
+        Script::Status(429),
+        Script::Status(502),
+    ]);
+    handle(
+        &deps,
+        invocation(fixture("sign-up"), Duration::from_secs(5)),
+    )
+    .await
+    .expect("delivered");
+    let statuses: Vec<u16> = receiver.calls().iter().map(|c| c.status).collect();
+    assert_eq!(statuses, [503, 429, 502, 201]);
+}
+
+#[tokio::test]
+async fn a_permanent_refusal_fails_at_once_with_the_safe_message() {
+    let (receiver, deps) = setup(&[]).await;
+    receiver.script(&[Script::Status(422)]);
+    let err = handle(
+        &deps,
+        invocation(fixture("sign-up"), Duration::from_secs(5)),
+    )
+    .await
+    .expect_err("refused");
+    assert_eq!(err.to_string(), SAFE_FAILURE);
+    assert_eq!(receiver.calls().len(), 1, "a 422 is not retried");
+}
+
+#[tokio::test]
+async fn a_password_reset_calls_nothing() {
+    let (receiver, deps) = setup(&[]).await;
+    let event = fixture("forgot-password");
+    assert_eq!(
+        handle(&deps, invocation(event.clone(), Duration::from_secs(5)))
+            .await
+            .expect("ok"),
+        event
+    );
+    assert!(receiver.calls().is_empty());
+}
+
+#[tokio::test]
+async fn an_api_that_never_answers_fails_before_the_deadline() {
+    let (receiver, deps) = setup(&[("TOLLGATE__LAMBDA__ATTEMPT_TIMEOUT_MS", "5000")]).await;
+    receiver.script(&[Script::Hang, Script::Hang, Script::Hang, Script::Hang]);
+    let budget = Duration::from_millis(1_500);
+    let start = Instant::now();
+    let err = handle(&deps, invocation(fixture("sign-up"), budget))
+        .await
+        .expect_err("gave up");
+    let took = start.elapsed();
+    assert_eq!(err.to_string(), SAFE_FAILURE);
+    assert!(
+        took < budget,
+        "returned after {took:?}, past the {budget:?} deadline"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_api_fails_within_the_deadline() {
+    let s = settings("http://127.0.0.1:9", &[]);
+    let deps = Deps::with_secret_source(s, SecretSource::Fixed(SECRET.into())).expect("deps");
+    let budget = Duration::from_secs(2);
+    let start = Instant::now();
+    let err = handle(&deps, invocation(fixture("sign-up"), budget))
+        .await
+        .expect_err("unreachable");
+    assert_eq!(err.to_string(), SAFE_FAILURE);
+    assert!(start.elapsed() < budget);
+}
+
+#[tokio::test]
+async fn a_rotated_secret_is_refetched_after_one_403() {
+    let endpoint = std::env::var("TOLLGATE_TEST_AWS_ENDPOINT").unwrap_or_else(|_| {
+        panic!("TOLLGATE_TEST_AWS_ENDPOINT is not set: run the tests with `cargo xtask test` (it starts moto_server)")
+    });
+    let secret_id = format!("tollgate/test/lambda-{}", unique_suffix());
+    let aws = shared_auth::AwsSettings {
+        region: Some("ap-northeast-1".into()),
+        endpoint_url: Some(endpoint),
+    };
+    let sm = secrets_manager(&aws).await;
+    let old = "old-lambda-secret-0123456789abcdefghijklmnop";
+    let new = "new-lambda-secret-0123456789abcdefghijklmnop";
+    sm.create_secret()
+        .name(&secret_id)
+        .secret_string(old)
+        .send()
+        .await
+        .expect("create secret in moto");
+
+    let s = settings("http://127.0.0.1:9", &[]);
+    let receiver = Receiver::start(s.guard.clone(), secrets(old)).await;
+    let deps = Deps::with_secret_source(
+        settings(&receiver.base_url(), &[]),
+        SecretSource::SecretsManager {
+            client: secrets_manager(&aws).await,
+            secret_id: secret_id.clone(),
+        },
+    )
+    .expect("deps");
+    handle(
+        &deps,
+        invocation(fixture("sign-up"), Duration::from_secs(5)),
+    )
+    .await
+    .expect("first delivery caches the old secret");
+
+    // Rotate: Secrets Manager gets a new version, and the receiver accepts only it.
+    sm.put_secret_value()
+        .secret_id(&secret_id)
+        .secret_string(new)
+        .send()
+        .await
+        .expect("rotate");
+    receiver.accept(secrets(new));
+    handle(
+        &deps,
+        invocation(fixture("sign-up"), Duration::from_secs(5)),
+    )
+    .await
+    .expect("delivered after refetch");
+    let calls = receiver.calls();
+    let statuses: Vec<u16> = calls.iter().map(|c| c.status).collect();
+    assert_eq!(statuses, [201, 403, 200]);
+}
+
+fn unique_suffix() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos();
+    format!("{}-{nanos}", std::process::id())
+}

@@ -1,0 +1,3 @@
+//! Shared test support: a scripted receiver and a local Lambda Runtime API.
+pub mod receiver;
+pub mod runtime_api;

@@ -1,0 +1,137 @@
+//! A scripted stand-in for the API's `POST /user`, verifying every request with `shared-auth`
+//! exactly as the API does, so a test sees whether the Lambda signs correctly.
+#![allow(dead_code)]
+
+use std::collections::{HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::routing::post;
+use shared_auth::{GuardContract, SecretSet};
+
+/// What the receiver does with the next verified request.
+#[derive(Debug, Clone, Copy)]
+pub enum Script {
+    /// Answer this status.
+    Status(u16),
+    /// Never answer.
+    Hang,
+}
+
+/// One request as received.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub verified: bool,
+    pub body: serde_json::Value,
+    pub status: u16,
+}
+
+#[derive(Clone)]
+struct Inner {
+    contract: GuardContract,
+    secrets: Arc<Mutex<SecretSet>>,
+    script: Arc<Mutex<VecDeque<Script>>>,
+    calls: Arc<Mutex<Vec<Call>>>,
+    registered: Arc<Mutex<HashSet<String>>>,
+}
+
+pub struct Receiver {
+    pub addr: SocketAddr,
+    inner: Inner,
+}
+
+impl Receiver {
+    pub async fn start(contract: GuardContract, secrets: SecretSet) -> Receiver {
+        let inner = Inner {
+            contract: contract.clone(),
+            secrets: Arc::new(Mutex::new(secrets)),
+            script: Arc::default(),
+            calls: Arc::default(),
+            registered: Arc::default(),
+        };
+        let app = axum::Router::new()
+            .route(&contract.path, post(receive))
+            .with_state(inner.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Receiver { addr, inner }
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Answers for the next verified requests, in order; afterwards it registers (201/200).
+    pub fn script(&self, steps: &[Script]) {
+        self.inner
+            .script
+            .lock()
+            .expect("script")
+            .extend(steps.iter().copied());
+    }
+
+    /// Accept these secrets from now on (a rotation on the receiving side).
+    pub fn accept(&self, secrets: SecretSet) {
+        *self.inner.secrets.lock().expect("secrets") = secrets;
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.inner.calls.lock().expect("calls").clone()
+    }
+}
+
+async fn receive(
+    State(inner): State<Inner>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let secrets = inner.secrets.lock().expect("secrets").clone();
+    let verdict = inner.contract.verify(
+        &secrets,
+        method.as_str(),
+        uri.path(),
+        &body,
+        |name| headers.get_all(name).iter().map(|v| v.as_bytes()).collect(),
+        now,
+    );
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+    let status = if verdict.is_err() {
+        403
+    } else {
+        let step = inner.script.lock().expect("script").pop_front();
+        match step {
+            Some(Script::Hang) => {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                504
+            }
+            Some(Script::Status(s)) => s,
+            None => {
+                let sub = json["sub"].as_str().unwrap_or_default().to_owned();
+                if inner.registered.lock().expect("registered").insert(sub) {
+                    201
+                } else {
+                    200
+                }
+            }
+        }
+    };
+    inner.calls.lock().expect("calls").push(Call {
+        verified: verdict.is_ok(),
+        body: json,
+        status,
+    });
+    StatusCode::from_u16(status).expect("status")
+}
