@@ -10,14 +10,8 @@ pub fn echo(cmd: &Command) {
     let mut line = String::from("$");
     for (k, v) in cmd.get_envs() {
         if let Some(v) = v {
-            let v = v.to_string_lossy();
-            // Addresses are worth showing; anything that looks like a credential is not.
-            let shown = if k.to_string_lossy().contains("SECRET") {
-                "…".into()
-            } else {
-                v
-            };
-            line.push_str(&format!(" {}={}", k.to_string_lossy(), shown));
+            let (k, v) = (k.to_string_lossy(), v.to_string_lossy());
+            line.push_str(&format!(" {k}={}", shown_value(&k, &v)));
         }
     }
     line.push(' ');
@@ -36,6 +30,31 @@ pub fn paint(style: &str, text: &str) -> String {
         format!("\x1b[{style}m{text}\x1b[0m")
     } else {
         text.to_owned()
+    }
+}
+
+/// Names whose values are credentials: never printed.
+const CREDENTIAL_VARS: &[&str] = &[
+    "TOLLGATE_SECRET_CURRENT",
+    "TOLLGATE_SECRET_PREVIOUS",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+];
+
+/// A variable's value as echoed: credentials hidden, and the password of a URL too.
+fn shown_value(key: &str, value: &str) -> String {
+    if CREDENTIAL_VARS.contains(&key) || key.ends_with("PASSWORD") {
+        return "…".into();
+    }
+    match value
+        .split_once("://")
+        .and_then(|(scheme, rest)| Some((scheme, rest.split_once('@')?)))
+    {
+        Some((scheme, (userinfo, host))) if userinfo.contains(':') => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:…@{host}")
+        }
+        _ => value.to_owned(),
     }
 }
 
@@ -96,4 +115,28 @@ pub fn which(program: &str) -> Option<std::path::PathBuf> {
     std::env::split_paths(&path)
         .map(|dir| dir.join(program))
         .find(|p| p.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn echoed_commands_hide_credentials_only() {
+        assert_eq!(shown_value("TOLLGATE_SECRET_CURRENT", "s3cret-value"), "…");
+        assert_eq!(shown_value("AWS_SECRET_ACCESS_KEY", "abc"), "…");
+        assert_eq!(shown_value("PGPASSWORD", "abc"), "…");
+        assert_eq!(
+            shown_value("DATABASE_URL", "postgres://app:hunter2@db:5432/tollgate"),
+            "postgres://app:…@db:5432/tollgate"
+        );
+        assert_eq!(
+            shown_value("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/x"),
+            "postgres://postgres@127.0.0.1:5432/x"
+        );
+        assert_eq!(
+            shown_value("TOLLGATE__GUARD__SECRET_ID", "tollgate/local/registration"),
+            "tollgate/local/registration"
+        );
+    }
 }

@@ -4,14 +4,21 @@
 //! what happens. Services started here (PostgreSQL, moto_server) are owned by guards that stop
 //! them on every exit path, Ctrl-C included.
 
+mod aws;
 mod cmd;
 mod services;
 mod test;
+mod up;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use clap::{Parser, Subcommand};
+
+/// Set when Ctrl-C (or SIGTERM) arrives; long-running tasks poll it and wind down.
+pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 #[derive(Debug, Parser)]
 #[command(
@@ -34,6 +41,13 @@ enum Task {
         #[arg(last = true)]
         cargo_args: Vec<String>,
     },
+    /// Run the whole sign-up flow locally: moto, PostgreSQL, the api, the Lambda binary; then
+    /// show a real sign-up go through and forged registrations fail.
+    Up {
+        /// Run the flow once and exit with its status instead of staying up.
+        #[arg(long)]
+        once: bool,
+    },
     /// Apply migrations/ to an environment's database (DATABASE_URL, else the env's setting).
     Migrate {
         /// Environment whose settings to use (deploy/<env>.toml).
@@ -46,13 +60,16 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // Ctrl-C reaches the whole foreground process group: the child in the foreground (cargo
     // test) stops by itself, and this process must live on to stop the services it started.
-    if let Err(e) = ctrlc::set_handler(|| eprintln!("\ninterrupted: stopping what xtask started…"))
-    {
+    if let Err(e) = ctrlc::set_handler(|| {
+        INTERRUPTED.store(true, Ordering::SeqCst);
+        eprintln!("\ninterrupted: stopping what xtask started…");
+    }) {
         eprintln!("warning: cannot handle Ctrl-C ({e}); an interrupt may leave services running");
     }
     let result = match cli.task {
         Task::Test { cargo_args } => test::run(&cargo_args),
         Task::Migrate { env } => migrate(&env),
+        Task::Up { once } => up::run(once),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
