@@ -72,8 +72,8 @@ use secrecy::{ExposeSecret, SecretString};
 pub use client_ip::{client_ip, is_allowed};
 pub use secret::{SecretError, SecretSet, verify_static};
 pub use settings::{
-    ApiSettings, AwsSettings, ConfigError, GuardContract, LambdaSettings, SecretSource, Settings,
-    SigningMode, load, load_with,
+    ApiSettings, AwsSettings, ConfigError, DeploySettings, GuardContract, LambdaSettings,
+    SecretSource, Settings, SigningMode, load, load_with,
 };
 pub use signing::{SignedRequest, sign, string_to_sign, verify_signature};
 pub use verdict::{DenyReason, SecretVersion, Verdict};

@@ -55,6 +55,8 @@ pub struct Settings {
     pub lambda: LambdaSettings,
     #[serde(default)]
     pub aws: AwsSettings,
+    #[serde(default)]
+    pub deploy: DeploySettings,
 }
 
 /// The shared contract between the post-confirm Lambda (sender) and the API (receiver).
@@ -246,6 +248,40 @@ pub struct AwsSettings {
     pub region: Option<String>,
     /// A local AWS (moto_server) for `--env local`; absent in the cloud.
     pub endpoint_url: Option<String>,
+}
+
+/// How `cargo xtask deploy` builds the stack for this environment (read by xtask only).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeploySettings {
+    /// S3 bucket holding the Terraform state (native S3 locking); absent for `local` (local state).
+    pub state_bucket: Option<String>,
+    /// ACM certificate of the HTTPS listener; required outside `local`.
+    pub certificate_arn: Option<String>,
+    /// `arm64` or `x86_64`: the Lambda's architecture and the bootstrap build target.
+    pub lambda_architecture: String,
+    pub db_instance_class: String,
+    /// VPC range; `guard.trusted_proxies` must contain it (the ALB's nodes live there).
+    pub vpc_cidr: IpNet,
+    pub api_desired_count: u32,
+    /// Deletion protection on the database, ALB and user pool (off only for throwaway stacks).
+    pub deletion_protection: bool,
+}
+
+impl Default for DeploySettings {
+    fn default() -> Self {
+        Self {
+            state_bucket: None,
+            certificate_arn: None,
+            lambda_architecture: "arm64".to_owned(),
+            db_instance_class: "db.t4g.micro".to_owned(),
+            vpc_cidr: IpNet::V4(
+                ipnet::Ipv4Net::new(std::net::Ipv4Addr::new(10, 20, 0, 0), 16).unwrap_or_default(),
+            ),
+            api_desired_count: 2,
+            deletion_protection: true,
+        }
+    }
 }
 
 mod defaults {
@@ -457,6 +493,53 @@ impl Settings {
             }
         }
         check_http_url("lambda.api_base_url", &self.lambda.api_base_url, true)?;
+        self.validate_deploy()
+    }
+
+    fn validate_deploy(&self) -> Result<(), ConfigError> {
+        let deploy = &self.deploy;
+        if !matches!(deploy.lambda_architecture.as_str(), "arm64" | "x86_64") {
+            return Err(ConfigError::invalid(
+                "deploy.lambda_architecture",
+                format!(
+                    "`{}` is neither arm64 nor x86_64",
+                    deploy.lambda_architecture
+                ),
+            ));
+        }
+        if self.env == DEFAULT_ENV {
+            return Ok(());
+        }
+        if deploy.state_bucket.as_deref().is_none_or(str::is_empty) {
+            return Err(ConfigError::invalid(
+                "deploy.state_bucket",
+                "is required outside `local`: the S3 bucket that holds the Terraform state",
+            ));
+        }
+        if !deploy
+            .certificate_arn
+            .as_deref()
+            .is_some_and(|arn| arn.starts_with("arn:aws") && arn.contains(":acm:"))
+        {
+            return Err(ConfigError::invalid(
+                "deploy.certificate_arn",
+                "is required outside `local`: the ACM certificate ARN of the HTTPS listener",
+            ));
+        }
+        if !self
+            .guard
+            .trusted_proxies
+            .iter()
+            .any(|net| net.contains(&deploy.vpc_cidr))
+        {
+            return Err(ConfigError::invalid(
+                "guard.trusted_proxies",
+                format!(
+                    "must contain deploy.vpc_cidr ({}): the ALB's X-Forwarded-For entries come from there",
+                    deploy.vpc_cidr
+                ),
+            ));
+        }
         Ok(())
     }
 }

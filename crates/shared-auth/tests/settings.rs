@@ -328,10 +328,37 @@ fn rendered_contract_variables_parse_back_to_the_same_contract() {
             "198.51.100.7/32".parse().unwrap(),
             "2001:db8::/64".parse().unwrap(),
         ];
-        original.trusted_proxies = vec![];
+        original.trusted_proxies = vec!["10.0.0.0/8".parse().unwrap()];
         let mut rendered: HashMap<String, String> = original.to_env_vars().into_iter().collect();
         rendered.insert("TOLLGATE_ENV".into(), env.into());
         let back = load_with(&rendered).expect("rendered contract loads").guard;
         assert_eq!(back, original, "{env}");
     }
+}
+
+#[test]
+fn deploy_settings_are_checked_outside_local() {
+    let base = [
+        ("TOLLGATE_ENV", "staging"),
+        ("TOLLGATE__GUARD__ALLOWED_CIDRS", "203.0.113.7/32"),
+    ];
+    let with = |extra: (&str, &str)| {
+        let mut v: Vec<(&str, &str)> = base.to_vec();
+        v.push(extra);
+        error_for(&v)
+    };
+    assert!(with(("TOLLGATE__DEPLOY__STATE_BUCKET", "")).contains("deploy.state_bucket"));
+    assert!(
+        with(("TOLLGATE__DEPLOY__CERTIFICATE_ARN", "not-an-arn"))
+            .contains("deploy.certificate_arn")
+    );
+    assert!(
+        with(("TOLLGATE__DEPLOY__LAMBDA_ARCHITECTURE", "sparc"))
+            .contains("deploy.lambda_architecture")
+    );
+    let msg = with(("TOLLGATE__DEPLOY__VPC_CIDR", "172.16.0.0/16"));
+    assert!(
+        msg.contains("guard.trusted_proxies") && msg.contains("172.16.0.0/16"),
+        "{msg}"
+    );
 }

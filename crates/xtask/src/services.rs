@@ -227,6 +227,9 @@ impl Moto {
         let mut command = Command::new(program);
         command
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            // AWS-managed IAM policies (AWSLambdaVPCAccessExecutionRole, …) exist in moto only
+            // when it loads them; the Terraform stack attaches them.
+            .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out)

@@ -1,0 +1,82 @@
+# The post-confirm Lambda in the private subnets: its only way out is the NAT gateway.
+
+data "aws_iam_policy_document" "lambda_assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["lambda.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "post_confirm" {
+  name               = "${local.name}-post-confirm"
+  assume_role_policy = data.aws_iam_policy_document.lambda_assume.json
+}
+
+resource "aws_iam_role_policy_attachment" "post_confirm_vpc" {
+  role       = aws_iam_role.post_confirm.name
+  policy_arn = "arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"
+}
+
+data "aws_iam_policy_document" "post_confirm_secret" {
+  statement {
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = [aws_secretsmanager_secret.guard.arn]
+  }
+}
+
+resource "aws_iam_role_policy" "post_confirm_secret" {
+  name   = "guard-secret"
+  role   = aws_iam_role.post_confirm.id
+  policy = data.aws_iam_policy_document.post_confirm_secret.json
+}
+
+resource "aws_security_group" "post_confirm" {
+  name        = "${local.name}-post-confirm"
+  description = "post-confirm Lambda: egress only"
+  vpc_id      = aws_vpc.this.id
+  tags        = { Name = "${local.name}-post-confirm" }
+}
+
+resource "aws_vpc_security_group_egress_rule" "post_confirm_https" {
+  security_group_id = aws_security_group.post_confirm.id
+  cidr_ipv4         = "0.0.0.0/0"
+  from_port         = 443
+  to_port           = 443
+  ip_protocol       = "tcp"
+}
+
+resource "aws_cloudwatch_log_group" "post_confirm" {
+  name              = "/aws/lambda/${local.name}-post-confirm"
+  retention_in_days = var.log_retention_days
+}
+
+resource "aws_lambda_function" "post_confirm" {
+  function_name    = "${local.name}-post-confirm"
+  role             = aws_iam_role.post_confirm.arn
+  runtime          = "provided.al2023"
+  handler          = "bootstrap"
+  architectures    = [var.lambda_architecture]
+  filename         = var.lambda_zip
+  source_code_hash = filebase64sha256(var.lambda_zip)
+  memory_size      = 128
+  timeout          = var.lambda_timeout_s
+  vpc_config {
+    subnet_ids         = aws_subnet.private[*].id
+    security_group_ids = [aws_security_group.post_confirm.id]
+  }
+  environment {
+    variables = merge(local.contract_env, var.lambda_env, { TOLLGATE_ENV = var.env })
+  }
+  depends_on = [aws_cloudwatch_log_group.post_confirm, aws_iam_role_policy_attachment.post_confirm_vpc]
+}
+
+resource "aws_lambda_permission" "cognito" {
+  statement_id  = "AllowCognitoPostConfirmation"
+  action        = "lambda:InvokeFunction"
+  function_name = aws_lambda_function.post_confirm.function_name
+  principal     = "cognito-idp.amazonaws.com"
+  source_arn    = aws_cognito_user_pool.this.arn
+}

@@ -1,0 +1,19 @@
+locals {
+  name     = "tollgate-${var.env}"
+  is_local = var.aws_endpoint_url != null
+  azs      = slice(data.aws_availability_zones.available.names, 0, 2)
+
+  # The allowlist: the NAT gateway's address by reference, never typed by hand.
+  allowed_cidrs = concat(["${aws_eip.nat.public_ip}/32"], var.extra_allowed_cidrs)
+
+  # One value for both deployables: the contract, plus the allowlist computed here.
+  contract_env = merge(var.contract_env, {
+    TOLLGATE__GUARD__ALLOWED_CIDRS = join(",", local.allowed_cidrs)
+  })
+
+  jwt_issuer = "https://cognito-idp.${var.region}.amazonaws.com/${aws_cognito_user_pool.this.id}"
+}
+
+data "aws_availability_zones" "available" {
+  state = "available"
+}

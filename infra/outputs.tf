@@ -1,0 +1,84 @@
+output "alb_dns_name" {
+  description = "Public DNS name of the ALB (point the API's domain here)."
+  value       = aws_lb.this.dns_name
+}
+
+output "nat_eip" {
+  description = "The NAT gateway's Elastic IP: the only source allowed to register users."
+  value       = aws_eip.nat.public_ip
+}
+
+output "user_pool_id" {
+  description = "Cognito user pool id."
+  value       = aws_cognito_user_pool.this.id
+}
+
+output "user_pool_client_id" {
+  description = "Cognito app client id (the ID token audience)."
+  value       = aws_cognito_user_pool_client.app.id
+}
+
+output "jwt_issuer" {
+  description = "Issuer of the pool's tokens; its JWKS is at <issuer>/.well-known/jwks.json."
+  value       = local.jwt_issuer
+}
+
+output "guard_secret_arn" {
+  description = "ARN of the guard secret (versions written by cargo xtask)."
+  value       = aws_secretsmanager_secret.guard.arn
+}
+
+output "ecr_repository_url" {
+  description = "ECR repository for the api image."
+  value       = aws_ecr_repository.api.repository_url
+}
+
+output "lambda_function_name" {
+  description = "Name of the post-confirm Lambda."
+  value       = aws_lambda_function.post_confirm.function_name
+}
+
+output "ecs_cluster_name" {
+  description = "ECS cluster of the api."
+  value       = aws_ecs_cluster.this.name
+}
+
+output "ecs_service_name" {
+  description = "ECS service of the api."
+  value       = aws_ecs_service.api.name
+}
+
+output "task_definition_arn" {
+  description = "The api's current task definition."
+  value       = aws_ecs_task_definition.api.arn
+}
+
+output "web_acl_name" {
+  description = "The WAF web ACL in front of the ALB."
+  value       = aws_wafv2_web_acl.this.name
+}
+
+output "ip_set_id" {
+  description = "The WAF IP set of allowed registration sources."
+  value       = aws_wafv2_ip_set.registration.id
+}
+
+output "ip_set_name" {
+  description = "Name of the WAF IP set."
+  value       = aws_wafv2_ip_set.registration.name
+}
+
+output "private_subnet_ids" {
+  description = "Private subnets (routed through the NAT gateway); the Lambda must sit in these."
+  value       = aws_subnet.private[*].id
+}
+
+output "lambda_security_group_id" {
+  description = "The Lambda's security group."
+  value       = aws_security_group.post_confirm.id
+}
+
+output "private_route_table_nat_gateway_id" {
+  description = "NAT gateway the private subnets route through."
+  value       = aws_nat_gateway.this.id
+}

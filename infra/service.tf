@@ -1,0 +1,169 @@
+# The api on ECS Fargate in the private subnets, reachable from the ALB only.
+
+resource "aws_ecr_repository" "api" {
+  name                 = "${local.name}-api"
+  image_tag_mutability = "IMMUTABLE"
+  force_delete         = !var.deletion_protection
+  image_scanning_configuration {
+    scan_on_push = true
+  }
+}
+
+resource "aws_ecs_cluster" "this" {
+  name = local.name
+  setting {
+    name  = "containerInsights"
+    value = "enabled"
+  }
+}
+
+resource "aws_cloudwatch_log_group" "api" {
+  name              = "/ecs/${local.name}-api"
+  retention_in_days = var.log_retention_days
+}
+
+data "aws_iam_policy_document" "ecs_assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["ecs-tasks.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "api_execution" {
+  name               = "${local.name}-api-execution"
+  assume_role_policy = data.aws_iam_policy_document.ecs_assume.json
+}
+
+resource "aws_iam_role_policy_attachment" "api_execution" {
+  role       = aws_iam_role.api_execution.name
+  policy_arn = "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
+}
+
+# The execution role injects the database password (RDS-managed secret) into the container.
+data "aws_iam_policy_document" "api_execution_secrets" {
+  statement {
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = [aws_db_instance.this.master_user_secret[0].secret_arn]
+  }
+}
+
+resource "aws_iam_role_policy" "api_execution_secrets" {
+  name   = "database-password"
+  role   = aws_iam_role.api_execution.id
+  policy = data.aws_iam_policy_document.api_execution_secrets.json
+}
+
+# The task itself reads the guard secret (both versions) and nothing else.
+data "aws_iam_policy_document" "api_task" {
+  statement {
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = [aws_secretsmanager_secret.guard.arn]
+  }
+}
+
+resource "aws_iam_role" "api_task" {
+  name               = "${local.name}-api-task"
+  assume_role_policy = data.aws_iam_policy_document.ecs_assume.json
+}
+
+resource "aws_iam_role_policy" "api_task" {
+  name   = "guard-secret"
+  role   = aws_iam_role.api_task.id
+  policy = data.aws_iam_policy_document.api_task.json
+}
+
+resource "aws_security_group" "api" {
+  name        = "${local.name}-api"
+  description = "api tasks: from the ALB only"
+  vpc_id      = aws_vpc.this.id
+  tags        = { Name = "${local.name}-api" }
+}
+
+resource "aws_security_group_rule" "api_from_alb" {
+  type                     = "ingress"
+  security_group_id        = aws_security_group.api.id
+  source_security_group_id = aws_security_group.alb.id
+  from_port                = var.api_port
+  to_port                  = var.api_port
+  protocol                 = "tcp"
+}
+
+resource "aws_vpc_security_group_egress_rule" "api_all" {
+  security_group_id = aws_security_group.api.id
+  cidr_ipv4         = "0.0.0.0/0"
+  ip_protocol       = "-1"
+}
+
+locals {
+  api_environment = merge(local.contract_env, var.api_env, {
+    TOLLGATE_ENV                 = var.env
+    TOLLGATE__API__LISTEN        = "0.0.0.0:${var.api_port}"
+    TOLLGATE__API__JWT_ISSUER    = local.jwt_issuer
+    TOLLGATE__API__JWT_CLIENT_ID = aws_cognito_user_pool_client.app.id
+    DATABASE_URL                 = "postgres://${aws_db_instance.this.username}@${aws_db_instance.this.endpoint}/${aws_db_instance.this.db_name}?sslmode=require"
+  })
+}
+
+resource "aws_ecs_task_definition" "api" {
+  family                   = "${local.name}-api"
+  requires_compatibilities = ["FARGATE"]
+  network_mode             = "awsvpc"
+  cpu                      = 256
+  memory                   = 512
+  execution_role_arn       = aws_iam_role.api_execution.arn
+  task_role_arn            = aws_iam_role.api_task.arn
+  runtime_platform {
+    operating_system_family = "LINUX"
+    cpu_architecture        = "ARM64"
+  }
+  container_definitions = jsonencode([{
+    name         = "api"
+    image        = coalesce(var.api_image, "${aws_ecr_repository.api.repository_url}:latest")
+    essential    = true
+    portMappings = [{ containerPort = var.api_port, protocol = "tcp" }]
+    environment  = [for k in sort(keys(local.api_environment)) : { name = k, value = local.api_environment[k] }]
+    secrets = [{
+      name      = "DATABASE_PASSWORD"
+      valueFrom = "${aws_db_instance.this.master_user_secret[0].secret_arn}:password::"
+    }]
+    # ECS sends SIGTERM, then SIGKILL after this: the api drains in-flight requests meanwhile.
+    stopTimeout = 30
+    logConfiguration = {
+      logDriver = "awslogs"
+      options = {
+        awslogs-group         = aws_cloudwatch_log_group.api.name
+        awslogs-region        = var.region
+        awslogs-stream-prefix = "api"
+      }
+    }
+  }])
+}
+
+resource "aws_ecs_service" "api" {
+  name            = "${local.name}-api"
+  cluster         = aws_ecs_cluster.this.id
+  task_definition = aws_ecs_task_definition.api.arn
+  desired_count   = var.api_desired_count
+  launch_type     = "FARGATE"
+  network_configuration {
+    subnets          = aws_subnet.private[*].id
+    security_groups  = [aws_security_group.api.id]
+    assign_public_ip = false
+  }
+  load_balancer {
+    target_group_arn = aws_lb_target_group.api.arn
+    container_name   = "api"
+    container_port   = var.api_port
+  }
+  deployment_circuit_breaker {
+    enable   = true
+    rollback = true
+  }
+  depends_on = [aws_lb_listener.https]
+  lifecycle {
+    ignore_changes = [availability_zone_rebalancing]
+  }
+}

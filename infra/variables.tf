@@ -1,0 +1,158 @@
+variable "env" {
+  type        = string
+  description = "Environment name (local, staging, production); names every resource."
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,20}$", var.env))
+    error_message = "env must be lower-case letters, digits and '-', 2 to 21 characters."
+  }
+}
+
+variable "region" {
+  type        = string
+  description = "AWS region."
+}
+
+variable "aws_endpoint_url" {
+  type        = string
+  default     = null
+  description = "A local AWS endpoint (moto_server) for --env local; null in the cloud."
+}
+
+variable "vpc_cidr" {
+  type        = string
+  default     = "10.20.0.0/16"
+  description = "VPC range. Must equal the contract's guard.trusted_proxies (the ALB lives here)."
+  validation {
+    condition     = can(cidrhost(var.vpc_cidr, 0)) && tonumber(split("/", var.vpc_cidr)[1]) <= 20
+    error_message = "vpc_cidr must be an IPv4 CIDR of /20 or larger."
+  }
+}
+
+variable "certificate_arn" {
+  type        = string
+  default     = null
+  description = "ACM certificate for the HTTPS listener. Required outside local (local requests one)."
+  validation {
+    condition     = var.certificate_arn == null || can(regex("^arn:aws[a-z-]*:acm:", var.certificate_arn))
+    error_message = "certificate_arn must be an ACM certificate ARN."
+  }
+}
+
+variable "domain_name" {
+  type        = string
+  default     = "api.tollgate.local"
+  description = "Name the locally requested certificate is for (local only)."
+}
+
+variable "db_instance_class" {
+  type        = string
+  default     = "db.t4g.micro"
+  description = "RDS instance class for PostgreSQL."
+  validation {
+    condition     = can(regex("^db\\.", var.db_instance_class))
+    error_message = "db_instance_class must look like db.t4g.micro."
+  }
+}
+
+variable "deletion_protection" {
+  type        = bool
+  default     = true
+  description = "Protect the database (and ALB) from deletion. Switch off only for throwaway environments."
+}
+
+variable "lambda_architecture" {
+  type        = string
+  default     = "arm64"
+  description = "Lambda architecture: arm64 or x86_64 (must match the built bootstrap.zip)."
+  validation {
+    condition     = contains(["arm64", "x86_64"], var.lambda_architecture)
+    error_message = "lambda_architecture must be arm64 or x86_64."
+  }
+}
+
+variable "lambda_zip" {
+  type        = string
+  description = "Path of the post-confirm bootstrap.zip built by `cargo xtask package`."
+}
+
+variable "lambda_timeout_s" {
+  type        = number
+  default     = 5
+  description = "Lambda timeout; Cognito waits 5 s for a trigger."
+  validation {
+    condition     = var.lambda_timeout_s >= 1 && var.lambda_timeout_s <= 5
+    error_message = "lambda_timeout_s must be 1 to 5 seconds (Cognito's trigger budget)."
+  }
+}
+
+variable "api_image" {
+  type        = string
+  default     = null
+  description = "Container image for the api (ECR URL with tag); null uses <ecr repository>:latest."
+}
+
+variable "api_port" {
+  type        = number
+  default     = 8080
+  description = "Port the api listens on in its container (the contract's api.listen port)."
+}
+
+variable "api_desired_count" {
+  type        = number
+  default     = 2
+  description = "Number of api tasks."
+}
+
+variable "guard_secret_name" {
+  type        = string
+  description = "Secrets Manager name of the guard secret (the contract's guard.secret_id)."
+}
+
+variable "guard_path" {
+  type        = string
+  default     = "/user"
+  description = "The guarded route's path (the contract's guard.path); WAF blocks it from other sources."
+  validation {
+    condition     = can(regex("^/[a-z0-9/_-]*$", var.guard_path))
+    error_message = "guard_path must be a lower-case absolute path."
+  }
+}
+
+variable "extra_allowed_cidrs" {
+  type        = list(string)
+  default     = []
+  description = "Sources allowed besides the NAT gateway's Elastic IP (the contract's allowed_cidrs)."
+  validation {
+    condition     = alltrue([for c in var.extra_allowed_cidrs : can(cidrhost(c, 0))])
+    error_message = "extra_allowed_cidrs must be CIDR blocks."
+  }
+}
+
+variable "contract_env" {
+  type        = map(string)
+  description = "The shared contract as TOLLGATE__GUARD__* variables, rendered by xtask; both the Lambda and the task get exactly these (plus the allowlist with the NAT EIP)."
+}
+
+variable "lambda_env" {
+  type        = map(string)
+  default     = {}
+  description = "Lambda-only variables rendered by xtask (TOLLGATE__LAMBDA__*, TOLLGATE__AWS__*)."
+}
+
+variable "api_env" {
+  type        = map(string)
+  default     = {}
+  description = "Task-only variables rendered by xtask (TOLLGATE__API__*, TOLLGATE__AWS__*)."
+}
+
+variable "registration_rate_limit" {
+  type        = number
+  default     = 300
+  description = "WAF rate limit for the guarded path, requests per 5 minutes per source address."
+}
+
+variable "log_retention_days" {
+  type        = number
+  default     = 30
+  description = "CloudWatch log retention for the api and the Lambda."
+}
