@@ -82,3 +82,8 @@ output "private_route_table_nat_gateway_id" {
   description = "NAT gateway the private subnets route through."
   value       = aws_nat_gateway.this.id
 }
+
+output "web_acl_id" {
+  description = "Id of the WAF web ACL."
+  value       = aws_wafv2_web_acl.this.id
+}

@@ -24,13 +24,15 @@ pub fn pool(settings: &shared_auth::ApiSettings) -> anyhow::Result<PgPool> {
             "no database: set DATABASE_URL or api.database_url (TOLLGATE__API__DATABASE_URL)"
         )
     })?;
-    let options = PgConnectOptions::from_str(url.expose_secret())
-        .map_err(|_| anyhow::anyhow!("api.database_url / DATABASE_URL is not a PostgreSQL URL"))?
-        .application_name("tollgate-api")
-        .options([(
-            "statement_timeout",
-            settings.db_statement_timeout_ms.to_string(),
-        )]);
+    let mut options = PgConnectOptions::from_str(url.expose_secret())
+        .map_err(|_| anyhow::anyhow!("api.database_url / DATABASE_URL is not a PostgreSQL URL"))?;
+    if let Some(password) = &settings.database_password {
+        options = options.password(password.expose_secret());
+    }
+    let options = options.application_name("tollgate-api").options([(
+        "statement_timeout",
+        settings.db_statement_timeout_ms.to_string(),
+    )]);
     Ok(PgPoolOptions::new()
         .max_connections(settings.db_max_connections)
         .acquire_timeout(Duration::from_millis(settings.db_acquire_timeout_ms))

@@ -162,6 +162,10 @@ pub struct ApiSettings {
     pub listen: SocketAddr,
     /// PostgreSQL URL; the `DATABASE_URL` variable wins when set.
     pub database_url: Option<SecretString>,
+    /// Password for `database_url`, from the `DATABASE_PASSWORD` variable only (ECS injects the
+    /// RDS-managed secret there); never a file key.
+    #[serde(skip)]
+    pub database_password: Option<SecretString>,
     pub secret_source: SecretSource,
     /// How often the API re-reads the secret (picks up rotations).
     pub secret_refresh_s: u64,
@@ -187,6 +191,7 @@ impl Default for ApiSettings {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             database_url: None,
+            database_password: None,
             secret_source: SecretSource::Env,
             secret_refresh_s: 60,
             migrate_on_start: false,
@@ -432,6 +437,9 @@ pub fn load_with(vars: &HashMap<String, String>) -> Result<Settings, ConfigError
     settings.env = env.to_owned();
     if let Some(url) = vars.get("DATABASE_URL").filter(|s| !s.is_empty()) {
         settings.api.database_url = Some(SecretString::from(url.clone()));
+    }
+    if let Some(password) = vars.get("DATABASE_PASSWORD").filter(|s| !s.is_empty()) {
+        settings.api.database_password = Some(SecretString::from(password.clone()));
     }
     settings.validate()?;
     Ok(settings)

@@ -117,6 +117,16 @@ fn database_url_variable_wins() {
         !format!("{s:?}").contains("pw@"),
         "Debug must not show the database password"
     );
+    let s = load_with(&vars(&[("DATABASE_PASSWORD", "injected-by-ecs")])).expect("loads");
+    assert_eq!(
+        s.api
+            .database_password
+            .as_ref()
+            .map(|p| p.expose_secret().to_owned())
+            .as_deref(),
+        Some("injected-by-ecs")
+    );
+    assert!(!format!("{s:?}").contains("injected-by-ecs"));
 }
 
 /// Variables to load with, the key the error must name, and words it must contain.

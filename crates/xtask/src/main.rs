@@ -6,9 +6,12 @@
 
 mod aws;
 mod cmd;
+mod deploy;
+mod render;
 mod services;
 mod test;
 mod up;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -48,6 +51,40 @@ enum Task {
         #[arg(long)]
         once: bool,
     },
+    /// Build the Lambda's bootstrap.zip for Amazon Linux 2023 into target/dist/<env>/.
+    Package {
+        #[arg(long, default_value = "local")]
+        env: String,
+    },
+    /// Build, then create or update an environment's whole stack with Terraform.
+    Deploy {
+        #[arg(long)]
+        env: String,
+        /// Show the plan and stop.
+        #[arg(long)]
+        plan: bool,
+        /// Apply without asking.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Read the deployed stack back through the AWS APIs and prove it matches the contract.
+    Verify {
+        #[arg(long)]
+        env: String,
+    },
+    /// Write a new version of the guard secret (the old one stays accepted as previous).
+    RotateSecret {
+        #[arg(long)]
+        env: String,
+    },
+    /// Delete every resource of an environment.
+    Destroy {
+        #[arg(long)]
+        env: String,
+        /// Destroy without asking.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Apply migrations/ to an environment's database (DATABASE_URL, else the env's setting).
     Migrate {
         /// Environment whose settings to use (deploy/<env>.toml).
@@ -70,6 +107,13 @@ fn main() -> ExitCode {
         Task::Test { cargo_args } => test::run(&cargo_args),
         Task::Migrate { env } => migrate(&env),
         Task::Up { once } => up::run(once),
+        Task::Package { env } => deploy::settings_for(&env)
+            .and_then(|s| deploy::package(&s))
+            .map(|_| ()),
+        Task::Deploy { env, plan, yes } => deploy::deploy(&env, plan, yes),
+        Task::Verify { env } => verify::verify(&env),
+        Task::RotateSecret { env } => deploy::rotate_secret(&env),
+        Task::Destroy { env, yes } => deploy::destroy(&env, yes),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

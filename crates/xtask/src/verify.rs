@@ -1,0 +1,416 @@
+//! `cargo xtask verify --env E`: reads the deployed system back through the AWS APIs and proves
+//! the two controls are wired as designed. Exits non-zero on any mismatch.
+
+use std::collections::{BTreeSet, HashMap};
+
+use anyhow::{Context, Result, bail};
+use aws_sdk_wafv2::types::{Scope, Statement, TextTransformationType};
+use serde_json::Value;
+use shared_auth::{GuardContract, Settings};
+
+use crate::deploy::{block_on, outputs, settings_for};
+use crate::{aws, cmd};
+
+struct Table(Vec<(String, Result<String>)>);
+
+impl Table {
+    fn add(&mut self, name: &str, result: Result<String>) {
+        self.0.push((name.to_owned(), result));
+    }
+
+    fn print(&self) -> usize {
+        let width = self
+            .0
+            .iter()
+            .map(|(n, _)| n.chars().count())
+            .max()
+            .unwrap_or(0);
+        let mut failed = 0;
+        for (name, result) in &self.0 {
+            match result {
+                Ok(detail) => println!("{}  {name:<width$}  {detail}", cmd::paint("32", "✓")),
+                Err(e) => {
+                    failed += 1;
+                    println!("{}  {name:<width$}  {e:#}", cmd::paint("31", "✗"));
+                }
+            }
+        }
+        failed
+    }
+}
+
+fn output_str(outputs: &HashMap<String, Value>, key: &str) -> Result<String> {
+    outputs
+        .get(key)
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .with_context(|| {
+            format!("terraform output `{key}` is missing: re-run `cargo xtask deploy`")
+        })
+}
+
+pub fn verify(env: &str) -> Result<()> {
+    let settings = settings_for(env)?;
+    let outputs = outputs(env)?;
+    let failed = block_on(checks(&settings, &outputs))?;
+    if failed > 0 {
+        bail!("{failed} check(s) failed: the deployed `{env}` does not match its contract");
+    }
+    println!("\n`{env}` matches its contract.");
+    Ok(())
+}
+
+async fn checks(settings: &Settings, outputs: &HashMap<String, Value>) -> Result<usize> {
+    let sdk = aws::sdk_config(&settings.aws).await;
+    let nat_eip = output_str(outputs, "nat_eip")?;
+    let mut table = Table(Vec::new());
+
+    // The Lambda: environment, network placement.
+    let lambda = aws_sdk_lambda::Client::new(&sdk)
+        .get_function_configuration()
+        .function_name(output_str(outputs, "lambda_function_name")?)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("Lambda: {}", aws::explain(&e)))?;
+    let lambda_env: HashMap<String, String> = lambda
+        .environment()
+        .and_then(|e| e.variables())
+        .cloned()
+        .unwrap_or_default();
+    let lambda_contract = shared_auth::load_with(&lambda_env).map(|s| s.guard);
+
+    // The task definition's container environment.
+    let task = aws_sdk_ecs::Client::new(&sdk)
+        .describe_task_definition()
+        .task_definition(output_str(outputs, "task_definition_arn")?)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("ECS: {}", aws::explain(&e)))?;
+    let task_env: HashMap<String, String> = task
+        .task_definition()
+        .and_then(|t| t.container_definitions().first())
+        .map(|c| {
+            c.environment()
+                .iter()
+                .filter_map(|kv| Some((kv.name()?.to_owned(), kv.value()?.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default();
+    let task_contract = shared_auth::load_with(&task_env).map(|s| s.guard);
+
+    table.add(
+        "Lambda environment parses",
+        lambda_contract
+            .as_ref()
+            .map(|_| "shared loader accepts it".into())
+            .map_err(|e| anyhow::anyhow!("{e}")),
+    );
+    table.add(
+        "task environment parses",
+        task_contract
+            .as_ref()
+            .map(|_| "shared loader accepts it".into())
+            .map_err(|e| anyhow::anyhow!("{e}")),
+    );
+    table.add(
+        "Lambda and task contracts are equal",
+        match (&lambda_contract, &task_contract) {
+            (Ok(a), Ok(b)) => compare(a, b),
+            _ => Err(anyhow::anyhow!(
+                "cannot compare: an environment does not parse"
+            )),
+        },
+    );
+    table.add(
+        "contract allows the NAT EIP",
+        match &lambda_contract {
+            Ok(c) if shared_auth::is_allowed(nat_eip.parse()?, &c.allowed_cidrs) => {
+                Ok(format!("{nat_eip} in allowed_cidrs"))
+            }
+            Ok(c) => Err(anyhow::anyhow!("{nat_eip} is not in {:?}", c.allowed_cidrs)),
+            Err(_) => Err(anyhow::anyhow!("the Lambda's contract does not parse")),
+        },
+    );
+
+    // WAF: the IP set and the blocking rule.
+    let waf = aws_sdk_wafv2::Client::new(&sdk);
+    let ip_set = waf
+        .get_ip_set()
+        .scope(Scope::Regional)
+        .name(output_str(outputs, "ip_set_name")?)
+        .id(output_str(outputs, "ip_set_id")?)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("WAF: {}", aws::explain(&e)))?;
+    let addresses: Vec<String> = ip_set
+        .ip_set()
+        .map(|s| s.addresses().to_vec())
+        .unwrap_or_default();
+    table.add(
+        "WAF IP set holds the NAT EIP",
+        if addresses.contains(&format!("{nat_eip}/32")) {
+            Ok(format!(
+                "{nat_eip}/32 among {} address(es)",
+                addresses.len()
+            ))
+        } else {
+            Err(anyhow::anyhow!("{nat_eip}/32 missing from {addresses:?}"))
+        },
+    );
+    let acl = waf
+        .get_web_acl()
+        .scope(Scope::Regional)
+        .name(output_str(outputs, "web_acl_name")?)
+        .id(output_str(outputs, "web_acl_id")?)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("WAF: {}", aws::explain(&e)))?;
+    let ip_set_arn = ip_set
+        .ip_set()
+        .map(|s| s.arn().to_owned())
+        .unwrap_or_default();
+    let path = lambda_contract
+        .as_ref()
+        .map(|c| c.path.clone())
+        .unwrap_or_else(|_| settings.guard.path.clone());
+    table.add(
+        "WAF blocks the guarded path from other sources",
+        acl.web_acl()
+            .context("no web ACL")
+            .and_then(|acl| waf_rule_ok(acl.rules(), &path, &ip_set_arn)),
+    );
+
+    // Network: the Lambda sits in the private subnets, which route through the NAT gateway.
+    table.add(
+        "Lambda in the NAT-routed private subnets",
+        placement(&sdk, &lambda, outputs, &nat_eip).await,
+    );
+
+    // Cognito: the trigger points at this Lambda.
+    let pool = aws_sdk_cognitoidentityprovider::Client::new(&sdk)
+        .describe_user_pool()
+        .user_pool_id(output_str(outputs, "user_pool_id")?)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("Cognito: {}", aws::explain(&e)))?;
+    let trigger = pool
+        .user_pool()
+        .and_then(|p| p.lambda_config())
+        .and_then(|l| l.post_confirmation())
+        .unwrap_or_default()
+        .to_owned();
+    let arn = lambda.function_arn().unwrap_or_default();
+    table.add(
+        "Cognito PostConfirmation → post-confirm",
+        if !arn.is_empty() && trigger == arn {
+            Ok(arn.to_owned())
+        } else {
+            Err(anyhow::anyhow!("trigger is `{trigger}`, expected `{arn}`"))
+        },
+    );
+
+    // Where the ALB really answers, a forged registration must be refused.
+    if settings.aws.endpoint_url.is_some() {
+        table.add(
+            "forged POST through the ALB → 403",
+            Ok("skipped: moto's ALB serves no traffic".into()),
+        );
+    } else {
+        table.add("forged POST through the ALB → 403", probe(settings).await);
+    }
+    println!();
+    Ok(table.print())
+}
+
+/// Names the fields on which two contracts differ.
+fn compare(a: &GuardContract, b: &GuardContract) -> Result<String> {
+    let (va, vb) = (serde_json::to_value(a)?, serde_json::to_value(b)?);
+    let (Value::Object(ma), Value::Object(mb)) = (&va, &vb) else {
+        bail!("contracts are not objects")
+    };
+    let differ: Vec<String> = ma
+        .iter()
+        .filter(|(k, v)| mb.get(*k) != Some(*v))
+        .map(|(k, v)| {
+            format!(
+                "guard.{k}: Lambda {v} ≠ task {}",
+                mb.get(k).unwrap_or(&Value::Null)
+            )
+        })
+        .collect();
+    if differ.is_empty() {
+        Ok(format!(
+            "mode {}, {} {}, {} allowed source(s)",
+            a.mode,
+            a.method,
+            a.path,
+            a.allowed_cidrs.len()
+        ))
+    } else {
+        bail!("{}", differ.join("; "))
+    }
+}
+
+/// The rule must block POST to the guarded path (decoded, normalised, lower-cased, prefix) from
+/// sources outside the IP set. Compared by meaning: WAF returns the search string as bytes and
+/// the transformations in any order.
+fn waf_rule_ok(
+    rules: &[aws_sdk_wafv2::types::Rule],
+    path: &str,
+    ip_set_arn: &str,
+) -> Result<String> {
+    let blocking = rules
+        .iter()
+        .find(|r| {
+            r.action().is_some_and(|a| a.block().is_some())
+                && r.statement().is_some_and(|s| s.and_statement().is_some())
+        })
+        .context("no blocking AND rule in the web ACL")?;
+    let parts = blocking
+        .statement()
+        .and_then(|s| s.and_statement())
+        .map(|a| a.statements())
+        .unwrap_or_default();
+    let byte = |s: &Statement| s.byte_match_statement().cloned();
+    let method_ok = parts.iter().filter_map(byte).any(|b| {
+        b.field_to_match().is_some_and(|f| f.method().is_some())
+            && b.search_string().as_ref() == b"POST"
+    });
+    let path_ok = parts.iter().filter_map(byte).any(|b| {
+        let transforms: BTreeSet<String> = b
+            .text_transformations()
+            .iter()
+            .map(|t| t.r#type().as_str().to_owned())
+            .collect();
+        let wanted: BTreeSet<String> = [
+            TextTransformationType::UrlDecode,
+            TextTransformationType::NormalizePath,
+            TextTransformationType::Lowercase,
+        ]
+        .iter()
+        .map(|t| t.as_str().to_owned())
+        .collect();
+        b.field_to_match().is_some_and(|f| f.uri_path().is_some())
+            && b.search_string().as_ref() == path.as_bytes()
+            && b.positional_constraint().as_str() == "STARTS_WITH"
+            && wanted.is_subset(&transforms)
+    });
+    let not_in_set = parts.iter().any(|s| {
+        s.not_statement()
+            .and_then(|n| n.statement())
+            .and_then(|s| s.ip_set_reference_statement())
+            .is_some_and(|r| r.arn() == ip_set_arn)
+    });
+    match (method_ok, path_ok, not_in_set) {
+        (true, true, true) => Ok(format!(
+            "rule `{}`: POST {path}* from outside the IP set",
+            blocking.name()
+        )),
+        _ => bail!(
+            "rule `{}` is not `POST {path}* (decoded, normalised, lower-cased) AND NOT in the IP set` \
+             (method {method_ok}, path {path_ok}, ip set {not_in_set})",
+            blocking.name()
+        ),
+    }
+}
+
+async fn placement(
+    sdk: &aws_config::SdkConfig,
+    lambda: &aws_sdk_lambda::operation::get_function_configuration::GetFunctionConfigurationOutput,
+    outputs: &HashMap<String, Value>,
+    nat_eip: &str,
+) -> Result<String> {
+    let subnets: BTreeSet<String> = lambda
+        .vpc_config()
+        .map(|v| v.subnet_ids().iter().cloned().collect())
+        .unwrap_or_default();
+    let private: BTreeSet<String> = outputs
+        .get("private_subnet_ids")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    if subnets.is_empty() || subnets != private {
+        bail!("Lambda subnets {subnets:?} are not the private subnets {private:?}");
+    }
+    let groups: Vec<String> = lambda
+        .vpc_config()
+        .map(|v| v.security_group_ids().to_vec())
+        .unwrap_or_default();
+    let expected_group = output_str(outputs, "lambda_security_group_id")?;
+    if groups != [expected_group.clone()] {
+        bail!("Lambda security groups {groups:?}, expected [{expected_group}]");
+    }
+    let ec2 = aws_sdk_ec2::Client::new(sdk);
+    let nat_id = output_str(outputs, "private_route_table_nat_gateway_id")?;
+    for subnet in &subnets {
+        let tables = ec2
+            .describe_route_tables()
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("association.subnet-id")
+                    .values(subnet)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("EC2: {}", aws::explain(&e)))?;
+        let via_nat = tables
+            .route_tables()
+            .iter()
+            .flat_map(|t| t.routes())
+            .any(|r| {
+                r.destination_cidr_block() == Some("0.0.0.0/0")
+                    && r.nat_gateway_id() == Some(nat_id.as_str())
+            });
+        if !via_nat {
+            bail!("subnet {subnet} does not route 0.0.0.0/0 through NAT gateway {nat_id}");
+        }
+    }
+    let nat = ec2
+        .describe_nat_gateways()
+        .nat_gateway_ids(&nat_id)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("EC2: {}", aws::explain(&e)))?;
+    let public_ips: Vec<String> = nat
+        .nat_gateways()
+        .iter()
+        .flat_map(|g| g.nat_gateway_addresses())
+        .filter_map(|a| a.public_ip().map(str::to_owned))
+        .collect();
+    if !public_ips.iter().any(|ip| ip == nat_eip) {
+        bail!("NAT gateway {nat_id} has addresses {public_ips:?}, not {nat_eip}");
+    }
+    Ok(format!(
+        "{} subnet(s) → {nat_id} → {nat_eip}",
+        subnets.len()
+    ))
+}
+
+/// A forged registration through the public edge must be refused (WAF or the api).
+async fn probe(settings: &Settings) -> Result<String> {
+    let url = format!(
+        "{}{}",
+        settings.lambda.api_base_url.trim_end_matches('/'),
+        settings.guard.path
+    );
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()?;
+    let response = client
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(r#"{"sub":"00000000-0000-4000-8000-000000000000","username":"probe"}"#)
+        .send()
+        .await;
+    match response {
+        Ok(r) if r.status().as_u16() == 403 => Ok(format!("{url} → 403")),
+        Ok(r) => bail!("{url} answered {} to a forged registration", r.status()),
+        Err(e) => Ok(format!("skipped: {url} does not answer ({e})")),
+    }
+}
