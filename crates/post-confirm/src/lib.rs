@@ -5,8 +5,8 @@
 //! `shared-auth`, and returns the event unchanged (Cognito requires it).
 //!
 //! If the API cannot be reached before the deadline the invocation fails with a safe message;
-//! the user stays confirmed in Cognito, and the API's `GET /users/me` provisioning (or
-//! `cargo xtask reconcile`) recovers the row later.
+//! the user stays confirmed in Cognito, and the API's `GET /users/me` provisioning recovers the
+//! row at the user's first authenticated call.
 
 pub mod client;
 pub mod event;
@@ -98,7 +98,7 @@ pub async fn handle(
                 sub = %registration.sub,
                 attempts = e.attempts(),
                 cause = %e,
-                "registration failed; GET /users/me or `cargo xtask reconcile` will recover this user"
+                "registration failed; the user stays confirmed and GET /users/me will create the row"
             );
             Err(SAFE_FAILURE.into())
         }
