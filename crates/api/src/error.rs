@@ -27,6 +27,8 @@ pub enum ApiError {
     InvalidField { field: String, detail: String },
     #[error("not found")]
     NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
     /// A dependency (database, secret) is unavailable; the caller should retry.
     #[error("service unavailable: {0}")]
     Unavailable(&'static str),
@@ -59,6 +61,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::InvalidField { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -70,7 +73,10 @@ impl IntoResponse for ApiError {
         let status = self.status();
         let title = status.canonical_reason().unwrap_or("Error");
         let (detail, field) = match &self {
-            ApiError::Forbidden | ApiError::NotFound | ApiError::Internal => (None, None),
+            ApiError::Forbidden
+            | ApiError::NotFound
+            | ApiError::MethodNotAllowed
+            | ApiError::Internal => (None, None),
             ApiError::Unauthorized(why) => (Some((*why).to_owned()), None),
             ApiError::MalformedJson(why) => {
                 (Some(format!("the body is not valid JSON: {why}")), None)

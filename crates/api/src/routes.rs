@@ -197,6 +197,10 @@ pub async fn not_found() -> ApiError {
     ApiError::NotFound
 }
 
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
 #[derive(Debug, utoipa::OpenApi)]
 #[openapi(
     info(title = "Tollgate API", description = "Registration from Cognito sign-up, and the app user's own record."),

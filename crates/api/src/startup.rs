@@ -154,6 +154,7 @@ fn router(state: AppState) -> anyhow::Result<Router> {
         .route("/readyz", get(routes::readyz))
         .route("/openapi.json", get(routes::openapi))
         .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))

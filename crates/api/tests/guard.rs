@@ -190,8 +190,12 @@ async fn a_method_change_after_signing_never_reaches_the_handler() {
     for (k, v) in &headers {
         req = req.header(k, v);
     }
-    let status = req.send().await.expect("sent").status();
-    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    let response = req.send().await.expect("sent");
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
     assert_eq!(app.user_count().await, 0);
 }
 

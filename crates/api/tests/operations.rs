@@ -27,19 +27,16 @@ async fn signed_status(app: &TestApp, secret: &str, sub: &str) -> StatusCode {
     app.post_user(body.as_bytes(), &headers).await.status()
 }
 
-#[tokio::test]
-async fn a_rotation_in_secrets_manager_is_picked_up_and_the_old_secret_still_passes() {
+/// A new secret in moto holding `value`, and an app reading it from there every second.
+async fn app_on_secrets_manager(value: &str) -> (TestApp, SecretsManager, String) {
     let sm: SecretsManager = secrets_manager(&local_aws()).await;
     let secret_id = format!("tollgate/test/{}", uuid::Uuid::new_v4().simple());
-    let first = "first-secret-version-0123456789abcdefghijkl";
-    let second = "second-secret-version-0123456789abcdefghijk";
     sm.create_secret()
         .name(&secret_id)
-        .secret_string(first)
+        .secret_string(value)
         .send()
         .await
         .expect("moto creates the secret");
-
     let app = spawn_with(Options {
         provider: Some(SecretProvider::SecretsManager {
             client: secrets_manager(&local_aws()).await,
@@ -48,6 +45,14 @@ async fn a_rotation_in_secrets_manager_is_picked_up_and_the_old_secret_still_pas
         ..Options::default().var("TOLLGATE__API__SECRET_REFRESH_S", "1")
     })
     .await;
+    (app, sm, secret_id)
+}
+
+#[tokio::test]
+async fn a_rotation_in_secrets_manager_is_picked_up_and_the_old_secret_still_passes() {
+    let first = "first-secret-version-0123456789abcdefghijkl";
+    let second = "second-secret-version-0123456789abcdefghijk";
+    let (app, sm, secret_id) = app_on_secrets_manager(first).await;
     assert_eq!(signed_status(&app, first, SUB).await, StatusCode::CREATED);
     assert_eq!(
         signed_status(&app, second, SUB).await,
@@ -80,23 +85,8 @@ async fn a_rotation_in_secrets_manager_is_picked_up_and_the_old_secret_still_pas
 
 #[tokio::test]
 async fn a_failed_refresh_keeps_the_last_good_secret() {
-    let sm: SecretsManager = secrets_manager(&local_aws()).await;
-    let secret_id = format!("tollgate/test/{}", uuid::Uuid::new_v4().simple());
     let value = "only-secret-version-0123456789abcdefghijklm";
-    sm.create_secret()
-        .name(&secret_id)
-        .secret_string(value)
-        .send()
-        .await
-        .expect("create");
-    let app = spawn_with(Options {
-        provider: Some(SecretProvider::SecretsManager {
-            client: secrets_manager(&local_aws()).await,
-            secret_id: secret_id.clone(),
-        }),
-        ..Options::default().var("TOLLGATE__API__SECRET_REFRESH_S", "1")
-    })
-    .await;
+    let (app, sm, secret_id) = app_on_secrets_manager(value).await;
     sm.delete_secret()
         .secret_id(&secret_id)
         .force_delete_without_recovery(true)
