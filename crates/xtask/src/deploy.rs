@@ -131,12 +131,54 @@ pub fn package(settings: &Settings) -> Result<PathBuf> {
     Ok(zip)
 }
 
-/// The api image needs a Docker engine; without one, say how to build it and go on.
-fn api_image_note(dist: &Path) -> Result<()> {
-    let engine = Command::new("docker")
+fn docker_engine() -> bool {
+    Command::new("docker")
         .args(["info"])
         .output()
-        .is_ok_and(|o| o.status.success());
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Fails, before any build, when no Docker engine answers.
+pub fn require_docker(env: &str) -> Result<()> {
+    if docker_engine() {
+        return Ok(());
+    }
+    bail!(
+        "--push needs a Docker engine and none answers here (`docker info` fails).\n  \
+         Build and push on a machine with Docker: see deploy/api.Dockerfile (target/dist/{env}/api-image.txt)"
+    )
+}
+
+/// Builds the api image and pushes it to the environment's ECR repository (`docker login` to
+/// ECR first). Needs a Docker engine.
+pub fn push_api_image(env: &str) -> Result<()> {
+    require_docker(env)?;
+    let outputs = outputs(env)?;
+    let repository = outputs
+        .get("ecr_repository_url")
+        .and_then(Value::as_str)
+        .context("no ecr_repository_url output: deploy the stack first")?;
+    let tag = cmd::output(Command::new("git").args(["rev-parse", "--short=12", "HEAD"]))?;
+    let image = format!("{repository}:{}", tag.trim());
+    cmd::run(Command::new("docker").current_dir(workspace_root()).args([
+        "buildx",
+        "build",
+        "--platform",
+        "linux/arm64",
+        "-f",
+        "deploy/api.Dockerfile",
+        "-t",
+        &image,
+        "--push",
+        ".",
+    ]))?;
+    eprintln!("· pushed {image}; set it as the stack's api_image and deploy again");
+    Ok(())
+}
+
+/// The api image needs a Docker engine; without one, say how to build it and go on.
+fn api_image_note(dist: &Path) -> Result<()> {
+    let engine = docker_engine();
     let context = dist.join("api-image.txt");
     let text = "build context: the repository root\n\
                 dockerfile:    deploy/api.Dockerfile\n\
@@ -144,7 +186,7 @@ fn api_image_note(dist: &Path) -> Result<()> {
     std::fs::write(&context, text)?;
     if engine {
         eprintln!(
-            "· Docker engine found: build and push the api image with the command in {}",
+            "· Docker engine found: `cargo xtask package --env <env> --push` builds and pushes the api image ({})",
             context.display()
         );
     } else {

@@ -51,10 +51,15 @@ enum Task {
         #[arg(long)]
         once: bool,
     },
-    /// Build the Lambda's bootstrap.zip for Amazon Linux 2023 into target/dist/<env>/.
+    /// Build the Lambda's bootstrap.zip for Amazon Linux 2023 into target/dist/<env>/ (with
+    /// SHA-256 sums), and the api image where a Docker engine exists.
+    #[command(alias = "build")]
     Package {
         #[arg(long, default_value = "local")]
         env: String,
+        /// Also build and push the api image to the environment's ECR repository.
+        #[arg(long)]
+        push: bool,
     },
     /// Build, then create or update an environment's whole stack with Terraform.
     Deploy {
@@ -107,9 +112,22 @@ fn main() -> ExitCode {
         Task::Test { cargo_args } => test::run(&cargo_args),
         Task::Migrate { env } => migrate(&env),
         Task::Up { once } => up::run(once),
-        Task::Package { env } => deploy::settings_for(&env)
+        Task::Package { env, push } => deploy::settings_for(&env)
+            .and_then(|s| {
+                if push {
+                    deploy::require_docker(&env).map(|()| s)
+                } else {
+                    Ok(s)
+                }
+            })
             .and_then(|s| deploy::package(&s))
-            .map(|_| ()),
+            .and_then(|_| {
+                if push {
+                    deploy::push_api_image(&env)
+                } else {
+                    Ok(())
+                }
+            }),
         Task::Deploy { env, plan, yes } => deploy::deploy(&env, plan, yes),
         Task::Verify { env } => verify::verify(&env),
         Task::RotateSecret { env } => deploy::rotate_secret(&env),
