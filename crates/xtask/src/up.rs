@@ -284,7 +284,7 @@ async fn up(once: bool) -> Result<()> {
         .await
         .context("the api did not restart")?;
     let recovered = match lost {
-        Outcome::Error(report) if report.contains(post_confirm_failure()) => {
+        Outcome::Error(report) if report.contains(post_confirm::SAFE_FAILURE) => {
             users_me(&http, &api_url, &bob)
                 .await
                 .map(|d| format!("Lambda failed while the api was down; {d}"))
@@ -346,11 +346,6 @@ async fn up(once: bool) -> Result<()> {
 /// Both checks' details, or the first failure.
 fn both(a: Result<String>, b: Result<String>) -> Result<String> {
     Ok(format!("{}, {}", a?, b?))
-}
-
-fn post_confirm_failure() -> &'static str {
-    // The Lambda's safe failure message, as `post_confirm::SAFE_FAILURE` defines it.
-    "registration backend unavailable"
 }
 
 async fn put_secret(sm: &SecretsManager, id: &str, secret: &SecretString) -> Result<()> {
@@ -507,9 +502,6 @@ impl UserPool {
     /// Signs up and confirms a user, then builds the PostConfirmation event Cognito would send
     /// from the user's stored attributes (moto never invokes triggers itself).
     async fn sign_up(&self, cognito: &Cognito, username: &str, email: &str) -> Result<DemoUser> {
-        let aws_err = |e: &dyn std::error::Error| {
-            anyhow::anyhow!(aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string())
-        };
         let email_attr = AttributeType::builder()
             .name("email")
             .value(email)
@@ -522,21 +514,21 @@ impl UserPool {
             .user_attributes(email_attr)
             .send()
             .await
-            .map_err(|e| aws_err(&e))?;
+            .map_err(|e| anyhow::anyhow!(aws::explain(&e)))?;
         cognito
             .admin_confirm_sign_up()
             .user_pool_id(&self.id)
             .username(username)
             .send()
             .await
-            .map_err(|e| aws_err(&e))?;
+            .map_err(|e| anyhow::anyhow!(aws::explain(&e)))?;
         let user = cognito
             .admin_get_user()
             .user_pool_id(&self.id)
             .username(username)
             .send()
             .await
-            .map_err(|e| aws_err(&e))?;
+            .map_err(|e| anyhow::anyhow!(aws::explain(&e)))?;
         let mut attributes: serde_json::Map<String, Value> = user
             .user_attributes()
             .iter()
@@ -560,7 +552,7 @@ impl UserPool {
             .auth_parameters("PASSWORD", DEMO_PASSWORD)
             .send()
             .await
-            .map_err(|e| aws_err(&e))?;
+            .map_err(|e| anyhow::anyhow!(aws::explain(&e)))?;
         let id_token = auth
             .authentication_result()
             .and_then(|r| r.id_token())
