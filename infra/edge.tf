@@ -95,6 +95,12 @@ resource "aws_lb_listener" "http" {
   }
 }
 
+locals {
+  # How WAF reads the path before comparing it with the guarded one, in both rules: decoded,
+  # normalised, lower-cased. Matching this broadly over-blocks spellings; the api is the authority.
+  guarded_path_transformations = ["URL_DECODE", "NORMALIZE_PATH", "LOWERCASE"]
+}
+
 resource "aws_wafv2_ip_set" "registration" {
   name               = "${local.name}-registration-sources"
   description        = "The NAT gateway's Elastic IP and the contract's extra allowed sources"
@@ -142,17 +148,12 @@ resource "aws_wafv2_web_acl" "this" {
             field_to_match {
               uri_path {}
             }
-            text_transformation {
-              priority = 0
-              type     = "URL_DECODE"
-            }
-            text_transformation {
-              priority = 1
-              type     = "NORMALIZE_PATH"
-            }
-            text_transformation {
-              priority = 2
-              type     = "LOWERCASE"
+            dynamic "text_transformation" {
+              for_each = local.guarded_path_transformations
+              content {
+                priority = text_transformation.key
+                type     = text_transformation.value
+              }
             }
           }
         }
@@ -191,17 +192,12 @@ resource "aws_wafv2_web_acl" "this" {
             field_to_match {
               uri_path {}
             }
-            text_transformation {
-              priority = 0
-              type     = "URL_DECODE"
-            }
-            text_transformation {
-              priority = 1
-              type     = "NORMALIZE_PATH"
-            }
-            text_transformation {
-              priority = 2
-              type     = "LOWERCASE"
+            dynamic "text_transformation" {
+              for_each = local.guarded_path_transformations
+              content {
+                priority = text_transformation.key
+                type     = text_transformation.value
+              }
             }
           }
         }

@@ -87,9 +87,15 @@ impl SecretCache {
     }
 }
 
-/// A Secrets Manager client for `aws` settings; `endpoint_url` points it at a local AWS, which
-/// gets test credentials unless the environment provides some.
+/// A Secrets Manager client for `aws` settings.
 pub async fn secrets_manager(aws: &shared_auth::AwsSettings) -> SecretsManager {
+    SecretsManager::new(&sdk_config(aws).await)
+}
+
+/// AWS SDK configuration for `aws` settings; `endpoint_url` points every client at a local AWS
+/// (moto_server), which gets test credentials unless the environment provides some. xtask
+/// builds its clients from this too.
+pub async fn sdk_config(aws: &shared_auth::AwsSettings) -> aws_config::SdkConfig {
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
     if let Some(region) = &aws.region {
         loader = loader.region(aws_config::Region::new(region.clone()));
@@ -106,5 +112,5 @@ pub async fn secrets_manager(aws: &shared_auth::AwsSettings) -> SecretsManager {
             ));
         }
     }
-    SecretsManager::new(&loader.load().await)
+    loader.load().await
 }
