@@ -92,16 +92,15 @@ pub async fn register_user(pool: &PgPool, user: &NewUser) -> Result<Registered, 
     if let Some(created) = insert_if_missing(pool, user).await? {
         return Ok(Registered::Created(created));
     }
-    let updated: Option<User> = sqlx::query_as(&format!(
-        "UPDATE users SET email = $2, email_verified = $3, username = $4, updated_at = now()
-         WHERE cognito_sub = $1
-           AND (email, email_verified, username) IS DISTINCT FROM ($2, $3, $4)
-         RETURNING {COLUMNS}"
-    ))
-    .bind(user.sub)
-    .bind(&user.email)
-    .bind(user.email_verified)
-    .bind(&user.username)
+    let updated: Option<User> = with_user(
+        &format!(
+            "UPDATE users SET email = $2, email_verified = $3, username = $4, updated_at = now()
+             WHERE cognito_sub = $1
+               AND (email, email_verified, username) IS DISTINCT FROM ($2, $3, $4)
+             RETURNING {COLUMNS}"
+        ),
+        user,
+    )
     .fetch_optional(pool)
     .await?;
     if let Some(updated) = updated {
@@ -126,17 +125,29 @@ pub async fn provision_user(pool: &PgPool, user: &NewUser) -> Result<(User, bool
 }
 
 async fn insert_if_missing(pool: &PgPool, user: &NewUser) -> Result<Option<User>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "INSERT INTO users (cognito_sub, email, email_verified, username) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (cognito_sub) DO NOTHING
-         RETURNING {COLUMNS}"
-    ))
-    .bind(user.sub)
-    .bind(&user.email)
-    .bind(user.email_verified)
-    .bind(&user.username)
+    with_user(
+        &format!(
+            "INSERT INTO users (cognito_sub, email, email_verified, username) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (cognito_sub) DO NOTHING
+             RETURNING {COLUMNS}"
+        ),
+        user,
+    )
     .fetch_optional(pool)
     .await
+}
+
+/// `sql` (which returns the user's columns) with `user` bound as $1 `sub`, $2 `email`,
+/// $3 `email_verified`, $4 `username`: one place that keeps the parameter order.
+fn with_user<'q>(
+    sql: &'q str,
+    user: &'q NewUser,
+) -> sqlx::query::QueryAs<'q, sqlx::Postgres, User, sqlx::postgres::PgArguments> {
+    sqlx::query_as(sql)
+        .bind(user.sub)
+        .bind(&user.email)
+        .bind(user.email_verified)
+        .bind(&user.username)
 }
 
 pub async fn find_by_sub(pool: &PgPool, sub: Uuid) -> Result<Option<User>, sqlx::Error> {
