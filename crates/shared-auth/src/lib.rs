@@ -59,6 +59,13 @@
 //! the comparison takes the same time whatever the lengths. Missing, empty or repeated headers
 //! never pass.
 
+/// The message the registration Lambda fails with when the backend cannot register a user:
+/// what Cognito, and so the signing-up user's app, sees. Safe to show: it names no address,
+/// secret or cause (those go to the Lambda's log).
+pub const REGISTRATION_FAILED: &str = "registration backend unavailable";
+
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod client_ip;
 pub mod secret;
 pub mod settings;
@@ -72,8 +79,8 @@ use secrecy::{ExposeSecret, SecretString};
 pub use client_ip::{client_ip, is_allowed};
 pub use secret::{SecretError, SecretSet, verify_static};
 pub use settings::{
-    ApiSettings, AwsSettings, ConfigError, DeploySettings, GuardContract, LambdaSettings,
-    SecretSource, Settings, SigningMode, load, load_with,
+    ApiSettings, AwsSettings, Component, ConfigError, DeploySettings, GuardContract,
+    LambdaSettings, SecretSource, Settings, SigningMode, load, load_for,
 };
 pub use signing::{SignedRequest, sign, string_to_sign, verify_signature};
 pub use verdict::{DenyReason, SecretVersion, Verdict};

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use secrecy::ExposeSecret;
-use shared_auth::{ConfigError, SecretSource, SigningMode, load_with};
+use shared_auth::{Component, ConfigError, SecretSource, SigningMode, load_for};
 
 fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
     pairs
@@ -14,7 +14,7 @@ fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
 }
 
 fn error_for(pairs: &[(&str, &str)]) -> String {
-    load_with(&vars(pairs))
+    load_for(Component::Deploy, &vars(pairs))
         .expect_err("settings should be refused")
         .to_string()
 }
@@ -25,7 +25,7 @@ fn deploy_dir() -> String {
 
 #[test]
 fn local_is_the_default_and_loads_without_any_variable() {
-    let s = load_with(&vars(&[])).expect("local contract loads");
+    let s = load_for(Component::Deploy, &vars(&[])).expect("local contract loads");
     assert_eq!(s.env, "local");
     assert_eq!(s.guard.method, "POST");
     assert_eq!(s.guard.path, "/user");
@@ -49,8 +49,8 @@ fn embedded_contracts_equal_the_files_on_disk() {
         embedded.insert("TOLLGATE_ENV".into(), env.into());
         let mut on_disk = embedded.clone();
         on_disk.insert("TOLLGATE_CONFIG_DIR".into(), deploy_dir());
-        let a = load_with(&embedded).expect("embedded contract loads");
-        let b = load_with(&on_disk).expect("on-disk contract loads");
+        let a = load_for(Component::Deploy, &embedded).expect("embedded contract loads");
+        let b = load_for(Component::Deploy, &on_disk).expect("on-disk contract loads");
         assert_eq!(a.guard, b.guard, "{env}");
         assert_eq!(a.lambda, b.lambda, "{env}");
     }
@@ -58,16 +58,19 @@ fn embedded_contracts_equal_the_files_on_disk() {
 
 #[test]
 fn environment_overrides_win_and_lists_are_comma_separated() {
-    let s = load_with(&vars(&[
-        (
-            "TOLLGATE__GUARD__ALLOWED_CIDRS",
-            "203.0.113.7/32,2001:db8::/64",
-        ),
-        ("TOLLGATE__GUARD__MODE", "static"),
-        ("TOLLGATE__GUARD__MAX_SKEW_S", "60"),
-        ("TOLLGATE__API__LISTEN", "127.0.0.1:9999"),
-        ("TOLLGATE__LAMBDA__MAX_ATTEMPTS", "2"),
-    ]))
+    let s = load_for(
+        Component::Deploy,
+        &vars(&[
+            (
+                "TOLLGATE__GUARD__ALLOWED_CIDRS",
+                "203.0.113.7/32,2001:db8::/64",
+            ),
+            ("TOLLGATE__GUARD__MODE", "static"),
+            ("TOLLGATE__GUARD__MAX_SKEW_S", "60"),
+            ("TOLLGATE__API__LISTEN", "127.0.0.1:9999"),
+            ("TOLLGATE__LAMBDA__MAX_ATTEMPTS", "2"),
+        ]),
+    )
     .expect("overrides apply");
     assert_eq!(
         s.guard.allowed_cidrs,
@@ -84,26 +87,33 @@ fn environment_overrides_win_and_lists_are_comma_separated() {
 
 #[test]
 fn an_empty_list_override_empties_the_list() {
-    let s = load_with(&vars(&[("TOLLGATE__GUARD__TRUSTED_PROXIES", "")])).expect("loads");
+    let s = load_for(
+        Component::Deploy,
+        &vars(&[("TOLLGATE__GUARD__TRUSTED_PROXIES", "")]),
+    )
+    .expect("loads");
     assert!(s.guard.trusted_proxies.is_empty());
 }
 
 #[test]
 fn variables_outside_the_double_underscore_prefix_are_not_settings() {
-    let s = load_with(&vars(&[
-        ("TOLLGATE_SECRET_CURRENT", "not-a-setting"),
-        ("TOLLGATE_GUARD_PATH", "/other"),
-    ]))
+    let s = load_for(
+        Component::Deploy,
+        &vars(&[
+            ("TOLLGATE_SECRET_CURRENT", "not-a-setting"),
+            ("TOLLGATE_GUARD_PATH", "/other"),
+        ]),
+    )
     .expect("loads");
     assert_eq!(s.guard.path, "/user");
 }
 
 #[test]
 fn database_url_variable_wins() {
-    let s = load_with(&vars(&[(
-        "DATABASE_URL",
-        "postgres://u:pw@127.0.0.1:5999/db",
-    )]))
+    let s = load_for(
+        Component::Deploy,
+        &vars(&[("DATABASE_URL", "postgres://u:pw@127.0.0.1:5999/db")]),
+    )
     .expect("loads");
     assert_eq!(
         s.api
@@ -117,7 +127,11 @@ fn database_url_variable_wins() {
         !format!("{s:?}").contains("pw@"),
         "Debug must not show the database password"
     );
-    let s = load_with(&vars(&[("DATABASE_PASSWORD", "injected-by-ecs")])).expect("loads");
+    let s = load_for(
+        Component::Deploy,
+        &vars(&[("DATABASE_PASSWORD", "injected-by-ecs")]),
+    )
+    .expect("loads");
     assert_eq!(
         s.api
             .database_password
@@ -293,15 +307,21 @@ fn an_empty_allowlist_is_refused_outside_local() {
         msg.contains("guard.allowed_cidrs") && msg.contains("Elastic IP"),
         "{msg}"
     );
-    let s =
-        load_with(&vars(&[("TOLLGATE__GUARD__ALLOWED_CIDRS", "")])).expect("local may be empty");
+    let s = load_for(
+        Component::Deploy,
+        &vars(&[("TOLLGATE__GUARD__ALLOWED_CIDRS", "")]),
+    )
+    .expect("local may be empty");
     assert!(s.guard.allowed_cidrs.is_empty());
 }
 
 #[test]
 fn environment_names_are_checked_and_missing_files_explained() {
     assert!(matches!(
-        load_with(&vars(&[("TOLLGATE_ENV", "../etc/passwd")])),
+        load_for(
+            Component::Deploy,
+            &vars(&[("TOLLGATE_ENV", "../etc/passwd")])
+        ),
         Err(ConfigError::BadEnvName(_))
     ));
     let msg = error_for(&[("TOLLGATE_ENV", "qa")]);
@@ -323,7 +343,7 @@ fn rendered_contract_variables_parse_back_to_the_same_contract() {
             ("TOLLGATE_ENV", env),
             ("TOLLGATE__GUARD__ALLOWED_CIDRS", "203.0.113.7/32"),
         ]);
-        let mut original = load_with(&base).expect("loads").guard;
+        let mut original = load_for(Component::Deploy, &base).expect("loads").guard;
         // Change every field, so a field that the rendering forgot shows up as a difference.
         original.mode = shared_auth::SigningMode::Static;
         original.static_header = "x-other-auth".into();
@@ -341,7 +361,9 @@ fn rendered_contract_variables_parse_back_to_the_same_contract() {
         original.trusted_proxies = vec!["10.0.0.0/8".parse().unwrap()];
         let mut rendered: HashMap<String, String> = original.to_env_vars().into_iter().collect();
         rendered.insert("TOLLGATE_ENV".into(), env.into());
-        let back = load_with(&rendered).expect("rendered contract loads").guard;
+        let back = load_for(Component::Deploy, &rendered)
+            .expect("rendered contract loads")
+            .guard;
         assert_eq!(back, original, "{env}");
     }
 }
@@ -371,4 +393,41 @@ fn deploy_settings_are_checked_outside_local() {
         msg.contains("guard.trusted_proxies") && msg.contains("172.16.0.0/16"),
         "{msg}"
     );
+}
+
+#[test]
+fn each_deployable_validates_only_the_sections_it_reads() {
+    let loads = |component, pairs: &[(&str, &str)]| load_for(component, &vars(pairs)).is_ok();
+    let (api, lambda, deploy) = (Component::Api, Component::Lambda, Component::Deploy);
+
+    // A staging task whose deploy-only keys are still placeholders must still start.
+    let bad_deploy = [
+        ("TOLLGATE_ENV", "staging"),
+        ("TOLLGATE__GUARD__ALLOWED_CIDRS", "203.0.113.7/32"),
+        ("TOLLGATE__DEPLOY__CERTIFICATE_ARN", "FILL IN"),
+    ];
+    assert!(loads(api, &bad_deploy) && loads(lambda, &bad_deploy));
+    assert!(!loads(deploy, &bad_deploy));
+
+    let bad_lambda = [("TOLLGATE__LAMBDA__MAX_ATTEMPTS", "0")];
+    assert!(loads(api, &bad_lambda));
+    assert!(!loads(lambda, &bad_lambda) && !loads(deploy, &bad_lambda));
+
+    let bad_api = [("TOLLGATE__API__REQUEST_TIMEOUT_MS", "0")];
+    assert!(loads(lambda, &bad_api));
+    assert!(!loads(api, &bad_api) && !loads(deploy, &bad_api));
+
+    // The contract and the AWS endpoint are everyone's, and so are unknown keys.
+    for shared in [
+        ("TOLLGATE__GUARD__MAX_SKEW_S", "0"),
+        ("TOLLGATE__AWS__ENDPOINT_URL", "moto:4566"),
+        ("TOLLGATE__DEPLOY__NO_SUCH_KEY", "1"),
+    ] {
+        for component in [api, lambda, deploy] {
+            assert!(
+                !loads(component, &[shared]),
+                "{component:?} accepted {shared:?}"
+            );
+        }
+    }
 }

@@ -1,0 +1,341 @@
+//! The settings' types, their defaults, and how the contract renders back to variables.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use ipnet::IpNet;
+use secrecy::SecretString;
+use serde::{Deserialize, Deserializer, Serialize};
+
+use super::{ENV_PREFIX, ENV_SEPARATOR};
+
+/// Everything a deployable reads from `deploy/<env>.toml` and `TOLLGATE__…` overrides.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// The environment these settings were loaded for (`TOLLGATE_ENV`); not a file key.
+    #[serde(skip)]
+    pub env: String,
+    /// The shared contract: both ends must agree on every field of it.
+    pub guard: GuardContract,
+    #[serde(default)]
+    pub api: ApiSettings,
+    #[serde(default)]
+    pub lambda: LambdaSettings,
+    #[serde(default)]
+    pub aws: AwsSettings,
+    #[serde(default)]
+    pub deploy: DeploySettings,
+}
+
+/// The shared contract between the post-confirm Lambda (sender) and the API (receiver).
+///
+/// Both ends load it through [`load`]; `xtask` renders it into both deployables' environments
+/// from one value, so they cannot disagree.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuardContract {
+    /// HTTP method of the guarded route (upper case).
+    #[serde(default = "defaults::method")]
+    pub method: String,
+    /// Path of the guarded route, as the Lambda sends it and WAF matches it (lower case).
+    #[serde(default = "defaults::path")]
+    pub path: String,
+    /// How the Lambda proves it knows the secret.
+    #[serde(default)]
+    pub mode: SigningMode,
+    /// Header carrying the secret itself in `static` mode.
+    #[serde(default = "defaults::static_header")]
+    pub static_header: String,
+    /// Header carrying the signing time (unix seconds) in `hmac` mode.
+    #[serde(default = "defaults::timestamp_header")]
+    pub timestamp_header: String,
+    /// Header carrying the `v1=` signatures in `hmac` mode.
+    #[serde(default = "defaults::signature_header")]
+    pub signature_header: String,
+    /// Secrets Manager id (name or ARN) of the shared secret.
+    pub secret_id: String,
+    /// How long a fetched secret may be used before it is fetched again.
+    #[serde(default = "defaults::secret_ttl_s")]
+    pub secret_ttl_s: u64,
+    /// Source addresses allowed to call the guarded route (the NAT gateway's Elastic IP).
+    #[serde(deserialize_with = "cidr_list")]
+    pub allowed_cidrs: Vec<IpNet>,
+    /// Proxies whose `X-Forwarded-For` entries are believed (the ALB's subnets).
+    #[serde(default, deserialize_with = "cidr_list")]
+    pub trusted_proxies: Vec<IpNet>,
+    /// Largest accepted difference between the signing time and the receiver's clock.
+    #[serde(default = "defaults::max_skew_s")]
+    pub max_skew_s: u64,
+}
+
+/// How the sender proves it knows the shared secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase", try_from = "String")]
+pub enum SigningMode {
+    /// HMAC-SHA256 over timestamp, method, path and body (see the crate docs).
+    #[default]
+    Hmac,
+    /// The secret itself in a header, compared in constant time.
+    Static,
+}
+
+impl TryFrom<String> for SigningMode {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        match s.as_str() {
+            "hmac" => Ok(SigningMode::Hmac),
+            "static" => Ok(SigningMode::Static),
+            other => Err(format!("unknown mode `{other}`; use `hmac` or `static`")),
+        }
+    }
+}
+
+impl fmt::Display for SigningMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SigningMode::Hmac => "hmac",
+            SigningMode::Static => "static",
+        })
+    }
+}
+
+/// Where the API reads the shared secret from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase", try_from = "String")]
+pub enum SecretSource {
+    /// `TOLLGATE_SECRET_CURRENT` and optional `TOLLGATE_SECRET_PREVIOUS` (local runs).
+    #[default]
+    Env,
+    /// Secrets Manager, versions `AWSCURRENT` and `AWSPREVIOUS`.
+    Aws,
+}
+
+impl TryFrom<String> for SecretSource {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        match s.as_str() {
+            "env" => Ok(SecretSource::Env),
+            "aws" => Ok(SecretSource::Aws),
+            other => Err(format!(
+                "unknown secret source `{other}`; use `env` or `aws`"
+            )),
+        }
+    }
+}
+
+/// Settings read by the API service only.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSettings {
+    pub listen: SocketAddr,
+    /// PostgreSQL URL; the `DATABASE_URL` variable wins when set.
+    pub database_url: Option<SecretString>,
+    /// Password for `database_url`, from the `DATABASE_PASSWORD` variable only (ECS injects the
+    /// RDS-managed secret there); never a file key.
+    #[serde(skip)]
+    pub database_password: Option<SecretString>,
+    pub secret_source: SecretSource,
+    /// How often the API re-reads the secret (picks up rotations).
+    pub secret_refresh_s: u64,
+    /// Apply `migrations/` at start.
+    pub migrate_on_start: bool,
+    pub db_max_connections: u32,
+    pub db_acquire_timeout_ms: u64,
+    pub db_statement_timeout_ms: u64,
+    /// Whole-request time limit.
+    pub request_timeout_ms: u64,
+    /// Largest accepted request body on the guarded route.
+    pub body_limit_bytes: usize,
+    /// Cognito issuer, `https://cognito-idp.<region>.amazonaws.com/<pool id>`.
+    pub jwt_issuer: Option<String>,
+    /// Cognito app client id: the ID token's `aud`.
+    pub jwt_client_id: Option<String>,
+    /// JWKS address; defaults to `{jwt_issuer}/.well-known/jwks.json`.
+    pub jwks_url: Option<String>,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database_url: None,
+            database_password: None,
+            secret_source: SecretSource::Env,
+            secret_refresh_s: 60,
+            migrate_on_start: false,
+            db_max_connections: 10,
+            db_acquire_timeout_ms: 2_000,
+            db_statement_timeout_ms: 5_000,
+            request_timeout_ms: 10_000,
+            body_limit_bytes: 16 * 1024,
+            jwt_issuer: None,
+            jwt_client_id: None,
+            jwks_url: None,
+        }
+    }
+}
+
+impl ApiSettings {
+    /// The JWKS address: `jwks_url`, or the issuer's well-known path.
+    pub fn jwks_url(&self) -> Option<String> {
+        self.jwks_url.clone().or_else(|| {
+            self.jwt_issuer
+                .as_ref()
+                .map(|iss| format!("{}/.well-known/jwks.json", iss.trim_end_matches('/')))
+        })
+    }
+}
+
+/// Settings read by the post-confirm Lambda only.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LambdaSettings {
+    /// Base address of the API (scheme, host, optional port; no path).
+    pub api_base_url: String,
+    pub connect_timeout_ms: u64,
+    /// Time limit of one HTTP attempt.
+    pub attempt_timeout_ms: u64,
+    /// Time kept free before the invocation deadline (Cognito allows 5 s in all).
+    pub deadline_margin_ms: u64,
+    /// Most HTTP attempts per invocation (the deadline may stop earlier).
+    pub max_attempts: u32,
+}
+
+impl Default for LambdaSettings {
+    fn default() -> Self {
+        Self {
+            api_base_url: "http://127.0.0.1:8080".to_owned(),
+            connect_timeout_ms: 1_000,
+            attempt_timeout_ms: 1_500,
+            deadline_margin_ms: 300,
+            max_attempts: 4,
+        }
+    }
+}
+
+/// Where the AWS clients point.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AwsSettings {
+    /// Region; the SDK's default chain when absent.
+    pub region: Option<String>,
+    /// A local AWS (moto_server) for `--env local`; absent in the cloud.
+    pub endpoint_url: Option<String>,
+}
+
+/// How `cargo xtask deploy` builds the stack for this environment (read by xtask only).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeploySettings {
+    /// S3 bucket holding the Terraform state (native S3 locking); absent for `local` (local state).
+    pub state_bucket: Option<String>,
+    /// ACM certificate of the HTTPS listener; required outside `local`.
+    pub certificate_arn: Option<String>,
+    /// `arm64` or `x86_64`: the Lambda's architecture and the bootstrap build target.
+    pub lambda_architecture: String,
+    pub db_instance_class: String,
+    /// VPC range; `guard.trusted_proxies` must contain it (the ALB's nodes live there).
+    pub vpc_cidr: IpNet,
+    pub api_desired_count: u32,
+    /// Deletion protection on the database, ALB and user pool (off only for throwaway stacks).
+    pub deletion_protection: bool,
+}
+
+impl Default for DeploySettings {
+    fn default() -> Self {
+        Self {
+            state_bucket: None,
+            certificate_arn: None,
+            lambda_architecture: "arm64".to_owned(),
+            db_instance_class: "db.t4g.micro".to_owned(),
+            vpc_cidr: IpNet::V4(
+                ipnet::Ipv4Net::new(std::net::Ipv4Addr::new(10, 20, 0, 0), 16).unwrap_or_default(),
+            ),
+            api_desired_count: 2,
+            deletion_protection: true,
+        }
+    }
+}
+
+mod defaults {
+    pub fn method() -> String {
+        "POST".to_owned()
+    }
+    pub fn path() -> String {
+        "/user".to_owned()
+    }
+    pub fn static_header() -> String {
+        "x-custom-auth".to_owned()
+    }
+    pub fn timestamp_header() -> String {
+        crate::signing::TIMESTAMP_HEADER.to_owned()
+    }
+    pub fn signature_header() -> String {
+        crate::signing::SIGNATURE_HEADER.to_owned()
+    }
+    pub fn secret_ttl_s() -> u64 {
+        300
+    }
+    pub fn max_skew_s() -> u64 {
+        crate::signing::DEFAULT_MAX_SKEW_S
+    }
+}
+
+/// Reads a CIDR list, accepting a TOML array or (from an environment override) one string;
+/// empty entries are skipped so an empty override means an empty list.
+fn cidr_list<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<IpNet>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        Many(Vec<String>),
+        One(String),
+    }
+    let raw = match OneOrMany::deserialize(de)? {
+        OneOrMany::Many(v) => v,
+        OneOrMany::One(s) => s.split(',').map(str::to_owned).collect(),
+    };
+    raw.iter()
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<IpNet>().map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "`{s}` is not a CIDR block (write e.g. 203.0.113.7/32 or 2001:db8::/64)"
+                ))
+            })
+        })
+        .collect()
+}
+
+impl GuardContract {
+    /// The environment variables that reproduce this contract through [`load_for`](super::load_for)
+    /// (`TOLLGATE__GUARD__…`), as `xtask` renders them for both deployables.
+    pub fn to_env_vars(&self) -> Vec<(String, String)> {
+        let join = |nets: &[IpNet]| {
+            nets.iter()
+                .map(IpNet::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let key = |k: &str| {
+            format!(
+                "{ENV_PREFIX}{ENV_SEPARATOR}GUARD{ENV_SEPARATOR}{}",
+                k.to_ascii_uppercase()
+            )
+        };
+        vec![
+            (key("method"), self.method.clone()),
+            (key("path"), self.path.clone()),
+            (key("mode"), self.mode.to_string()),
+            (key("static_header"), self.static_header.clone()),
+            (key("timestamp_header"), self.timestamp_header.clone()),
+            (key("signature_header"), self.signature_header.clone()),
+            (key("secret_id"), self.secret_id.clone()),
+            (key("secret_ttl_s"), self.secret_ttl_s.to_string()),
+            (key("allowed_cidrs"), join(&self.allowed_cidrs)),
+            (key("trusted_proxies"), join(&self.trusted_proxies)),
+            (key("max_skew_s"), self.max_skew_s.to_string()),
+        ]
+    }
+}
