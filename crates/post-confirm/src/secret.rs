@@ -89,28 +89,5 @@ impl SecretCache {
 
 /// A Secrets Manager client for `aws` settings.
 pub async fn secrets_manager(aws: &shared_auth::AwsSettings) -> SecretsManager {
-    SecretsManager::new(&sdk_config(aws).await)
-}
-
-/// AWS SDK configuration for `aws` settings; `endpoint_url` points every client at a local AWS
-/// (moto_server), which gets test credentials unless the environment provides some. xtask
-/// builds its clients from this too.
-pub async fn sdk_config(aws: &shared_auth::AwsSettings) -> aws_config::SdkConfig {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-    if let Some(region) = &aws.region {
-        loader = loader.region(aws_config::Region::new(region.clone()));
-    }
-    if let Some(url) = &aws.endpoint_url {
-        loader = loader.endpoint_url(url);
-        if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
-            loader = loader.credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
-                "test",
-                "test",
-                None,
-                None,
-                "tollgate-local",
-            ));
-        }
-    }
-    loader.load().await
+    SecretsManager::new(&shared_auth::aws::sdk_config(aws).await)
 }

@@ -2,15 +2,13 @@
 //! (here the local one in `support/runtime_api.rs`), settings from the environment as xtask
 //! renders them, the secret from (moto's) Secrets Manager.
 
-mod support;
-
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 use shared_auth::SecretSet;
-use support::receiver::Receiver;
-use support::runtime_api::{Outcome, RuntimeApi};
+use testkit::receiver::Receiver;
+use testkit::runtime_api::{Outcome, RuntimeApi};
 
 const SECRET: &str = "bootstrap-test-secret-0123456789abcdefghijk";
 
@@ -33,18 +31,13 @@ fn fixture(name: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_binary_processes_invocations_end_to_end() {
-    let endpoint = std::env::var("TOLLGATE_TEST_AWS_ENDPOINT").unwrap_or_else(|_| {
-        panic!("TOLLGATE_TEST_AWS_ENDPOINT is not set: run the tests with `cargo xtask test` (it starts moto_server)")
-    });
+    let aws = testkit::local_aws();
+    let endpoint = testkit::aws_endpoint();
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .expect("clock")
         .as_nanos();
     let secret_id = format!("tollgate/test/bootstrap-{nanos}");
-    let aws = shared_auth::AwsSettings {
-        region: Some("ap-northeast-1".into()),
-        endpoint_url: Some(endpoint.clone()),
-    };
     post_confirm::secret::secrets_manager(&aws)
         .await
         .create_secret()
@@ -54,7 +47,7 @@ async fn the_binary_processes_invocations_end_to_end() {
         .await
         .expect("moto creates the secret");
 
-    let contract = shared_auth::load_with(&Default::default())
+    let contract = shared_auth::load_for(shared_auth::Component::Lambda, &Default::default())
         .expect("local settings")
         .guard;
     let receiver = Receiver::start(

@@ -1,8 +1,6 @@
 //! The handler against a receiver on loopback: success, replays, retries, permanent refusals,
 //! secret rotation, and an API that never answers.
 
-mod support;
-
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -11,7 +9,7 @@ use post_confirm::secret::{SecretSource, secrets_manager};
 use post_confirm::{Deps, SAFE_FAILURE, handle};
 use serde_json::Value;
 use shared_auth::{SecretSet, Settings};
-use support::receiver::{Receiver, Script};
+use testkit::receiver::{Receiver, Script};
 
 const SECRET: &str = "lambda-test-secret-0123456789abcdefghijklmn";
 
@@ -30,7 +28,7 @@ fn settings(api_base_url: &str, extra: &[(&str, &str)]) -> Settings {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
     );
-    shared_auth::load_with(&vars).expect("settings")
+    shared_auth::load_for(shared_auth::Component::Lambda, &vars).expect("settings")
 }
 
 fn secrets(current: &str) -> SecretSet {
@@ -168,6 +166,41 @@ async fn an_api_that_never_answers_fails_before_the_deadline() {
 }
 
 #[tokio::test]
+async fn a_relative_deadline_like_cargo_lambdas_still_delivers_within_cognitos_budget() {
+    let (receiver, deps) = setup(&[]).await;
+    let mut context = Context::default();
+    context.request_id = "cargo-lambda".into();
+    // cargo-lambda's emulator sends the timeout, not an epoch time.
+    context.deadline = 600_000;
+    let event = fixture("sign-up");
+    let returned = handle(&deps, LambdaEvent::new(event.clone(), context))
+        .await
+        .expect("delivered despite the 1970 deadline");
+    assert_eq!(returned, event);
+    assert_eq!(receiver.calls().len(), 1);
+}
+
+#[tokio::test]
+async fn a_hung_api_under_a_long_runtime_deadline_is_given_up_within_cognitos_budget() {
+    let (receiver, deps) = setup(&[("TOLLGATE__LAMBDA__ATTEMPT_TIMEOUT_MS", "10000")]).await;
+    receiver.script(&[Script::Hang, Script::Hang, Script::Hang, Script::Hang]);
+    let start = Instant::now();
+    // A function configured for 60 s: Cognito still stops waiting after 5 s.
+    let err = handle(
+        &deps,
+        invocation(fixture("sign-up"), Duration::from_secs(60)),
+    )
+    .await
+    .expect_err("gave up");
+    assert_eq!(err.to_string(), SAFE_FAILURE);
+    let took = start.elapsed();
+    assert!(
+        took < post_confirm::deadline::COGNITO_BUDGET,
+        "returned after {took:?}, past Cognito's 5 s"
+    );
+}
+
+#[tokio::test]
 async fn an_unreachable_api_fails_within_the_deadline() {
     let s = settings("http://127.0.0.1:9", &[]);
     let deps = Deps::with_secret_source(s, SecretSource::Fixed(SECRET.into())).expect("deps");
@@ -182,14 +215,8 @@ async fn an_unreachable_api_fails_within_the_deadline() {
 
 #[tokio::test]
 async fn a_rotated_secret_is_refetched_after_one_403() {
-    let endpoint = std::env::var("TOLLGATE_TEST_AWS_ENDPOINT").unwrap_or_else(|_| {
-        panic!("TOLLGATE_TEST_AWS_ENDPOINT is not set: run the tests with `cargo xtask test` (it starts moto_server)")
-    });
     let secret_id = format!("tollgate/test/lambda-{}", unique_suffix());
-    let aws = shared_auth::AwsSettings {
-        region: Some("ap-northeast-1".into()),
-        endpoint_url: Some(endpoint),
-    };
+    let aws = testkit::local_aws();
     let sm = secrets_manager(&aws).await;
     let old = "old-lambda-secret-0123456789abcdefghijklmnop";
     let new = "new-lambda-secret-0123456789abcdefghijklmnop";

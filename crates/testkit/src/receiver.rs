@@ -1,6 +1,5 @@
 //! A scripted stand-in for the API's `POST /user`, verifying every request with `shared-auth`
 //! exactly as the API does, so a test sees whether the Lambda signs correctly.
-#![allow(dead_code)]
 
 use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -42,6 +41,14 @@ struct Inner {
 pub struct Receiver {
     pub addr: SocketAddr,
     inner: Inner,
+}
+
+impl std::fmt::Debug for Receiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receiver")
+            .field("addr", &self.addr)
+            .finish()
+    }
 }
 
 impl Receiver {

@@ -1,12 +1,11 @@
 //! A local implementation of the AWS Lambda Runtime API (the `2018-06-01` interface a custom
 //! runtime's `bootstrap` talks to), so the real binary can run here as it runs in Lambda.
 //!
-//! Standard library only: the post-confirm tests and `cargo xtask up` both include this file.
+//! Standard library only; used by the post-confirm tests and by `cargo xtask up`.
 //!
 //! Served routes: `GET /2018-06-01/runtime/invocation/next` (long-polls until [`RuntimeApi::invoke`]
 //! queues an event), `POST …/invocation/{id}/response`, `POST …/invocation/{id}/error`,
 //! `POST /2018-06-01/runtime/init/error`.
-#![allow(dead_code)] // each includer uses part of it
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -50,6 +49,14 @@ pub struct RuntimeApi {
     addr: SocketAddr,
     shared: Arc<Shared>,
     counter: Mutex<u64>,
+}
+
+impl std::fmt::Debug for RuntimeApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuntimeApi")
+            .field("addr", &self.addr)
+            .finish()
+    }
 }
 
 impl RuntimeApi {

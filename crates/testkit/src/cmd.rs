@@ -1,0 +1,142 @@
+//! Running external commands visibly.
+
+use std::ffi::OsStr;
+use std::process::{Command, ExitStatus, Output};
+
+use anyhow::{Context, Result, bail};
+
+/// Prints the command the way a shell user would type it.
+pub fn echo(cmd: &Command) {
+    let mut line = String::from("$");
+    for (k, v) in cmd.get_envs() {
+        if let Some(v) = v {
+            let (k, v) = (k.to_string_lossy(), v.to_string_lossy());
+            line.push_str(&format!(" {k}={}", shown_value(&k, &v)));
+        }
+    }
+    line.push(' ');
+    line.push_str(&cmd.get_program().to_string_lossy());
+    for arg in cmd.get_args() {
+        line.push(' ');
+        line.push_str(&quote(arg));
+    }
+    eprintln!("{}", paint("2", &line));
+}
+
+/// `text` in an ANSI style when stderr is a terminal, plain otherwise (CI logs).
+pub fn paint(style: &str, text: &str) -> String {
+    use std::io::IsTerminal;
+    if std::io::stderr().is_terminal() {
+        format!("\x1b[{style}m{text}\x1b[0m")
+    } else {
+        text.to_owned()
+    }
+}
+
+/// Names whose values are credentials: never printed.
+const CREDENTIAL_VARS: &[&str] = &[
+    "TOLLGATE_SECRET_CURRENT",
+    "TOLLGATE_SECRET_PREVIOUS",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+];
+
+/// A variable's value as echoed: credentials hidden, and the password of a URL too.
+fn shown_value(key: &str, value: &str) -> String {
+    if CREDENTIAL_VARS.contains(&key) || key.ends_with("PASSWORD") {
+        return "…".into();
+    }
+    match value
+        .split_once("://")
+        .and_then(|(scheme, rest)| Some((scheme, rest.split_once('@')?)))
+    {
+        Some((scheme, (userinfo, host))) if userinfo.contains(':') => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:…@{host}")
+        }
+        _ => value.to_owned(),
+    }
+}
+
+fn quote(arg: &OsStr) -> String {
+    let s = arg.to_string_lossy();
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@+%".contains(c))
+    {
+        s.into_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// Runs a command with inherited output; fails with the command's name on a non-zero exit.
+pub fn run(cmd: &mut Command) -> Result<()> {
+    let status = status(cmd)?;
+    if !status.success() {
+        bail!(
+            "`{}` failed ({status})",
+            cmd.get_program().to_string_lossy()
+        );
+    }
+    Ok(())
+}
+
+/// Runs a command with inherited output and returns its status.
+pub fn status(cmd: &mut Command) -> Result<ExitStatus> {
+    echo(cmd);
+    cmd.status()
+        .with_context(|| format!("cannot start `{}`", cmd.get_program().to_string_lossy()))
+}
+
+/// Runs a command, capturing its output; fails with its stderr on a non-zero exit.
+pub fn output(cmd: &mut Command) -> Result<String> {
+    echo(cmd);
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd
+        .output()
+        .with_context(|| format!("cannot start `{}`", cmd.get_program().to_string_lossy()))?;
+    if !status.success() {
+        bail!(
+            "`{}` failed ({status}): {}",
+            cmd.get_program().to_string_lossy(),
+            String::from_utf8_lossy(&stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&stdout).into_owned())
+}
+
+/// The path of `program` on PATH, if any.
+pub fn which(program: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn echoed_commands_hide_credentials_only() {
+        assert_eq!(shown_value("TOLLGATE_SECRET_CURRENT", "s3cret-value"), "…");
+        assert_eq!(shown_value("AWS_SECRET_ACCESS_KEY", "abc"), "…");
+        assert_eq!(shown_value("PGPASSWORD", "abc"), "…");
+        assert_eq!(
+            shown_value("DATABASE_URL", "postgres://app:hunter2@db:5432/tollgate"),
+            "postgres://app:…@db:5432/tollgate"
+        );
+        assert_eq!(
+            shown_value("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/x"),
+            "postgres://postgres@127.0.0.1:5432/x"
+        );
+        assert_eq!(
+            shown_value("TOLLGATE__GUARD__SECRET_ID", "tollgate/local/registration"),
+            "tollgate/local/registration"
+        );
+    }
+}

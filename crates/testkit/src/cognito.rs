@@ -1,0 +1,188 @@
+//! A Cognito user pool in moto, with users signed up, confirmed and signed in.
+//!
+//! moto never invokes triggers, so [`PoolUser::event`] builds the PostConfirmation event Cognito
+//! would send, from the user's stored attributes.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use aws_sdk_cognitoidentityprovider::Client as Cognito;
+use aws_sdk_cognitoidentityprovider::types::{AttributeType, AuthFlowType, ExplicitAuthFlowsType};
+use serde_json::{Value, json};
+
+use crate::aws::AwsContext;
+
+/// The password every local user gets (moto's default policy accepts it).
+pub const PASSWORD: &str = "Local-demo-password-1";
+
+/// A user pool with one app client that may sign in with a password (admin flow).
+#[derive(Debug, Clone)]
+pub struct UserPool {
+    pub cognito: Cognito,
+    pub id: String,
+    pub client_id: String,
+    pub region: String,
+    /// The `iss` of the pool's tokens.
+    pub issuer: String,
+    /// Where moto serves the pool's signing keys.
+    pub jwks_url: String,
+}
+
+/// A confirmed user: its `sub`, the PostConfirmation event for it, and its tokens.
+#[derive(Debug, Clone)]
+pub struct PoolUser {
+    pub username: String,
+    pub sub: String,
+    pub event: Value,
+    pub id_token: String,
+    pub access_token: String,
+}
+
+impl UserPool {
+    /// Creates a pool named `tollgate-<label>-<unique>` and its app client in the moto at
+    /// `endpoint`.
+    pub async fn create(sdk: &aws_config::SdkConfig, endpoint: &str, label: &str) -> Result<Self> {
+        let cognito = Cognito::new(sdk);
+        let region = sdk
+            .region()
+            .map(ToString::to_string)
+            .unwrap_or_else(|| "ap-northeast-1".into());
+        let unique = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos();
+        let pool = cognito
+            .create_user_pool()
+            .pool_name(format!("tollgate-{label}-{unique}"))
+            .send()
+            .await
+            .aws("cannot create a Cognito user pool")?;
+        let id = pool
+            .user_pool()
+            .and_then(|p| p.id())
+            .context("moto returned no pool id")?
+            .to_owned();
+        let client = cognito
+            .create_user_pool_client()
+            .user_pool_id(&id)
+            .client_name(format!("tollgate-{label}-app"))
+            .explicit_auth_flows(ExplicitAuthFlowsType::AllowAdminUserPasswordAuth)
+            .send()
+            .await
+            .aws("cannot create the user pool's app client")?;
+        let client_id = client
+            .user_pool_client()
+            .and_then(|c| c.client_id())
+            .context("moto returned no client id")?
+            .to_owned();
+        Ok(Self {
+            issuer: format!("https://cognito-idp.{region}.amazonaws.com/{id}"),
+            jwks_url: format!(
+                "{}/{id}/.well-known/jwks.json",
+                endpoint.trim_end_matches('/')
+            ),
+            cognito,
+            region,
+            id,
+            client_id,
+        })
+    }
+
+    /// The `TOLLGATE__API__…` variables that point the api's `/users/me` at this pool.
+    pub fn api_env(&self) -> Vec<(String, String)> {
+        vec![
+            ("TOLLGATE__API__JWT_ISSUER".into(), self.issuer.clone()),
+            (
+                "TOLLGATE__API__JWT_CLIENT_ID".into(),
+                self.client_id.clone(),
+            ),
+            ("TOLLGATE__API__JWKS_URL".into(), self.jwks_url.clone()),
+        ]
+    }
+
+    /// Signs up `username` (without confirming): the state a user is in before confirming.
+    pub async fn sign_up_unconfirmed(&self, username: &str, email: &str) -> Result<String> {
+        let email_attr = AttributeType::builder()
+            .name("email")
+            .value(email)
+            .build()?;
+        let out = self
+            .cognito
+            .sign_up()
+            .client_id(&self.client_id)
+            .username(username)
+            .password(PASSWORD)
+            .user_attributes(email_attr)
+            .send()
+            .await
+            .aws(&format!("cannot sign up `{username}`"))?;
+        Ok(out.user_sub().to_owned())
+    }
+
+    /// Signs up and confirms `username`, then signs in: real tokens, and the PostConfirmation
+    /// event Cognito would send for the confirmation.
+    pub async fn sign_up(&self, username: &str, email: &str) -> Result<PoolUser> {
+        self.sign_up_unconfirmed(username, email).await?;
+        self.cognito
+            .admin_confirm_sign_up()
+            .user_pool_id(&self.id)
+            .username(username)
+            .send()
+            .await
+            .aws(&format!("cannot confirm `{username}`"))?;
+        let event = self.post_confirmation_event(username).await?;
+        let sub = event["request"]["userAttributes"]["sub"]
+            .as_str()
+            .context("the user has no sub")?
+            .to_owned();
+        let auth = self
+            .cognito
+            .admin_initiate_auth()
+            .user_pool_id(&self.id)
+            .client_id(&self.client_id)
+            .auth_flow(AuthFlowType::AdminUserPasswordAuth)
+            .auth_parameters("USERNAME", username)
+            .auth_parameters("PASSWORD", PASSWORD)
+            .send()
+            .await
+            .aws(&format!("cannot sign in `{username}`"))?;
+        let tokens = auth
+            .authentication_result()
+            .context("moto returned no tokens")?;
+        Ok(PoolUser {
+            username: username.to_owned(),
+            sub,
+            event,
+            id_token: tokens.id_token().context("no ID token")?.to_owned(),
+            access_token: tokens.access_token().context("no access token")?.to_owned(),
+        })
+    }
+
+    /// The PostConfirmation (sign-up) event for `username`, from its stored attributes.
+    pub async fn post_confirmation_event(&self, username: &str) -> Result<Value> {
+        let user = self
+            .cognito
+            .admin_get_user()
+            .user_pool_id(&self.id)
+            .username(username)
+            .send()
+            .await
+            .aws(&format!("cannot read user `{username}`"))?;
+        let mut attributes: serde_json::Map<String, Value> = user
+            .user_attributes()
+            .iter()
+            .filter_map(|a| {
+                a.value()
+                    .map(|v| (a.name().to_owned(), Value::String(v.to_owned())))
+            })
+            .collect();
+        attributes.insert("cognito:user_status".into(), json!("CONFIRMED"));
+        Ok(json!({
+            "version": "1",
+            "region": self.region,
+            "userPoolId": self.id,
+            "userName": username,
+            "callerContext": {"awsSdkVersion": "aws-sdk-unknown-unknown", "clientId": self.client_id},
+            "triggerSource": "PostConfirmation_ConfirmSignUp",
+            "request": {"userAttributes": attributes},
+            "response": {}
+        }))
+    }
+}

@@ -1,0 +1,57 @@
+//! # testkit: what Tollgate's tests and `cargo xtask` share
+//!
+//! Dev-only: a dev-dependency of the crates' tests and a dependency of xtask, never of a
+//! deployable (`api`, `post-confirm`). One copy of each piece:
+//!
+//! - [`cmd`]: running external commands visibly (each echoed before it runs);
+//! - [`services`]: PostgreSQL and moto_server on loopback, owned by guards that stop them;
+//! - [`process`]: a child process with its output in a log file, killed when dropped;
+//! - [`runtime_api`]: a local AWS Lambda Runtime API, so the real `post-confirm` binary runs here
+//!   as it runs in Lambda;
+//! - [`receiver`]: a scripted `POST /user` that verifies signatures as the api does;
+//! - [`cognito`]: a user pool in moto, sign-up and confirmation, the PostConfirmation event;
+//! - [`secrets`]: new random secrets and writing them as Secrets Manager versions;
+//! - [`aws`]: one way to give an AWS SDK error its context.
+
+pub mod aws;
+pub mod cmd;
+pub mod cognito;
+pub mod process;
+pub mod receiver;
+pub mod runtime_api;
+pub mod secrets;
+pub mod services;
+
+pub use shared_auth::aws::sdk_config;
+
+/// The variable naming the local AWS endpoint (moto_server) the tests use.
+pub const AWS_ENDPOINT_VAR: &str = "TOLLGATE_TEST_AWS_ENDPOINT";
+
+/// The moto_server the tests use: `cargo xtask test` starts one and sets
+/// `TOLLGATE_TEST_AWS_ENDPOINT`. Panics with how to get one when it is not set.
+pub fn aws_endpoint() -> String {
+    std::env::var(AWS_ENDPOINT_VAR).unwrap_or_else(|_| {
+        panic!(
+            "{AWS_ENDPOINT_VAR} is not set. Run the tests with `cargo xtask test` (it starts \
+             moto_server), or start `moto_server -p 4566` (pip install 'moto[server]') and set it."
+        )
+    })
+}
+
+/// `aws` settings for the test moto_server.
+pub fn local_aws() -> shared_auth::AwsSettings {
+    shared_auth::AwsSettings {
+        region: Some("ap-northeast-1".into()),
+        endpoint_url: Some(aws_endpoint()),
+    }
+}
+
+/// The PostgreSQL server the tests use: `cargo xtask test` starts one and sets DATABASE_URL.
+pub fn database_url() -> String {
+    std::env::var("DATABASE_URL").unwrap_or_else(|_| {
+        panic!(
+            "DATABASE_URL is not set. Run the tests with `cargo xtask test` (it starts PostgreSQL), \
+             or point DATABASE_URL at a PostgreSQL server you run."
+        )
+    })
+}

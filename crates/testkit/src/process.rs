@@ -1,0 +1,101 @@
+//! A child process with its output in a log file; killed when dropped.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::cmd;
+
+/// How long a service may take to become ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug)]
+pub struct Process {
+    child: Option<Child>,
+    name: String,
+    log: PathBuf,
+}
+
+impl Process {
+    /// Starts `program` with `env` added to this process's environment, appending its stdout
+    /// and stderr to `log`.
+    pub fn start(name: &str, program: &Path, env: &[(String, String)], log: &Path) -> Result<Self> {
+        let out = File::options()
+            .create(true)
+            .append(true)
+            .open(log)
+            .with_context(|| format!("cannot write {}", log.display()))?;
+        let mut command = Command::new(program);
+        command
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out);
+        cmd::echo(&command);
+        let child = command
+            .spawn()
+            .with_context(|| format!("cannot start {}", program.display()))?;
+        Ok(Self {
+            child: Some(child),
+            name: name.to_owned(),
+            log: log.to_owned(),
+        })
+    }
+
+    /// Waits until `url` answers 2xx; fails at once if the process exits, or after 30 s.
+    pub async fn wait_ready(&mut self, http: &reqwest::Client, url: &str) -> Result<()> {
+        let start = Instant::now();
+        while start.elapsed() < READY_TIMEOUT {
+            if let Some(status) = self.exited() {
+                bail!(
+                    "{} exited ({status}); see {}",
+                    self.name,
+                    self.log.display()
+                );
+            }
+            if http
+                .get(url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        bail!(
+            "{} was not ready within {} s; see {}",
+            self.name,
+            READY_TIMEOUT.as_secs(),
+            self.log.display()
+        )
+    }
+
+    /// The exit status, if the process has ended.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// Kills the process and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn log(&self) -> &Path {
+        &self.log
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,256 @@
+//! Local services on loopback, each owned by a guard that stops it when dropped.
+
+use std::fs::File;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::cmd;
+
+/// The port moto_server uses unless it is taken.
+pub const MOTO_PORT: u16 = 4566;
+
+/// A free TCP port on 127.0.0.1 (free when asked; the caller binds it right away).
+pub fn free_port() -> Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("cannot bind a loopback port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+fn port_is_free(port: u16) -> bool {
+    TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+fn wait_for_port(port: u16, timeout: Duration, what: &str, log: &Path) -> Result<()> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!(
+        "{what} did not listen on 127.0.0.1:{port} within {}s; see {}",
+        timeout.as_secs(),
+        log.display()
+    )
+}
+
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// A throwaway PostgreSQL cluster under the system temp folder, on a free loopback port.
+/// Dropping it stops the server and deletes the cluster.
+#[derive(Debug)]
+pub struct Postgres {
+    data_dir: PathBuf,
+    bin_dir: PathBuf,
+    as_postgres_user: bool,
+    pub port: u16,
+}
+
+impl Postgres {
+    /// Finds the PostgreSQL server binaries: on PATH, else the newest under
+    /// /usr/lib/postgresql/*/bin (Debian's layout).
+    pub fn find_binaries() -> Result<PathBuf> {
+        if let Some(initdb) = cmd::which("initdb")
+            && let Some(dir) = initdb.parent()
+            && dir.join("pg_ctl").is_file()
+        {
+            return Ok(dir.to_path_buf());
+        }
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path().join("bin"))
+            .filter(|d| d.join("initdb").is_file() && d.join("pg_ctl").is_file())
+            .collect();
+        dirs.sort_by_key(|d| {
+            d.parent()
+                .and_then(|v| v.file_name())
+                .and_then(|v| v.to_str())
+                .and_then(|v| v.parse::<u32>().ok())
+                .unwrap_or(0)
+        });
+        dirs.pop().context(
+            "PostgreSQL server binaries (initdb, pg_ctl) not found.\n  \
+             Install them: `apt-get install postgresql` (Debian/Ubuntu), or\n  \
+             point the tests at a server you run: DATABASE_URL=postgres://user:password@127.0.0.1:5432/postgres",
+        )
+    }
+
+    /// Creates and starts a new cluster. As root, runs it as the `postgres` user (the server
+    /// refuses to run as root).
+    pub fn start() -> Result<Self> {
+        let bin_dir = Self::find_binaries()?;
+        let as_postgres_user = running_as_root();
+        if as_postgres_user && cmd::which("runuser").is_none() {
+            bail!(
+                "running as root needs `runuser` (util-linux) to start PostgreSQL as the postgres user"
+            );
+        }
+        let template = std::env::temp_dir().join("tollgate-pg.XXXXXX");
+        let mut mktemp = owned_by_postgres(as_postgres_user, "mktemp");
+        mktemp.arg("-d").arg(&template);
+        let data_dir = PathBuf::from(
+            cmd::output(&mut mktemp)
+                .context(
+                    "cannot create the cluster folder (as root, the `postgres` user must exist)",
+                )?
+                .trim(),
+        );
+        let pg = Postgres {
+            data_dir,
+            bin_dir,
+            as_postgres_user,
+            port: free_port()?,
+        };
+        eprintln!(
+            "· PostgreSQL: creating a throwaway cluster in {}",
+            pg.data_dir.display()
+        );
+        let mut initdb = pg.tool("initdb");
+        initdb
+            .args([
+                "--username=postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--no-sync",
+                "-D",
+            ])
+            .arg(&pg.data_dir)
+            .stdout(Stdio::null());
+        cmd::run(&mut initdb).context("initdb failed")?;
+
+        let log = pg.data_dir.join("server.log");
+        let options = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300",
+            pg.port,
+            pg.data_dir.display()
+        );
+        let mut pg_ctl = pg.tool("pg_ctl");
+        pg_ctl
+            .args(["-w", "-t", "60", "-D"])
+            .arg(&pg.data_dir)
+            .arg("-l")
+            .arg(&log)
+            .args(["-o", &options, "start"])
+            .stdout(Stdio::null())
+            // Its own process group: a Ctrl-C meant for the tests must not kill the server
+            // before its guard stops it cleanly.
+            .process_group(0);
+        cmd::run(&mut pg_ctl)
+            .with_context(|| format!("PostgreSQL did not start; see {}", log.display()))?;
+        eprintln!("· PostgreSQL: listening on 127.0.0.1:{}", pg.port);
+        Ok(pg)
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// A PostgreSQL program, run as the cluster's owner.
+    fn tool(&self, name: &str) -> Command {
+        owned_by_postgres(
+            self.as_postgres_user,
+            &self.bin_dir.join(name).to_string_lossy(),
+        )
+    }
+}
+
+/// `program`, wrapped in `runuser -u postgres --` when running as root.
+fn owned_by_postgres(as_postgres_user: bool, program: &str) -> Command {
+    if !as_postgres_user {
+        return Command::new(program);
+    }
+    let mut wrapped = Command::new("runuser");
+    wrapped.args(["-u", "postgres", "--", program]);
+    wrapped
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let mut pg_ctl = self.tool("pg_ctl");
+        pg_ctl
+            .args(["-w", "-m", "immediate", "-D"])
+            .arg(&self.data_dir)
+            .arg("stop")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // Already stopped is fine; what matters is that nothing is left running.
+        let _ = pg_ctl.status();
+        if let Err(e) = std::fs::remove_dir_all(&self.data_dir) {
+            eprintln!("warning: cannot remove {}: {e}", self.data_dir.display());
+        } else {
+            eprintln!("· PostgreSQL: stopped and removed");
+        }
+    }
+}
+
+/// moto_server on loopback: a local AWS for Secrets Manager, Cognito and the Terraform stack.
+/// Dropping it stops the server.
+#[derive(Debug)]
+pub struct Moto {
+    child: Child,
+    pub port: u16,
+    log: PathBuf,
+}
+
+impl Moto {
+    /// Starts moto_server on 127.0.0.1:4566, or on a free port when 4566 is taken.
+    pub fn start(log_dir: &Path) -> Result<Self> {
+        let program = cmd::which("moto_server").context(
+            "moto_server not found.\n  Install it: `pip install 'moto[server]'` \
+             (then make sure pip's bin folder is on PATH), or\n  \
+             point the tests at one you run: TOLLGATE_TEST_AWS_ENDPOINT=http://127.0.0.1:4566",
+        )?;
+        let port = if port_is_free(MOTO_PORT) {
+            MOTO_PORT
+        } else {
+            let port = free_port()?;
+            eprintln!("· moto_server: 127.0.0.1:{MOTO_PORT} is taken, using {port}");
+            port
+        };
+        std::fs::create_dir_all(log_dir)?;
+        let log = log_dir.join(format!("moto-{port}.log"));
+        let out = File::create(&log).with_context(|| format!("cannot write {}", log.display()))?;
+        let mut command = Command::new(program);
+        command
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            // AWS-managed IAM policies (AWSLambdaVPCAccessExecutionRole, …) exist in moto only
+            // when it loads them; the Terraform stack attaches them.
+            .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .process_group(0);
+        cmd::echo(&command);
+        let child = command.spawn().context("cannot start moto_server")?;
+        let moto = Moto { child, port, log };
+        wait_for_port(port, Duration::from_secs(60), "moto_server", &moto.log)?;
+        eprintln!("· moto_server: listening on {}", moto.endpoint());
+        Ok(moto)
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        eprintln!("· moto_server: stopped");
+    }
+}
