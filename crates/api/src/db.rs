@@ -58,10 +58,10 @@ pub fn is_unavailable(e: &sqlx::Error) -> bool {
 }
 
 /// A stored user, as the API returns it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct User {
     pub id: Uuid,
-    #[sqlx(rename = "cognito_sub")]
+    /// The Cognito `sub` (column `cognito_sub`).
     pub sub: Uuid,
     pub email: Option<String>,
     pub email_verified: bool,
@@ -84,7 +84,10 @@ pub enum Registered {
     Unchanged(User),
 }
 
-const COLUMNS: &str = "id, cognito_sub, email, email_verified, username, created_at, updated_at";
+// Every query below is checked against the schema at compile time (`sqlx::query_as!`), from the
+// offline cache in `.sqlx/` (`SQLX_OFFLINE=true`, set in `.cargo/config.toml`); after changing a
+// query or a migration, `cargo xtask sqlx-prepare` refreshes it. `"sub!"`-style aliases tell
+// sqlx a column is never NULL where it cannot infer that through `RETURNING`.
 
 /// Registers a user, idempotently on the Cognito `sub`: safe under retries and under
 /// concurrent duplicates (the unique index makes the loser's insert a no-op).
@@ -92,21 +95,24 @@ pub async fn register_user(pool: &PgPool, user: &NewUser) -> Result<Registered, 
     if let Some(created) = insert_if_missing(pool, user).await? {
         return Ok(Registered::Created(created));
     }
-    let updated: Option<User> = with_user(
-        &format!(
-            "UPDATE users SET email = $2, email_verified = $3, username = $4, updated_at = now()
-             WHERE cognito_sub = $1
-               AND (email, email_verified, username) IS DISTINCT FROM ($2, $3, $4)
-             RETURNING {COLUMNS}"
-        ),
-        user,
+    let updated = sqlx::query_as!(
+        User,
+        r#"UPDATE users SET email = $2, email_verified = $3, username = $4, updated_at = now()
+           WHERE cognito_sub = $1
+             AND (email, email_verified, username) IS DISTINCT FROM ($2, $3, $4)
+           RETURNING id AS "id!", cognito_sub AS "sub!", email, email_verified AS "email_verified!",
+                     username AS "username!", created_at AS "created_at!", updated_at AS "updated_at!""#,
+        user.sub(),
+        user.email(),
+        user.email_verified(),
+        user.username(),
     )
     .fetch_optional(pool)
     .await?;
     if let Some(updated) = updated {
         return Ok(Registered::Updated(updated));
     }
-    let existing = find_by_sub(pool, user.sub)
+    let existing = find_by_sub(pool, user.sub())
         .await?
         .ok_or(sqlx::Error::RowNotFound)?;
     Ok(Registered::Unchanged(existing))
@@ -118,43 +124,35 @@ pub async fn provision_user(pool: &PgPool, user: &NewUser) -> Result<(User, bool
     if let Some(created) = insert_if_missing(pool, user).await? {
         return Ok((created, true));
     }
-    let existing = find_by_sub(pool, user.sub)
+    let existing = find_by_sub(pool, user.sub())
         .await?
         .ok_or(sqlx::Error::RowNotFound)?;
     Ok((existing, false))
 }
 
 async fn insert_if_missing(pool: &PgPool, user: &NewUser) -> Result<Option<User>, sqlx::Error> {
-    with_user(
-        &format!(
-            "INSERT INTO users (cognito_sub, email, email_verified, username) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (cognito_sub) DO NOTHING
-             RETURNING {COLUMNS}"
-        ),
-        user,
+    sqlx::query_as!(
+        User,
+        r#"INSERT INTO users (cognito_sub, email, email_verified, username) VALUES ($1, $2, $3, $4)
+           ON CONFLICT (cognito_sub) DO NOTHING
+           RETURNING id AS "id!", cognito_sub AS "sub!", email, email_verified AS "email_verified!",
+                     username AS "username!", created_at AS "created_at!", updated_at AS "updated_at!""#,
+        user.sub(),
+        user.email(),
+        user.email_verified(),
+        user.username(),
     )
     .fetch_optional(pool)
     .await
 }
 
-/// `sql` (which returns the user's columns) with `user` bound as $1 `sub`, $2 `email`,
-/// $3 `email_verified`, $4 `username`: one place that keeps the parameter order.
-fn with_user<'q>(
-    sql: &'q str,
-    user: &'q NewUser,
-) -> sqlx::query::QueryAs<'q, sqlx::Postgres, User, sqlx::postgres::PgArguments> {
-    sqlx::query_as(sql)
-        .bind(user.sub)
-        .bind(&user.email)
-        .bind(user.email_verified)
-        .bind(&user.username)
-}
-
 pub async fn find_by_sub(pool: &PgPool, sub: Uuid) -> Result<Option<User>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM users WHERE cognito_sub = $1"
-    ))
-    .bind(sub)
+    sqlx::query_as!(
+        User,
+        r#"SELECT id, cognito_sub AS sub, email, email_verified, username, created_at, updated_at
+           FROM users WHERE cognito_sub = $1"#,
+        sub
+    )
     .fetch_optional(pool)
     .await
 }

@@ -1,11 +1,12 @@
 //! Registration data that validates itself on construction: past [`NewUser::parse`], an invalid
-//! user cannot exist.
+//! user cannot exist (the fields are private; there is no other constructor).
+//!
+//! Validation knows nothing of HTTP: it fails with a [`ValidationError`] naming the field, which
+//! the routes turn into a 422.
 
 use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
-
-use crate::error::ApiError;
 
 pub const MAX_EMAIL_LEN: usize = 254;
 pub const MAX_USERNAME_LEN: usize = 128;
@@ -28,17 +29,43 @@ pub struct RegistrationRequest {
     pub username: String,
 }
 
-/// A user ready to be stored.
+/// Why a registration is invalid: the field at fault and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid `{field}`: {detail}")]
+pub struct ValidationError {
+    pub field: &'static str,
+    pub detail: String,
+}
+
+/// A valid user, ready to be stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewUser {
-    pub sub: Uuid,
-    pub email: Option<String>,
-    pub email_verified: bool,
-    pub username: String,
+    sub: Uuid,
+    email: Option<String>,
+    email_verified: bool,
+    username: String,
 }
 
 impl NewUser {
-    pub fn parse(req: RegistrationRequest) -> Result<Self, ApiError> {
+    /// The Cognito `sub`.
+    pub fn sub(&self) -> Uuid {
+        self.sub
+    }
+
+    pub fn email(&self) -> Option<&str> {
+        self.email.as_deref()
+    }
+
+    /// Whether Cognito verified the address (never true without one).
+    pub fn email_verified(&self) -> bool {
+        self.email_verified
+    }
+
+    pub fn username(&self) -> &str {
+        &self.username
+    }
+
+    pub fn parse(req: RegistrationRequest) -> Result<Self, ValidationError> {
         let sub = Uuid::try_parse(&req.sub).map_err(|_| invalid("sub", "must be a UUID"))?;
         let email = req.email.map(|e| parse_email(&e).map(|()| e)).transpose()?;
         let username = req.username;
@@ -62,16 +89,16 @@ impl NewUser {
     }
 }
 
-fn invalid(field: &str, detail: impl Into<String>) -> ApiError {
-    ApiError::InvalidField {
-        field: field.to_owned(),
+fn invalid(field: &'static str, detail: impl Into<String>) -> ValidationError {
+    ValidationError {
+        field,
         detail: detail.into(),
     }
 }
 
 /// A deliberately plain address check: Cognito already verified the address format it accepts;
 /// this keeps garbage and oversized values out of the database.
-fn parse_email(email: &str) -> Result<(), ApiError> {
+fn parse_email(email: &str) -> Result<(), ValidationError> {
     let bad = |why: &str| Err(invalid("email", why));
     if email.len() > MAX_EMAIL_LEN {
         return bad("must be at most 254 bytes");
@@ -108,9 +135,9 @@ mod tests {
     }
     const SUB: &str = "7d8ca528-4931-4254-9273-ea5ee853f271";
 
-    fn field_of(r: Result<NewUser, ApiError>) -> String {
+    fn field_of(r: Result<NewUser, ValidationError>) -> &'static str {
         match r {
-            Err(ApiError::InvalidField { field, .. }) => field,
+            Err(ValidationError { field, .. }) => field,
             other => panic!("expected an invalid field, got {other:?}"),
         }
     }

@@ -118,6 +118,15 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<crate::domain::ValidationError> for ApiError {
+    fn from(e: crate::domain::ValidationError) -> Self {
+        ApiError::InvalidField {
+            field: e.field.to_owned(),
+            detail: e.detail,
+        }
+    }
+}
+
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         if crate::db::is_unavailable(&e) {

@@ -8,7 +8,7 @@
 
 use std::net::SocketAddr;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header;
 use axum::middleware::Next;
@@ -16,11 +16,7 @@ use axum::response::{IntoResponse, Response};
 use shared_auth::{DenyReason, client_ip, is_allowed};
 
 use crate::error::ApiError;
-use crate::startup::AppState;
-
-/// The raw body the guard verified, handed to the handler so it parses exactly those bytes.
-#[derive(Debug, Clone)]
-pub struct VerifiedBody(pub Bytes);
+use crate::state::AppState;
 
 pub async fn registration_guard(
     State(state): State<AppState>,
@@ -43,7 +39,7 @@ pub async fn registration_guard(
         Some(ip) => ip,
     };
 
-    let (mut parts, body) = request.into_parts();
+    let (parts, body) = request.into_parts();
     let limit = state.settings.api.body_limit_bytes;
     let declared_too_large = parts
         .headers
@@ -81,7 +77,7 @@ pub async fn registration_guard(
     match verdict {
         Ok(version) => {
             tracing::debug!(client = %client, secret = version.as_str(), "registration caller verified");
-            parts.extensions.insert(VerifiedBody(bytes.clone()));
+            // The handler reads exactly the bytes that were verified, once.
             next.run(Request::from_parts(parts, Body::from(bytes)))
                 .await
         }

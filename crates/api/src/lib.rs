@@ -8,11 +8,14 @@
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod extract;
 pub mod guard;
 pub mod jwt;
 pub mod routes;
 pub mod secrets;
 pub mod startup;
+pub mod state;
 pub mod telemetry;
 
-pub use startup::{Application, Clock, shutdown_signal};
+pub use startup::{Application, build_state, router, shutdown_signal};
+pub use state::{AppState, Clock};

@@ -22,7 +22,7 @@ struct Cli {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let settings = match shared_auth::load() {
+    let settings = match shared_auth::load(shared_auth::Component::Api) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");

@@ -1,7 +1,7 @@
 //! Route handlers. Thin: parse, call the database, map the result.
 
 use axum::Json;
-use axum::extract::{Extension, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -10,9 +10,9 @@ use utoipa::ToSchema;
 use crate::db::{self, Registered, User};
 use crate::domain::{NewUser, RegistrationRequest};
 use crate::error::ApiError;
-use crate::guard::VerifiedBody;
+use crate::extract::ProblemJson;
 use crate::jwt::TokenError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Register a user confirmed in Cognito (the post-confirm Lambda only).
 #[utoipa::path(
@@ -38,18 +38,8 @@ use crate::startup::AppState;
 )]
 pub async fn register(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    Extension(VerifiedBody(body)): Extension<VerifiedBody>,
+    ProblemJson(request): ProblemJson<RegistrationRequest>,
 ) -> Result<Response, ApiError> {
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
-    if !is_json {
-        return Err(ApiError::UnsupportedMediaType);
-    }
-    let request = parse_json::<RegistrationRequest>(&body)?;
     let user = NewUser::parse(request)?;
     let outcome = db::register_user(&state.db, &user).await?;
     let (status, user) = match outcome {
@@ -68,35 +58,6 @@ pub async fn register(
         response.headers_mut().insert(header::LOCATION, location);
     }
     Ok(response)
-}
-
-/// JSON errors split the way a client can act on: syntax (400) versus a wrong field (422).
-fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        match inner.classify() {
-            serde_json::error::Category::Data => ApiError::InvalidField {
-                field: if path == "." {
-                    unknown_field(&inner.to_string())
-                } else {
-                    path
-                },
-                detail: inner.to_string(),
-            },
-            _ => ApiError::MalformedJson(inner.to_string()),
-        }
-    })
-}
-
-/// Names the field of a top-level "unknown field"/"missing field" error.
-fn unknown_field(message: &str) -> String {
-    message
-        .split('`')
-        .nth(1)
-        .map(str::to_owned)
-        .unwrap_or_else(|| "(body)".to_owned())
 }
 
 /// The caller's own user, created from the verified token if the sign-up registration was lost.

@@ -90,26 +90,9 @@ impl SecretProvider {
     }
 }
 
-/// A Secrets Manager client for `aws` settings; `endpoint_url` points it at a local AWS, which
-/// gets test credentials unless the environment provides some.
+/// A Secrets Manager client for `aws` settings (moto_server when `endpoint_url` is set).
 pub async fn secrets_manager(aws: &shared_auth::AwsSettings) -> SecretsManager {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-    if let Some(region) = &aws.region {
-        loader = loader.region(aws_config::Region::new(region.clone()));
-    }
-    if let Some(url) = &aws.endpoint_url {
-        loader = loader.endpoint_url(url);
-        if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
-            loader = loader.credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
-                "test",
-                "test",
-                None,
-                None,
-                "tollgate-local",
-            ));
-        }
-    }
-    SecretsManager::new(&loader.load().await)
+    SecretsManager::new(&shared_auth::aws::sdk_config(aws).await)
 }
 
 /// One version stage of a secret; `None` when the stage does not exist (no rotation yet).

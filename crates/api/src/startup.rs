@@ -2,15 +2,13 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use axum::Router;
 use axum::http::{Method, Request, StatusCode};
 use axum::routing::{MethodFilter, get, on};
 use shared_auth::Settings;
-use sqlx::PgPool;
 use tower::ServiceBuilder;
 use tower_http::request_id::{
     MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
@@ -21,53 +19,8 @@ use tracing::Level;
 
 use crate::jwt::JwtVerifier;
 use crate::secrets::SecretStore;
+use crate::state::{AppState, Clock, Inner};
 use crate::{db, guard, routes};
-
-/// The service's idea of "now", in unix seconds. Shifted only by tests and drills (to check
-/// expiry handling without waiting).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Clock {
-    offset_s: i64,
-}
-
-impl Clock {
-    pub fn system() -> Self {
-        Self::default()
-    }
-
-    /// A clock running `offset_s` seconds ahead of (or, negative, behind) the system clock.
-    pub fn shifted(offset_s: i64) -> Self {
-        Self { offset_s }
-    }
-
-    pub fn now(&self) -> u64 {
-        let system = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        system.saturating_add_signed(self.offset_s)
-    }
-}
-
-/// What every handler can reach.
-#[derive(Debug, Clone)]
-pub struct AppState(Arc<Inner>);
-
-#[derive(Debug)]
-pub struct Inner {
-    pub settings: Settings,
-    pub db: PgPool,
-    pub secrets: SecretStore,
-    pub jwt: Option<JwtVerifier>,
-    pub clock: Clock,
-}
-
-impl std::ops::Deref for AppState {
-    type Target = Inner;
-    fn deref(&self) -> &Inner {
-        &self.0
-    }
-}
 
 /// A built service, bound to its address but not yet serving.
 #[derive(Debug)]
@@ -82,36 +35,11 @@ impl Application {
         secrets: SecretStore,
         clock: Clock,
     ) -> anyhow::Result<Self> {
-        let db = db::pool(&settings.api)?;
-        if settings.api.migrate_on_start {
-            db::MIGRATOR
-                .run(&db)
-                .await
-                .context("cannot apply the database migrations (is the database reachable?)")?;
-        }
-        let api = &settings.api;
-        let jwt = match (&api.jwt_issuer, &api.jwt_client_id, api.jwks_url()) {
-            (Some(issuer), Some(client_id), Some(jwks)) => {
-                Some(JwtVerifier::new(issuer.clone(), client_id.clone(), jwks)?)
-            }
-            (None, None, _) => {
-                tracing::info!("api.jwt_issuer is not set: GET /users/me answers 404");
-                None
-            }
-            _ => bail!(
-                "invalid setting `api.jwt_issuer`: api.jwt_issuer and api.jwt_client_id must be set together"
-            ),
-        };
-        let listener = tokio::net::TcpListener::bind(settings.api.listen)
+        let listen = settings.api.listen;
+        let state = build_state(settings, secrets, clock).await?;
+        let listener = tokio::net::TcpListener::bind(listen)
             .await
-            .with_context(|| format!("cannot listen on {} (api.listen)", settings.api.listen))?;
-        let state = AppState(Arc::new(Inner {
-            settings,
-            db,
-            secrets,
-            jwt,
-            clock,
-        }));
+            .with_context(|| format!("cannot listen on {listen} (api.listen)"))?;
         Ok(Self {
             router: router(state)?,
             listener,
@@ -137,7 +65,45 @@ impl Application {
     }
 }
 
-fn router(state: AppState) -> anyhow::Result<Router> {
+/// The state every handler reaches: the database pool (migrated when `api.migrate_on_start`),
+/// the secret store, and the JWT verifier when `/users/me` is configured.
+pub async fn build_state(
+    settings: Settings,
+    secrets: SecretStore,
+    clock: Clock,
+) -> anyhow::Result<AppState> {
+    let db = db::pool(&settings.api)?;
+    if settings.api.migrate_on_start {
+        db::MIGRATOR
+            .run(&db)
+            .await
+            .context("cannot apply the database migrations (is the database reachable?)")?;
+    }
+    let api = &settings.api;
+    let jwt = match (&api.jwt_issuer, &api.jwt_client_id, api.jwks_url()) {
+        (Some(issuer), Some(client_id), Some(jwks)) => {
+            Some(JwtVerifier::new(issuer.clone(), client_id.clone(), jwks)?)
+        }
+        (None, None, _) => {
+            tracing::info!("api.jwt_issuer is not set: GET /users/me answers 404");
+            None
+        }
+        _ => bail!(
+            "invalid setting `api.jwt_issuer`: api.jwt_issuer and api.jwt_client_id must be set together"
+        ),
+    };
+    Ok(AppState::new(Inner {
+        settings,
+        db,
+        secrets,
+        jwt,
+        clock,
+    }))
+}
+
+/// The whole service as a `Router`, with no socket: `Application` serves it, and tests can
+/// drive it with `tower::ServiceExt::oneshot` (give it `MockConnectInfo` for the peer address).
+pub fn router(state: AppState) -> anyhow::Result<Router> {
     let contract = &state.settings.guard;
     let method = Method::from_bytes(contract.method.as_bytes()).context("guard.method")?;
     let filter = MethodFilter::try_from(method).context("guard.method is not a routable method")?;

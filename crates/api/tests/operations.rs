@@ -10,16 +10,10 @@ use aws_sdk_secretsmanager::Client as SecretsManager;
 use common::*;
 use reqwest::StatusCode;
 use serde_json::Value;
+use testkit::local_aws;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
-
-fn local_aws() -> shared_auth::AwsSettings {
-    shared_auth::AwsSettings {
-        region: Some("ap-northeast-1".into()),
-        endpoint_url: Some(aws_endpoint()),
-    }
-}
 
 async fn signed_status(app: &TestApp, secret: &str, sub: &str) -> StatusCode {
     let body = body_for(sub, "ada@example.com");

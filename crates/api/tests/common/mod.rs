@@ -18,25 +18,7 @@ pub const CURRENT: &str = "test-current-secret-0123456789abcdefghijkl";
 pub const PREVIOUS: &str = "test-previous-secret-0123456789abcdefghijk";
 pub const SUB: &str = "7d8ca528-4931-4254-9273-ea5ee853f271";
 
-/// The PostgreSQL server the tests use: `cargo xtask test` starts one and sets DATABASE_URL.
-pub fn database_url() -> String {
-    std::env::var("DATABASE_URL").unwrap_or_else(|_| {
-        panic!(
-            "DATABASE_URL is not set. Run the tests with `cargo xtask test` (it starts PostgreSQL), \
-             or point DATABASE_URL at a PostgreSQL server you run."
-        )
-    })
-}
-
-/// The local AWS the tests use: `cargo xtask test` starts moto_server and sets this.
-pub fn aws_endpoint() -> String {
-    std::env::var("TOLLGATE_TEST_AWS_ENDPOINT").unwrap_or_else(|_| {
-        panic!(
-            "TOLLGATE_TEST_AWS_ENDPOINT is not set. Run the tests with `cargo xtask test` (it starts \
-             moto_server), or start `moto_server -p 4566` (pip install 'moto[server]') and set it."
-        )
-    })
-}
+pub use testkit::database_url;
 
 /// A new, empty database on the test server; returns its URL.
 pub async fn fresh_database() -> String {
@@ -121,7 +103,8 @@ pub async fn spawn_with(opts: Options) -> TestApp {
         ("DATABASE_URL".into(), db_url.clone()),
     ]);
     vars.extend(opts.vars);
-    let settings = shared_auth::load_with(&vars).expect("test settings load");
+    let settings =
+        shared_auth::load_for(shared_auth::Component::Api, &vars).expect("test settings load");
     let provider = opts.provider.unwrap_or_else(|| {
         SecretProvider::Fixed(
             SecretSet::new(CURRENT.into(), Some(PREVIOUS.into())).expect("valid test secrets"),

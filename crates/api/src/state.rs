@@ -1,0 +1,62 @@
+//! What every handler can reach, and the service's clock.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use shared_auth::Settings;
+use sqlx::PgPool;
+
+use crate::jwt::JwtVerifier;
+use crate::secrets::SecretStore;
+
+/// The service's idea of "now", in unix seconds. Shifted only by tests and drills (to check
+/// expiry handling without waiting).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Clock {
+    offset_s: i64,
+}
+
+impl Clock {
+    pub fn system() -> Self {
+        Self::default()
+    }
+
+    /// A clock running `offset_s` seconds ahead of (or, negative, behind) the system clock.
+    pub fn shifted(offset_s: i64) -> Self {
+        Self { offset_s }
+    }
+
+    pub fn now(&self) -> u64 {
+        let system = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        system.saturating_add_signed(self.offset_s)
+    }
+}
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub struct AppState(Arc<Inner>);
+
+impl AppState {
+    pub fn new(inner: Inner) -> Self {
+        Self(Arc::new(inner))
+    }
+}
+
+#[derive(Debug)]
+pub struct Inner {
+    pub settings: Settings,
+    pub db: PgPool,
+    pub secrets: SecretStore,
+    pub jwt: Option<JwtVerifier>,
+    pub clock: Clock,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
