@@ -130,12 +130,14 @@ mod tests {
             ("TOLLGATE_ENV".to_owned(), env.to_owned()),
             (ALLOWED_CIDRS_VAR.to_owned(), "198.51.100.0/28".to_owned()),
         ]);
-        shared_auth::load_with(&vars).expect("deploy/<env>.toml loads")
+        shared_auth::load_for(shared_auth::Component::Deploy, &vars)
+            .expect("deploy/<env>.toml loads")
     }
 
     fn reload(env: &Env) -> Settings {
         let vars: HashMap<String, String> = env.clone().into_iter().collect();
-        shared_auth::load_with(&vars).expect("rendered environment loads")
+        shared_auth::load_for(shared_auth::Component::Deploy, &vars)
+            .expect("rendered environment loads")
     }
 
     #[test]

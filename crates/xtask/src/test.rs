@@ -3,20 +3,52 @@
 use std::process::Command;
 
 use anyhow::{Result, bail};
+use testkit::AWS_ENDPOINT_VAR;
+use testkit::cmd;
+use testkit::services::{Moto, Postgres};
 
-use crate::services::{Moto, Postgres};
-use crate::{cmd, workspace_root};
+use crate::context::{cargo, work_dir, workspace_root};
+use crate::flags;
 
-/// Variable naming the local AWS endpoint (moto_server) the tests use.
-pub const AWS_ENDPOINT_VAR: &str = "TOLLGATE_TEST_AWS_ENDPOINT";
+impl flags::Test {
+    pub fn run(self) -> Result<()> {
+        let need_pg = std::env::var_os("DATABASE_URL").is_none();
+        let need_moto = std::env::var_os(AWS_ENDPOINT_VAR).is_none();
+        check_prerequisites(need_pg, need_moto)?;
 
-pub fn run(cargo_args: &[String]) -> Result<()> {
-    let root = workspace_root();
-    let mut exports: Vec<(&str, String)> = Vec::new();
+        let mut exports: Vec<(&str, String)> = Vec::new();
+        let _moto = if need_moto {
+            let moto = Moto::start(&work_dir())?;
+            exports.push((AWS_ENDPOINT_VAR, moto.endpoint()));
+            Some(moto)
+        } else {
+            eprintln!("· moto_server: using {AWS_ENDPOINT_VAR} from the environment");
+            None
+        };
+        let _pg = if need_pg {
+            let pg = Postgres::start()?;
+            exports.push(("DATABASE_URL", pg.url()));
+            Some(pg)
+        } else {
+            eprintln!("· PostgreSQL: using DATABASE_URL from the environment");
+            None
+        };
 
-    // Check every prerequisite before starting anything, so a missing one costs no time.
-    let need_pg = std::env::var_os("DATABASE_URL").is_none();
-    let need_moto = std::env::var_os(AWS_ENDPOINT_VAR).is_none();
+        let mut test = Command::new(cargo());
+        test.current_dir(workspace_root())
+            .args(["test", "--workspace"])
+            .args(&self.cargo_args)
+            .envs(exports.iter().map(|(k, v)| (k, v)));
+        let status = cmd::status(&mut test)?;
+        if !status.success() {
+            bail!("tests failed ({status})");
+        }
+        Ok(())
+    }
+}
+
+/// Checks every prerequisite before starting anything, so a missing one costs no time.
+fn check_prerequisites(need_pg: bool, need_moto: bool) -> Result<()> {
     if need_pg {
         Postgres::find_binaries()?;
     }
@@ -25,33 +57,11 @@ pub fn run(cargo_args: &[String]) -> Result<()> {
             "moto_server not found.\n  Install it: `pip install 'moto[server]'`, or set {AWS_ENDPOINT_VAR} to one you run"
         );
     }
-
-    let _moto = if need_moto {
-        let moto = Moto::start(&root.join("target").join("tollgate"))?;
-        exports.push((AWS_ENDPOINT_VAR, moto.endpoint()));
-        Some(moto)
-    } else {
-        eprintln!("· moto_server: using {AWS_ENDPOINT_VAR} from the environment");
-        None
-    };
-    let _pg = if need_pg {
-        let pg = Postgres::start()?;
-        exports.push(("DATABASE_URL", pg.url()));
-        Some(pg)
-    } else {
-        eprintln!("· PostgreSQL: using DATABASE_URL from the environment");
-        None
-    };
-
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut test = Command::new(cargo);
-    test.current_dir(&root)
-        .args(["test", "--workspace"])
-        .args(cargo_args)
-        .envs(exports.iter().map(|(k, v)| (k, v)));
-    let status = cmd::status(&mut test)?;
-    if !status.success() {
-        bail!("tests failed ({status})");
+    if cmd::which("cargo-lambda").is_none() {
+        bail!(
+            "cargo-lambda not found (the Lambda's packaging and `cargo lambda watch` tests need it).\n  \
+             Install it: `pip install cargo-lambda`"
+        );
     }
     Ok(())
 }

@@ -4,115 +4,101 @@
 use std::collections::{BTreeSet, HashMap};
 
 use anyhow::{Context, Result, bail};
+use aws_config::SdkConfig;
+use aws_sdk_lambda::operation::get_function_configuration::GetFunctionConfigurationOutput as LambdaConfig;
 use aws_sdk_wafv2::types::{Scope, Statement, TextTransformationType};
 use serde_json::Value;
-use shared_auth::{GuardContract, Settings};
+use shared_auth::{Component, GuardContract, Settings};
+use testkit::aws::AwsContext;
 
-use crate::deploy::{block_on, outputs, settings_for};
-use crate::{aws, cmd};
+use crate::context::{block_on, settings_for};
+use crate::flags;
+use crate::report::Report;
+use crate::terraform::{output_str, outputs};
 
-struct Table(Vec<(String, Result<String>)>);
+type Outputs = HashMap<String, Value>;
 
-impl Table {
-    fn add(&mut self, name: &str, result: Result<String>) {
-        self.0.push((name.to_owned(), result));
-    }
-
-    fn print(&self) -> usize {
-        let width = self
-            .0
-            .iter()
-            .map(|(n, _)| n.chars().count())
-            .max()
-            .unwrap_or(0);
-        let mut failed = 0;
-        for (name, result) in &self.0 {
-            match result {
-                Ok(detail) => println!("{}  {name:<width$}  {detail}", cmd::paint("32", "✓")),
-                Err(e) => {
-                    failed += 1;
-                    println!("{}  {name:<width$}  {e:#}", cmd::paint("31", "✗"));
-                }
-            }
+impl flags::Verify {
+    pub fn run(self) -> Result<()> {
+        let env = &self.env;
+        let settings = settings_for(env)?;
+        let outputs = outputs(env)?;
+        let report = block_on(checks(&settings, &outputs))?;
+        report.print();
+        let failed = report.failures();
+        if failed > 0 {
+            bail!("{failed} check(s) failed: the deployed `{env}` does not match its contract");
         }
-        failed
+        println!("\n`{env}` matches its contract.");
+        Ok(())
     }
 }
 
-fn output_str(outputs: &HashMap<String, Value>, key: &str) -> Result<String> {
-    outputs
-        .get(key)
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        .with_context(|| {
-            format!("terraform output `{key}` is missing: re-run `cargo xtask deploy`")
-        })
-}
-
-pub fn verify(env: &str) -> Result<()> {
-    let settings = settings_for(env)?;
-    let outputs = outputs(env)?;
-    let failed = block_on(checks(&settings, &outputs))?;
-    if failed > 0 {
-        bail!("{failed} check(s) failed: the deployed `{env}` does not match its contract");
-    }
-    println!("\n`{env}` matches its contract.");
-    Ok(())
-}
-
-async fn checks(settings: &Settings, outputs: &HashMap<String, Value>) -> Result<usize> {
-    let sdk = aws::sdk_config(&settings.aws).await;
+async fn checks(settings: &Settings, outputs: &Outputs) -> Result<Report> {
+    let sdk = testkit::sdk_config(&settings.aws).await;
     let nat_eip = output_str(outputs, "nat_eip")?;
-    let mut table = Table(Vec::new());
-
-    // The Lambda: environment, network placement.
+    let mut report = Report::default();
     let lambda = aws_sdk_lambda::Client::new(&sdk)
         .get_function_configuration()
         .function_name(output_str(outputs, "lambda_function_name")?)
         .send()
         .await
-        .map_err(|e| anyhow::anyhow!("Lambda: {}", aws::explain(&e)))?;
+        .aws("Lambda")?;
+    let lambda_contract = contract_checks(&mut report, &sdk, &lambda, outputs, &nat_eip).await?;
+    let path = lambda_contract
+        .map(|c| c.path)
+        .unwrap_or_else(|| settings.guard.path.clone());
+    waf_checks(&mut report, &sdk, outputs, &nat_eip, &path).await?;
+    report.record(
+        "Lambda in the NAT-routed private subnets",
+        placement(&sdk, &lambda, outputs, &nat_eip).await,
+    );
+    report.record(
+        "Cognito PostConfirmation → post-confirm",
+        cognito_trigger(&sdk, &lambda, outputs).await,
+    );
+    // Where the ALB really answers, a forged registration must be refused.
+    report.record(
+        "forged POST through the ALB → 403",
+        if settings.aws.endpoint_url.is_some() {
+            Ok("skipped: moto's ALB serves no traffic".into())
+        } else {
+            probe(settings).await
+        },
+    );
+    Ok(report)
+}
+
+/// The environments of both deployables parse to one contract, which allows the NAT EIP.
+/// Returns the Lambda's contract when it parses.
+async fn contract_checks(
+    report: &mut Report,
+    sdk: &SdkConfig,
+    lambda: &LambdaConfig,
+    outputs: &Outputs,
+    nat_eip: &str,
+) -> Result<Option<GuardContract>> {
     let lambda_env: HashMap<String, String> = lambda
         .environment()
         .and_then(|e| e.variables())
         .cloned()
         .unwrap_or_default();
-    let lambda_contract = shared_auth::load_with(&lambda_env).map(|s| s.guard);
-
-    // The task definition's container environment.
-    let task = aws_sdk_ecs::Client::new(&sdk)
-        .describe_task_definition()
-        .task_definition(output_str(outputs, "task_definition_arn")?)
-        .send()
-        .await
-        .map_err(|e| anyhow::anyhow!("ECS: {}", aws::explain(&e)))?;
-    let task_env: HashMap<String, String> = task
-        .task_definition()
-        .and_then(|t| t.container_definitions().first())
-        .map(|c| {
-            c.environment()
-                .iter()
-                .filter_map(|kv| Some((kv.name()?.to_owned(), kv.value()?.to_owned())))
-                .collect()
-        })
-        .unwrap_or_default();
-    let task_contract = shared_auth::load_with(&task_env).map(|s| s.guard);
-
-    table.add(
-        "Lambda environment parses",
-        lambda_contract
-            .as_ref()
-            .map(|_| "shared loader accepts it".into())
-            .map_err(|e| anyhow::anyhow!("{e}")),
-    );
-    table.add(
-        "task environment parses",
-        task_contract
-            .as_ref()
-            .map(|_| "shared loader accepts it".into())
-            .map_err(|e| anyhow::anyhow!("{e}")),
-    );
-    table.add(
+    let task_env = task_environment(sdk, outputs).await?;
+    let lambda_contract = shared_auth::load_for(Component::Lambda, &lambda_env).map(|s| s.guard);
+    let task_contract = shared_auth::load_for(Component::Api, &task_env).map(|s| s.guard);
+    for (name, parsed) in [
+        ("Lambda environment parses", &lambda_contract),
+        ("task environment parses", &task_contract),
+    ] {
+        report.record(
+            name,
+            parsed
+                .as_ref()
+                .map(|_| "shared loader accepts it".into())
+                .map_err(|e| anyhow::anyhow!("{e}")),
+        );
+    }
+    report.record(
         "Lambda and task contracts are equal",
         match (&lambda_contract, &task_contract) {
             (Ok(a), Ok(b)) => compare(a, b),
@@ -121,7 +107,7 @@ async fn checks(settings: &Settings, outputs: &HashMap<String, Value>) -> Result
             )),
         },
     );
-    table.add(
+    report.record(
         "contract allows the NAT EIP",
         match &lambda_contract {
             Ok(c) if shared_auth::is_allowed(nat_eip.parse()?, &c.allowed_cidrs) => {
@@ -131,9 +117,38 @@ async fn checks(settings: &Settings, outputs: &HashMap<String, Value>) -> Result
             Err(_) => Err(anyhow::anyhow!("the Lambda's contract does not parse")),
         },
     );
+    Ok(lambda_contract.ok())
+}
 
-    // WAF: the IP set and the blocking rule.
-    let waf = aws_sdk_wafv2::Client::new(&sdk);
+/// The task definition's container environment.
+async fn task_environment(sdk: &SdkConfig, outputs: &Outputs) -> Result<HashMap<String, String>> {
+    let task = aws_sdk_ecs::Client::new(sdk)
+        .describe_task_definition()
+        .task_definition(output_str(outputs, "task_definition_arn")?)
+        .send()
+        .await
+        .aws("ECS")?;
+    Ok(task
+        .task_definition()
+        .and_then(|t| t.container_definitions().first())
+        .map(|c| {
+            c.environment()
+                .iter()
+                .filter_map(|kv| Some((kv.name()?.to_owned(), kv.value()?.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// WAF: the IP set holds the NAT EIP, and the web ACL blocks the guarded path from elsewhere.
+async fn waf_checks(
+    report: &mut Report,
+    sdk: &SdkConfig,
+    outputs: &Outputs,
+    nat_eip: &str,
+    path: &str,
+) -> Result<()> {
+    let waf = aws_sdk_wafv2::Client::new(sdk);
     let ip_set = waf
         .get_ip_set()
         .scope(Scope::Regional)
@@ -141,12 +156,12 @@ async fn checks(settings: &Settings, outputs: &HashMap<String, Value>) -> Result
         .id(output_str(outputs, "ip_set_id")?)
         .send()
         .await
-        .map_err(|e| anyhow::anyhow!("WAF: {}", aws::explain(&e)))?;
+        .aws("WAF")?;
     let addresses: Vec<String> = ip_set
         .ip_set()
         .map(|s| s.addresses().to_vec())
         .unwrap_or_default();
-    table.add(
+    report.record(
         "WAF IP set holds the NAT EIP",
         if addresses.contains(&format!("{nat_eip}/32")) {
             Ok(format!(
@@ -164,62 +179,43 @@ async fn checks(settings: &Settings, outputs: &HashMap<String, Value>) -> Result
         .id(output_str(outputs, "web_acl_id")?)
         .send()
         .await
-        .map_err(|e| anyhow::anyhow!("WAF: {}", aws::explain(&e)))?;
+        .aws("WAF")?;
     let ip_set_arn = ip_set
         .ip_set()
         .map(|s| s.arn().to_owned())
         .unwrap_or_default();
-    let path = lambda_contract
-        .as_ref()
-        .map(|c| c.path.clone())
-        .unwrap_or_else(|_| settings.guard.path.clone());
-    table.add(
+    report.record(
         "WAF blocks the guarded path from other sources",
         acl.web_acl()
             .context("no web ACL")
-            .and_then(|acl| waf_rule_ok(acl.rules(), &path, &ip_set_arn)),
+            .and_then(|acl| waf_rule_ok(acl.rules(), path, &ip_set_arn)),
     );
+    Ok(())
+}
 
-    // Network: the Lambda sits in the private subnets, which route through the NAT gateway.
-    table.add(
-        "Lambda in the NAT-routed private subnets",
-        placement(&sdk, &lambda, outputs, &nat_eip).await,
-    );
-
-    // Cognito: the trigger points at this Lambda.
-    let pool = aws_sdk_cognitoidentityprovider::Client::new(&sdk)
+/// The user pool's PostConfirmation trigger points at this Lambda.
+async fn cognito_trigger(
+    sdk: &SdkConfig,
+    lambda: &LambdaConfig,
+    outputs: &Outputs,
+) -> Result<String> {
+    let pool = aws_sdk_cognitoidentityprovider::Client::new(sdk)
         .describe_user_pool()
         .user_pool_id(output_str(outputs, "user_pool_id")?)
         .send()
         .await
-        .map_err(|e| anyhow::anyhow!("Cognito: {}", aws::explain(&e)))?;
+        .aws("Cognito")?;
     let trigger = pool
         .user_pool()
         .and_then(|p| p.lambda_config())
         .and_then(|l| l.post_confirmation())
-        .unwrap_or_default()
-        .to_owned();
+        .unwrap_or_default();
     let arn = lambda.function_arn().unwrap_or_default();
-    table.add(
-        "Cognito PostConfirmation → post-confirm",
-        if !arn.is_empty() && trigger == arn {
-            Ok(arn.to_owned())
-        } else {
-            Err(anyhow::anyhow!("trigger is `{trigger}`, expected `{arn}`"))
-        },
-    );
-
-    // Where the ALB really answers, a forged registration must be refused.
-    if settings.aws.endpoint_url.is_some() {
-        table.add(
-            "forged POST through the ALB → 403",
-            Ok("skipped: moto's ALB serves no traffic".into()),
-        );
+    if !arn.is_empty() && trigger == arn {
+        Ok(arn.to_owned())
     } else {
-        table.add("forged POST through the ALB → 403", probe(settings).await);
+        bail!("trigger is `{trigger}`, expected `{arn}`")
     }
-    println!();
-    Ok(table.print())
 }
 
 /// Names the fields on which two contracts differ.
@@ -314,10 +310,11 @@ fn waf_rule_ok(
     }
 }
 
+/// The Lambda sits in the private subnets, which route through the NAT gateway with the EIP.
 async fn placement(
-    sdk: &aws_config::SdkConfig,
-    lambda: &aws_sdk_lambda::operation::get_function_configuration::GetFunctionConfigurationOutput,
-    outputs: &HashMap<String, Value>,
+    sdk: &SdkConfig,
+    lambda: &LambdaConfig,
+    outputs: &Outputs,
     nat_eip: &str,
 ) -> Result<String> {
     let subnets: BTreeSet<String> = lambda
@@ -358,7 +355,7 @@ async fn placement(
             )
             .send()
             .await
-            .map_err(|e| anyhow::anyhow!("EC2: {}", aws::explain(&e)))?;
+            .aws("EC2")?;
         let via_nat = tables
             .route_tables()
             .iter()
@@ -376,7 +373,7 @@ async fn placement(
         .nat_gateway_ids(&nat_id)
         .send()
         .await
-        .map_err(|e| anyhow::anyhow!("EC2: {}", aws::explain(&e)))?;
+        .aws("EC2")?;
     let public_ips: Vec<String> = nat
         .nat_gateways()
         .iter()

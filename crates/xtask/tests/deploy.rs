@@ -4,12 +4,6 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-fn endpoint() -> String {
-    std::env::var("TOLLGATE_TEST_AWS_ENDPOINT").unwrap_or_else(|_| {
-        panic!("TOLLGATE_TEST_AWS_ENDPOINT is not set: run the tests with `cargo xtask test` (it starts moto_server)")
-    })
-}
-
 fn root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
 }
@@ -19,7 +13,7 @@ fn xtask(args: &[&str]) -> Output {
         .current_dir(root())
         .args(["run", "--quiet", "--package", "xtask", "--"])
         .args(args)
-        .env("TOLLGATE__AWS__ENDPOINT_URL", endpoint())
+        .env("TOLLGATE__AWS__ENDPOINT_URL", testkit::aws_endpoint())
         .output()
         .expect("cargo runs")
 }
@@ -77,14 +71,7 @@ async fn the_stack_deploys_verifies_catches_a_mismatch_and_destroys() {
     assert!(!stdout.contains('✗'), "{stdout}");
 
     // Tamper with one side: the Lambda signs with another header than the task expects.
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("ap-northeast-1"))
-        .endpoint_url(endpoint())
-        .credentials_provider(aws_sdk_lambda::config::Credentials::new(
-            "test", "test", None, None, "test",
-        ))
-        .load()
-        .await;
+    let config = testkit::sdk_config(&testkit::local_aws()).await;
     let lambda = aws_sdk_lambda::Client::new(&config);
     let name = "tollgate-local-post-confirm";
     let current = lambda

@@ -1,0 +1,107 @@
+//! What every task needs: where the workspace is, its settings for an environment, an async
+//! runtime on demand, Ctrl-C, and asking before anything destructive.
+
+use std::collections::HashMap;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, Result, bail};
+use shared_auth::{Component, Settings};
+
+/// Set when Ctrl-C (or SIGTERM) arrives; long-running tasks poll it and wind down.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Ctrl-C reaches the whole foreground process group: the child in the foreground (cargo test)
+/// stops by itself, and this process must live on to stop the services it started.
+pub fn handle_interrupts() {
+    if let Err(e) = ctrlc::set_handler(|| {
+        INTERRUPTED.store(true, Ordering::SeqCst);
+        eprintln!("\ninterrupted: stopping what xtask started…");
+    }) {
+        eprintln!("warning: cannot handle Ctrl-C ({e}); an interrupt may leave services running");
+    }
+}
+
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+/// The workspace root (the folder holding the top-level Cargo.toml).
+pub fn workspace_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .ancestors()
+        .nth(2)
+        .map(PathBuf::from)
+        .unwrap_or(manifest)
+}
+
+/// Where xtask keeps logs and working files: target/tollgate/.
+pub fn work_dir() -> PathBuf {
+    workspace_root().join("target").join("tollgate")
+}
+
+/// The cargo that runs xtask (so a toolchain override carries over).
+pub fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+/// Settings for `env`, from deploy/<env>.toml and the process's TOLLGATE__ overrides,
+/// validated for deploying (every section).
+pub fn settings_for(env: &str) -> Result<Settings> {
+    let mut vars: HashMap<String, String> = std::env::vars().collect();
+    vars.insert("TOLLGATE_ENV".into(), env.to_owned());
+    shared_auth::load_for(Component::Deploy, &vars).with_context(|| format!("deploy/{env}.toml"))
+}
+
+/// Runs `f` to completion on a new current-thread runtime.
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("cannot start the async runtime: {e}"))
+        .block_on(f)
+}
+
+/// Fails early with a clear message when the settings name a local AWS that is not running.
+pub fn check_local_aws(settings: &Settings) -> Result<()> {
+    let Some(url) = &settings.aws.endpoint_url else {
+        return Ok(());
+    };
+    let host = url
+        .trim_start_matches("http://")
+        .trim_start_matches("https://")
+        .trim_end_matches('/');
+    let reachable = host
+        .parse::<std::net::SocketAddr>()
+        .ok()
+        .is_some_and(|addr| {
+            std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2)).is_ok()
+        });
+    if !reachable {
+        bail!(
+            "no local AWS at {url} (aws.endpoint_url).\n  Start one: MOTO_IAM_LOAD_MANAGED_POLICIES=true moto_server -H 127.0.0.1 -p 4566"
+        );
+    }
+    Ok(())
+}
+
+/// Asks `question` on the terminal unless `yes`; fails without a terminal.
+pub fn confirm(question: &str, yes: bool) -> Result<()> {
+    if yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("{question} needs confirmation: pass --yes to run without a terminal");
+    }
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if matches!(answer.trim(), "y" | "Y" | "yes") {
+        Ok(())
+    } else {
+        bail!("stopped: nothing was changed")
+    }
+}

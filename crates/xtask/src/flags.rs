@@ -1,0 +1,117 @@
+//! The command line: one struct per task. Each task's module implements `run` on its struct,
+//! so `main` only parses and dispatches.
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cargo xtask",
+    about = "Tollgate's build, test and deploy tasks"
+)]
+pub struct Xtask {
+    #[command(subcommand)]
+    pub task: Task,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Task {
+    Test(Test),
+    Up(Up),
+    #[command(alias = "build")]
+    Package(Package),
+    Deploy(Deploy),
+    Verify(Verify),
+    RotateSecret(RotateSecret),
+    Destroy(Destroy),
+    Migrate(Migrate),
+    SqlxPrepare(SqlxPrepare),
+}
+
+/// Run the workspace tests with the services they need (PostgreSQL, moto_server).
+///
+/// Starts a throwaway PostgreSQL cluster unless DATABASE_URL is set, and moto_server unless
+/// TOLLGATE_TEST_AWS_ENDPOINT is set; exports both; runs `cargo test --workspace`; stops what
+/// it started. Arguments after `--` go to `cargo test`.
+#[derive(Debug, Args)]
+pub struct Test {
+    #[arg(last = true)]
+    pub cargo_args: Vec<String>,
+}
+
+/// Run the whole sign-up flow locally: moto, PostgreSQL, the api, the Lambda binary; then show
+/// a real sign-up go through and forged registrations fail.
+#[derive(Debug, Args)]
+pub struct Up {
+    /// Run the flow once and exit with its status instead of staying up.
+    #[arg(long, conflicts_with = "no_lambda")]
+    pub once: bool,
+    /// Start moto, PostgreSQL and the api only, and stay up: for working on the Lambda under
+    /// `cargo lambda watch` (writes target/tollgate/post-confirm.env for it).
+    #[arg(long)]
+    pub no_lambda: bool,
+}
+
+/// Build the Lambda's bootstrap.zip for Amazon Linux 2023 into target/dist/<env>/ (with
+/// SHA-256 sums), and the api image where a Docker engine exists.
+#[derive(Debug, Args)]
+pub struct Package {
+    #[arg(long, default_value = "local")]
+    pub env: String,
+    /// Also build and push the api image to the environment's ECR repository.
+    #[arg(long)]
+    pub push: bool,
+}
+
+/// Build, then create or update an environment's whole stack with Terraform.
+#[derive(Debug, Args)]
+pub struct Deploy {
+    #[arg(long)]
+    pub env: String,
+    /// Show the plan and stop.
+    #[arg(long)]
+    pub plan: bool,
+    /// Apply without asking.
+    #[arg(long)]
+    pub yes: bool,
+}
+
+/// Read the deployed stack back through the AWS APIs and prove it matches the contract.
+#[derive(Debug, Args)]
+pub struct Verify {
+    #[arg(long)]
+    pub env: String,
+}
+
+/// Write a new version of the guard secret (the old one stays accepted as previous).
+#[derive(Debug, Args)]
+pub struct RotateSecret {
+    #[arg(long)]
+    pub env: String,
+}
+
+/// Delete every resource of an environment.
+#[derive(Debug, Args)]
+pub struct Destroy {
+    #[arg(long)]
+    pub env: String,
+    /// Destroy without asking.
+    #[arg(long)]
+    pub yes: bool,
+}
+
+/// Apply migrations/ to an environment's database (DATABASE_URL, else the env's setting).
+#[derive(Debug, Args)]
+pub struct Migrate {
+    /// Environment whose settings to use (deploy/<env>.toml).
+    #[arg(long, default_value = "local")]
+    pub env: String,
+}
+
+/// Refresh `.sqlx/`, the offline cache of the api's compile-time checked queries, against a
+/// throwaway PostgreSQL with `migrations/` applied. `--check` fails instead when it is stale.
+#[derive(Debug, Args)]
+pub struct SqlxPrepare {
+    /// Compare only: fail if `.sqlx/` differs from what the queries and migrations give.
+    #[arg(long)]
+    pub check: bool,
+}

@@ -1,0 +1,241 @@
+//! `cargo xtask package --env E`: the deployable artifacts. The Lambda's `bootstrap.zip` for
+//! Amazon Linux 2023 (cargo-lambda's zig linker, glibc checked), with SHA-256 sums; and the api
+//! image where a Docker engine exists.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use sha2::{Digest, Sha256};
+use shared_auth::Settings;
+use testkit::cmd;
+
+use crate::context::{cargo, settings_for, workspace_root};
+use crate::{flags, terraform};
+
+/// Highest glibc symbol version Amazon Linux 2023 provides.
+pub const MAX_GLIBC: (u32, u32) = (2, 34);
+
+impl flags::Package {
+    pub fn run(self) -> Result<()> {
+        let settings = settings_for(&self.env)?;
+        if self.push {
+            require_docker(&self.env)?;
+        }
+        lambda_zip(&settings)?;
+        if self.push {
+            push_api_image(&self.env)?;
+        }
+        Ok(())
+    }
+}
+
+fn dist_dir(env: &str) -> PathBuf {
+    workspace_root().join("target").join("dist").join(env)
+}
+
+/// Builds `bootstrap.zip` for Lambda and checks its glibc needs; returns the zip's path under
+/// target/dist/<env>/.
+pub fn lambda_zip(settings: &Settings) -> Result<PathBuf> {
+    let (flag, triple) = match settings.deploy.lambda_architecture.as_str() {
+        "x86_64" => ("--x86-64", "x86_64-unknown-linux-gnu"),
+        _ => ("--arm64", "aarch64-unknown-linux-gnu"),
+    };
+    require_cargo_lambda()?;
+    ensure_rust_target(triple)?;
+    eprintln!(
+        "· building post-confirm for {} Lambda (a cold build takes a few minutes)",
+        settings.deploy.lambda_architecture
+    );
+    let root = workspace_root();
+    cargo_lambda_build(flag, &[])?;
+    let binary = root.join("target/lambda/post-confirm/bootstrap");
+    let glibc = max_glibc(&binary)?;
+    if glibc > MAX_GLIBC {
+        bail!(
+            "{} needs GLIBC_{}.{}, newer than Amazon Linux 2023's {}.{}: build it with cargo-lambda's zig linker",
+            binary.display(),
+            glibc.0,
+            glibc.1,
+            MAX_GLIBC.0,
+            MAX_GLIBC.1
+        );
+    }
+    cargo_lambda_build(flag, &["--output-format", "zip"])?;
+    let dist = dist_dir(&settings.env);
+    std::fs::create_dir_all(&dist)?;
+    let zip = dist.join("bootstrap.zip");
+    std::fs::copy(root.join("target/lambda/post-confirm/bootstrap.zip"), &zip)?;
+    write_sums(&dist, &[&zip, &binary])?;
+    eprintln!(
+        "· {}: bootstrap {:.1} MB stripped, needs GLIBC ≤ {}.{}; sums in {}",
+        zip.display(),
+        std::fs::metadata(&binary)?.len() as f64 / 1e6,
+        glibc.0,
+        glibc.1,
+        dist.join("SHA256SUMS").display()
+    );
+    api_image_note(&dist)?;
+    Ok(zip)
+}
+
+fn require_cargo_lambda() -> Result<()> {
+    let installed = Command::new(cargo())
+        .args(["lambda", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !installed {
+        bail!(
+            "cargo-lambda is not installed.\n  Install it: `pip install cargo-lambda` (a prebuilt binary with zig, seconds)"
+        );
+    }
+    Ok(())
+}
+
+fn ensure_rust_target(triple: &str) -> Result<()> {
+    let installed = cmd::output(Command::new("rustup").args(["target", "list", "--installed"]))
+        .unwrap_or_default();
+    if !installed.lines().any(|l| l.trim() == triple) {
+        eprintln!("· adding the Rust target {triple}");
+        cmd::run(Command::new("rustup").args(["target", "add", triple]))?;
+    }
+    Ok(())
+}
+
+fn cargo_lambda_build(arch_flag: &str, extra: &[&str]) -> Result<()> {
+    cmd::run(
+        Command::new(cargo())
+            .current_dir(workspace_root())
+            .args([
+                "lambda",
+                "build",
+                "--release",
+                arch_flag,
+                "--package",
+                "post-confirm",
+                "--bin",
+                "post-confirm",
+            ])
+            .args(extra),
+    )
+}
+
+/// Writes `SHA256SUMS` for `files` into `dir`.
+fn write_sums(dir: &Path, files: &[&Path]) -> Result<()> {
+    let sums = files
+        .iter()
+        .map(|p| {
+            Ok(format!(
+                "{}  {}\n",
+                sha256_hex(p)?,
+                p.file_name().and_then(|n| n.to_str()).unwrap_or("?")
+            ))
+        })
+        .collect::<Result<String>>()?;
+    std::fs::write(dir.join("SHA256SUMS"), sums)?;
+    Ok(())
+}
+
+fn docker_engine() -> bool {
+    Command::new("docker")
+        .args(["info"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Fails, before any build, when no Docker engine answers.
+fn require_docker(env: &str) -> Result<()> {
+    if docker_engine() {
+        return Ok(());
+    }
+    bail!(
+        "--push needs a Docker engine and none answers here (`docker info` fails).\n  \
+         Build and push on a machine with Docker: see deploy/api.Dockerfile (target/dist/{env}/api-image.txt)"
+    )
+}
+
+/// Builds the api image and pushes it to the environment's ECR repository (`docker login` to
+/// ECR first). Needs a Docker engine.
+fn push_api_image(env: &str) -> Result<()> {
+    let outputs = terraform::outputs(env)?;
+    let repository = terraform::output_str(&outputs, "ecr_repository_url")?;
+    let tag = cmd::output(Command::new("git").args(["rev-parse", "--short=12", "HEAD"]))?;
+    let image = format!("{repository}:{}", tag.trim());
+    cmd::run(Command::new("docker").current_dir(workspace_root()).args([
+        "buildx",
+        "build",
+        "--platform",
+        "linux/arm64",
+        "-f",
+        "deploy/api.Dockerfile",
+        "-t",
+        &image,
+        "--push",
+        ".",
+    ]))?;
+    eprintln!("· pushed {image}; set it as the stack's api_image and deploy again");
+    Ok(())
+}
+
+/// The api image needs a Docker engine; without one, say how to build it and go on.
+fn api_image_note(dist: &Path) -> Result<()> {
+    let context = dist.join("api-image.txt");
+    let text = "build context: the repository root\n\
+                dockerfile:    deploy/api.Dockerfile\n\
+                build:         docker buildx build --platform linux/arm64 -f deploy/api.Dockerfile -t <ecr url>:<tag> --push .\n";
+    std::fs::write(&context, text)?;
+    if docker_engine() {
+        eprintln!(
+            "· Docker engine found: `cargo xtask package --env <env> --push` builds and pushes the api image ({})",
+            context.display()
+        );
+    } else {
+        eprintln!(
+            "· no Docker engine here: the api image was not built ({} says how)",
+            context.display()
+        );
+    }
+    Ok(())
+}
+
+fn sha256_hex(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(format!("{:x}", Sha256::digest(&bytes)))
+}
+
+/// The highest `GLIBC_x.y` symbol version an ELF binary needs (from `objdump -T`).
+fn max_glibc(binary: &Path) -> Result<(u32, u32)> {
+    let out = cmd::output(Command::new("objdump").arg("-T").arg(binary))
+        .context("objdump (binutils) is needed to check the Lambda binary's glibc")?;
+    Ok(parse_max_glibc(&out))
+}
+
+fn parse_max_glibc(objdump: &str) -> (u32, u32) {
+    objdump
+        .split("GLIBC_")
+        .skip(1)
+        .filter_map(|rest| {
+            let version: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == '.')
+                .collect();
+            let mut parts = version.split('.').map(|p| p.parse::<u32>().ok());
+            Some((parts.next()??, parts.next().flatten().unwrap_or(0)))
+        })
+        .max()
+        .unwrap_or((0, 0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_highest_glibc_version_is_found() {
+        let dump = "0000 DF *UND* 0 (GLIBC_2.17) memcpy\n0000 DF *UND* 0 (GLIBC_2.28) fcntl64\n\
+                    0000 DF *UND* 0 (GLIBC_2.3.4) __chk\n0000 DF *UND* 0 (GLIBC_2.9) pipe2\n";
+        assert_eq!(parse_max_glibc(dump), (2, 28));
+        assert_eq!(parse_max_glibc("no versions"), (0, 0));
+        assert!(parse_max_glibc("(GLIBC_2.39) x") > MAX_GLIBC);
+    }
+}
