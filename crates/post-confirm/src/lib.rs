@@ -9,10 +9,11 @@
 //! row at the user's first authenticated call.
 
 pub mod client;
+pub mod deadline;
 pub mod event;
 pub mod secret;
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use lambda_runtime::LambdaEvent;
 use serde_json::Value;
@@ -23,7 +24,7 @@ use crate::event::Action;
 use crate::secret::{SecretCache, SecretSource, secrets_manager};
 
 /// The message Cognito (and so the signing-up user's app) sees when registration fails.
-pub const SAFE_FAILURE: &str = "registration backend unavailable";
+pub use shared_auth::REGISTRATION_FAILED as SAFE_FAILURE;
 
 /// What one execution environment builds once and every invocation reuses.
 #[derive(Debug)]
@@ -57,21 +58,12 @@ impl Deps {
     }
 }
 
-/// The deadline to work to: the invocation's own, less the configured margin.
-fn work_deadline(deadline_epoch_ms: u64, margin: Duration) -> Instant {
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    let left = Duration::from_millis(deadline_epoch_ms.saturating_sub(now_ms));
-    Instant::now() + left.saturating_sub(margin)
-}
-
 /// Handles one PostConfirmation invocation; returns the event exactly as received.
 pub async fn handle(
     deps: &Deps,
     event: LambdaEvent<Value>,
 ) -> Result<Value, lambda_runtime::Error> {
+    let arrived = Instant::now();
     let (raw, context) = event.into_parts();
     let registration = match event::action(&raw) {
         Ok(Action::Register(r)) => r,
@@ -84,8 +76,9 @@ pub async fn handle(
             return Err(e.to_string().into());
         }
     };
-    let deadline = work_deadline(
+    let deadline = deadline::work_deadline(
         context.deadline,
+        arrived,
         Duration::from_millis(deps.settings.lambda.deadline_margin_ms),
     );
     match deps.registrar.deliver(&registration, deadline).await {

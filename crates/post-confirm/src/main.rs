@@ -3,7 +3,7 @@ use lambda_runtime::{Error, service_fn};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     post_confirm::init_tracing();
-    let settings = shared_auth::load().map_err(|e| {
+    let settings = shared_auth::load(shared_auth::Component::Lambda).map_err(|e| {
         tracing::error!(error = %e, "invalid settings");
         e
     })?;
