@@ -91,7 +91,8 @@ fn free_port() -> u16 {
 fn invoke(port: u16, event: &Path) -> Output {
     Command::new(env!("CARGO"))
         .current_dir(root())
-        .args(["lambda", "invoke", "post-confirm", "--invoke-port"])
+        .args(["lambda", "invoke", "post-confirm"])
+        .args(["--invoke-address", "127.0.0.1", "--invoke-port"])
         .arg(port.to_string())
         .arg("--data-file")
         .arg(event)
