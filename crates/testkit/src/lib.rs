@@ -4,7 +4,8 @@
 //! deployable (`api`, `post-confirm`). One copy of each piece:
 //!
 //! - [`cmd`]: running external commands visibly (each echoed before it runs);
-//! - [`services`]: PostgreSQL and moto_server on loopback, owned by guards that stop them;
+//! - [`services`]: PostgreSQL (TLS required, throwaway CA from [`tls`]) and moto_server on
+//!   loopback, owned by guards that stop them;
 //! - [`process`]: a child process with its output in a log file, killed when dropped;
 //! - [`runtime_api`]: a local AWS Lambda Runtime API, so the real `post-confirm` binary runs here
 //!   as it runs in Lambda;
@@ -21,6 +22,7 @@ pub mod receiver;
 pub mod runtime_api;
 pub mod secrets;
 pub mod services;
+pub mod tls;
 
 pub use shared_auth::aws::sdk_config;
 

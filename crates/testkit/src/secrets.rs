@@ -17,6 +17,13 @@ pub fn new_secret() -> Result<SecretString> {
     ))
 }
 
+/// New database credentials for `username`, JSON `{"username","password"}` as RDS stores them.
+pub fn new_db_credentials(username: &str) -> Result<SecretString> {
+    let password = new_secret()?;
+    let json = serde_json::json!({"username": username, "password": password.expose_secret()});
+    Ok(SecretString::from(json.to_string()))
+}
+
 /// Writes `value` as the new `AWSCURRENT` version of `id` (the old one becomes `AWSPREVIOUS`),
 /// creating the secret when it does not exist yet. Returns the new version id.
 pub async fn put_secret(sm: &SecretsManager, id: &str, value: &SecretString) -> Result<String> {

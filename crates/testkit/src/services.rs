@@ -2,6 +2,7 @@
 
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -10,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use crate::cmd;
+use crate::tls::TestCa;
 
 /// The port moto_server uses unless it is taken.
 pub const MOTO_PORT: u16 = 4566;
@@ -48,15 +50,29 @@ fn running_as_root() -> bool {
         .unwrap_or(false)
 }
 
-/// A throwaway PostgreSQL cluster under the system temp folder, on a free loopback port.
-/// Dropping it stops the server and deletes the cluster.
+/// A throwaway PostgreSQL cluster under the system temp folder, on a free loopback port,
+/// that accepts TCP connections over TLS only (as RDS with `rds.force_ssl`): its certificate
+/// comes from a CA made for this cluster alone, which [`Postgres::ca_file`] holds for clients.
+/// The superuser `postgres` needs no password; every other role authenticates with
+/// SCRAM-SHA-256. Dropping it stops the server and deletes the cluster.
 #[derive(Debug)]
 pub struct Postgres {
     data_dir: PathBuf,
     bin_dir: PathBuf,
     as_postgres_user: bool,
+    tls: bool,
     pub port: u16,
 }
+
+/// Who may connect, and how: TLS only over TCP; the superuser without a password (tests and
+/// xtask administer the cluster), everyone else by password.
+const HBA_TLS: &str = "local all all trust\n\
+                       hostssl all postgres 127.0.0.1/32 trust\n\
+                       hostssl all all 127.0.0.1/32 scram-sha-256\n";
+/// The same without TLS, for proving that clients refuse a plain-text server.
+const HBA_PLAIN: &str = "local all all trust\n\
+                         host all postgres 127.0.0.1/32 trust\n\
+                         host all all 127.0.0.1/32 scram-sha-256\n";
 
 impl Postgres {
     /// Finds the PostgreSQL server binaries: on PATH, else the newest under
@@ -89,9 +105,18 @@ impl Postgres {
         )
     }
 
-    /// Creates and starts a new cluster. As root, runs it as the `postgres` user (the server
-    /// refuses to run as root).
+    /// Creates and starts a new cluster that requires TLS. As root, runs it as the `postgres`
+    /// user (the server refuses to run as root).
     pub fn start() -> Result<Self> {
+        Self::start_with(true)
+    }
+
+    /// A cluster without TLS: only for proving that the api refuses one.
+    pub fn start_plain() -> Result<Self> {
+        Self::start_with(false)
+    }
+
+    fn start_with(tls: bool) -> Result<Self> {
         let bin_dir = Self::find_binaries()?;
         let as_postgres_user = running_as_root();
         if as_postgres_user && cmd::which("runuser").is_none() {
@@ -113,6 +138,7 @@ impl Postgres {
             data_dir,
             bin_dir,
             as_postgres_user,
+            tls,
             port: free_port()?,
         };
         eprintln!(
@@ -131,10 +157,16 @@ impl Postgres {
             .arg(&pg.data_dir)
             .stdout(Stdio::null());
         cmd::run(&mut initdb).context("initdb failed")?;
+        pg.configure_access()?;
 
         let log = pg.data_dir.join("server.log");
+        let tls = if pg.tls {
+            " -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key"
+        } else {
+            ""
+        };
         let options = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300",
+            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300{tls}",
             pg.port,
             pg.data_dir.display()
         );
@@ -155,8 +187,57 @@ impl Postgres {
         Ok(pg)
     }
 
+    /// The superuser's URL: `verify-full` against this cluster's CA (or `disable` for a
+    /// plain-text cluster).
     pub fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+        self.url_for("postgres", "postgres")
+    }
+
+    /// The URL of `database` as `user` (no password: give it separately).
+    pub fn url_for(&self, user: &str, database: &str) -> String {
+        let base = format!("postgres://{user}@127.0.0.1:{}/{database}", self.port);
+        if self.tls {
+            format!(
+                "{base}?sslmode=verify-full&sslrootcert={}",
+                self.ca_file().display()
+            )
+        } else {
+            format!("{base}?sslmode=disable")
+        }
+    }
+
+    /// The PEM file of the CA that signed this cluster's certificate.
+    pub fn ca_file(&self) -> PathBuf {
+        self.data_dir.join("ca.crt")
+    }
+
+    /// Writes pg_hba.conf and, with TLS, a new CA, the server's certificate and key.
+    fn configure_access(&self) -> Result<()> {
+        let hba = self.data_dir.join("pg_hba.conf");
+        std::fs::write(&hba, if self.tls { HBA_TLS } else { HBA_PLAIN })?;
+        let mut owned = vec![hba];
+        if self.tls {
+            let ca = TestCa::new("Tollgate throwaway PostgreSQL CA")?;
+            let server = ca.server_cert(&["127.0.0.1", "localhost"])?;
+            for (name, text, mode) in [
+                ("ca.crt", ca.pem(), 0o644),
+                ("server.crt", server.cert_pem, 0o644),
+                ("server.key", server.key_pem, 0o600),
+            ] {
+                let path = self.data_dir.join(name);
+                std::fs::write(&path, text)?;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
+                owned.push(path);
+            }
+        }
+        if self.as_postgres_user {
+            let (uid, gid) = postgres_ids()?;
+            for path in owned {
+                std::os::unix::fs::chown(&path, Some(uid), Some(gid))
+                    .with_context(|| format!("cannot give {} to postgres", path.display()))?;
+            }
+        }
+        Ok(())
     }
 
     /// A PostgreSQL program, run as the cluster's owner.
@@ -166,6 +247,17 @@ impl Postgres {
             &self.bin_dir.join(name).to_string_lossy(),
         )
     }
+}
+
+/// The `postgres` user's uid and gid.
+fn postgres_ids() -> Result<(u32, u32)> {
+    let id = |flag: &str| -> Result<u32> {
+        let out = cmd::output(Command::new("id").args([flag, "postgres"]))?;
+        out.trim()
+            .parse()
+            .with_context(|| format!("`id {flag} postgres` printed {out:?}"))
+    };
+    Ok((id("-u")?, id("-g")?))
 }
 
 /// `program`, wrapped in `runuser -u postgres --` when running as root.
