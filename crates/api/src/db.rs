@@ -1,43 +1,12 @@
 //! PostgreSQL: the pool and the `users` queries.
 
-use std::str::FromStr;
-use std::time::Duration;
-
-use secrecy::ExposeSecret;
 use serde::Serialize;
 use sqlx::PgPool;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::domain::NewUser;
-
-/// The migrations in `migrations/`, compiled into the binary.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
-
-/// A pool that connects lazily: the service starts (and answers `/healthz`) while the database
-/// is still down, and recovers by itself when it returns.
-pub fn pool(settings: &shared_auth::ApiSettings) -> anyhow::Result<PgPool> {
-    let url = settings.database_url.as_ref().ok_or_else(|| {
-        anyhow::anyhow!(
-            "no database: set DATABASE_URL or api.database_url (TOLLGATE__API__DATABASE_URL)"
-        )
-    })?;
-    let mut options = PgConnectOptions::from_str(url.expose_secret())
-        .map_err(|_| anyhow::anyhow!("api.database_url / DATABASE_URL is not a PostgreSQL URL"))?;
-    if let Some(password) = &settings.database_password {
-        options = options.password(password.expose_secret());
-    }
-    let options = options.application_name("tollgate-api").options([(
-        "statement_timeout",
-        settings.db_statement_timeout_ms.to_string(),
-    )]);
-    Ok(PgPoolOptions::new()
-        .max_connections(settings.db_max_connections)
-        .acquire_timeout(Duration::from_millis(settings.db_acquire_timeout_ms))
-        .connect_lazy_with(options))
-}
 
 /// Whether an error means "the database cannot be reached right now" (→ 503) rather than a bug.
 pub fn is_unavailable(e: &sqlx::Error) -> bool {
@@ -49,10 +18,11 @@ pub fn is_unavailable(e: &sqlx::Error) -> bool {
         | sqlx::Error::WorkerCrashed
         | sqlx::Error::Protocol(_) => true,
         // Class 08 (connection exception), 57 (operator intervention: shutdown, statement
-        // timeout), 53 (insufficient resources).
-        sqlx::Error::Database(db) => db
-            .code()
-            .is_some_and(|c| c.starts_with("08") || c.starts_with("57") || c.starts_with("53")),
+        // timeout), 53 (insufficient resources), 28 (credentials refused: mid-rotation, after
+        // the one re-read and retry).
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+            c.starts_with("08") || c.starts_with("57") || c.starts_with("53") || c.starts_with("28")
+        }),
         _ => false,
     }
 }
@@ -158,6 +128,6 @@ pub async fn find_by_sub(pool: &PgPool, sub: Uuid) -> Result<Option<User>, sqlx:
 }
 
 /// Whether the database answers a trivial query.
-pub async fn ping(pool: &PgPool) -> bool {
-    sqlx::query("SELECT 1").execute(pool).await.is_ok()
+pub async fn ping(pool: &PgPool) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT 1").execute(pool).await.map(|_| ())
 }

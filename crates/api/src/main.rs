@@ -50,17 +50,14 @@ async fn main() -> ExitCode {
 }
 
 async fn migrate(settings: &shared_auth::Settings) -> anyhow::Result<()> {
-    let pool = api::db::pool(&settings.api)?;
-    api::db::MIGRATOR
-        .run(&pool)
+    let database = api::database::Database::start(settings).await?;
+    database
+        .migrate(settings)
         .await
         .context("cannot apply the database migrations")?;
-    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
-        .fetch_one(&pool)
-        .await?;
     println!(
-        "migrations applied: the database is at {applied} of {}",
-        api::db::MIGRATOR.iter().count()
+        "migrations applied: the database has all {} of this build",
+        api::database::MIGRATOR.iter().count()
     );
     Ok(())
 }

@@ -41,7 +41,11 @@ pub async fn register(
     ProblemJson(request): ProblemJson<RegistrationRequest>,
 ) -> Result<Response, ApiError> {
     let user = NewUser::parse(request)?;
-    let outcome = db::register_user(&state.db, &user).await?;
+    let user = &user;
+    let outcome = state
+        .db
+        .with_fresh_credentials(|pool| async move { db::register_user(&pool, user).await })
+        .await?;
     let (status, user) = match outcome {
         Registered::Created(u) => (StatusCode::CREATED, u),
         Registered::Updated(u) => {
@@ -113,7 +117,11 @@ pub async fn me(State(state): State<AppState>, headers: HeaderMap) -> Result<Jso
         tracing::warn!(error = %e, "token claims cannot form a user");
         ApiError::Unauthorized("the token's claims are incomplete")
     })?;
-    let (user, created) = db::provision_user(&state.db, &user).await?;
+    let user = &user;
+    let (user, created) = state
+        .db
+        .with_fresh_credentials(|pool| async move { db::provision_user(&pool, user).await })
+        .await?;
     if created {
         tracing::warn!(user_id = %user.id, "user provisioned from its token: its sign-up registration was lost");
     }
@@ -143,7 +151,11 @@ pub struct Readiness {
 ))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
     let readiness = Readiness {
-        database: db::ping(&state.db).await,
+        database: state
+            .db
+            .with_fresh_credentials(|pool| async move { db::ping(&pool).await })
+            .await
+            .is_ok(),
         secret: state.secrets.get().is_some(),
     };
     let status = if readiness.database && readiness.secret {

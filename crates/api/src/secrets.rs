@@ -45,6 +45,8 @@ pub enum SecretFetchError {
         secret_id: String,
         stage: &'static str,
     },
+    #[error("secret `{secret_id}` is not JSON with `username` and `password` strings")]
+    NotCredentials { secret_id: String },
     #[error("Secrets Manager: {0}")]
     Aws(String),
     #[error(transparent)]
@@ -96,7 +98,7 @@ pub async fn secrets_manager(aws: &shared_auth::AwsSettings) -> SecretsManager {
 }
 
 /// One version stage of a secret; `None` when the stage does not exist (no rotation yet).
-async fn fetch_stage(
+pub(crate) async fn fetch_stage(
     client: &SecretsManager,
     secret_id: &str,
     stage: &'static str,

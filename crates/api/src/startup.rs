@@ -17,10 +17,11 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
+use crate::database::Database;
 use crate::jwt::JwtVerifier;
 use crate::secrets::SecretStore;
 use crate::state::{AppState, Clock, Inner};
-use crate::{db, guard, routes};
+use crate::{guard, routes};
 
 /// A built service, bound to its address but not yet serving.
 #[derive(Debug)]
@@ -72,12 +73,11 @@ pub async fn build_state(
     secrets: SecretStore,
     clock: Clock,
 ) -> anyhow::Result<AppState> {
-    let db = db::pool(&settings.api)?;
+    let db = Database::start(&settings).await?;
     if settings.api.migrate_on_start {
-        db::MIGRATOR
-            .run(&db)
+        db.migrate(&settings)
             .await
-            .context("cannot apply the database migrations (is the database reachable?)")?;
+            .context("cannot apply the database migrations")?;
     }
     let api = &settings.api;
     let jwt = match (&api.jwt_issuer, &api.jwt_client_id, api.jwks_url()) {

@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use shared_auth::Settings;
-use sqlx::PgPool;
 
+use crate::database::Database;
 use crate::jwt::JwtVerifier;
 use crate::secrets::SecretStore;
 
@@ -48,7 +48,7 @@ impl AppState {
 #[derive(Debug)]
 pub struct Inner {
     pub settings: Settings,
-    pub db: PgPool,
+    pub db: Database,
     pub secrets: SecretStore,
     pub jwt: Option<JwtVerifier>,
     pub clock: Clock,

@@ -79,7 +79,7 @@ use secrecy::{ExposeSecret, SecretString};
 pub use client_ip::{client_ip, is_allowed};
 pub use secret::{SecretError, SecretSet, verify_static};
 pub use settings::{
-    ApiSettings, AwsSettings, Component, ConfigError, DeploySettings, GuardContract,
+    ApiSettings, AwsSettings, Component, ConfigError, DbSslMode, DeploySettings, GuardContract,
     LambdaSettings, SecretSource, Settings, SigningMode, load, load_for,
 };
 pub use signing::{SignedRequest, sign, string_to_sign, verify_signature};

@@ -123,7 +123,12 @@ pub async fn spawn_with(opts: Options) -> TestApp {
     let server = tokio::spawn(app.run_until(async {
         let _ = rx.await;
     }));
-    let db = PgPool::connect(&db_url).await.expect("test pool");
+    // The test's own pool is the superuser's, whoever the app connects as.
+    let admin_url = match db_url.split_once('@') {
+        Some((_, rest)) => format!("postgres://postgres@{rest}"),
+        None => db_url.clone(),
+    };
+    let db = PgPool::connect(&admin_url).await.expect("test pool");
     TestApp {
         addr,
         base: format!("http://{addr}"),

@@ -138,8 +138,24 @@ pub struct ApiSettings {
     pub secret_source: SecretSource,
     /// How often the API re-reads the secret (picks up rotations).
     pub secret_refresh_s: u64,
-    /// Apply `migrations/` at start.
+    /// Apply `migrations/` at start, as the database owner (`db_owner_secret_id`, else the
+    /// serving credentials), under PostgreSQL's advisory lock: safe with many tasks starting.
     pub migrate_on_start: bool,
+    /// TLS to the database: `verify-full` (default: the server's certificate must chain to
+    /// `db_ca_file` and name the host), `require` (encrypted, unverified) or `disable`. An
+    /// `sslmode` in the URL wins.
+    pub db_sslmode: DbSslMode,
+    /// PEM file of the CAs the database's certificate must chain to; default: the Amazon RDS
+    /// global bundle built into the api.
+    pub db_ca_file: Option<std::path::PathBuf>,
+    /// Secrets Manager id of the serving credentials, JSON `{"username","password"}` as RDS
+    /// stores them; re-read every `secret_refresh_s` and at once on an authentication failure.
+    pub db_secret_id: Option<String>,
+    /// Secrets Manager id of the owner's credentials (the RDS-managed master secret), used only
+    /// to migrate at start.
+    pub db_owner_secret_id: Option<String>,
+    /// Longest life of a pooled connection, so every connection soon uses rotated credentials.
+    pub db_max_lifetime_s: u64,
     pub db_max_connections: u32,
     pub db_acquire_timeout_ms: u64,
     pub db_statement_timeout_ms: u64,
@@ -164,6 +180,11 @@ impl Default for ApiSettings {
             secret_source: SecretSource::Env,
             secret_refresh_s: 60,
             migrate_on_start: false,
+            db_sslmode: DbSslMode::VerifyFull,
+            db_ca_file: None,
+            db_secret_id: None,
+            db_owner_secret_id: None,
+            db_max_lifetime_s: 900,
             db_max_connections: 10,
             db_acquire_timeout_ms: 2_000,
             db_statement_timeout_ms: 5_000,
@@ -173,6 +194,41 @@ impl Default for ApiSettings {
             jwt_client_id: None,
             jwks_url: None,
         }
+    }
+}
+
+/// How the api protects its database connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum DbSslMode {
+    Disable,
+    Require,
+    #[default]
+    VerifyFull,
+}
+
+impl TryFrom<String> for DbSslMode {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        match s.as_str() {
+            "disable" => Ok(DbSslMode::Disable),
+            "require" => Ok(DbSslMode::Require),
+            "verify-full" => Ok(DbSslMode::VerifyFull),
+            other => Err(format!(
+                "`{other}` is not a TLS mode (use verify-full, require or disable)"
+            )),
+        }
+    }
+}
+
+impl From<DbSslMode> for String {
+    fn from(mode: DbSslMode) -> String {
+        match mode {
+            DbSslMode::Disable => "disable",
+            DbSslMode::Require => "require",
+            DbSslMode::VerifyFull => "verify-full",
+        }
+        .to_owned()
     }
 }
 

@@ -32,7 +32,16 @@ impl Settings {
             ("api.db_statement_timeout_ms", api.db_statement_timeout_ms),
             ("api.request_timeout_ms", api.request_timeout_ms),
             ("api.body_limit_bytes", api.body_limit_bytes as u64),
+            ("api.db_max_lifetime_s", api.db_max_lifetime_s),
         ])?;
+        if let Some(file) = &api.db_ca_file
+            && !file.is_file()
+        {
+            return Err(ConfigError::invalid(
+                "api.db_ca_file",
+                format!("{} is not a readable file", file.display()),
+            ));
+        }
         for (key, value) in [
             ("api.jwt_issuer", &api.jwt_issuer),
             ("api.jwks_url", &api.jwks_url),

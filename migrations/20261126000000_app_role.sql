@@ -1,0 +1,16 @@
+-- The role the api serves as: only what the routes need on `users` (read, register, update a
+-- replayed registration; never delete, never DDL, nothing else in the database). Login roles
+-- become members of it where their password is known — the api does it at start, as the
+-- owner, from the secret named by `api.db_secret_id` — so no password enters a migration.
+-- NOLOGIN: nobody connects as this role itself.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'tollgate_app') THEN
+        CREATE ROLE tollgate_app NOLOGIN;
+    END IF;
+    EXECUTE format('GRANT CONNECT ON DATABASE %I TO tollgate_app', current_database());
+END
+$$;
+
+GRANT USAGE ON SCHEMA public TO tollgate_app;
+GRANT SELECT, INSERT, UPDATE ON users TO tollgate_app;
