@@ -87,3 +87,13 @@ output "web_acl_id" {
   description = "Id of the WAF web ACL."
   value       = aws_wafv2_web_acl.this.id
 }
+
+output "db_app_secret_arn" {
+  description = "Secrets Manager ARN of the api's serving credentials (JSON username/password; versions written by cargo xtask)"
+  value       = aws_secretsmanager_secret.db_app.arn
+}
+
+output "db_app_username" {
+  description = "The api's PostgreSQL login, a member of tollgate_app"
+  value       = local.db_app_username
+}

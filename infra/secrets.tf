@@ -6,3 +6,16 @@ resource "aws_secretsmanager_secret" "guard" {
   description             = "Shared secret between post-confirm and the api's POST /user (versions written by cargo xtask)"
   recovery_window_in_days = var.deletion_protection ? 30 : 0
 }
+
+# The api's serving credentials, JSON {"username","password"} as RDS stores them: the shell
+# only. `cargo xtask deploy` writes the first version; the api, migrating at start as the RDS
+# master user, makes that login a member of `tollgate_app` with the secret's password.
+resource "aws_secretsmanager_secret" "db_app" {
+  name                    = "${local.name}/db-app"
+  description             = "The api's PostgreSQL login (member of tollgate_app); versions written by cargo xtask"
+  recovery_window_in_days = var.deletion_protection ? 30 : 0
+}
+
+locals {
+  db_app_username = "tollgate_api"
+}

@@ -42,25 +42,16 @@ resource "aws_iam_role_policy_attachment" "api_execution" {
   policy_arn = "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
 }
 
-# The execution role injects the database password (RDS-managed secret) into the container.
-data "aws_iam_policy_document" "api_execution_secrets" {
-  statement {
-    actions   = ["secretsmanager:GetSecretValue"]
-    resources = [aws_db_instance.this.master_user_secret[0].secret_arn]
-  }
-}
-
-resource "aws_iam_role_policy" "api_execution_secrets" {
-  name   = "database-password"
-  role   = aws_iam_role.api_execution.id
-  policy = data.aws_iam_policy_document.api_execution_secrets.json
-}
-
-# The task itself reads the guard secret (both versions) and nothing else.
+# The task itself reads the guard secret (both versions), its serving credentials, and the
+# owner's (RDS-managed) credentials to migrate at start — and nothing else.
 data "aws_iam_policy_document" "api_task" {
   statement {
-    actions   = ["secretsmanager:GetSecretValue"]
-    resources = [aws_secretsmanager_secret.guard.arn]
+    actions = ["secretsmanager:GetSecretValue"]
+    resources = [
+      aws_secretsmanager_secret.guard.arn,
+      aws_secretsmanager_secret.db_app.arn,
+      aws_db_instance.this.master_user_secret[0].secret_arn,
+    ]
   }
 }
 
@@ -70,7 +61,7 @@ resource "aws_iam_role" "api_task" {
 }
 
 resource "aws_iam_role_policy" "api_task" {
-  name   = "guard-secret"
+  name   = "secrets"
   role   = aws_iam_role.api_task.id
   policy = data.aws_iam_policy_document.api_task.json
 }
@@ -103,7 +94,11 @@ locals {
     TOLLGATE__API__LISTEN        = "0.0.0.0:${var.api_port}"
     TOLLGATE__API__JWT_ISSUER    = local.jwt_issuer
     TOLLGATE__API__JWT_CLIENT_ID = aws_cognito_user_pool_client.app.id
-    DATABASE_URL                 = "postgres://${aws_db_instance.this.username}@${aws_db_instance.this.endpoint}/${aws_db_instance.this.db_name}?sslmode=require"
+    # Host and database only: the user and password come from the secrets below, re-read as
+    # they rotate. TLS is verify-full against the RDS CA bundle built into the api.
+    DATABASE_URL                      = "postgres://${local.db_app_username}@${aws_db_instance.this.endpoint}/${aws_db_instance.this.db_name}"
+    TOLLGATE__API__DB_SECRET_ID       = aws_secretsmanager_secret.db_app.arn
+    TOLLGATE__API__DB_OWNER_SECRET_ID = aws_db_instance.this.master_user_secret[0].secret_arn
   })
 }
 
@@ -125,10 +120,6 @@ resource "aws_ecs_task_definition" "api" {
     essential    = true
     portMappings = [{ containerPort = var.api_port, protocol = "tcp" }]
     environment  = [for k in sort(keys(local.api_environment)) : { name = k, value = local.api_environment[k] }]
-    secrets = [{
-      name      = "DATABASE_PASSWORD"
-      valueFrom = "${aws_db_instance.this.master_user_secret[0].secret_arn}:password::"
-    }]
     # ECS sends SIGTERM, then SIGKILL after this: the api drains in-flight requests meanwhile.
     stopTimeout = 30
     logConfiguration = {

@@ -3,7 +3,7 @@
 
 use anyhow::{Result, bail};
 use aws_sdk_secretsmanager::Client as SecretsManager;
-use shared_auth::Settings;
+use secrecy::SecretString;
 use testkit::aws::explain;
 use testkit::cmd;
 
@@ -35,17 +35,35 @@ impl flags::Deploy {
         eprintln!("· terraform apply (a full stack takes minutes; progress below)");
         cmd::run(terraform::terraform(&dir).args(["apply", "-input=false", "tollgate.tfplan"]))?;
         let outputs = terraform::outputs(env)?;
-        block_on(ensure_secret_version(&settings))?;
+        block_on(async {
+            let sm = SecretsManager::new(&testkit::sdk_config(&settings.aws).await);
+            ensure_first_version(&sm, "guard secret", &settings.guard.secret_id, || {
+                testkit::secrets::new_secret()
+            })
+            .await?;
+            let username = terraform::output_str(&outputs, "db_app_username")?;
+            ensure_first_version(
+                &sm,
+                "database login",
+                &terraform::output_str(&outputs, "db_app_secret_arn")?,
+                || testkit::secrets::new_db_credentials(&username),
+            )
+            .await
+        })?;
         terraform::print_outputs(&outputs);
         eprintln!("\nnext: cargo xtask verify --env {env}");
         Ok(())
     }
 }
 
-/// Gives the guard secret a first version when it has none. The value is never printed.
-async fn ensure_secret_version(settings: &Settings) -> Result<()> {
-    let sm = SecretsManager::new(&testkit::sdk_config(&settings.aws).await);
-    let id = &settings.guard.secret_id;
+/// Gives a secret its first version (from `make`) when it has none. The value is never
+/// printed.
+async fn ensure_first_version(
+    sm: &SecretsManager,
+    what: &str,
+    id: &str,
+    make: impl FnOnce() -> Result<SecretString>,
+) -> Result<()> {
     let current = sm
         .get_secret_value()
         .secret_id(id)
@@ -54,20 +72,17 @@ async fn ensure_secret_version(settings: &Settings) -> Result<()> {
         .await;
     match current {
         Ok(_) => {
-            eprintln!(
-                "· guard secret `{id}` already has a version (rotate with `cargo xtask rotate-secret`)"
-            );
+            eprintln!("· {what} `{id}` already has a version");
             Ok(())
         }
         Err(e)
             if e.as_service_error()
                 .is_some_and(|s| s.is_resource_not_found_exception()) =>
         {
-            let value = testkit::secrets::new_secret()?;
-            testkit::secrets::put_version(&sm, id, &value).await?;
-            eprintln!("· guard secret `{id}`: first version written (value not shown)");
+            testkit::secrets::put_version(sm, id, &make()?).await?;
+            eprintln!("· {what} `{id}`: first version written (value not shown)");
             Ok(())
         }
-        Err(e) => bail!("cannot read the guard secret `{id}`: {}", explain(&e)),
+        Err(e) => bail!("cannot read the {what} `{id}`: {}", explain(&e)),
     }
 }

@@ -55,7 +55,7 @@ pub fn lambda_env(settings: &Settings) -> Env {
 }
 
 /// The api task's own variables (Terraform adds the listen address, JWT issuer and client,
-/// `DATABASE_URL` and, as a secret, `DATABASE_PASSWORD`).
+/// `DATABASE_URL` without credentials, and the ids of the serving and owner secrets).
 pub fn api_env(settings: &Settings) -> Env {
     let a = &settings.api;
     let mut env = aws_env(settings);
@@ -64,6 +64,8 @@ pub fn api_env(settings: &Settings) -> Env {
             ("SECRET_SOURCE", "aws".to_owned()),
             ("SECRET_REFRESH_S", a.secret_refresh_s.to_string()),
             ("MIGRATE_ON_START", a.migrate_on_start.to_string()),
+            ("DB_SSLMODE", String::from(a.db_sslmode)),
+            ("DB_MAX_LIFETIME_S", a.db_max_lifetime_s.to_string()),
             ("DB_MAX_CONNECTIONS", a.db_max_connections.to_string()),
             ("DB_ACQUIRE_TIMEOUT_MS", a.db_acquire_timeout_ms.to_string()),
             (

@@ -31,6 +31,8 @@ use crate::flags;
 use crate::report::Report;
 use attacks::{Attack, Forger};
 
+/// The login the api serves as (a member of `tollgate_app`), as in AWS.
+const DB_LOGIN: &str = "tollgate_api";
 /// Cognito gives the PostConfirmation trigger 5 s.
 const LAMBDA_BUDGET: Duration = Duration::from_secs(5);
 
@@ -134,7 +136,7 @@ fn build(with_lambda: bool) -> Result<PathBuf> {
     Ok(root.join("target").join("release"))
 }
 
-/// moto_server, and PostgreSQL unless DATABASE_URL names one.
+/// moto_server, and PostgreSQL (TLS required) unless DATABASE_URL names one.
 fn start_services(work: &Path) -> Result<(Moto, Option<Postgres>, String)> {
     let moto =
         Moto::start(work).context("moto_server (install it with `pip install 'moto[server]'`)")?;
@@ -166,13 +168,10 @@ async fn provision(
     settings.aws.endpoint_url = Some(moto.endpoint());
     let sdk = testkit::sdk_config(&settings.aws).await;
     let secret = testkit::secrets::new_secret()?;
-    testkit::secrets::put_secret(
-        &SecretsManager::new(&sdk),
-        &settings.guard.secret_id,
-        &secret,
-    )
-    .await
-    .context("cannot write the guard secret to moto")?;
+    let sm = SecretsManager::new(&sdk);
+    testkit::secrets::put_secret(&sm, &settings.guard.secret_id, &secret)
+        .await
+        .context("cannot write the guard secret to moto")?;
     eprintln!(
         "· secret `{}` written (value not shown)",
         settings.guard.secret_id
@@ -191,8 +190,8 @@ async fn provision(
     shared_env.push(("TOLLGATE_ENV".into(), "local".into()));
     shared_env.push(("TOLLGATE__AWS__ENDPOINT_URL".into(), moto.endpoint()));
     let mut api_env = shared_env.clone();
+    api_env.extend(database_env(&sm, pg.as_ref(), &database_url).await?);
     api_env.extend([
-        ("DATABASE_URL".to_owned(), database_url.clone()),
         (
             "TOLLGATE__API__LISTEN".to_owned(),
             format!("127.0.0.1:{port}"),
@@ -217,6 +216,32 @@ async fn provision(
             .timeout(Duration::from_secs(10))
             .build()?,
     })
+}
+
+/// The api's database settings. On the cluster `up` started, as in AWS: the api serves as
+/// `tollgate_api` with credentials from a secret shaped like RDS's, and migrates as the owner
+/// from another; TLS verify-full against the cluster's CA. On a DATABASE_URL of the user's,
+/// that URL as it is.
+async fn database_env(
+    sm: &SecretsManager,
+    pg: Option<&Postgres>,
+    database_url: &str,
+) -> Result<Vec<(String, String)>> {
+    let Some(pg) = pg else {
+        return Ok(vec![("DATABASE_URL".into(), database_url.to_owned())]);
+    };
+    let (app_id, owner_id) = ("tollgate/local/db-app", "tollgate/local/db-owner");
+    let app = testkit::secrets::new_db_credentials(DB_LOGIN)?;
+    testkit::secrets::put_secret(sm, app_id, &app).await?;
+    // The throwaway cluster trusts its superuser over TLS: no password to keep.
+    let owner = SecretString::from(r#"{"username":"postgres","password":"unused"}"#.to_owned());
+    testkit::secrets::put_secret(sm, owner_id, &owner).await?;
+    eprintln!("· database credentials in moto: `{app_id}` ({DB_LOGIN}), `{owner_id}` (owner)");
+    Ok(vec![
+        ("DATABASE_URL".into(), pg.url_for(DB_LOGIN, "postgres")),
+        ("TOLLGATE__API__DB_SECRET_ID".into(), app_id.into()),
+        ("TOLLGATE__API__DB_OWNER_SECRET_ID".into(), owner_id.into()),
+    ])
 }
 
 impl Stack {
