@@ -29,6 +29,18 @@ pub struct Delivered {
 pub enum DeliveryError {
     #[error("the API refused the registration with {status} (not retried)")]
     Rejected { status: u16, attempts: u32 },
+    /// A redirect is never followed: it would carry the credential and the user to wherever
+    /// `Location` points. A misconfigured `lambda.api_base_url` or a hijacked route.
+    #[error(
+        "the API answered {status} redirecting to `{location}`; not followed (check lambda.api_base_url)"
+    )]
+    Redirected {
+        status: u16,
+        location: String,
+        attempts: u32,
+    },
+    #[error("no time left before the deadline to read the shared secret")]
+    SecretTimedOut,
     #[error("gave up after {attempts} attempt(s): {last}")]
     Exhausted { attempts: u32, last: String },
     #[error("cannot read the shared secret: {0}")]
@@ -39,8 +51,9 @@ impl DeliveryError {
     pub fn attempts(&self) -> u32 {
         match self {
             DeliveryError::Rejected { attempts, .. }
+            | DeliveryError::Redirected { attempts, .. }
             | DeliveryError::Exhausted { attempts, .. } => *attempts,
-            DeliveryError::Secret(_) => 0,
+            DeliveryError::Secret(_) | DeliveryError::SecretTimedOut => 0,
         }
     }
 }
@@ -69,9 +82,15 @@ fn transient(status: StatusCode) -> bool {
 }
 
 impl Registrar {
-    /// The HTTP client the Lambda uses: connection pool kept across invocations, rustls.
-    pub fn http_client(settings: &LambdaSettings) -> reqwest::Result<reqwest::Client> {
+    /// The HTTP client the Lambda uses: connection pool kept across invocations, rustls; never
+    /// follows a redirect, and speaks only HTTPS unless `https_only` is off (local runs).
+    pub fn http_client(
+        settings: &LambdaSettings,
+        https_only: bool,
+    ) -> reqwest::Result<reqwest::Client> {
         reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .https_only(https_only)
             .connect_timeout(Duration::from_millis(settings.connect_timeout_ms))
             .pool_idle_timeout(Duration::from_secs(50))
             .user_agent(concat!("tollgate-post-confirm/", env!("CARGO_PKG_VERSION")))
@@ -94,7 +113,9 @@ impl Registrar {
         let method = reqwest::Method::from_bytes(self.contract.method.as_bytes())
             .unwrap_or(reqwest::Method::POST);
         let attempt_timeout = Duration::from_millis(self.settings.attempt_timeout_ms);
-        let mut secret = self.secrets.get().await?;
+        let mut secret = tokio::time::timeout_at(deadline.into(), self.secrets.get())
+            .await
+            .map_err(|_| DeliveryError::SecretTimedOut)??;
         let mut refetched = false;
         let mut last = String::from("no attempt fitted before the deadline");
         let mut attempts = 0;
@@ -132,9 +153,26 @@ impl Registrar {
                         "API answered 403; refetching the secret once"
                     );
                     refetched = true;
-                    secret = self.secrets.refresh().await?;
+                    secret = tokio::time::timeout_at(deadline.into(), self.secrets.refresh())
+                        .await
+                        .map_err(|_| DeliveryError::SecretTimedOut)??;
                     last = "403 Forbidden".into();
                     continue;
+                }
+                Ok(response) if response.status().is_redirection() => {
+                    let location = response
+                        .headers()
+                        .get(reqwest::header::LOCATION)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("(none)")
+                        .chars()
+                        .take(200)
+                        .collect();
+                    return Err(DeliveryError::Redirected {
+                        status: response.status().as_u16(),
+                        location,
+                        attempts,
+                    });
                 }
                 Ok(response) if transient(response.status()) => {
                     last = response.status().to_string()

@@ -46,7 +46,8 @@ impl Deps {
 
     pub fn with_secret_source(settings: Settings, source: SecretSource) -> anyhow::Result<Self> {
         let registrar = Registrar {
-            http: Registrar::http_client(&settings.lambda)?,
+            // Plain HTTP only on a developer's machine; the ALB listens on HTTPS.
+            http: Registrar::http_client(&settings.lambda, settings.env != "local")?,
             contract: settings.guard.clone(),
             settings: settings.lambda.clone(),
             secrets: SecretCache::new(source, Duration::from_secs(settings.guard.secret_ttl_s)),

@@ -201,6 +201,102 @@ async fn a_hung_api_under_a_long_runtime_deadline_is_given_up_within_cognitos_bu
 }
 
 #[tokio::test]
+async fn a_redirect_is_never_followed_and_nothing_reaches_the_other_host() {
+    let (receiver, deps) = setup(&[]).await;
+    let (elsewhere, _) = setup(&[]).await;
+    for status_location in [
+        format!("{}/user", elsewhere.base_url()),
+        "https://attacker.example/user".to_owned(),
+    ] {
+        receiver.script(&[Script::Redirect(status_location.clone())]);
+        let before = receiver.calls().len();
+        let err = handle(
+            &deps,
+            invocation(fixture("sign-up"), Duration::from_secs(5)),
+        )
+        .await
+        .expect_err("a redirect is a failure");
+        assert_eq!(err.to_string(), SAFE_FAILURE);
+        assert_eq!(
+            receiver.calls().len(),
+            before + 1,
+            "not retried: {status_location}"
+        );
+    }
+    assert!(
+        elsewhere.calls().is_empty(),
+        "the credential and the user went to the redirect target"
+    );
+}
+
+#[tokio::test]
+async fn plain_http_is_refused_outside_local() {
+    let (receiver, _) = setup(&[]).await;
+    let deps = Deps::with_secret_source(
+        settings(
+            &receiver.base_url(),
+            &[
+                ("TOLLGATE_ENV", "staging"),
+                ("TOLLGATE__GUARD__ALLOWED_CIDRS", "203.0.113.7/32"),
+            ],
+        ),
+        SecretSource::Fixed(SECRET.into()),
+    )
+    .expect("deps");
+    let err = handle(
+        &deps,
+        invocation(fixture("sign-up"), Duration::from_secs(2)),
+    )
+    .await
+    .expect_err("http:// refused");
+    assert_eq!(err.to_string(), SAFE_FAILURE);
+    assert!(
+        receiver.calls().is_empty(),
+        "nothing was sent in clear text"
+    );
+}
+
+#[tokio::test]
+async fn a_hung_secrets_manager_is_given_up_within_the_budget() {
+    // Accepts connections and never answers, as a Secrets Manager endpoint that hangs.
+    let hung = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let endpoint = format!("http://{}", hung.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = hung.accept().await {
+            held.push(stream);
+        }
+    });
+    let aws = shared_auth::AwsSettings {
+        region: Some("ap-northeast-1".into()),
+        endpoint_url: Some(endpoint),
+    };
+    let (receiver, _) = setup(&[]).await;
+    let deps = Deps::with_secret_source(
+        settings(&receiver.base_url(), &[]),
+        SecretSource::SecretsManager {
+            client: secrets_manager(&aws).await,
+            secret_id: "tollgate/test/hung".into(),
+        },
+    )
+    .expect("deps");
+    let budget = Duration::from_millis(1_500);
+    let start = Instant::now();
+    let err = handle(&deps, invocation(fixture("sign-up"), budget))
+        .await
+        .expect_err("no secret, no registration");
+    let took = start.elapsed();
+    assert_eq!(err.to_string(), SAFE_FAILURE);
+    assert!(
+        took < budget,
+        "returned after {took:?}, past the {budget:?} deadline"
+    );
+    assert!(receiver.calls().is_empty());
+}
+
+#[tokio::test]
 async fn an_unreachable_api_fails_within_the_deadline() {
     let s = settings("http://127.0.0.1:9", &[]);
     let deps = Deps::with_secret_source(s, SecretSource::Fixed(SECRET.into())).expect("deps");

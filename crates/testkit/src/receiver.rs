@@ -13,12 +13,14 @@ use axum::routing::post;
 use shared_auth::{GuardContract, SecretSet};
 
 /// What the receiver does with the next verified request.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum Script {
     /// Answer this status.
     Status(u16),
     /// Never answer.
     Hang,
+    /// Answer `307 Temporary Redirect` to this location.
+    Redirect(String),
 }
 
 /// One request as received.
@@ -81,7 +83,7 @@ impl Receiver {
             .script
             .lock()
             .expect("script")
-            .extend(steps.iter().copied());
+            .extend(steps.iter().cloned());
     }
 
     /// Accept these secrets from now on (a rotation on the receiving side).
@@ -100,7 +102,8 @@ async fn receive(
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
-) -> StatusCode {
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .expect("clock")
@@ -115,6 +118,7 @@ async fn receive(
         now,
     );
     let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+    let mut location = None;
     let status = if verdict.is_err() {
         403
     } else {
@@ -125,6 +129,10 @@ async fn receive(
                 504
             }
             Some(Script::Status(s)) => s,
+            Some(Script::Redirect(to)) => {
+                location = Some(to);
+                307
+            }
             None => {
                 let sub = json["sub"].as_str().unwrap_or_default().to_owned();
                 if inner.registered.lock().expect("registered").insert(sub) {
@@ -140,5 +148,9 @@ async fn receive(
         body: json,
         status,
     });
-    StatusCode::from_u16(status).expect("status")
+    let status = StatusCode::from_u16(status).expect("status");
+    match location {
+        Some(to) => (status, [(axum::http::header::LOCATION, to)]).into_response(),
+        None => status.into_response(),
+    }
 }
