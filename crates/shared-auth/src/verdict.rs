@@ -25,6 +25,11 @@ impl SecretVersion {
 pub enum DenyReason {
     /// `X-Forwarded-For` held an entry that is not an address, so the source is unknown.
     SourceUnknown,
+    /// `X-Forwarded-For` came as more than one header line: which one the proxy appended to is
+    /// not knowable, so the client address is not either.
+    ForwardedForRepeated,
+    /// The guarded request carried a query string, which the signature does not cover.
+    QueryNotSigned,
     /// The source address is not in `allowed_cidrs`.
     SourceNotAllowed,
     /// The credential header is absent.
@@ -52,6 +57,8 @@ impl DenyReason {
     pub fn code(self) -> &'static str {
         match self {
             DenyReason::SourceUnknown => "source_unknown",
+            DenyReason::ForwardedForRepeated => "forwarded_for_repeated",
+            DenyReason::QueryNotSigned => "query_not_signed",
             DenyReason::SourceNotAllowed => "source_not_allowed",
             DenyReason::CredentialMissing => "credential_missing",
             DenyReason::CredentialDuplicated => "credential_duplicated",

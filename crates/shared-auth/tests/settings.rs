@@ -235,6 +235,24 @@ fn each_bad_value_is_named_by_its_key() {
             "every address",
         ),
         (
+            &[("TOLLGATE__GUARD__ALLOWED_CIDRS", "0.0.0.0/1,128.0.0.0/1")],
+            "guard.allowed_cidrs",
+            "every address",
+        ),
+        (
+            &[(
+                "TOLLGATE__GUARD__ALLOWED_CIDRS",
+                "0.0.0.0/2,64.0.0.0/2,128.0.0.0/2,192.0.0.0/3,224.0.0.0/3",
+            )],
+            "guard.allowed_cidrs",
+            "every address",
+        ),
+        (
+            &[("TOLLGATE__GUARD__TRUSTED_PROXIES", "::/1,8000::/1")],
+            "guard.trusted_proxies",
+            "every address",
+        ),
+        (
             &[("TOLLGATE__GUARD__SECRET_ID", " ")],
             "guard.secret_id",
             "empty",

@@ -161,6 +161,9 @@ pub struct ApiSettings {
     pub db_statement_timeout_ms: u64,
     /// Whole-request time limit.
     pub request_timeout_ms: u64,
+    /// How long a client may take to send a request's headers, and to start the next request
+    /// on a kept-alive connection.
+    pub header_read_timeout_ms: u64,
     /// Largest accepted request body on the guarded route.
     pub body_limit_bytes: usize,
     /// Cognito issuer, `https://cognito-idp.<region>.amazonaws.com/<pool id>`.
@@ -189,6 +192,7 @@ impl Default for ApiSettings {
             db_acquire_timeout_ms: 2_000,
             db_statement_timeout_ms: 5_000,
             request_timeout_ms: 10_000,
+            header_read_timeout_ms: 10_000,
             body_limit_bytes: 16 * 1024,
             jwt_issuer: None,
             jwt_client_id: None,

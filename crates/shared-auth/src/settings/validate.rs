@@ -31,6 +31,7 @@ impl Settings {
             ("api.db_acquire_timeout_ms", api.db_acquire_timeout_ms),
             ("api.db_statement_timeout_ms", api.db_statement_timeout_ms),
             ("api.request_timeout_ms", api.request_timeout_ms),
+            ("api.header_read_timeout_ms", api.header_read_timeout_ms),
             ("api.body_limit_bytes", api.body_limit_bytes as u64),
             ("api.db_max_lifetime_s", api.db_max_lifetime_s),
         ])?;
@@ -272,10 +273,18 @@ impl GuardContract {
             ("guard.allowed_cidrs", &self.allowed_cidrs),
             ("guard.trusted_proxies", &self.trusted_proxies),
         ] {
-            if let Some(net) = nets.iter().find(|n| n.prefix_len() == 0) {
+            // By total address space, not by prefix: 0.0.0.0/1 + 128.0.0.0/1 is 0.0.0.0/0.
+            if let Some(net) = ipnet::IpNet::aggregate(nets)
+                .into_iter()
+                .find(|n| n.prefix_len() == 0)
+            {
+                let listed: Vec<String> = nets.iter().map(ToString::to_string).collect();
                 return Err(ConfigError::invalid(
                     key,
-                    format!("`{net}` covers every address, which turns the check off"),
+                    format!(
+                        "`{}` together cover every address ({net}), which turns the check off",
+                        listed.join(",")
+                    ),
                 ));
             }
         }
