@@ -3,11 +3,15 @@
 -- become members of it where their password is known — the api does it at start, as the
 -- owner, from the secret named by `api.db_secret_id` — so no password enters a migration.
 -- NOLOGIN: nobody connects as this role itself.
+-- Roles belong to the whole cluster, so databases migrating side by side (tests) may race to
+-- create it: whoever loses finds it made.
 DO $$
 BEGIN
-    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'tollgate_app') THEN
+    BEGIN
         CREATE ROLE tollgate_app NOLOGIN;
-    END IF;
+    EXCEPTION WHEN duplicate_object OR unique_violation THEN
+        NULL;
+    END;
     EXECUTE format('GRANT CONNECT ON DATABASE %I TO tollgate_app', current_database());
 END
 $$;

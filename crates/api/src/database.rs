@@ -357,11 +357,15 @@ impl Database {
 
     /// A connection failure as an operator reads it: the setting, the TLS mode, the cause.
     pub fn describe(&self, e: &sqlx::Error) -> String {
+        // sqlx's messages often repeat their source's text: add each cause once.
         let mut cause = e.to_string();
         let mut source = std::error::Error::source(e);
         while let Some(s) = source {
-            cause.push_str(": ");
-            cause.push_str(&s.to_string());
+            let text = s.to_string();
+            if !cause.contains(&text) {
+                cause.push_str(": ");
+                cause.push_str(&text);
+            }
             source = s.source();
         }
         format!(

@@ -60,15 +60,21 @@ pub enum Registered {
 // sqlx a column is never NULL where it cannot infer that through `RETURNING`.
 
 /// Registers a user, idempotently on the Cognito `sub`: safe under retries and under
-/// concurrent duplicates (the unique index makes the loser's insert a no-op).
-pub async fn register_user(pool: &PgPool, user: &NewUser) -> Result<Registered, sqlx::Error> {
-    if let Some(created) = insert_if_missing(pool, user).await? {
+/// concurrent duplicates (the unique index makes the loser's insert a no-op). Registrations
+/// apply in `signed_at` order: an older or equal one, replayed, changes nothing.
+pub async fn register_user(
+    pool: &PgPool,
+    user: &NewUser,
+    signed_at: i64,
+) -> Result<Registered, sqlx::Error> {
+    if let Some(created) = insert_if_missing(pool, user, signed_at).await? {
         return Ok(Registered::Created(created));
     }
     let updated = sqlx::query_as!(
         User,
-        r#"UPDATE users SET email = $2, email_verified = $3, username = $4, updated_at = now()
-           WHERE cognito_sub = $1
+        r#"UPDATE users SET email = $2, email_verified = $3, username = $4, signed_at = $5,
+                            updated_at = now()
+           WHERE cognito_sub = $1 AND signed_at < $5
              AND (email, email_verified, username) IS DISTINCT FROM ($2, $3, $4)
            RETURNING id AS "id!", cognito_sub AS "sub!", email, email_verified AS "email_verified!",
                      username AS "username!", created_at AS "created_at!", updated_at AS "updated_at!""#,
@@ -76,12 +82,21 @@ pub async fn register_user(pool: &PgPool, user: &NewUser) -> Result<Registered, 
         user.email(),
         user.email_verified(),
         user.username(),
+        signed_at,
     )
     .fetch_optional(pool)
     .await?;
     if let Some(updated) = updated {
         return Ok(Registered::Updated(updated));
     }
+    // Same attributes, newer signature: remember it, so an older replay cannot win later.
+    sqlx::query!(
+        "UPDATE users SET signed_at = $2 WHERE cognito_sub = $1 AND signed_at < $2",
+        user.sub(),
+        signed_at,
+    )
+    .execute(pool)
+    .await?;
     let existing = find_by_sub(pool, user.sub())
         .await?
         .ok_or(sqlx::Error::RowNotFound)?;
@@ -91,7 +106,7 @@ pub async fn register_user(pool: &PgPool, user: &NewUser) -> Result<Registered, 
 /// Returns the user with this `sub`, creating it from `user` when missing (a sign-up whose
 /// registration call failed). Never changes an existing row.
 pub async fn provision_user(pool: &PgPool, user: &NewUser) -> Result<(User, bool), sqlx::Error> {
-    if let Some(created) = insert_if_missing(pool, user).await? {
+    if let Some(created) = insert_if_missing(pool, user, 0).await? {
         return Ok((created, true));
     }
     let existing = find_by_sub(pool, user.sub())
@@ -100,10 +115,15 @@ pub async fn provision_user(pool: &PgPool, user: &NewUser) -> Result<(User, bool
     Ok((existing, false))
 }
 
-async fn insert_if_missing(pool: &PgPool, user: &NewUser) -> Result<Option<User>, sqlx::Error> {
+async fn insert_if_missing(
+    pool: &PgPool,
+    user: &NewUser,
+    signed_at: i64,
+) -> Result<Option<User>, sqlx::Error> {
     sqlx::query_as!(
         User,
-        r#"INSERT INTO users (cognito_sub, email, email_verified, username) VALUES ($1, $2, $3, $4)
+        r#"INSERT INTO users (cognito_sub, email, email_verified, username, signed_at)
+           VALUES ($1, $2, $3, $4, $5)
            ON CONFLICT (cognito_sub) DO NOTHING
            RETURNING id AS "id!", cognito_sub AS "sub!", email, email_verified AS "email_verified!",
                      username AS "username!", created_at AS "created_at!", updated_at AS "updated_at!""#,
@@ -111,6 +131,7 @@ async fn insert_if_missing(pool: &PgPool, user: &NewUser) -> Result<Option<User>
         user.email(),
         user.email_verified(),
         user.username(),
+        signed_at,
     )
     .fetch_optional(pool)
     .await

@@ -8,7 +8,8 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-pub const MAX_EMAIL_LEN: usize = 254;
+/// Cognito's limit on an attribute value, in characters: any address it confirmed fits.
+pub const MAX_EMAIL_LEN: usize = 2048;
 pub const MAX_USERNAME_LEN: usize = 128;
 
 /// The body of `POST /user`, as the post-confirm Lambda sends it.
@@ -100,8 +101,8 @@ fn invalid(field: &'static str, detail: impl Into<String>) -> ValidationError {
 /// this keeps garbage and oversized values out of the database.
 fn parse_email(email: &str) -> Result<(), ValidationError> {
     let bad = |why: &str| Err(invalid("email", why));
-    if email.len() > MAX_EMAIL_LEN {
-        return bad("must be at most 254 bytes");
+    if email.chars().count() > MAX_EMAIL_LEN {
+        return bad("must be at most 2048 characters");
     }
     if email.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return bad("must not contain spaces or control characters");
@@ -109,8 +110,8 @@ fn parse_email(email: &str) -> Result<(), ValidationError> {
     let Some((local, domain)) = email.rsplit_once('@') else {
         return bad("must contain an @");
     };
-    if local.is_empty() || local.len() > 64 || local.contains('@') {
-        return bad("must have a local part of 1 to 64 bytes before a single @");
+    if local.is_empty() || local.contains('@') {
+        return bad("must have a local part before a single @");
     }
     let labels_ok = domain
         .split('.')
@@ -176,10 +177,18 @@ mod tests {
                 "{bad:?}"
             );
         }
-        let long = format!("{}@example.com", "a".repeat(250));
+        // Cognito's limit (2,048 characters) is ours: one more is refused, the limit is not.
+        let at_limit = format!("{}@example.com", "a".repeat(2048 - 12));
+        assert!(NewUser::parse(req(SUB, Some(&at_limit), "ada")).is_ok());
+        let long = format!("{}@example.com", "a".repeat(2048 - 11));
         assert_eq!(
             field_of(NewUser::parse(req(SUB, Some(&long), "ada"))),
             "email"
+        );
+        let long_local = format!("{}@example.com", "a".repeat(100));
+        assert!(
+            NewUser::parse(req(SUB, Some(&long_local), "ada")).is_ok(),
+            "a local part over 64 bytes, which Cognito accepts"
         );
         assert_eq!(field_of(NewUser::parse(req(SUB, None, ""))), "username");
         assert_eq!(

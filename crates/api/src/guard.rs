@@ -18,6 +18,11 @@ use shared_auth::{DenyReason, client_ip, is_allowed};
 use crate::error::ApiError;
 use crate::state::AppState;
 
+/// When a verified registration was made, in unix seconds: its signed timestamp (hmac mode)
+/// or its arrival (static mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignedAt(pub u64);
+
 pub async fn registration_guard(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -26,6 +31,11 @@ pub async fn registration_guard(
 ) -> Response {
     let contract = &state.settings.guard;
     let forwarded = request.headers().get_all("x-forwarded-for");
+    if forwarded.iter().nth(1).is_some() {
+        // Only safe if every proxy appends to the last line; which one was appended to
+        // cannot be told, so neither can the client. The ALB sends one line.
+        return deny(DenyReason::ForwardedForRepeated, None);
+    }
     let client = client_ip(
         peer.ip(),
         forwarded.iter().map(|v| v.as_bytes()),
@@ -38,6 +48,10 @@ pub async fn registration_guard(
         }
         Some(ip) => ip,
     };
+    if request.uri().query().is_some() {
+        // The signature covers method, path and body, not a query: refuse what it cannot vouch for.
+        return deny(DenyReason::QueryNotSigned, Some(client));
+    }
 
     let (parts, body) = request.into_parts();
     let limit = state.settings.api.body_limit_bytes;
@@ -59,6 +73,7 @@ pub async fn registration_guard(
         tracing::warn!("registration refused: no secret loaded");
         return ApiError::Unavailable("the registration secret is not loaded").into_response();
     };
+    let now = state.clock.now();
     let verdict = contract.verify(
         &secrets,
         parts.method.as_str(),
@@ -72,11 +87,22 @@ pub async fn registration_guard(
                 .map(|v| v.as_bytes())
                 .collect()
         },
-        state.clock.now(),
+        now,
     );
     match verdict {
         Ok(version) => {
             tracing::debug!(client = %client, secret = version.as_str(), "registration caller verified");
+            // When the sender signed it (hmac), else when it arrived (static): registrations
+            // apply in this order, so a replay never overwrites newer data.
+            let signed_at = parts
+                .headers
+                .get(contract.timestamp_header.as_str())
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .filter(|_| contract.mode == shared_auth::SigningMode::Hmac)
+                .unwrap_or(now);
+            let mut parts = parts;
+            parts.extensions.insert(SignedAt(signed_at));
             // The handler reads exactly the bytes that were verified, once.
             next.run(Request::from_parts(parts, Body::from(bytes)))
                 .await

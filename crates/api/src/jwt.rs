@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
-use tokio::sync::RwLock;
+use tokio::sync::{Mutex, RwLock};
 
 /// Smallest time between two JWKS fetches triggered by unknown key ids.
 pub const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(60);
@@ -78,6 +78,9 @@ pub struct JwtVerifier {
     jwks_url: String,
     http: reqwest::Client,
     cache: RwLock<KeyCache>,
+    /// Held while the JWKS is fetched, so concurrent unknown key ids cause one fetch.
+    fetch_lock: Mutex<()>,
+    refetch_interval: Duration,
 }
 
 impl std::fmt::Debug for JwtVerifier {
@@ -92,6 +95,16 @@ impl std::fmt::Debug for JwtVerifier {
 
 impl JwtVerifier {
     pub fn new(issuer: String, client_id: String, jwks_url: String) -> anyhow::Result<Self> {
+        Self::with_refetch_interval(issuer, client_id, jwks_url, JWKS_REFETCH_INTERVAL)
+    }
+
+    /// As [`JwtVerifier::new`], with another least time between two fetches.
+    pub fn with_refetch_interval(
+        issuer: String,
+        client_id: String,
+        jwks_url: String,
+        refetch_interval: Duration,
+    ) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(2))
             .timeout(Duration::from_secs(5))
@@ -102,6 +115,8 @@ impl JwtVerifier {
             jwks_url,
             http,
             cache: RwLock::default(),
+            fetch_lock: Mutex::new(()),
+            refetch_interval,
         })
     }
 
@@ -140,32 +155,38 @@ impl JwtVerifier {
         Ok(claims)
     }
 
+    /// The key `kid`, fetching the JWKS when it is unknown (at most once a minute). The fetch
+    /// is single-flight and holds no lock the readers need: a slow JWKS endpoint delays only
+    /// tokens with unknown key ids, never those whose key is cached.
     async fn key(&self, kid: &str) -> Result<DecodingKey, TokenError> {
         if let Some(key) = self.cache.read().await.keys.get(kid) {
             return Ok(key.clone());
         }
-        let mut cache = self.cache.write().await;
-        if let Some(key) = cache.keys.get(kid) {
-            return Ok(key.clone());
-        }
-        let may_fetch = cache
-            .fetched_at
-            .is_none_or(|t| t.elapsed() >= JWKS_REFETCH_INTERVAL);
-        if !may_fetch {
-            return Err(TokenError::UnknownKey);
-        }
-        cache.fetched_at = Some(Instant::now());
-        match self.fetch_keys().await {
-            Ok(keys) => {
-                tracing::info!(keys = keys.len(), url = %self.jwks_url, "JWKS fetched");
-                cache.keys = keys;
+        let _fetching = self.fetch_lock.lock().await;
+        {
+            let mut cache = self.cache.write().await;
+            if let Some(key) = cache.keys.get(kid) {
+                return Ok(key.clone()); // another request fetched it meanwhile
             }
+            let may_fetch = cache
+                .fetched_at
+                .is_none_or(|t| t.elapsed() >= self.refetch_interval);
+            if !may_fetch {
+                return Err(TokenError::UnknownKey);
+            }
+            cache.fetched_at = Some(Instant::now());
+        }
+        let keys = match self.fetch_keys().await {
+            Ok(keys) => keys,
             Err(e) => {
                 tracing::warn!(error = %e, url = %self.jwks_url, "JWKS fetch failed");
                 return Err(TokenError::KeysUnavailable);
             }
-        }
-        cache.keys.get(kid).cloned().ok_or(TokenError::UnknownKey)
+        };
+        tracing::info!(keys = keys.len(), url = %self.jwks_url, "JWKS fetched");
+        let key = keys.get(kid).cloned();
+        self.cache.write().await.keys = keys;
+        key.ok_or(TokenError::UnknownKey)
     }
 
     async fn fetch_keys(&self) -> anyhow::Result<HashMap<String, DecodingKey>> {

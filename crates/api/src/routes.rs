@@ -1,7 +1,7 @@
 //! Route handlers. Thin: parse, call the database, map the result.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -11,6 +11,7 @@ use crate::db::{self, Registered, User};
 use crate::domain::{NewUser, RegistrationRequest};
 use crate::error::ApiError;
 use crate::extract::ProblemJson;
+use crate::guard::SignedAt;
 use crate::jwt::TokenError;
 use crate::state::AppState;
 
@@ -38,13 +39,17 @@ use crate::state::AppState;
 )]
 pub async fn register(
     State(state): State<AppState>,
+    Extension(SignedAt(signed_at)): Extension<SignedAt>,
     ProblemJson(request): ProblemJson<RegistrationRequest>,
 ) -> Result<Response, ApiError> {
     let user = NewUser::parse(request)?;
     let user = &user;
+    let signed_at = i64::try_from(signed_at).unwrap_or(i64::MAX);
     let outcome = state
         .db
-        .with_fresh_credentials(|pool| async move { db::register_user(&pool, user).await })
+        .with_fresh_credentials(
+            |pool| async move { db::register_user(&pool, user, signed_at).await },
+        )
         .await?;
     let (status, user) = match outcome {
         Registered::Created(u) => (StatusCode::CREATED, u),

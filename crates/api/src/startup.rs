@@ -6,8 +6,13 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use axum::Router;
+use axum::extract::ConnectInfo;
 use axum::http::{Method, Request, StatusCode};
 use axum::routing::{MethodFilter, get, on};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
 use shared_auth::Settings;
 use tower::ServiceBuilder;
 use tower_http::request_id::{
@@ -28,6 +33,7 @@ use crate::{guard, routes};
 pub struct Application {
     listener: tokio::net::TcpListener,
     router: Router,
+    header_read_timeout: Duration,
 }
 
 impl Application {
@@ -37,6 +43,7 @@ impl Application {
         clock: Clock,
     ) -> anyhow::Result<Self> {
         let listen = settings.api.listen;
+        let header_read_timeout = Duration::from_millis(settings.api.header_read_timeout_ms);
         let state = build_state(settings, secrets, clock).await?;
         let listener = tokio::net::TcpListener::bind(listen)
             .await
@@ -44,6 +51,7 @@ impl Application {
         Ok(Self {
             router: router(state)?,
             listener,
+            header_read_timeout,
         })
     }
 
@@ -51,18 +59,50 @@ impl Application {
         self.listener.local_addr()
     }
 
-    /// Serves until `shutdown` completes, then finishes the requests in flight.
+    /// Serves HTTP/1.1 until `shutdown` completes, then finishes the requests in flight.
+    ///
+    /// Each connection must send a request's headers within `api.header_read_timeout_ms`, and
+    /// an idle keep-alive connection is closed after as long: slow or silent clients cannot hold
+    /// connections open (the ALB shields this in AWS; the api does not rely on it). HTTP/1
+    /// only, as the ALB speaks to targets: an HTTP/2 preface is refused.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(
-            self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await
+        let graceful = GracefulShutdown::new();
+        let mut shutdown = std::pin::pin!(shutdown);
+        let mut http = http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(self.header_read_timeout)
+            .keep_alive(true);
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off, keep serving.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let router = self.router.clone();
+            let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                tower::ServiceExt::oneshot(router.clone(), request)
+            });
+            let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, client = %peer, "connection ended with an error");
+                }
+            });
+        }
+        graceful.shutdown().await;
+        Ok(())
     }
 }
 
@@ -123,6 +163,7 @@ pub fn router(state: AppState) -> anyhow::Result<Router> {
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(
             ServiceBuilder::new()
+                .map_request(drop_unusable_request_id)
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
                 .layer(
                     TraceLayer::new_for_http()
@@ -140,6 +181,32 @@ pub fn router(state: AppState) -> anyhow::Result<Router> {
                 )),
         )
         .with_state(state))
+}
+
+/// The longest caller-supplied `x-request-id` kept (a UUID is 36).
+const MAX_REQUEST_ID_LEN: usize = 64;
+
+/// A caller's `x-request-id` is kept only when it is one short token of letters, digits and
+/// `-_.:`; otherwise (too long, odd bytes, sent twice) it is dropped and a UUID replaces it,
+/// so logs and responses never echo what an attacker chose.
+fn drop_unusable_request_id<B>(mut request: Request<B>) -> Request<B> {
+    let ids = request.headers().get_all("x-request-id");
+    let mut values = ids.iter();
+    let usable = match (values.next(), values.next()) {
+        (Some(id), None) => {
+            let id = id.as_bytes();
+            !id.is_empty()
+                && id.len() <= MAX_REQUEST_ID_LEN
+                && id
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b))
+        }
+        _ => false,
+    };
+    if !usable {
+        request.headers_mut().remove("x-request-id");
+    }
+    request
 }
 
 fn request_span<B>(request: &Request<B>) -> tracing::Span {

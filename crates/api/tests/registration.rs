@@ -64,7 +64,9 @@ async fn a_replay_with_changed_attributes_updates_them() {
     let changed = format!(
         r#"{{"sub":"{SUB}","email":"ada@example.org","email_verified":false,"username":"ada"}}"#
     );
-    let response = app.register(&changed).await;
+    // Signed a second later: registrations apply in the order they were signed.
+    let headers = app.credentials(CURRENT, "/user", changed.as_bytes(), now() + 1);
+    let response = app.post_user(changed.as_bytes(), &headers).await;
     assert_eq!(response.status(), StatusCode::OK);
     let user: Value = response.json().await.expect("json");
     assert_eq!(user["email"], "ada@example.org");
