@@ -25,6 +25,7 @@ pub enum Task {
     Destroy(Destroy),
     Migrate(Migrate),
     SqlxPrepare(SqlxPrepare),
+    Timing(Timing),
 }
 
 /// Run the workspace tests with the services they need (PostgreSQL, moto_server).
@@ -114,4 +115,13 @@ pub struct SqlxPrepare {
     /// Compare only: fail if `.sqlx/` differs from what the queries and migrations give.
     #[arg(long)]
     pub check: bool,
+}
+
+/// Measure whether verifying a credential leaks how close a forgery came: Welch's t-test of
+/// verification times for credentials differing in the first versus the last byte, both modes.
+#[derive(Debug, Args)]
+pub struct Timing {
+    /// Samples of each kind (10⁶ gives the usual |t| < 4.5 bar its meaning).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub samples: usize,
 }
