@@ -165,24 +165,40 @@ impl UserPool {
             .send()
             .await
             .aws(&format!("cannot read user `{username}`"))?;
-        let mut attributes: serde_json::Map<String, Value> = user
-            .user_attributes()
-            .iter()
-            .filter_map(|a| {
-                a.value()
-                    .map(|v| (a.name().to_owned(), Value::String(v.to_owned())))
-            })
-            .collect();
-        attributes.insert("cognito:user_status".into(), json!("CONFIRMED"));
-        Ok(json!({
-            "version": "1",
-            "region": self.region,
-            "userPoolId": self.id,
-            "userName": username,
-            "callerContext": {"awsSdkVersion": "aws-sdk-unknown-unknown", "clientId": self.client_id},
-            "triggerSource": "PostConfirmation_ConfirmSignUp",
-            "request": {"userAttributes": attributes},
-            "response": {}
-        }))
+        Ok(post_confirmation_event(
+            &self.region,
+            &self.id,
+            &self.client_id,
+            username,
+            user.user_attributes(),
+        ))
     }
+}
+
+/// The event Cognito sends the PostConfirmation trigger when `username` confirms sign-up.
+pub fn post_confirmation_event(
+    region: &str,
+    pool_id: &str,
+    client_id: &str,
+    username: &str,
+    attributes: &[AttributeType],
+) -> Value {
+    let mut attributes: serde_json::Map<String, Value> = attributes
+        .iter()
+        .filter_map(|a| {
+            a.value()
+                .map(|v| (a.name().to_owned(), Value::String(v.to_owned())))
+        })
+        .collect();
+    attributes.insert("cognito:user_status".into(), json!("CONFIRMED"));
+    json!({
+        "version": "1",
+        "region": region,
+        "userPoolId": pool_id,
+        "userName": username,
+        "callerContext": {"awsSdkVersion": "aws-sdk-unknown-unknown", "clientId": client_id},
+        "triggerSource": "PostConfirmation_ConfirmSignUp",
+        "request": {"userAttributes": attributes},
+        "response": {}
+    })
 }

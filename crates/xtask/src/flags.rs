@@ -26,6 +26,7 @@ pub enum Task {
     Migrate(Migrate),
     SqlxPrepare(SqlxPrepare),
     Timing(Timing),
+    Reconcile(Reconcile),
 }
 
 /// Run the workspace tests with the services they need (PostgreSQL, moto_server).
@@ -124,4 +125,21 @@ pub struct Timing {
     /// Samples of each kind (10⁶ gives the usual |t| < 4.5 bar its meaning).
     #[arg(long, default_value_t = 1_000_000)]
     pub samples: usize,
+}
+
+/// Register every confirmed user of the user pool that the api may have missed, by replaying
+/// Cognito's PostConfirmation event through the Lambda (idempotent: present users answer 200).
+///
+/// In AWS the deployed function is invoked; with `--env local` the post-confirm binary runs
+/// here under a local Lambda Runtime API against `--api-url`.
+#[derive(Debug, Args)]
+pub struct Reconcile {
+    #[arg(long)]
+    pub env: String,
+    /// The user pool; default: the deployed stack's `user_pool_id` output.
+    #[arg(long)]
+    pub user_pool_id: Option<String>,
+    /// Local only: the api to register with; default `lambda.api_base_url`.
+    #[arg(long)]
+    pub api_url: Option<String>,
 }

@@ -447,14 +447,8 @@ fn lambda_status(outcome: &Outcome, log: &Path, sub: &str, expected: u16) -> Res
         other => bail!("the Lambda did not succeed: {other:?}"),
     }
     let text = std::fs::read_to_string(log).unwrap_or_default();
-    let status = text
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["message"] == "user registered" && v["sub"] == sub)
-        .filter_map(|v| v["status"].as_u64())
-        .next_back();
-    match status {
-        Some(s) if s == u64::from(expected) => Ok(format!("API answered {s}")),
+    match crate::lambda_log::registered_status(&text, sub) {
+        Some(s) if s == expected => Ok(format!("API answered {s}")),
         Some(s) => bail!("API answered {s}, expected {expected}"),
         None => bail!("no registration in {}", log.display()),
     }

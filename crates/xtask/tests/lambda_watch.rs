@@ -1,7 +1,9 @@
-//! The Lambda as a developer works on it alone: `cargo xtask up --no-lambda` keeps moto,
-//! PostgreSQL and the api running, `cargo lambda watch` runs the function under cargo-lambda's
-//! own emulator (a Runtime API this project did not write), and `cargo lambda invoke` sends it
-//! the shipped sample events — exactly the README's "Working on the Lambda alone".
+//! The Lambda without Cognito: `cargo xtask up --no-lambda` keeps moto, PostgreSQL and the api
+//! running; `cargo lambda watch` runs the function under cargo-lambda's own emulator (a Runtime
+//! API this project did not write) and `cargo lambda invoke` sends it the shipped sample events
+//! — exactly the README's "Working on the Lambda alone"; then `cargo xtask reconcile` registers
+//! users confirmed while their registration never reached the api. One stack serves both, so
+//! they never race for its ports or its env file.
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
@@ -48,8 +50,16 @@ fn spawn_group(command: &mut Command) -> Group {
     Group(command.process_group(0).spawn().expect("command starts"))
 }
 
-/// Starts `cargo xtask up --no-lambda` and waits for its `DATABASE_URL` line.
-fn start_stack() -> (Group, String) {
+/// What `up --no-lambda` prints: the addresses of its services.
+struct Stack {
+    _group: Group,
+    database_url: String,
+    moto: String,
+    api: String,
+}
+
+/// Starts `cargo xtask up --no-lambda` and waits for the addresses it prints.
+fn start_stack() -> Stack {
     let mut up = Command::new(env!("CARGO"));
     up.current_dir(root())
         .args([
@@ -70,15 +80,32 @@ fn start_stack() -> (Group, String) {
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             eprintln!("up: {line}");
-            if let Some(url) = line.trim().strip_prefix("DATABASE_URL") {
-                let _ = tx.send(url.trim().to_owned());
+            let line = line.trim().to_owned();
+            for key in ["api", "moto (AWS)", "DATABASE_URL"] {
+                if let Some(rest) = line.strip_prefix(key) {
+                    let value = rest
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned();
+                    let _ = tx.send((key, value));
+                }
             }
         }
     });
-    let url = rx
-        .recv_timeout(Duration::from_secs(900))
-        .expect("`cargo xtask up --no-lambda` printed DATABASE_URL (see its output above)");
-    (group, url)
+    let mut seen = std::collections::HashMap::new();
+    while seen.len() < 3 {
+        let (key, value) = rx
+            .recv_timeout(Duration::from_secs(900))
+            .expect("`cargo xtask up --no-lambda` printed its addresses (see its output above)");
+        seen.insert(key, value);
+    }
+    Stack {
+        _group: group,
+        database_url: seen["DATABASE_URL"].clone(),
+        moto: seen["moto (AWS)"].clone(),
+        api: seen["api"].clone(),
+    }
 }
 
 fn free_port() -> u16 {
@@ -112,7 +139,7 @@ async fn rows(database_url: &str, sub: &str) -> i64 {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn cargo_lambda_watch_registers_a_sign_up_and_passes_other_events_through() {
+async fn the_lambda_alone_under_cargo_lambda_watch_and_reconcile_after_lost_registrations() {
     let probe = Command::new(env!("CARGO"))
         .args(["lambda", "--version"])
         .output();
@@ -120,7 +147,8 @@ async fn cargo_lambda_watch_registers_a_sign_up_and_passes_other_events_through(
         probe.is_ok_and(|o| o.status.success()),
         "cargo-lambda is missing: install it with `pip install cargo-lambda` (.ci/run does)"
     );
-    let (_stack, database_url) = start_stack();
+    let stack = start_stack();
+    let database_url = stack.database_url.clone();
     let env_file = root().join("target/tollgate/post-confirm.env");
     assert!(
         env_file.is_file(),
@@ -186,4 +214,101 @@ async fn cargo_lambda_watch_registers_a_sign_up_and_passes_other_events_through(
         serde_json::from_slice(&std::fs::read(&forgot).expect("fixture")).expect("json");
     assert_eq!(returned, sent);
     assert_eq!(rows(&database_url, &sub).await, 1, "still one row");
+
+    reconcile_registers_users_confirmed_while_the_api_missed_them(&stack).await;
+}
+
+fn reconcile(stack: &Stack, pool_id: &str) -> String {
+    let out = Command::new(env!("CARGO"))
+        .current_dir(root())
+        .args([
+            "run",
+            "--quiet",
+            "--package",
+            "xtask",
+            "--",
+            "reconcile",
+            "--env",
+            "local",
+        ])
+        .args(["--user-pool-id", pool_id, "--api-url", &stack.api])
+        .env("TOLLGATE__AWS__ENDPOINT_URL", &stack.moto)
+        .output()
+        .expect("cargo xtask reconcile runs");
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "reconcile failed:\n{text}");
+    text
+}
+
+async fn reconcile_registers_users_confirmed_while_the_api_missed_them(stack: &Stack) {
+    // More confirmed users than one ListUsers page (60), whose PostConfirmation never reached
+    // the api, and one who never confirmed.
+    const CONFIRMED: usize = 62;
+    let aws = shared_auth::AwsSettings {
+        region: Some("ap-northeast-1".into()),
+        endpoint_url: Some(stack.moto.clone()),
+    };
+    let sdk = testkit::sdk_config(&aws).await;
+    let pool = testkit::cognito::UserPool::create(&sdk, &stack.moto, "reconcile")
+        .await
+        .expect("pool");
+    let mut subs = Vec::new();
+    for i in 0..CONFIRMED {
+        let user = pool
+            .sign_up(&format!("lost{i}"), &format!("lost{i}@example.com"))
+            .await
+            .expect("sign-up");
+        subs.push(user.sub);
+    }
+    let unconfirmed = pool
+        .sign_up_unconfirmed("pending", "pending@example.com")
+        .await
+        .expect("sign-up");
+    let db = sqlx::PgPool::connect(&stack.database_url)
+        .await
+        .expect("db");
+    let count = |subs: Vec<String>| {
+        let db = db.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM users WHERE cognito_sub::text = ANY($1)",
+            )
+            .bind(subs)
+            .fetch_one(&db)
+            .await
+            .expect("count")
+        }
+    };
+    assert_eq!(count(subs.clone()).await, 0, "none registered yet");
+
+    let first = reconcile(stack, &pool.id);
+    assert!(
+        first.contains(&format!(
+            "reconciled {CONFIRMED} user(s): {CONFIRMED} were missing"
+        )),
+        "{first}"
+    );
+    assert_eq!(count(subs.clone()).await, CONFIRMED as i64);
+    assert_eq!(
+        count(vec![unconfirmed.clone()]).await,
+        0,
+        "unconfirmed users are not registered"
+    );
+
+    let again = reconcile(stack, &pool.id);
+    assert!(
+        again.contains(&format!(
+            "0 were missing and are registered now, {CONFIRMED} were already registered"
+        )),
+        "{again}"
+    );
+    assert_eq!(
+        count(subs).await,
+        CONFIRMED as i64,
+        "idempotent: no duplicates"
+    );
 }
