@@ -27,6 +27,7 @@ pub enum Task {
     SqlxPrepare(SqlxPrepare),
     Timing(Timing),
     Reconcile(Reconcile),
+    Fuzz(Fuzz),
 }
 
 /// Run the workspace tests with the services they need (PostgreSQL, moto_server).
@@ -142,4 +143,13 @@ pub struct Reconcile {
     /// Local only: the api to register with; default `lambda.api_base_url`.
     #[arg(long)]
     pub api_url: Option<String>,
+}
+
+/// Run every fuzz target of the contract's parsers for a bounded time each (nightly and
+/// cargo-fuzz needed).
+#[derive(Debug, Args)]
+pub struct Fuzz {
+    /// Seconds per target.
+    #[arg(long, default_value_t = 60)]
+    pub seconds: u64,
 }

@@ -1,7 +1,7 @@
 //! `cargo xtask`: Tollgate's automation, as plain Rust instead of shell scripts.
 //!
 //! [`flags`] is the command line; each task lives in its own module (`test`, `up`, `package`,
-//! `deploy`, `verify`, `rotate_secret`, `destroy`, `migrate`, `reconcile`, `sqlx_prepare`, `timing`) as a `run` that reads as a list of
+//! `deploy`, `verify`, `rotate_secret`, `destroy`, `migrate`, `reconcile`, `sqlx_prepare`, `timing`, `fuzz`) as a `run` that reads as a list of
 //! named steps. Every external command is echoed before it runs (`$ pg_ctl …`), so a reader
 //! sees exactly what happens. Services started here (PostgreSQL, moto_server) come from
 //! `testkit` and are owned by guards that stop them on every exit path, Ctrl-C included.
@@ -10,6 +10,7 @@ mod context;
 mod deploy;
 mod destroy;
 mod flags;
+mod fuzz;
 mod lambda_log;
 mod migrate;
 mod package;
@@ -44,6 +45,7 @@ fn main() -> ExitCode {
         flags::Task::SqlxPrepare(task) => task.run(),
         flags::Task::Timing(task) => task.run(),
         flags::Task::Reconcile(task) => task.run(),
+        flags::Task::Fuzz(task) => task.run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
