@@ -230,6 +230,24 @@ async fn a_redirect_is_never_followed_and_nothing_reaches_the_other_host() {
 }
 
 #[tokio::test]
+async fn an_endless_response_body_is_not_waited_for() {
+    let (receiver, deps) = setup(&[]).await;
+    receiver.script(&[Script::EndlessBody]);
+    let budget = Duration::from_secs(3);
+    let start = Instant::now();
+    let returned = handle(&deps, invocation(fixture("sign-up"), budget))
+        .await
+        .expect("the status decides; the body is never read");
+    assert_eq!(returned, fixture("sign-up"));
+    assert!(
+        start.elapsed() < budget,
+        "waited {:?} on the body",
+        start.elapsed()
+    );
+    assert_eq!(receiver.calls().len(), 1);
+}
+
+#[tokio::test]
 async fn plain_http_is_refused_outside_local() {
     let (receiver, _) = setup(&[]).await;
     let deps = Deps::with_secret_source(

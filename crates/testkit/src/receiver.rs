@@ -21,6 +21,8 @@ pub enum Script {
     Hang,
     /// Answer `307 Temporary Redirect` to this location.
     Redirect(String),
+    /// Answer 201 with a body that never ends (8 KiB chunks, forever).
+    EndlessBody,
 }
 
 /// One request as received.
@@ -119,6 +121,7 @@ async fn receive(
     );
     let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
     let mut location = None;
+    let mut endless = false;
     let status = if verdict.is_err() {
         403
     } else {
@@ -129,6 +132,10 @@ async fn receive(
                 504
             }
             Some(Script::Status(s)) => s,
+            Some(Script::EndlessBody) => {
+                endless = true;
+                201
+            }
             Some(Script::Redirect(to)) => {
                 location = Some(to);
                 307
@@ -149,6 +156,12 @@ async fn receive(
         status,
     });
     let status = StatusCode::from_u16(status).expect("status");
+    if endless {
+        let chunks = futures_util::stream::repeat_with(|| {
+            Ok::<_, std::convert::Infallible>(Bytes::from_static(&[b'x'; 8192]))
+        });
+        return (status, axum::body::Body::from_stream(chunks)).into_response();
+    }
     match location {
         Some(to) => (status, [(axum::http::header::LOCATION, to)]).into_response(),
         None => status.into_response(),
