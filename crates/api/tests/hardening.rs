@@ -68,6 +68,14 @@ async fn a_query_string_on_the_guarded_route_is_refused() {
     }
 }
 
+async fn email_of(app: &TestApp, sub: &str) -> Option<String> {
+    sqlx::query_scalar("SELECT email FROM users WHERE cognito_sub = $1::uuid")
+        .bind(sub)
+        .fetch_one(&app.db)
+        .await
+        .expect("row")
+}
+
 #[tokio::test]
 async fn a_replay_of_an_older_registration_never_reverts_newer_data() {
     let app = spawn().await;
@@ -90,12 +98,7 @@ async fn a_replay_of_an_older_registration_never_reverts_newer_data() {
         200,
         "A replayed: idempotent"
     );
-    let email: Option<String> =
-        sqlx::query_scalar("SELECT email FROM users WHERE cognito_sub = $1::uuid")
-            .bind(SUB)
-            .fetch_one(&app.db)
-            .await
-            .expect("row");
+    let email = email_of(app, SUB).await;
     assert_eq!(
         email.as_deref(),
         Some("new@example.com"),
@@ -103,12 +106,7 @@ async fn a_replay_of_an_older_registration_never_reverts_newer_data() {
     );
     // Out of order the other way: a newer one still applies.
     assert_eq!(send("newest@example.com", t - 5).await, 200);
-    let email: Option<String> =
-        sqlx::query_scalar("SELECT email FROM users WHERE cognito_sub = $1::uuid")
-            .bind(SUB)
-            .fetch_one(&app.db)
-            .await
-            .expect("row");
+    let email = email_of(app, SUB).await;
     assert_eq!(email.as_deref(), Some("newest@example.com"));
     assert_eq!(app.user_count().await, 1);
 }
@@ -266,12 +264,7 @@ async fn jwks_proxy(upstream: String, release: Arc<Notify>) -> String {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{addr}/jwks.json")
+    format!("http://{}/jwks.json", serve(app).await)
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -13,12 +13,7 @@ async fn empty_jwks() -> String {
         "/jwks.json",
         axum::routing::get(|| async { axum::Json(serde_json::json!({"keys": []})) }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{addr}/jwks.json")
+    format!("http://{}/jwks.json", serve(app).await)
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -18,6 +18,15 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// `cargo xtask …`, as a developer runs it.
+fn xtask() -> Command {
+    let mut command = Command::new(env!("CARGO"));
+    command
+        .current_dir(root())
+        .args(["run", "--quiet", "--package", "xtask", "--"]);
+    command
+}
+
 fn fixture(name: &str) -> PathBuf {
     root().join(format!("crates/post-confirm/tests/fixtures/{name}.json"))
 }
@@ -60,17 +69,8 @@ struct Stack {
 
 /// Starts `cargo xtask up --no-lambda` and waits for the addresses it prints.
 fn start_stack() -> Stack {
-    let mut up = Command::new(env!("CARGO"));
-    up.current_dir(root())
-        .args([
-            "run",
-            "--quiet",
-            "--package",
-            "xtask",
-            "--",
-            "up",
-            "--no-lambda",
-        ])
+    let mut up = xtask();
+    up.args(["up", "--no-lambda"])
         .env_remove("DATABASE_URL")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
@@ -219,18 +219,8 @@ async fn the_lambda_alone_under_cargo_lambda_watch_and_reconcile_after_lost_regi
 }
 
 fn reconcile(stack: &Stack, pool_id: &str) -> String {
-    let out = Command::new(env!("CARGO"))
-        .current_dir(root())
-        .args([
-            "run",
-            "--quiet",
-            "--package",
-            "xtask",
-            "--",
-            "reconcile",
-            "--env",
-            "local",
-        ])
+    let out = xtask()
+        .args(["reconcile", "--env", "local"])
         .args(["--user-pool-id", pool_id, "--api-url", &stack.api])
         .env("TOLLGATE__AWS__ENDPOINT_URL", &stack.moto)
         .output()

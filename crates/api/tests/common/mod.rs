@@ -225,6 +225,16 @@ impl TestApp {
     }
 }
 
+/// Serves `router` on a free loopback port (a stand-in for a dependency: a JWKS, say).
+pub async fn serve(router: axum::Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    addr
+}
+
 /// A registration body for `sub`.
 pub fn body_for(sub: &str, email: &str) -> String {
     format!(r#"{{"sub":"{sub}","email":"{email}","email_verified":true,"username":"ada"}}"#)
