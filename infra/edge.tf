@@ -117,9 +117,10 @@ resource "aws_wafv2_web_acl" "this" {
     allow {}
   }
 
-  # Block the guarded path from any source outside the set. The path is matched broadly
-  # (decoded, normalised, lower-cased, as a prefix): over-blocking spellings of it is intended,
-  # the api behind is the authority.
+  # Block the guarded path from any source outside the set, whatever the method (the api
+  # answers 405 to anything but the guarded method, so matching all methods loses nothing).
+  # The path is compared decoded, normalised and lower-cased, exactly: `/users/me` is app
+  # traffic, and other spellings of the path never reach the api's guarded handler anyway.
   rule {
     name     = "registration-from-nat-only"
     priority = 1
@@ -130,21 +131,8 @@ resource "aws_wafv2_web_acl" "this" {
       and_statement {
         statement {
           byte_match_statement {
-            search_string         = "POST"
-            positional_constraint = "EXACTLY"
-            field_to_match {
-              method {}
-            }
-            text_transformation {
-              priority = 0
-              type     = "NONE"
-            }
-          }
-        }
-        statement {
-          byte_match_statement {
             search_string         = var.guard_path
-            positional_constraint = "STARTS_WITH"
+            positional_constraint = "EXACTLY"
             field_to_match {
               uri_path {}
             }
@@ -175,28 +163,36 @@ resource "aws_wafv2_web_acl" "this" {
     }
   }
 
+  # Rate-limit app traffic per client address — on every path but the guarded one. Every
+  # legitimate sign-up leaves through the one NAT address: a rate rule counting the guarded
+  # path would block real registrations (≈1 sign-up/s at 300 per 5 min), and the guarded path
+  # is closed to every other source by the rule above anyway.
   rule {
-    name     = "registration-rate-limit"
+    name     = "app-rate-limit"
     priority = 2
     action {
       block {}
     }
     statement {
       rate_based_statement {
-        limit              = var.registration_rate_limit
+        limit              = var.app_rate_limit
         aggregate_key_type = "IP"
         scope_down_statement {
-          byte_match_statement {
-            search_string         = var.guard_path
-            positional_constraint = "STARTS_WITH"
-            field_to_match {
-              uri_path {}
-            }
-            dynamic "text_transformation" {
-              for_each = local.guarded_path_transformations
-              content {
-                priority = text_transformation.key
-                type     = text_transformation.value
+          not_statement {
+            statement {
+              byte_match_statement {
+                search_string         = var.guard_path
+                positional_constraint = "EXACTLY"
+                field_to_match {
+                  uri_path {}
+                }
+                dynamic "text_transformation" {
+                  for_each = local.guarded_path_transformations
+                  content {
+                    priority = text_transformation.key
+                    type     = text_transformation.value
+                  }
+                }
               }
             }
           }
@@ -205,7 +201,7 @@ resource "aws_wafv2_web_acl" "this" {
     }
     visibility_config {
       cloudwatch_metrics_enabled = true
-      metric_name                = "${local.name}-registration-rate"
+      metric_name                = "${local.name}-app-rate"
       sampled_requests_enabled   = true
     }
   }

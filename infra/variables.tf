@@ -145,10 +145,14 @@ variable "api_env" {
   description = "Task-only variables rendered by xtask (TOLLGATE__API__*, TOLLGATE__AWS__*)."
 }
 
-variable "registration_rate_limit" {
+variable "app_rate_limit" {
   type        = number
-  default     = 300
-  description = "WAF rate limit for the guarded path, requests per 5 minutes per source address."
+  default     = 2000
+  description = "WAF rate limit for app traffic (every path but the guarded one), requests per 5 minutes per client address. The guarded path is never rate-limited: every sign-up leaves through the one NAT address."
+  validation {
+    condition     = var.app_rate_limit >= 10 && var.app_rate_limit <= 2000000000 && floor(var.app_rate_limit) == var.app_rate_limit
+    error_message = "app_rate_limit must be a whole number from 10 to 2,000,000,000 (WAF's range for rate-based rules)."
+  }
 }
 
 variable "log_retention_days" {

@@ -190,6 +190,12 @@ async fn waf_checks(
             .context("no web ACL")
             .and_then(|acl| waf_rule_ok(acl.rules(), path, &ip_set_arn)),
     );
+    report.record(
+        "no WAF rate rule counts the guarded path",
+        acl.web_acl()
+            .context("no web ACL")
+            .and_then(|acl| rate_rules_spare_the_guarded_path(acl.rules(), path)),
+    );
     Ok(())
 }
 
@@ -247,9 +253,27 @@ fn compare(a: &GuardContract, b: &GuardContract) -> Result<String> {
     }
 }
 
-/// The rule must block POST to the guarded path (decoded, normalised, lower-cased, prefix) from
-/// sources outside the IP set. Compared by meaning: WAF returns the search string as bytes and
-/// the transformations in any order.
+/// Whether `b` matches exactly the guarded path as WAF reads it (decoded, normalised,
+/// lower-cased). Compared by meaning: WAF returns the search string as bytes and the
+/// transformations in any order.
+fn matches_guarded_path(b: &aws_sdk_wafv2::types::ByteMatchStatement, path: &str) -> bool {
+    let transforms: BTreeSet<&str> = b
+        .text_transformations()
+        .iter()
+        .map(|t| t.r#type().as_str())
+        .collect();
+    let wanted = [
+        TextTransformationType::UrlDecode,
+        TextTransformationType::NormalizePath,
+        TextTransformationType::Lowercase,
+    ];
+    b.field_to_match().is_some_and(|f| f.uri_path().is_some())
+        && b.search_string().as_ref() == path.as_bytes()
+        && b.positional_constraint().as_str() == "EXACTLY"
+        && wanted.iter().all(|t| transforms.contains(t.as_str()))
+}
+
+/// A blocking rule must refuse the guarded path (any method) from sources outside the IP set.
 fn waf_rule_ok(
     rules: &[aws_sdk_wafv2::types::Rule],
     path: &str,
@@ -267,46 +291,63 @@ fn waf_rule_ok(
         .and_then(|s| s.and_statement())
         .map(|a| a.statements())
         .unwrap_or_default();
-    let byte = |s: &Statement| s.byte_match_statement().cloned();
-    let method_ok = parts.iter().filter_map(byte).any(|b| {
-        b.field_to_match().is_some_and(|f| f.method().is_some())
-            && b.search_string().as_ref() == b"POST"
-    });
-    let path_ok = parts.iter().filter_map(byte).any(|b| {
-        let transforms: BTreeSet<String> = b
-            .text_transformations()
-            .iter()
-            .map(|t| t.r#type().as_str().to_owned())
-            .collect();
-        let wanted: BTreeSet<String> = [
-            TextTransformationType::UrlDecode,
-            TextTransformationType::NormalizePath,
-            TextTransformationType::Lowercase,
-        ]
+    let path_ok = parts
         .iter()
-        .map(|t| t.as_str().to_owned())
-        .collect();
-        b.field_to_match().is_some_and(|f| f.uri_path().is_some())
-            && b.search_string().as_ref() == path.as_bytes()
-            && b.positional_constraint().as_str() == "STARTS_WITH"
-            && wanted.is_subset(&transforms)
-    });
+        .filter_map(Statement::byte_match_statement)
+        .any(|b| matches_guarded_path(b, path));
     let not_in_set = parts.iter().any(|s| {
         s.not_statement()
             .and_then(|n| n.statement())
             .and_then(|s| s.ip_set_reference_statement())
             .is_some_and(|r| r.arn() == ip_set_arn)
     });
-    match (method_ok, path_ok, not_in_set) {
-        (true, true, true) => Ok(format!(
-            "rule `{}`: POST {path}* from outside the IP set",
+    // Any further condition (a method, a header) would narrow the block: it must be these two.
+    match (path_ok, not_in_set, parts.len()) {
+        (true, true, 2) => Ok(format!(
+            "rule `{}`: {path} (any method) from outside the IP set",
             blocking.name()
         )),
         _ => bail!(
-            "rule `{}` is not `POST {path}* (decoded, normalised, lower-cased) AND NOT in the IP set` \
-             (method {method_ok}, path {path_ok}, ip set {not_in_set})",
-            blocking.name()
+            "rule `{}` is not `path = {path} (decoded, normalised, lower-cased) AND NOT in the IP set` \
+             (path {path_ok}, ip set {not_in_set}, {} condition(s))",
+            blocking.name(),
+            parts.len()
         ),
+    }
+}
+
+/// No rate-based rule may count the guarded path: every legitimate sign-up leaves through the
+/// one NAT address, so counting it would block real registrations. Each rate rule must be
+/// scoped down to `NOT (the guarded path)`.
+fn rate_rules_spare_the_guarded_path(
+    rules: &[aws_sdk_wafv2::types::Rule],
+    path: &str,
+) -> Result<String> {
+    let rate: Vec<_> = rules
+        .iter()
+        .filter_map(|r| Some((r.name(), r.statement()?.rate_based_statement()?)))
+        .collect();
+    let counting: Vec<&str> = rate
+        .iter()
+        .filter(|(_, statement)| {
+            !statement
+                .scope_down_statement()
+                .and_then(|s| s.not_statement())
+                .and_then(|n| n.statement())
+                .and_then(|s| s.byte_match_statement())
+                .is_some_and(|b| matches_guarded_path(b, path))
+        })
+        .map(|(name, _)| *name)
+        .collect();
+    if counting.is_empty() {
+        Ok(format!(
+            "{} rate rule(s), each scoped to everything but {path}",
+            rate.len()
+        ))
+    } else {
+        bail!(
+            "rate rule(s) {counting:?} may count {path}, where every sign-up shares the NAT address"
+        )
     }
 }
 
@@ -409,5 +450,111 @@ async fn probe(settings: &Settings) -> Result<String> {
         Ok(r) if r.status().as_u16() == 403 => Ok(format!("{url} → 403")),
         Ok(r) => bail!("{url} answered {} to a forged registration", r.status()),
         Err(e) => Ok(format!("skipped: {url} does not answer ({e})")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_wafv2::primitives::Blob;
+    use aws_sdk_wafv2::types::{
+        ByteMatchStatement, FieldToMatch, NotStatement, PositionalConstraint, RateBasedStatement,
+        RateBasedStatementAggregateKeyType, Rule, TextTransformation, UriPath, VisibilityConfig,
+    };
+
+    use super::*;
+
+    fn path_match(path: &str, constraint: PositionalConstraint) -> Statement {
+        let mut b = ByteMatchStatement::builder()
+            .search_string(Blob::new(path))
+            .positional_constraint(constraint)
+            .field_to_match(
+                FieldToMatch::builder()
+                    .uri_path(UriPath::builder().build())
+                    .build(),
+            );
+        // Returned by WAF in any order.
+        for (priority, t) in [
+            TextTransformationType::Lowercase,
+            TextTransformationType::UrlDecode,
+            TextTransformationType::NormalizePath,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            b = b.text_transformations(
+                TextTransformation::builder()
+                    .priority(priority as i32)
+                    .r#type(t)
+                    .build()
+                    .expect("transformation"),
+            );
+        }
+        Statement::builder()
+            .byte_match_statement(b.build().expect("byte match"))
+            .build()
+    }
+
+    fn not(statement: Statement) -> Statement {
+        Statement::builder()
+            .not_statement(NotStatement::builder().statement(statement).build())
+            .build()
+    }
+
+    fn rate_rule(name: &str, scope_down: Option<Statement>) -> Rule {
+        let rate = RateBasedStatement::builder()
+            .limit(300)
+            .aggregate_key_type(RateBasedStatementAggregateKeyType::Ip)
+            .set_scope_down_statement(scope_down.map(Box::new))
+            .build()
+            .expect("rate statement");
+        Rule::builder()
+            .name(name)
+            .priority(2)
+            .statement(Statement::builder().rate_based_statement(rate).build())
+            .visibility_config(
+                VisibilityConfig::builder()
+                    .sampled_requests_enabled(false)
+                    .cloud_watch_metrics_enabled(true)
+                    .metric_name(name)
+                    .build()
+                    .expect("visibility"),
+            )
+            .build()
+            .expect("rule")
+    }
+
+    #[test]
+    fn a_rate_rule_scoped_to_everything_but_the_guarded_path_passes() {
+        let rules = [rate_rule(
+            "app",
+            Some(not(path_match("/user", PositionalConstraint::Exactly))),
+        )];
+        assert!(rate_rules_spare_the_guarded_path(&rules, "/user").is_ok());
+        assert!(rate_rules_spare_the_guarded_path(&[], "/user").is_ok());
+    }
+
+    #[test]
+    fn a_rate_rule_that_can_count_the_guarded_path_is_named() {
+        for (name, scope_down) in [
+            ("unscoped", None),
+            (
+                "on the path",
+                Some(path_match("/user", PositionalConstraint::StartsWith)),
+            ),
+            (
+                "not a prefix",
+                Some(not(path_match("/user", PositionalConstraint::StartsWith))),
+            ),
+            (
+                "not another path",
+                Some(not(path_match("/users", PositionalConstraint::Exactly))),
+            ),
+        ] {
+            let rules = [rate_rule(name, scope_down)];
+            let err = rate_rules_spare_the_guarded_path(&rules, "/user")
+                .expect_err(name)
+                .to_string();
+            assert!(err.contains(name), "{err}");
+        }
     }
 }

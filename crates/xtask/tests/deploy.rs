@@ -64,10 +64,13 @@ async fn the_stack_deploys_verifies_catches_a_mismatch_and_destroys() {
         text(&out)
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        stdout.contains("✓  WAF IP set holds the NAT EIP"),
-        "{stdout}"
-    );
+    for line in [
+        "✓  WAF IP set holds the NAT EIP",
+        "✓  WAF blocks the guarded path from other sources",
+        "✓  no WAF rate rule counts the guarded path",
+    ] {
+        assert!(stdout.contains(line), "missing `{line}`:\n{stdout}");
+    }
     assert!(!stdout.contains('✗'), "{stdout}");
 
     // Tamper with one side: the Lambda signs with another header than the task expects.
