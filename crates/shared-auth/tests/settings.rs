@@ -406,6 +406,15 @@ fn deploy_settings_are_checked_outside_local() {
         with(("TOLLGATE__DEPLOY__LAMBDA_ARCHITECTURE", "sparc"))
             .contains("deploy.lambda_architecture")
     );
+    assert!(
+        with(("TOLLGATE__DEPLOY__API_ARCHITECTURE", "armv7")).contains("deploy.api_architecture")
+    );
+    for registry in ["http://127.0.0.1:5000", "registry.example.com/tollgate", ""] {
+        assert!(
+            with(("TOLLGATE__DEPLOY__REGISTRY", registry)).contains("deploy.registry"),
+            "{registry}"
+        );
+    }
     let msg = with(("TOLLGATE__DEPLOY__VPC_CIDR", "172.16.0.0/16"));
     assert!(
         msg.contains("guard.trusted_proxies") && msg.contains("172.16.0.0/16"),

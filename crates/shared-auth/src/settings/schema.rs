@@ -294,6 +294,12 @@ pub struct DeploySettings {
     pub certificate_arn: Option<String>,
     /// `arm64` or `x86_64`: the Lambda's architecture and the bootstrap build target.
     pub lambda_architecture: String,
+    /// `arm64` or `x86_64`: the api task's CPU and the image's platform.
+    pub api_architecture: String,
+    /// `host[:port]` of the registry the api image is pushed to; absent: the environment's
+    /// ECR repository (credentials from `GetAuthorizationToken`). `local` uses a registry on
+    /// loopback.
+    pub registry: Option<String>,
     pub db_instance_class: String,
     /// VPC range; `guard.trusted_proxies` must contain it (the ALB's nodes live there).
     pub vpc_cidr: IpNet,
@@ -308,6 +314,8 @@ impl Default for DeploySettings {
             state_bucket: None,
             certificate_arn: None,
             lambda_architecture: "arm64".to_owned(),
+            api_architecture: "arm64".to_owned(),
+            registry: None,
             db_instance_class: "db.t4g.micro".to_owned(),
             vpc_cidr: IpNet::V4(
                 ipnet::Ipv4Net::new(std::net::Ipv4Addr::new(10, 20, 0, 0), 16).unwrap_or_default(),

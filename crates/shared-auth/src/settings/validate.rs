@@ -66,13 +66,25 @@ impl Settings {
 
     fn validate_deploy(&self) -> Result<(), ConfigError> {
         let deploy = &self.deploy;
-        if !matches!(deploy.lambda_architecture.as_str(), "arm64" | "x86_64") {
+        for (key, value) in [
+            ("deploy.lambda_architecture", &deploy.lambda_architecture),
+            ("deploy.api_architecture", &deploy.api_architecture),
+        ] {
+            if !matches!(value.as_str(), "arm64" | "x86_64") {
+                return Err(ConfigError::invalid(
+                    key,
+                    format!("`{value}` is neither arm64 nor x86_64"),
+                ));
+            }
+        }
+        if let Some(registry) = &deploy.registry
+            && (registry.is_empty()
+                || registry.contains('/')
+                || registry.contains(char::is_whitespace))
+        {
             return Err(ConfigError::invalid(
-                "deploy.lambda_architecture",
-                format!(
-                    "`{}` is neither arm64 nor x86_64",
-                    deploy.lambda_architecture
-                ),
+                "deploy.registry",
+                format!("`{registry}` is not a registry host[:port] (no scheme, no path)"),
             ));
         }
         if self.env == DEFAULT_ENV {
