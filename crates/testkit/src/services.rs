@@ -346,3 +346,73 @@ impl Drop for Moto {
         eprintln!("· moto_server: stopped");
     }
 }
+
+/// A container registry on loopback (CNCF distribution: Debian's `docker-registry`, or
+/// `registry` from Homebrew's `distribution`), with its storage in `storage`. Plain HTTP and
+/// no credentials: loopback only. Dropping it stops the server; the storage stays.
+#[derive(Debug)]
+pub struct Registry {
+    child: Child,
+    pub port: u16,
+    log: PathBuf,
+}
+
+impl Registry {
+    /// Starts a registry on 127.0.0.1:`port` (a free port when `None`).
+    pub fn start(storage: &Path, port: Option<u16>) -> Result<Self> {
+        let program = cmd::which("docker-registry")
+            .or_else(|| cmd::which("registry"))
+            .context(
+                "no container registry binary (docker-registry) found.\n  Install it: \
+                 `apt-get install docker-registry` (Debian/Ubuntu) or `brew install distribution`",
+            )?;
+        let port = match port {
+            Some(port) if !port_is_free(port) => bail!(
+                "127.0.0.1:{port} is taken: stop what listens there, or set TOLLGATE__DEPLOY__REGISTRY to another host:port"
+            ),
+            Some(port) => port,
+            None => free_port()?,
+        };
+        std::fs::create_dir_all(storage)?;
+        let storage = storage
+            .canonicalize()
+            .with_context(|| format!("cannot resolve {}", storage.display()))?;
+        let config = storage.join(format!("config-{port}.yml"));
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                storage.join("data").display()
+            ),
+        )?;
+        let log = storage.join(format!("registry-{port}.log"));
+        let out = File::create(&log).with_context(|| format!("cannot write {}", log.display()))?;
+        let mut command = Command::new(program);
+        command
+            .arg("serve")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .process_group(0);
+        cmd::echo(&command);
+        let child = command.spawn().context("cannot start the registry")?;
+        let registry = Registry { child, port, log };
+        wait_for_port(port, Duration::from_secs(30), "the registry", &registry.log)?;
+        eprintln!("· registry: listening on {}", registry.host());
+        Ok(registry)
+    }
+
+    /// `127.0.0.1:<port>`, as image references name it.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        eprintln!("· registry: stopped");
+    }
+}

@@ -28,6 +28,7 @@ pub enum Task {
     Timing(Timing),
     Reconcile(Reconcile),
     Fuzz(Fuzz),
+    Registry(Registry),
 }
 
 /// Run the workspace tests with the services they need (PostgreSQL, moto_server).
@@ -54,15 +55,20 @@ pub struct Up {
     pub no_lambda: bool,
 }
 
-/// Build the Lambda's bootstrap.zip for Amazon Linux 2023 into target/dist/<env>/ (with
-/// SHA-256 sums), and the api image where a Docker engine exists.
+/// Build the Lambda's bootstrap.zip for Amazon Linux 2023 and the api's OCI image (no
+/// container engine needed) into target/dist/<env>/, with SHA-256 sums.
 #[derive(Debug, Args)]
 pub struct Package {
     #[arg(long, default_value = "local")]
     pub env: String,
-    /// Also build and push the api image to the environment's ECR repository.
+    /// Also push the api image to the environment's registry (ECR, or `deploy.registry`) and
+    /// print its reference by digest.
     #[arg(long)]
     pub push: bool,
+    /// Put this static api binary in the image instead of building one (e.g. a CI artifact
+    /// built for the environment's `deploy.api_architecture`, *-linux-musl).
+    #[arg(long, value_name = "PATH")]
+    pub api_binary: Option<std::path::PathBuf>,
 }
 
 /// Build, then create or update an environment's whole stack with Terraform.
@@ -76,7 +82,15 @@ pub struct Deploy {
     /// Apply without asking.
     #[arg(long)]
     pub yes: bool,
+    /// Put this static api binary in the image instead of building one.
+    #[arg(long, value_name = "PATH")]
+    pub api_binary: Option<std::path::PathBuf>,
 }
+
+/// Run a container registry on loopback for `--env local` (`deploy.registry`) until Ctrl-C:
+/// Debian's `docker-registry` (CNCF distribution), its storage under target/tollgate/registry/.
+#[derive(Debug, Args)]
+pub struct Registry {}
 
 /// Read the deployed stack back through the AWS APIs and prove it matches the contract.
 #[derive(Debug, Args)]

@@ -1,9 +1,9 @@
 //! `cargo xtask`: Tollgate's automation, as plain Rust instead of shell scripts.
 //!
 //! [`flags`] is the command line; each task lives in its own module (`test`, `up`, `package`,
-//! `deploy`, `verify`, `rotate_secret`, `destroy`, `migrate`, `reconcile`, `sqlx_prepare`, `timing`, `fuzz`) as a `run` that reads as a list of
-//! named steps. Every external command is echoed before it runs (`$ pg_ctl …`), so a reader
-//! sees exactly what happens. Services started here (PostgreSQL, moto_server) come from
+//! `deploy`, `verify`, `rotate_secret`, `destroy`, `migrate`, `reconcile`, `sqlx_prepare`, `timing`, `fuzz`, `registry`) as a `run` that reads as a
+//! list of named steps; [`image`] builds and pushes the api's OCI image. Every external command is echoed before it runs (`$ pg_ctl …`), so a reader
+//! sees exactly what happens. Services started here (PostgreSQL, moto_server, a registry) come from
 //! `testkit` and are owned by guards that stop them on every exit path, Ctrl-C included.
 
 mod context;
@@ -11,10 +11,12 @@ mod deploy;
 mod destroy;
 mod flags;
 mod fuzz;
+mod image;
 mod lambda_log;
 mod migrate;
 mod package;
 mod reconcile;
+mod registry;
 mod render;
 mod report;
 mod rotate_secret;
@@ -46,6 +48,7 @@ fn main() -> ExitCode {
         flags::Task::Timing(task) => task.run(),
         flags::Task::Reconcile(task) => task.run(),
         flags::Task::Fuzz(task) => task.run(),
+        flags::Task::Registry(task) => task.run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

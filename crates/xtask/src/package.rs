@@ -1,6 +1,7 @@
-//! `cargo xtask package --env E`: the deployable artifacts. The Lambda's `bootstrap.zip` for
-//! Amazon Linux 2023 (cargo-lambda's zig linker, glibc checked), with SHA-256 sums; and the api
-//! image where a Docker engine exists.
+//! `cargo xtask package --env E`: the deployable artifacts in target/dist/<env>/. The Lambda's
+//! `bootstrap.zip` for Amazon Linux 2023 (cargo-lambda's zig linker, glibc checked) and the api
+//! image as an OCI layout (no container engine: see [`crate::image`]), with SHA-256 sums;
+//! `--push` also pushes the image to the environment's registry.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -10,8 +11,8 @@ use sha2::{Digest, Sha256};
 use shared_auth::Settings;
 use testkit::cmd;
 
-use crate::context::{cargo, settings_for, workspace_root};
-use crate::{flags, terraform};
+use crate::context::{block_on, cargo, settings_for, workspace_root};
+use crate::{flags, image};
 
 /// Highest glibc symbol version Amazon Linux 2023 provides.
 pub const MAX_GLIBC: (u32, u32) = (2, 34);
@@ -19,15 +20,44 @@ pub const MAX_GLIBC: (u32, u32) = (2, 34);
 impl flags::Package {
     pub fn run(self) -> Result<()> {
         let settings = settings_for(&self.env)?;
-        if self.push {
-            require_docker(&self.env)?;
-        }
         lambda_zip(&settings)?;
+        let image = api_image(&settings, self.api_binary.as_deref())?;
         if self.push {
-            push_api_image(&self.env)?;
+            block_on(async {
+                if !image::repository_exists(&settings).await? {
+                    bail!(
+                        "the ECR repository `{}` does not exist yet: `cargo xtask deploy --env {}` creates it and pushes",
+                        image::repository(&settings.env),
+                        settings.env
+                    );
+                }
+                let reference = image::push(&settings, &image).await?;
+                println!("{reference}");
+                Ok(())
+            })?;
         }
         Ok(())
     }
+}
+
+/// Builds the api image and writes it as an OCI layout to target/dist/<env>/api-image/
+/// (tagged `api`), with the manifest digest in `api-image.digest`.
+pub fn api_image(settings: &Settings, prebuilt: Option<&Path>) -> Result<image::Image> {
+    let image = image::build(settings, prebuilt)?;
+    let dist = dist_dir(&settings.env);
+    std::fs::create_dir_all(&dist)?;
+    let layout = dist.join("api-image");
+    image.write_layout(&layout, "api")?;
+    std::fs::write(
+        dist.join("api-image.digest"),
+        format!("{}\n", image.digest()),
+    )?;
+    eprintln!(
+        "· {}: OCI layout (skopeo inspect oci:{}:api)",
+        layout.display(),
+        layout.display()
+    );
+    Ok(image)
 }
 
 fn dist_dir(env: &str) -> PathBuf {
@@ -75,7 +105,6 @@ pub fn lambda_zip(settings: &Settings) -> Result<PathBuf> {
         glibc.1,
         dist.join("SHA256SUMS").display()
     );
-    api_image_note(&dist)?;
     Ok(zip)
 }
 
@@ -92,7 +121,7 @@ fn require_cargo_lambda() -> Result<()> {
     Ok(())
 }
 
-fn ensure_rust_target(triple: &str) -> Result<()> {
+pub fn ensure_rust_target(triple: &str) -> Result<()> {
     let installed = cmd::output(Command::new("rustup").args(["target", "list", "--installed"]))
         .unwrap_or_default();
     if !installed.lines().any(|l| l.trim() == triple) {
@@ -133,68 +162,6 @@ fn write_sums(dir: &Path, files: &[&Path]) -> Result<()> {
         })
         .collect::<Result<String>>()?;
     std::fs::write(dir.join("SHA256SUMS"), sums)?;
-    Ok(())
-}
-
-fn docker_engine() -> bool {
-    Command::new("docker")
-        .args(["info"])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-/// Fails, before any build, when no Docker engine answers.
-fn require_docker(env: &str) -> Result<()> {
-    if docker_engine() {
-        return Ok(());
-    }
-    bail!(
-        "--push needs a Docker engine and none answers here (`docker info` fails).\n  \
-         Build and push on a machine with Docker: see deploy/api.Dockerfile (target/dist/{env}/api-image.txt)"
-    )
-}
-
-/// Builds the api image and pushes it to the environment's ECR repository (`docker login` to
-/// ECR first). Needs a Docker engine.
-fn push_api_image(env: &str) -> Result<()> {
-    let outputs = terraform::outputs(env)?;
-    let repository = terraform::output_str(&outputs, "ecr_repository_url")?;
-    let tag = cmd::output(Command::new("git").args(["rev-parse", "--short=12", "HEAD"]))?;
-    let image = format!("{repository}:{}", tag.trim());
-    cmd::run(Command::new("docker").current_dir(workspace_root()).args([
-        "buildx",
-        "build",
-        "--platform",
-        "linux/arm64",
-        "-f",
-        "deploy/api.Dockerfile",
-        "-t",
-        &image,
-        "--push",
-        ".",
-    ]))?;
-    eprintln!("· pushed {image}; set it as the stack's api_image and deploy again");
-    Ok(())
-}
-
-/// The api image needs a Docker engine; without one, say how to build it and go on.
-fn api_image_note(dist: &Path) -> Result<()> {
-    let context = dist.join("api-image.txt");
-    let text = "build context: the repository root\n\
-                dockerfile:    deploy/api.Dockerfile\n\
-                build:         docker buildx build --platform linux/arm64 -f deploy/api.Dockerfile -t <ecr url>:<tag> --push .\n";
-    std::fs::write(&context, text)?;
-    if docker_engine() {
-        eprintln!(
-            "· Docker engine found: `cargo xtask package --env <env> --push` builds and pushes the api image ({})",
-            context.display()
-        );
-    } else {
-        eprintln!(
-            "· no Docker engine here: the api image was not built ({} says how)",
-            context.display()
-        );
-    }
     Ok(())
 }
 

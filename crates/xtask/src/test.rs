@@ -57,6 +57,29 @@ fn check_prerequisites(need_pg: bool, need_moto: bool) -> Result<()> {
             "moto_server not found.\n  Install it: `pip install 'moto[server]'`, or set {AWS_ENDPOINT_VAR} to one you run"
         );
     }
+    for (program, what) in [
+        (
+            "docker-registry",
+            "the loopback registry the image and deploy tests push to",
+        ),
+        ("skopeo", "reads the pushed image back"),
+        ("umoci", "unpacks the image to run it"),
+        (
+            "qemu-aarch64-static",
+            "runs the arm64 image's entrypoint here",
+        ),
+    ] {
+        if cmd::which(program).is_none() {
+            bail!(
+                "{program} not found ({what}).\n  Install it: `apt-get install docker-registry skopeo umoci qemu-user-static`"
+            );
+        }
+    }
+    if cmd::which("cargo-zigbuild").is_none() {
+        bail!(
+            "cargo-zigbuild not found (links the static api for its image).\n  Install it: `pip install cargo-zigbuild`"
+        );
+    }
     if cmd::which("cargo-lambda").is_none() {
         bail!(
             "cargo-lambda not found (the Lambda's packaging and `cargo lambda watch` tests need it).\n  \
