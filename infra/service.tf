@@ -112,11 +112,11 @@ resource "aws_ecs_task_definition" "api" {
   task_role_arn            = aws_iam_role.api_task.arn
   runtime_platform {
     operating_system_family = "LINUX"
-    cpu_architecture        = "ARM64"
+    cpu_architecture        = upper(var.api_architecture)
   }
   container_definitions = jsonencode([{
     name         = "api"
-    image        = coalesce(var.api_image, "${aws_ecr_repository.api.repository_url}:latest")
+    image        = var.api_image
     essential    = true
     portMappings = [{ containerPort = var.api_port, protocol = "tcp" }]
     environment  = [for k in sort(keys(local.api_environment)) : { name = k, value = local.api_environment[k] }]

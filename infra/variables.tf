@@ -87,8 +87,21 @@ variable "lambda_timeout_s" {
 
 variable "api_image" {
   type        = string
-  default     = null
-  description = "Container image for the api (ECR URL with tag); null uses <ecr repository>:latest."
+  description = "The api's container image by digest (registry/repository@sha256:…), pushed by cargo xtask deploy. A tag is refused: every deploy of new code must roll the service, and an unchanged image must change nothing."
+  validation {
+    condition     = can(regex("^[^/@\\s]+/[a-z0-9._/-]+@sha256:[0-9a-f]{64}$", var.api_image))
+    error_message = "api_image must name the image by digest: <registry>/<repository>@sha256:<64 hex>."
+  }
+}
+
+variable "api_architecture" {
+  type        = string
+  default     = "arm64"
+  description = "CPU of the api task; the image is built for it (deploy.api_architecture)."
+  validation {
+    condition     = contains(["arm64", "x86_64"], var.api_architecture)
+    error_message = "api_architecture must be arm64 or x86_64."
+  }
 }
 
 variable "api_port" {

@@ -1,5 +1,5 @@
 terraform {
-  required_version = ">= 1.5.0"
+  required_version = ">= 1.11.0" # the S3 backend's native locking (use_lockfile)
 
   required_providers {
     aws = {

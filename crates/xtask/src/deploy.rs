@@ -1,5 +1,7 @@
-//! `cargo xtask deploy --env E`: from source to a running stack — package, plan, apply, then
-//! give the guard secret its first version.
+//! `cargo xtask deploy --env E`: from source to a running stack in one command — build the
+//! Lambda's zip and the api image, push the image, plan and apply with the image named by
+//! digest (new code rolls the service; unchanged code plans nothing), then give the secrets
+//! their first versions.
 
 use anyhow::{Result, bail};
 use aws_sdk_secretsmanager::Client as SecretsManager;
@@ -8,7 +10,7 @@ use testkit::aws::explain;
 use testkit::cmd;
 
 use crate::context::{block_on, check_local_aws, confirm, settings_for};
-use crate::{flags, package, terraform};
+use crate::{flags, image, package, terraform};
 
 impl flags::Deploy {
     pub fn run(self) -> Result<()> {
@@ -20,7 +22,27 @@ impl flags::Deploy {
         );
         check_local_aws(&settings)?;
         let zip = package::lambda_zip(&settings)?;
-        let dir = terraform::prepare(&settings, &zip)?;
+        let api_image = package::api_image(&settings, self.api_binary.as_deref())?;
+        let registry = block_on(image::registry_for(&settings))?;
+        let reference =
+            image::Reference::new(&registry, &image::repository(env), &api_image).to_string();
+        let dir = terraform::prepare(&settings, &zip, &reference)?;
+        if !self.plan {
+            if !block_on(image::repository_exists(&settings))? {
+                confirm(
+                    &format!("First deploy of `{env}`: create its ECR repository now?"),
+                    self.yes,
+                )?;
+                eprintln!("· creating the image repository before the first push");
+                cmd::run(terraform::terraform(&dir).args([
+                    "apply",
+                    "-input=false",
+                    "-auto-approve",
+                    "-target=aws_ecr_repository.api",
+                ]))?;
+            }
+            block_on(image::push(&settings, &api_image))?;
+        }
         eprintln!("· terraform plan (in {})", dir.display());
         cmd::run(terraform::terraform(&dir).args([
             "plan",

@@ -80,8 +80,9 @@ pub fn api_env(settings: &Settings) -> Env {
     env
 }
 
-/// Terraform's input variables for an environment.
-pub fn tfvars(settings: &Settings, lambda_zip: &Path) -> Value {
+/// Terraform's input variables for an environment, deploying `lambda_zip` and the api image
+/// `api_image` (a reference by digest).
+pub fn tfvars(settings: &Settings, lambda_zip: &Path, api_image: &str) -> Value {
     let d = &settings.deploy;
     json!({
         "env": settings.env,
@@ -93,6 +94,8 @@ pub fn tfvars(settings: &Settings, lambda_zip: &Path) -> Value {
         "deletion_protection": d.deletion_protection,
         "lambda_architecture": d.lambda_architecture,
         "lambda_zip": lambda_zip.display().to_string(),
+        "api_image": api_image,
+        "api_architecture": d.api_architecture,
         "api_port": settings.api.listen.port(),
         "api_desired_count": d.api_desired_count,
         "guard_secret_name": settings.guard.secret_id,
@@ -172,7 +175,11 @@ mod tests {
 
     #[test]
     fn tfvars_name_every_input_and_keep_the_allowlist_out_of_contract_env() {
-        let vars = tfvars(&settings("staging"), Path::new("/tmp/bootstrap.zip"));
+        let vars = tfvars(
+            &settings("staging"),
+            Path::new("/tmp/bootstrap.zip"),
+            "123456789012.dkr.ecr.ap-northeast-1.amazonaws.com/tollgate-staging-api@sha256:00",
+        );
         assert_eq!(vars["extra_allowed_cidrs"], json!(["198.51.100.0/28"]));
         assert!(vars["contract_env"].get(ALLOWED_CIDRS_VAR).is_none());
         assert_eq!(vars["guard_secret_name"], "tollgate/staging/registration");

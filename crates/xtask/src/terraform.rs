@@ -44,16 +44,16 @@ pub fn deployed_dir(env: &str) -> Result<PathBuf> {
 }
 
 /// Copies the stack, writes the backend and variables, and runs `terraform init`.
-pub fn prepare(settings: &Settings, lambda_zip: &Path) -> Result<PathBuf> {
+pub fn prepare(settings: &Settings, lambda_zip: &Path, api_image: &str) -> Result<PathBuf> {
     if cmd::which("terraform").is_none() {
         bail!(
-            "terraform is not installed (1.5 or newer): https://developer.hashicorp.com/terraform/install"
+            "terraform is not installed (1.11 or newer): https://developer.hashicorp.com/terraform/install"
         );
     }
     let dir = tf_dir(&settings.env);
     copy_stack(&dir)?;
     std::fs::write(dir.join("backend.tf"), backend(settings))?;
-    let vars = render::tfvars(settings, lambda_zip);
+    let vars = render::tfvars(settings, lambda_zip, api_image);
     std::fs::write(
         dir.join("terraform.tfvars.json"),
         serde_json::to_string_pretty(&vars)?,

@@ -5,6 +5,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use anyhow::{Context, Result, bail};
 use aws_config::SdkConfig;
+use aws_sdk_ecs::types::TaskDefinition;
 use aws_sdk_lambda::operation::get_function_configuration::GetFunctionConfigurationOutput as LambdaConfig;
 use aws_sdk_wafv2::types::{Scope, Statement, TextTransformationType};
 use serde_json::Value;
@@ -12,9 +13,9 @@ use shared_auth::{Component, GuardContract, Settings};
 use testkit::aws::AwsContext;
 
 use crate::context::{block_on, settings_for};
-use crate::flags;
 use crate::report::Report;
 use crate::terraform::{output_str, outputs};
+use crate::{flags, image};
 
 type Outputs = HashMap<String, Value>;
 
@@ -49,6 +50,10 @@ async fn checks(settings: &Settings, outputs: &Outputs) -> Result<Report> {
         .map(|c| c.path)
         .unwrap_or_else(|| settings.guard.path.clone());
     waf_checks(&mut report, &sdk, outputs, &nat_eip, &path).await?;
+    report.record(
+        "task image is the pushed digest, right platform",
+        task_image(settings, &sdk, outputs).await,
+    );
     report.record(
         "Lambda in the NAT-routed private subnets",
         placement(&sdk, &lambda, outputs, &nat_eip).await,
@@ -120,17 +125,77 @@ async fn contract_checks(
     Ok(lambda_contract.ok())
 }
 
-/// The task definition's container environment.
-async fn task_environment(sdk: &SdkConfig, outputs: &Outputs) -> Result<HashMap<String, String>> {
-    let task = aws_sdk_ecs::Client::new(sdk)
+/// The task definition names its image by digest; the registry serves that digest for the tag
+/// xtask pushed it under; the image's platform is the task's `cpu_architecture`.
+async fn task_image(settings: &Settings, sdk: &SdkConfig, outputs: &Outputs) -> Result<String> {
+    let definition = task_definition(sdk, outputs).await?;
+    let named = definition
+        .container_definitions()
+        .first()
+        .and_then(|c| c.image())
+        .context("the task definition has no container image")?;
+    let reference = image::Reference::parse(named)?;
+    let registry = image::registry_for(settings).await?;
+    if registry.host != reference.registry {
+        bail!(
+            "the task pulls from {}, not this environment's registry {}",
+            reference.registry,
+            registry.host
+        );
+    }
+    let tag = image::oci::tag_for(&reference.digest);
+    let served = registry
+        .manifest_digest(&reference.repository, &tag)
+        .await?
+        .with_context(|| format!("the registry has no {}:{tag}", reference.repository))?;
+    if served != reference.digest {
+        bail!(
+            "{}:{tag} is {served} in the registry, but the task runs {}",
+            reference.repository,
+            reference.digest
+        );
+    }
+    let (_, config) = registry
+        .manifest_and_config(&reference.repository, &reference.digest)
+        .await?;
+    let platform = config["architecture"].as_str().unwrap_or("?");
+    let task_cpu = definition
+        .runtime_platform()
+        .and_then(|p| p.cpu_architecture())
+        .map(|a| a.as_str().to_owned())
+        .unwrap_or_else(|| "X86_64".into());
+    let expected = if task_cpu.eq_ignore_ascii_case("ARM64") {
+        "arm64"
+    } else {
+        "amd64"
+    };
+    if platform != expected {
+        bail!("the image is linux/{platform}, the task runs on {task_cpu}");
+    }
+    Ok(format!(
+        "{tag} = {}…, linux/{platform} on {task_cpu}",
+        &reference.digest[..19]
+    ))
+}
+
+/// The deployed task definition (the `task_definition_arn` output).
+async fn task_definition(sdk: &SdkConfig, outputs: &Outputs) -> Result<TaskDefinition> {
+    aws_sdk_ecs::Client::new(sdk)
         .describe_task_definition()
         .task_definition(output_str(outputs, "task_definition_arn")?)
         .send()
         .await
-        .aws("ECS")?;
+        .aws("ECS")?
+        .task_definition
+        .context("ECS returned no task definition")
+}
+
+/// The task definition's container environment.
+async fn task_environment(sdk: &SdkConfig, outputs: &Outputs) -> Result<HashMap<String, String>> {
+    let task = task_definition(sdk, outputs).await?;
     Ok(task
-        .task_definition()
-        .and_then(|t| t.container_definitions().first())
+        .container_definitions()
+        .first()
         .map(|c| {
             c.environment()
                 .iter()

@@ -1,12 +1,20 @@
-//! The whole stack on moto_server: deploy, no drift, verify, a tampered deployable caught by
-//! verify, destroy. Takes a few minutes (a Lambda release build and ~60 resources).
+//! The whole stack on moto_server with the api image in a real registry on loopback: deploy,
+//! no drift, a redeploy of the same code plans nothing, new code rolls a new digest, verify, a
+//! tampered deployable caught by verify, destroy. Takes a few minutes (release builds of the
+//! Lambda and the static api, and ~60 resources).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use testkit::services::Registry;
 
 fn root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
 }
+
+/// The registry `--env local` pushes to, for the whole test.
+static REGISTRY: OnceLock<String> = OnceLock::new();
 
 fn xtask(args: &[&str]) -> Output {
     Command::new(env!("CARGO"))
@@ -14,8 +22,34 @@ fn xtask(args: &[&str]) -> Output {
         .args(["run", "--quiet", "--package", "xtask", "--"])
         .args(args)
         .env("TOLLGATE__AWS__ENDPOINT_URL", testkit::aws_endpoint())
+        .env(
+            "TOLLGATE__DEPLOY__REGISTRY",
+            REGISTRY.get().expect("the registry is started first"),
+        )
         .output()
         .expect("cargo runs")
+}
+
+/// The digest `deploy` built and pushed last.
+fn built_digest() -> String {
+    std::fs::read_to_string(root().join("target/dist/local/api-image.digest"))
+        .expect("deploy writes target/dist/local/api-image.digest")
+        .trim()
+        .to_owned()
+}
+
+async fn task_image(ecs: &aws_sdk_ecs::Client) -> String {
+    let task = ecs
+        .describe_task_definition()
+        .task_definition("tollgate-local-api")
+        .send()
+        .await
+        .expect("read the task definition");
+    task.task_definition()
+        .and_then(|t| t.container_definitions().first())
+        .and_then(|c| c.image())
+        .expect("the task names an image")
+        .to_owned()
 }
 
 fn text(out: &Output) -> String {
@@ -40,9 +74,19 @@ impl Drop for Teardown {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_stack_deploys_verifies_catches_a_mismatch_and_destroys() {
+    let storage =
+        std::env::temp_dir().join(format!("tollgate-deploy-registry-{}", std::process::id()));
+    let registry = Registry::start(&storage, None).expect("registry starts");
+    REGISTRY.set(registry.host()).expect("set once");
     let out = xtask(&["deploy", "--env", "local", "--yes"]);
     let teardown = Teardown;
     assert!(out.status.success(), "deploy failed:\n{}", text(&out));
+
+    let config = testkit::sdk_config(&testkit::local_aws()).await;
+    let ecs = aws_sdk_ecs::Client::new(&config);
+    let first = built_digest();
+    let repository = format!("{}/tollgate-local-api", registry.host());
+    assert_eq!(task_image(&ecs).await, format!("{repository}@{first}"));
 
     let drift = Command::new("terraform")
         .current_dir(root().join("target/tollgate/tf/local"))
@@ -57,6 +101,39 @@ async fn the_stack_deploys_verifies_catches_a_mismatch_and_destroys() {
         text(&drift)
     );
 
+    // The same code again: the same digest, and nothing to change.
+    let out = xtask(&["deploy", "--env", "local", "--plan"]);
+    assert!(
+        out.status.success(),
+        "deploy --plan failed:\n{}",
+        text(&out)
+    );
+    assert_eq!(
+        built_digest(),
+        first,
+        "an unchanged api built another image"
+    );
+    assert!(
+        text(&out).contains("No changes."),
+        "a redeploy of unchanged code must plan nothing:\n{}",
+        text(&out)
+    );
+
+    // New code (another binary) rolls a new task definition naming the new digest.
+    let changed = changed_binary(&storage);
+    let out = xtask(&[
+        "deploy",
+        "--env",
+        "local",
+        "--yes",
+        "--api-binary",
+        &changed.display().to_string(),
+    ]);
+    assert!(out.status.success(), "redeploy failed:\n{}", text(&out));
+    let second = built_digest();
+    assert_ne!(second, first, "a changed binary kept the digest");
+    assert_eq!(task_image(&ecs).await, format!("{repository}@{second}"));
+
     let out = xtask(&["verify", "--env", "local"]);
     assert!(
         out.status.success(),
@@ -68,13 +145,13 @@ async fn the_stack_deploys_verifies_catches_a_mismatch_and_destroys() {
         "✓  WAF IP set holds the NAT EIP",
         "✓  WAF blocks the guarded path from other sources",
         "✓  no WAF rate rule counts the guarded path",
+        "✓  task image is the pushed digest, right platform",
     ] {
         assert!(stdout.contains(line), "missing `{line}`:\n{stdout}");
     }
     assert!(!stdout.contains('✗'), "{stdout}");
 
     // Tamper with one side: the Lambda signs with another header than the task expects.
-    let config = testkit::sdk_config(&testkit::local_aws()).await;
     let lambda = aws_sdk_lambda::Client::new(&config);
     let name = "tollgate-local-post-confirm";
     let current = lambda
@@ -124,4 +201,17 @@ async fn the_stack_deploys_verifies_catches_a_mismatch_and_destroys() {
         .send()
         .await;
     assert!(gone.is_err(), "destroy left the Lambda behind");
+    drop(registry);
+    std::fs::remove_dir_all(&storage).ok();
+}
+
+/// The static api the first deploy built, with one byte appended: still a valid executable,
+/// another image. Stands in for a code change without a second release build.
+fn changed_binary(dir: &Path) -> PathBuf {
+    let built = root().join("target/aarch64-unknown-linux-musl/release/api");
+    let mut bytes = std::fs::read(&built).expect("deploy built the static api");
+    bytes.push(0);
+    let changed = dir.join("api-changed");
+    std::fs::write(&changed, bytes).expect("write the changed binary");
+    changed
 }

@@ -15,7 +15,7 @@ fn terraform(dir: &Path, args: &[&str]) -> std::process::Output {
         .output()
         .unwrap_or_else(|e| {
             panic!(
-                "terraform is needed (1.5+; https://developer.hashicorp.com/terraform/install): {e}"
+                "terraform is needed (1.11+; https://developer.hashicorp.com/terraform/install): {e}"
             )
         })
 }
@@ -32,9 +32,18 @@ fn infra_is_formatted() {
 
 #[test]
 fn infra_is_valid() {
-    let dir = std::env::temp_dir().join(format!("tollgate-validate-{}", std::process::id()));
+    validate(&infra(), "stack");
+}
+
+#[test]
+fn the_github_deploy_bootstrap_is_valid() {
+    validate(&infra().join("bootstrap"), "bootstrap");
+}
+
+fn validate(module: &Path, name: &str) {
+    let dir = std::env::temp_dir().join(format!("tollgate-validate-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    for entry in std::fs::read_dir(infra()).expect("infra/") {
+    for entry in std::fs::read_dir(module).expect("module folder") {
         let path = entry.expect("entry").path();
         if path.extension().is_some_and(|e| e == "tf") {
             std::fs::copy(&path, dir.join(path.file_name().expect("name"))).expect("copy");
