@@ -15,6 +15,7 @@ resource "aws_security_group" "db" {
 
 resource "aws_security_group_rule" "db_from_api" {
   type                     = "ingress"
+  description              = "PostgreSQL from the api tasks"
   security_group_id        = aws_security_group.db.id
   source_security_group_id = aws_security_group.api.id
   from_port                = 5432
@@ -23,12 +24,20 @@ resource "aws_security_group_rule" "db_from_api" {
 }
 
 resource "aws_db_instance" "this" {
+  #checkov:skip=CKV_AWS_157:Multi-AZ is per environment (deploy.db_multi_az; on in production)
+  #checkov:skip=CKV_AWS_353:Performance Insights is not offered on every instance class; enable it with a larger class
+  #checkov:skip=CKV_AWS_118:enhanced monitoring (an extra role and cost) is left to the operator; CloudWatch metrics and exported logs are on
+  #checkov:skip=CKV_AWS_161:the api authenticates with rotating Secrets Manager credentials (api.db_secret_id), not IAM tokens
+  #checkov:skip=CKV2_AWS_30:statement logging would write users' email addresses to the logs; errors and slow statements are logged
   identifier                  = local.name
   engine                      = "postgres"
   engine_version              = "15"
   instance_class              = var.db_instance_class
   allocated_storage           = 20
+  max_allocated_storage       = 100 # storage autoscaling
+  storage_type                = "gp3"
   storage_encrypted           = true
+  multi_az                    = var.db_multi_az
   db_name                     = "tollgate"
   username                    = "tollgate"
   manage_master_user_password = true
@@ -39,4 +48,17 @@ resource "aws_db_instance" "this" {
   skip_final_snapshot         = !var.deletion_protection
   final_snapshot_identifier   = var.deletion_protection ? "${local.name}-final" : null
   publicly_accessible         = false
+  # PostgreSQL's own log and upgrade log to CloudWatch Logs (retention below).
+  enabled_cloudwatch_logs_exports = ["postgresql", "upgrade"]
+  auto_minor_version_upgrade      = true
+  copy_tags_to_snapshot           = true
+  depends_on                      = [aws_cloudwatch_log_group.db]
+}
+
+resource "aws_cloudwatch_log_group" "db" {
+  #checkov:skip=CKV_AWS_338:retention is per environment (deploy.log_retention_days; 365 in production)
+  #checkov:skip=CKV_AWS_158:encrypted at rest with the AWS-owned key; credential headers never reach these logs
+  for_each          = toset(["postgresql", "upgrade"])
+  name              = "/aws/rds/instance/${local.name}/${each.key}"
+  retention_in_days = var.log_retention_days
 }

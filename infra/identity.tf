@@ -15,6 +15,13 @@ resource "aws_cognito_user_pool" "this" {
   lambda_config {
     post_confirmation = aws_lambda_function.post_confirm.arn
   }
+  # With an SES identity the pool sends through SES (its own quota); without one, Cognito's
+  # built-in sender, whose small daily quota suits local and trial stacks only.
+  email_configuration {
+    email_sending_account = var.ses_source_arn == null ? "COGNITO_DEFAULT" : "DEVELOPER"
+    source_arn            = var.ses_source_arn
+    from_email_address    = var.ses_from_address
+  }
 }
 
 resource "aws_cognito_user_pool_client" "app" {

@@ -1,6 +1,11 @@
 # Two public and two private subnets in two AZs. The private subnets route to the internet
 # through ONE NAT gateway, so everything the Lambda sends leaves from one Elastic IP: the
 # address WAF and the api allow on the guarded route.
+#
+# That NAT gateway lives in the first AZ: it is the stack's single point of failure by design.
+# If that AZ fails, the private subnets lose their route out: sign-ups still confirm in Cognito
+# but their registration fails until the AZ returns (`cargo xtask reconcile` replays them), and
+# the api cannot reach Secrets Manager or the JWKS (it keeps the secrets it holds).
 
 resource "aws_vpc" "this" {
   cidr_block           = var.vpc_cidr
@@ -71,4 +76,53 @@ resource "aws_route_table_association" "private" {
   count          = 2
   subnet_id      = aws_subnet.private[count.index].id
   route_table_id = aws_route_table.private.id
+}
+
+# The VPC's default security group is never used; with no rules it admits nothing.
+resource "aws_default_security_group" "this" {
+  vpc_id = aws_vpc.this.id
+  tags   = { Name = "${local.name}-default-unused" }
+}
+
+# VPC flow logs (accepted and rejected) to CloudWatch Logs.
+resource "aws_cloudwatch_log_group" "flow" {
+  #checkov:skip=CKV_AWS_338:retention is per environment (deploy.log_retention_days; 365 in production)
+  #checkov:skip=CKV_AWS_158:encrypted at rest with the AWS-owned key; credential headers never reach these logs
+  name              = "/vpc/${local.name}/flow"
+  retention_in_days = var.log_retention_days
+}
+
+data "aws_iam_policy_document" "flow_assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["vpc-flow-logs.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "flow" {
+  name               = "${local.name}-vpc-flow-logs"
+  assume_role_policy = data.aws_iam_policy_document.flow_assume.json
+}
+
+data "aws_iam_policy_document" "flow_write" {
+  statement {
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"]
+    resources = ["${aws_cloudwatch_log_group.flow.arn}:*"]
+  }
+}
+
+resource "aws_iam_role_policy" "flow" {
+  name   = "write-flow-logs"
+  role   = aws_iam_role.flow.id
+  policy = data.aws_iam_policy_document.flow_write.json
+}
+
+resource "aws_flow_log" "this" {
+  vpc_id          = aws_vpc.this.id
+  traffic_type    = "ALL"
+  log_destination = aws_cloudwatch_log_group.flow.arn
+  iam_role_arn    = aws_iam_role.flow.arn
 }

@@ -11,21 +11,22 @@ provider "aws" {
   s3_use_path_style           = local.is_local
 
   endpoints {
-    acm            = var.aws_endpoint_url
-    cloudwatch     = var.aws_endpoint_url
-    cloudwatchlogs = var.aws_endpoint_url
-    cognitoidp     = var.aws_endpoint_url
-    ec2            = var.aws_endpoint_url
-    ecr            = var.aws_endpoint_url
-    ecs            = var.aws_endpoint_url
-    elbv2          = var.aws_endpoint_url
-    iam            = var.aws_endpoint_url
-    lambda         = var.aws_endpoint_url
-    rds            = var.aws_endpoint_url
-    s3             = var.aws_endpoint_url
-    secretsmanager = var.aws_endpoint_url
-    sts            = var.aws_endpoint_url
-    wafv2          = var.aws_endpoint_url
+    acm                    = var.aws_endpoint_url
+    applicationautoscaling = var.aws_endpoint_url
+    cloudwatch             = var.aws_endpoint_url
+    cloudwatchlogs         = var.aws_endpoint_url
+    cognitoidp             = var.aws_endpoint_url
+    ec2                    = var.aws_endpoint_url
+    ecr                    = var.aws_endpoint_url
+    ecs                    = var.aws_endpoint_url
+    elbv2                  = var.aws_endpoint_url
+    iam                    = var.aws_endpoint_url
+    lambda                 = var.aws_endpoint_url
+    rds                    = var.aws_endpoint_url
+    s3                     = var.aws_endpoint_url
+    secretsmanager         = var.aws_endpoint_url
+    sts                    = var.aws_endpoint_url
+    wafv2                  = var.aws_endpoint_url
   }
 
   default_tags {

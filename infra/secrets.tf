@@ -2,6 +2,8 @@
 # the value never enters Terraform state.
 
 resource "aws_secretsmanager_secret" "guard" {
+  #checkov:skip=CKV_AWS_149:encrypted with the account's aws/secretsmanager key; a CMK adds key policy for every reader
+  #checkov:skip=CKV2_AWS_57:rotated by cargo xtask rotate-secret; a scheduled rotation function is tracked in issue 15
   name                    = var.guard_secret_name
   description             = "Shared secret between post-confirm and the api's POST /user (versions written by cargo xtask)"
   recovery_window_in_days = var.deletion_protection ? 30 : 0
@@ -11,6 +13,8 @@ resource "aws_secretsmanager_secret" "guard" {
 # only. `cargo xtask deploy` writes the first version; the api, migrating at start as the RDS
 # master user, makes that login a member of `tollgate_app` with the secret's password.
 resource "aws_secretsmanager_secret" "db_app" {
+  #checkov:skip=CKV_AWS_149:encrypted with the account's aws/secretsmanager key; a CMK adds key policy for every reader
+  #checkov:skip=CKV2_AWS_57:no rotation function in this stack yet (infra/README.md); the api follows rotations
   name                    = "${local.name}/db-app"
   description             = "The api's PostgreSQL login (member of tollgate_app); versions written by cargo xtask"
   recovery_window_in_days = var.deletion_protection ? 30 : 0

@@ -7,6 +7,9 @@ resource "aws_ecr_repository" "api" {
   image_scanning_configuration {
     scan_on_push = true
   }
+  encryption_configuration {
+    encryption_type = "KMS" # the account's aws/ecr key
+  }
 }
 
 resource "aws_ecs_cluster" "this" {
@@ -18,6 +21,8 @@ resource "aws_ecs_cluster" "this" {
 }
 
 resource "aws_cloudwatch_log_group" "api" {
+  #checkov:skip=CKV_AWS_338:retention is per environment (deploy.log_retention_days; 365 in production)
+  #checkov:skip=CKV_AWS_158:encrypted at rest with the AWS-owned key; credential headers never reach these logs
   name              = "/ecs/${local.name}-api"
   retention_in_days = var.log_retention_days
 }
@@ -73,8 +78,12 @@ resource "aws_security_group" "api" {
   tags        = { Name = "${local.name}-api" }
 }
 
+# One rule style per group (aws_security_group_rule: see edge.tf for why), a description on
+# each. Egress is what the api needs and nothing else: HTTPS out through the NAT gateway
+# (Secrets Manager, ECR, CloudWatch Logs, Cognito's JWKS) and PostgreSQL to the database.
 resource "aws_security_group_rule" "api_from_alb" {
   type                     = "ingress"
+  description              = "HTTP from the ALB to the api port"
   security_group_id        = aws_security_group.api.id
   source_security_group_id = aws_security_group.alb.id
   from_port                = var.api_port
@@ -82,10 +91,24 @@ resource "aws_security_group_rule" "api_from_alb" {
   protocol                 = "tcp"
 }
 
-resource "aws_vpc_security_group_egress_rule" "api_all" {
+resource "aws_security_group_rule" "api_https_out" {
+  type              = "egress"
+  description       = "HTTPS to AWS APIs and the Cognito JWKS (through the NAT gateway)"
   security_group_id = aws_security_group.api.id
-  cidr_ipv4         = "0.0.0.0/0"
-  ip_protocol       = "-1"
+  cidr_blocks       = ["0.0.0.0/0"]
+  from_port         = 443
+  to_port           = 443
+  protocol          = "tcp"
+}
+
+resource "aws_security_group_rule" "api_to_db" {
+  type                     = "egress"
+  description              = "PostgreSQL to the database"
+  security_group_id        = aws_security_group.api.id
+  source_security_group_id = aws_security_group.db.id
+  from_port                = 5432
+  to_port                  = 5432
+  protocol                 = "tcp"
 }
 
 locals {
@@ -137,8 +160,9 @@ resource "aws_ecs_service" "api" {
   name            = "${local.name}-api"
   cluster         = aws_ecs_cluster.this.id
   task_definition = aws_ecs_task_definition.api.arn
-  desired_count   = var.api_desired_count
-  launch_type     = "FARGATE"
+  # Autoscaling owns the count after the first deploy (below).
+  desired_count = var.api_min_count
+  launch_type   = "FARGATE"
   network_configuration {
     subnets          = aws_subnet.private[*].id
     security_groups  = [aws_security_group.api.id]
@@ -155,6 +179,53 @@ resource "aws_ecs_service" "api" {
   }
   depends_on = [aws_lb_listener.https]
   lifecycle {
-    ignore_changes = [availability_zone_rebalancing]
+    ignore_changes = [availability_zone_rebalancing, desired_count]
+  }
+}
+
+# Between api_min_count and api_max_count tasks, tracking CPU and ALB requests per task.
+# Not under moto: its Application Auto Scaling lacks ListTagsForResource, which the provider
+# calls on every read (infra/README.md).
+resource "aws_appautoscaling_target" "api" {
+  count              = local.is_local ? 0 : 1
+  service_namespace  = "ecs"
+  resource_id        = "service/${aws_ecs_cluster.this.name}/${aws_ecs_service.api.name}"
+  scalable_dimension = "ecs:service:DesiredCount"
+  min_capacity       = var.api_min_count
+  max_capacity       = var.api_max_count
+}
+
+resource "aws_appautoscaling_policy" "api_cpu" {
+  count              = local.is_local ? 0 : 1
+  name               = "${local.name}-api-cpu"
+  policy_type        = "TargetTrackingScaling"
+  service_namespace  = aws_appautoscaling_target.api[0].service_namespace
+  resource_id        = aws_appautoscaling_target.api[0].resource_id
+  scalable_dimension = aws_appautoscaling_target.api[0].scalable_dimension
+  target_tracking_scaling_policy_configuration {
+    target_value       = 60
+    scale_in_cooldown  = 300
+    scale_out_cooldown = 60
+    predefined_metric_specification {
+      predefined_metric_type = "ECSServiceAverageCPUUtilization"
+    }
+  }
+}
+
+resource "aws_appautoscaling_policy" "api_requests" {
+  count              = local.is_local ? 0 : 1
+  name               = "${local.name}-api-requests"
+  policy_type        = "TargetTrackingScaling"
+  service_namespace  = aws_appautoscaling_target.api[0].service_namespace
+  resource_id        = aws_appautoscaling_target.api[0].resource_id
+  scalable_dimension = aws_appautoscaling_target.api[0].scalable_dimension
+  target_tracking_scaling_policy_configuration {
+    target_value       = 500
+    scale_in_cooldown  = 300
+    scale_out_cooldown = 60
+    predefined_metric_specification {
+      predefined_metric_type = "ALBRequestCountPerTarget"
+      resource_label         = "${aws_lb.this.arn_suffix}/${aws_lb_target_group.api.arn_suffix}"
+    }
   }
 }

@@ -2,8 +2,9 @@ variable "env" {
   type        = string
   description = "Environment name (local, staging, production); names every resource."
   validation {
-    condition     = can(regex("^[a-z][a-z0-9-]{1,20}$", var.env))
-    error_message = "env must be lower-case letters, digits and '-', 2 to 21 characters."
+    # The longest derived name, the target group `tollgate-<env>-api`, must fit AWS's 32.
+    condition     = can(regex("^[a-z][a-z0-9-]{1,18}$", var.env))
+    error_message = "env must be lower-case letters, digits and '-', 2 to 19 characters (tollgate-<env>-api is a target group name, at most 32)."
   }
 }
 
@@ -110,12 +111,6 @@ variable "api_port" {
   description = "Port the api listens on in its container (the contract's api.listen port)."
 }
 
-variable "api_desired_count" {
-  type        = number
-  default     = 2
-  description = "Number of api tasks."
-}
-
 variable "guard_secret_name" {
   type        = string
   description = "Secrets Manager name of the guard secret (the contract's guard.secret_id)."
@@ -171,5 +166,62 @@ variable "app_rate_limit" {
 variable "log_retention_days" {
   type        = number
   default     = 30
-  description = "CloudWatch log retention for the api and the Lambda."
+  description = "CloudWatch log retention (api, Lambda, WAF, VPC flow logs, RDS) and ALB access-log expiry, in days."
+  validation {
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
+    error_message = "log_retention_days must be a value CloudWatch Logs accepts (1, 3, 5, 7, 14, 30, 60, 90, … 3653)."
+  }
+}
+
+variable "api_min_count" {
+  type        = number
+  default     = 2
+  description = "Fewest api tasks autoscaling keeps (one per AZ for availability)."
+}
+
+variable "api_max_count" {
+  type        = number
+  default     = 6
+  description = "Most api tasks autoscaling starts."
+  validation {
+    condition     = var.api_max_count >= var.api_min_count && var.api_min_count >= 1
+    error_message = "api_max_count must be at least api_min_count, which must be at least 1."
+  }
+}
+
+variable "db_multi_az" {
+  type        = bool
+  default     = false
+  description = "RDS Multi-AZ: a synchronous standby in the other AZ, failed over to automatically."
+}
+
+variable "ses_source_arn" {
+  type        = string
+  default     = null
+  description = "SES identity ARN the user pool sends its email from; null keeps Cognito's built-in sender (low daily quota)."
+}
+
+variable "ses_from_address" {
+  type        = string
+  default     = null
+  description = "From address for SES email (an address of the verified identity); used with ses_source_arn."
+}
+
+variable "credential_headers" {
+  type        = list(string)
+  description = "Request headers that carry credentials (the contract's static and signature headers, authorization, cookie), lower case: redacted in WAF logs."
+  validation {
+    condition     = length(var.credential_headers) > 0 && alltrue([for h in var.credential_headers : h == lower(h)])
+    error_message = "credential_headers must be non-empty and lower case."
+  }
+}
+
+variable "waf_managed_rules" {
+  type        = string
+  default     = "count"
+  description = "AWS managed rule groups (common, known bad inputs, IP reputation) on app traffic: count (observe) or enforce (block)."
+  validation {
+    condition     = contains(["count", "enforce"], var.waf_managed_rules)
+    error_message = "waf_managed_rules must be count or enforce."
+  }
 }

@@ -75,6 +75,12 @@ fn check_prerequisites(need_pg: bool, need_moto: bool) -> Result<()> {
             );
         }
     }
+    if cmd::which("checkov").is_none() {
+        bail!(
+            "checkov not found (the policy scan of infra/).\n  Install it in its own venv (it pins an old boto3 that moto must not get):\n  \
+             `python3 -m venv /opt/checkov && /opt/checkov/bin/pip install checkov && ln -s /opt/checkov/bin/checkov /usr/local/bin/`"
+        );
+    }
     if cmd::which("cargo-zigbuild").is_none() {
         bail!(
             "cargo-zigbuild not found (links the static api for its image).\n  Install it: `pip install cargo-zigbuild`"

@@ -46,10 +46,8 @@ async fn checks(settings: &Settings, outputs: &Outputs) -> Result<Report> {
         .await
         .aws("Lambda")?;
     let lambda_contract = contract_checks(&mut report, &sdk, &lambda, outputs, &nat_eip).await?;
-    let path = lambda_contract
-        .map(|c| c.path)
-        .unwrap_or_else(|| settings.guard.path.clone());
-    waf_checks(&mut report, &sdk, outputs, &nat_eip, &path).await?;
+    let contract = lambda_contract.unwrap_or_else(|| settings.guard.clone());
+    waf_checks(&mut report, &sdk, outputs, &nat_eip, &contract).await?;
     report.record(
         "task image is the pushed digest, right platform",
         task_image(settings, &sdk, outputs).await,
@@ -211,8 +209,9 @@ async fn waf_checks(
     sdk: &SdkConfig,
     outputs: &Outputs,
     nat_eip: &str,
-    path: &str,
+    contract: &GuardContract,
 ) -> Result<()> {
+    let path = contract.path.as_str();
     let waf = aws_sdk_wafv2::Client::new(sdk);
     let ip_set = waf
         .get_ip_set()
@@ -261,7 +260,104 @@ async fn waf_checks(
             .context("no web ACL")
             .and_then(|acl| rate_rules_spare_the_guarded_path(acl.rules(), path)),
     );
+    report.record(
+        "WAF keeps no sampled requests",
+        acl.web_acl()
+            .context("no web ACL")
+            .and_then(no_sampled_requests),
+    );
+    let acl_arn = acl
+        .web_acl()
+        .map(|a| a.arn().to_owned())
+        .unwrap_or_default();
+    let logging = waf
+        .get_logging_configuration()
+        .resource_arn(&acl_arn)
+        .send()
+        .await;
+    report.record(
+        "WAF logs redact every credential header",
+        match logging {
+            Ok(out) => {
+                let redacted: Vec<String> = out
+                    .logging_configuration()
+                    .map(|l| {
+                        l.redacted_fields()
+                            .iter()
+                            .filter_map(|f| {
+                                f.single_header().map(|h| h.name().to_ascii_lowercase())
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                redaction_covers(&redacted, &credential_headers(contract))
+            }
+            Err(e) => Err(anyhow::anyhow!(
+                "no logging configuration on the web ACL: {}",
+                testkit::aws::explain(&e)
+            )),
+        },
+    );
     Ok(())
+}
+
+/// The headers a request may carry a credential in, lower case: both modes' headers (whichever
+/// is active, so a switch of mode never starts logging secrets) and the app's bearer token and
+/// cookies. Terraform redacts these in WAF logs (render) and verify checks it did.
+pub fn credential_headers(contract: &GuardContract) -> Vec<String> {
+    let mut headers: Vec<String> = [
+        contract.static_header.as_str(),
+        contract.signature_header.as_str(),
+        "authorization",
+        "cookie",
+    ]
+    .iter()
+    .map(|h| h.to_ascii_lowercase())
+    .collect();
+    headers.sort();
+    headers.dedup();
+    headers
+}
+
+fn redaction_covers(redacted: &[String], needed: &[String]) -> Result<String> {
+    let missing: Vec<&String> = needed.iter().filter(|h| !redacted.contains(h)).collect();
+    if missing.is_empty() {
+        Ok(format!(
+            "{} redacted: {}",
+            redacted.len(),
+            needed.join(", ")
+        ))
+    } else {
+        bail!("WAF logs would keep the values of {missing:?}")
+    }
+}
+
+/// Sampled requests keep headers unredacted: none may be kept, by the web ACL's default
+/// action or by any rule.
+fn no_sampled_requests(acl: &aws_sdk_wafv2::types::WebAcl) -> Result<String> {
+    let mut sampling: Vec<&str> = acl
+        .rules()
+        .iter()
+        .filter(|r| {
+            r.visibility_config()
+                .is_some_and(|v| v.sampled_requests_enabled())
+        })
+        .map(|r| r.name())
+        .collect();
+    if acl
+        .visibility_config()
+        .is_some_and(|v| v.sampled_requests_enabled())
+    {
+        sampling.push("(default action)");
+    }
+    if sampling.is_empty() {
+        Ok(format!(
+            "off for the default action and {} rule(s)",
+            acl.rules().len()
+        ))
+    } else {
+        bail!("sampled requests (headers unredacted) kept by {sampling:?}")
+    }
 }
 
 /// The user pool's PostConfirmation trigger points at this Lambda.
@@ -620,6 +716,72 @@ mod tests {
                 .expect_err(name)
                 .to_string();
             assert!(err.contains(name), "{err}");
+        }
+    }
+
+    fn visibility(sampled: bool) -> VisibilityConfig {
+        VisibilityConfig::builder()
+            .sampled_requests_enabled(sampled)
+            .cloud_watch_metrics_enabled(true)
+            .metric_name("acl")
+            .build()
+            .expect("visibility")
+    }
+
+    fn acl(rules: Vec<Rule>, default_sampled: bool) -> aws_sdk_wafv2::types::WebAcl {
+        aws_sdk_wafv2::types::WebAcl::builder()
+            .name("acl")
+            .id("id")
+            .arn("arn")
+            .default_action(aws_sdk_wafv2::types::DefaultAction::builder().build())
+            .set_rules(Some(rules))
+            .visibility_config(visibility(default_sampled))
+            .build()
+            .expect("web ACL")
+    }
+
+    #[test]
+    fn any_sampled_requests_are_named() {
+        let quiet = rate_rule("app", None);
+        assert!(no_sampled_requests(&acl(vec![quiet.clone()], false)).is_ok());
+        let err = no_sampled_requests(&acl(vec![quiet.clone()], true)).expect_err("default");
+        assert!(err.to_string().contains("(default action)"), "{err}");
+        let mut loud = rate_rule("loud", None);
+        loud.visibility_config = Some(visibility(true));
+        let err = no_sampled_requests(&acl(vec![quiet, loud], false)).expect_err("rule");
+        assert!(err.to_string().contains("loud"), "{err}");
+    }
+
+    #[test]
+    fn both_modes_credential_headers_are_redacted_whichever_mode_is_active() {
+        for mode in ["hmac", "static"] {
+            let vars = HashMap::from([
+                ("TOLLGATE_ENV".to_owned(), "local".to_owned()),
+                ("TOLLGATE__GUARD__MODE".to_owned(), mode.to_owned()),
+                (
+                    "TOLLGATE__GUARD__STATIC_HEADER".to_owned(),
+                    "x-origin-verify".to_owned(),
+                ),
+            ]);
+            let contract = shared_auth::load_for(Component::Lambda, &vars)
+                .expect("local contract")
+                .guard;
+            let needed = credential_headers(&contract);
+            for header in [
+                "x-origin-verify",
+                "x-tollgate-signature",
+                "authorization",
+                "cookie",
+            ] {
+                assert!(needed.iter().any(|h| h == header), "{mode:?}: {header}");
+            }
+            assert!(redaction_covers(&needed, &needed).is_ok());
+            for dropped in &needed {
+                let partial: Vec<String> =
+                    needed.iter().filter(|h| h != &dropped).cloned().collect();
+                let err = redaction_covers(&partial, &needed).expect_err(dropped);
+                assert!(err.to_string().contains(dropped.as_str()), "{err}");
+            }
         }
     }
 }

@@ -146,6 +146,8 @@ async fn the_stack_deploys_verifies_catches_a_mismatch_and_destroys() {
         "✓  WAF blocks the guarded path from other sources",
         "✓  no WAF rate rule counts the guarded path",
         "✓  task image is the pushed digest, right platform",
+        "✓  WAF keeps no sampled requests",
+        "✓  WAF logs redact every credential header",
     ] {
         assert!(stdout.contains(line), "missing `{line}`:\n{stdout}");
     }

@@ -30,6 +30,74 @@ fn infra_is_formatted() {
     );
 }
 
+/// checkov over the stack and its bootstrap: no failed check. A check that does not apply is
+/// skipped inline, next to its resource, with a one-line reason (`#checkov:skip=ID:reason`).
+#[test]
+fn infra_passes_checkov_with_every_skip_explained() {
+    let out = Command::new("checkov")
+        .args(["--directory", "."])
+        .args(["--framework", "terraform", "--compact", "--output", "json"])
+        .current_dir(infra())
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "checkov is needed: `python3 -m venv /opt/checkov && /opt/checkov/bin/pip install checkov` \
+                 and put /opt/checkov/bin/checkov on PATH (a venv: checkov pins old boto3, which moto must not get): {e}"
+            )
+        });
+    let text = String::from_utf8_lossy(&out.stdout);
+    let reports: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| {
+        panic!(
+            "checkov printed no JSON ({e}):\n{text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let reports = match reports {
+        serde_json::Value::Array(list) => list,
+        one => vec![one],
+    };
+    let mut failed = Vec::new();
+    let mut skipped = 0;
+    for report in &reports {
+        for check in report["results"]["failed_checks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            failed.push(format!(
+                "{} {} ({}:{})",
+                check["check_id"].as_str().unwrap_or("?"),
+                check["resource"].as_str().unwrap_or("?"),
+                check["file_path"].as_str().unwrap_or("?"),
+                check["file_line_range"][0]
+            ));
+        }
+        for check in report["results"]["skipped_checks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            skipped += 1;
+            let reason = check["check_result"]["suppress_comment"]
+                .as_str()
+                .unwrap_or("");
+            assert!(
+                reason.trim().len() > 10 && reason != "No comment provided",
+                "{} on {} is skipped without a reason",
+                check["check_id"],
+                check["resource"]
+            );
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "checkov failed {} check(s): fix them, or skip one inline with a reason:\n{}",
+        failed.len(),
+        failed.join("\n")
+    );
+    assert!(skipped > 0, "checkov reported nothing: did it scan infra/?");
+}
+
 #[test]
 fn infra_is_valid() {
     validate(&infra(), "stack");

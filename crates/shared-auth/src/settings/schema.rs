@@ -303,7 +303,20 @@ pub struct DeploySettings {
     pub db_instance_class: String,
     /// VPC range; `guard.trusted_proxies` must contain it (the ALB's nodes live there).
     pub vpc_cidr: IpNet,
-    pub api_desired_count: u32,
+    /// Fewest api tasks (autoscaling's floor; also the count a first deploy starts).
+    pub api_min_count: u32,
+    /// Most api tasks autoscaling starts (CPU and ALB requests per target).
+    pub api_max_count: u32,
+    /// RDS Multi-AZ (a standby in the other AZ); on in production.
+    pub db_multi_az: bool,
+    /// Days logs are kept: CloudWatch (api, Lambda, WAF, flow logs, RDS) and ALB access logs.
+    pub log_retention_days: u32,
+    /// AWS managed WAF rule groups on app traffic: `count` (observe) or `enforce` (block).
+    pub waf_managed_rules: String,
+    /// SES identity ARN for the user pool's email; absent: Cognito's built-in sender.
+    pub ses_source_arn: Option<String>,
+    /// From address for SES email (with `ses_source_arn`).
+    pub ses_from_address: Option<String>,
     /// Deletion protection on the database, ALB and user pool (off only for throwaway stacks).
     pub deletion_protection: bool,
 }
@@ -320,7 +333,13 @@ impl Default for DeploySettings {
             vpc_cidr: IpNet::V4(
                 ipnet::Ipv4Net::new(std::net::Ipv4Addr::new(10, 20, 0, 0), 16).unwrap_or_default(),
             ),
-            api_desired_count: 2,
+            api_min_count: 2,
+            api_max_count: 6,
+            db_multi_az: false,
+            log_retention_days: 30,
+            waf_managed_rules: "count".to_owned(),
+            ses_source_arn: None,
+            ses_from_address: None,
             deletion_protection: true,
         }
     }

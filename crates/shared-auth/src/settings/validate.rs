@@ -77,6 +77,30 @@ impl Settings {
                 ));
             }
         }
+        if !matches!(deploy.waf_managed_rules.as_str(), "count" | "enforce") {
+            return Err(ConfigError::invalid(
+                "deploy.waf_managed_rules",
+                format!(
+                    "`{}` is neither count nor enforce",
+                    deploy.waf_managed_rules
+                ),
+            ));
+        }
+        if deploy.api_min_count == 0 || deploy.api_max_count < deploy.api_min_count {
+            return Err(ConfigError::invalid(
+                "deploy.api_max_count",
+                format!(
+                    "{} tasks at most and {} at least: need 1 ≤ api_min_count ≤ api_max_count",
+                    deploy.api_max_count, deploy.api_min_count
+                ),
+            ));
+        }
+        if deploy.ses_source_arn.is_some() != deploy.ses_from_address.is_some() {
+            return Err(ConfigError::invalid(
+                "deploy.ses_from_address",
+                "ses_source_arn and ses_from_address go together (the identity and its From address)",
+            ));
+        }
         if let Some(registry) = &deploy.registry
             && (registry.is_empty()
                 || registry.contains('/')
