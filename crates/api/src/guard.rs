@@ -4,7 +4,7 @@
 //! Order matters: the source address is checked before the body is read (an outsider cannot
 //! make the service buffer anything), then the body is read under a limit, then the secret is
 //! verified over the exact bytes received. Every refusal gets the same `403` body; the reason
-//! goes to the log.
+//! is counted and, boundedly, logged ([`crate::refusals`]).
 
 use std::net::SocketAddr;
 
@@ -34,7 +34,7 @@ pub async fn registration_guard(
     if forwarded.iter().nth(1).is_some() {
         // Only safe if every proxy appends to the last line; which one was appended to
         // cannot be told, so neither can the client. The ALB sends one line.
-        return deny(DenyReason::ForwardedForRepeated, None);
+        return deny(&state, DenyReason::ForwardedForRepeated, None);
     }
     let client = client_ip(
         peer.ip(),
@@ -42,15 +42,15 @@ pub async fn registration_guard(
         &contract.trusted_proxies,
     );
     let client = match client {
-        None => return deny(DenyReason::SourceUnknown, None),
+        None => return deny(&state, DenyReason::SourceUnknown, None),
         Some(ip) if !is_allowed(ip, &contract.allowed_cidrs) => {
-            return deny(DenyReason::SourceNotAllowed, Some(ip));
+            return deny(&state, DenyReason::SourceNotAllowed, Some(ip));
         }
         Some(ip) => ip,
     };
     if request.uri().query().is_some() {
         // The signature covers method, path and body, not a query: refuse what it cannot vouch for.
-        return deny(DenyReason::QueryNotSigned, Some(client));
+        return deny(&state, DenyReason::QueryNotSigned, Some(client));
     }
 
     let (parts, body) = request.into_parts();
@@ -107,18 +107,18 @@ pub async fn registration_guard(
             next.run(Request::from_parts(parts, Body::from(bytes)))
                 .await
         }
-        Err(reason) => deny(reason, Some(client)),
+        Err(reason) => deny(&state, reason, Some(client)),
     }
 }
 
-fn deny(reason: DenyReason, client: Option<std::net::IpAddr>) -> Response {
-    tracing::warn!(
-        deny_reason = reason.code(),
-        client = client
-            .map(|c| c.to_string())
-            .as_deref()
-            .unwrap_or("unknown"),
-        "registration refused"
-    );
-    ApiError::Forbidden.into_response()
+/// Marks a response as a counted refusal: the access log leaves it out, so a forged flood
+/// logs only what [`crate::refusals`] allows.
+#[derive(Debug, Clone, Copy)]
+pub struct Refused;
+
+fn deny(state: &AppState, reason: DenyReason, client: Option<std::net::IpAddr>) -> Response {
+    state.refusals.record(reason, client);
+    let mut response = ApiError::Forbidden.into_response();
+    response.extensions_mut().insert(Refused);
+    response
 }

@@ -12,6 +12,7 @@ pub mod error;
 pub mod extract;
 pub mod guard;
 pub mod jwt;
+pub mod refusals;
 pub mod routes;
 pub mod secrets;
 pub mod startup;

@@ -2,12 +2,13 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use axum::Router;
 use axum::extract::ConnectInfo;
-use axum::http::{Method, Request, StatusCode};
+use axum::http::{Method, Request, Response, StatusCode};
 use axum::routing::{MethodFilter, get, on};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -19,11 +20,12 @@ use tower_http::request_id::{
     MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tower_http::trace::{DefaultOnResponse, OnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::database::Database;
 use crate::jwt::JwtVerifier;
+use crate::refusals::Refusals;
 use crate::secrets::SecretStore;
 use crate::state::{AppState, Clock, Inner};
 use crate::{guard, routes};
@@ -34,6 +36,7 @@ pub struct Application {
     listener: tokio::net::TcpListener,
     router: Router,
     header_read_timeout: Duration,
+    refusals: Arc<Refusals>,
 }
 
 impl Application {
@@ -49,6 +52,7 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {listen} (api.listen)"))?;
         Ok(Self {
+            refusals: state.refusals.clone(),
             router: router(state)?,
             listener,
             header_read_timeout,
@@ -71,6 +75,16 @@ impl Application {
     ) -> std::io::Result<()> {
         let graceful = GracefulShutdown::new();
         let mut shutdown = std::pin::pin!(shutdown);
+        // Refusal counts leave as metrics once a window, and once more on the way out.
+        let refusals = self.refusals.clone();
+        let metrics = tokio::spawn(async move {
+            let mut every = tokio::time::interval(Refusals::WINDOW);
+            every.tick().await;
+            loop {
+                every.tick().await;
+                refusals.flush_to_stdout();
+            }
+        });
         let mut http = http1::Builder::new();
         http.timer(TokioTimer::new())
             .header_read_timeout(self.header_read_timeout)
@@ -102,6 +116,8 @@ impl Application {
             });
         }
         graceful.shutdown().await;
+        metrics.abort();
+        self.refusals.flush_to_stdout();
         Ok(())
     }
 }
@@ -138,6 +154,7 @@ pub async fn build_state(
         secrets,
         jwt,
         clock,
+        refusals: Arc::new(Refusals::default()),
     }))
 }
 
@@ -168,11 +185,7 @@ pub fn router(state: AppState) -> anyhow::Result<Router> {
                 .layer(
                     TraceLayer::new_for_http()
                         .make_span_with(request_span)
-                        .on_response(
-                            DefaultOnResponse::new()
-                                .level(Level::INFO)
-                                .latency_unit(tower_http::LatencyUnit::Millis),
-                        ),
+                        .on_response(AccessLog),
                 )
                 .layer(PropagateRequestIdLayer::x_request_id())
                 .layer(TimeoutLayer::with_status_code(
@@ -181,6 +194,23 @@ pub fn router(state: AppState) -> anyhow::Result<Router> {
                 )),
         )
         .with_state(state))
+}
+
+/// The access log: one INFO line per response, except refusals of the guarded route, which
+/// [`crate::refusals`] counts and logs boundedly (a forged flood must not log per request).
+#[derive(Debug, Clone, Copy)]
+struct AccessLog;
+
+impl<B> OnResponse<B> for AccessLog {
+    fn on_response(self, response: &Response<B>, latency: Duration, span: &tracing::Span) {
+        if response.extensions().get::<guard::Refused>().is_some() {
+            return;
+        }
+        DefaultOnResponse::new()
+            .level(Level::INFO)
+            .latency_unit(tower_http::LatencyUnit::Millis)
+            .on_response(response, latency, span);
+    }
 }
 
 /// The longest caller-supplied `x-request-id` kept (a UUID is 36).

@@ -7,6 +7,7 @@ use shared_auth::Settings;
 
 use crate::database::Database;
 use crate::jwt::JwtVerifier;
+use crate::refusals::Refusals;
 use crate::secrets::SecretStore;
 
 /// The service's idea of "now", in unix seconds. Shifted only by tests and drills (to check
@@ -52,6 +53,8 @@ pub struct Inner {
     pub secrets: SecretStore,
     pub jwt: Option<JwtVerifier>,
     pub clock: Clock,
+    /// Refusals of the guarded route, counted by reason (logged boundedly).
+    pub refusals: Arc<Refusals>,
 }
 
 impl std::ops::Deref for AppState {

@@ -82,7 +82,9 @@ pub async fn handle(
         arrived,
         Duration::from_millis(deps.settings.lambda.deadline_margin_ms),
     );
-    match deps.registrar.deliver(&registration, deadline).await {
+    let result = deps.registrar.deliver(&registration, deadline).await;
+    emit_outcome(&result);
+    match result {
         Ok(delivered) => {
             tracing::info!(sub = %registration.sub, status = delivered.status, attempts = delivered.attempts, "user registered");
             Ok(raw)
@@ -99,6 +101,40 @@ pub async fn handle(
     }
 }
 
+/// The metric every invocation that registers someone counts once (namespace
+/// [`shared_auth::emf::NAMESPACE`], dimension `Outcome`), with its attempts.
+pub const METRIC: &str = "Registration";
+
+/// How a registration ended, as the `Outcome` dimension: `registered` (201), `replay` (200,
+/// the user was there), `rejected` (the api refused or redirected; not retried), `gave_up`
+/// (no answer in time, or no secret).
+pub fn outcome(result: &Result<client::Delivered, client::DeliveryError>) -> &'static str {
+    use client::DeliveryError as E;
+    match result {
+        Ok(d) if d.status == 201 => "registered",
+        Ok(_) => "replay",
+        Err(E::Rejected { .. } | E::Redirected { .. }) => "rejected",
+        Err(E::Exhausted { .. } | E::SecretTimedOut | E::Secret(_)) => "gave_up",
+    }
+}
+
+/// One EMF line on stdout per registration: CloudWatch counts outcomes from the Lambda's log.
+fn emit_outcome(result: &Result<client::Delivered, client::DeliveryError>) {
+    let attempts = match result {
+        Ok(d) => d.attempts,
+        Err(e) => e.attempts(),
+    };
+    let line = shared_auth::emf::line(
+        "post-confirm",
+        ("Outcome", outcome(result)),
+        &[
+            (METRIC, 1, "Count"),
+            ("Attempts", u64::from(attempts), "Count"),
+        ],
+    );
+    println!("{line}");
+}
+
 /// Installs the JSON log subscriber (CloudWatch); the runtime's span carries the request id.
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -113,4 +149,37 @@ pub fn init_tracing() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use client::{Delivered, DeliveryError};
+
+    #[test]
+    fn each_ending_has_its_outcome() {
+        let ok = |status| {
+            Ok(Delivered {
+                status,
+                attempts: 1,
+            })
+        };
+        assert_eq!(outcome(&ok(201)), "registered");
+        assert_eq!(outcome(&ok(200)), "replay");
+        assert_eq!(
+            outcome(&Err(DeliveryError::Rejected {
+                status: 403,
+                attempts: 2
+            })),
+            "rejected"
+        );
+        assert_eq!(
+            outcome(&Err(DeliveryError::Exhausted {
+                attempts: 4,
+                last: "timeout".into()
+            })),
+            "gave_up"
+        );
+        assert_eq!(outcome(&Err(DeliveryError::SecretTimedOut)), "gave_up");
+    }
 }

@@ -57,6 +57,8 @@ async fn the_binary_processes_invocations_end_to_end() {
     .await;
     let runtime = RuntimeApi::start().expect("runtime API");
 
+    let stdout_path = std::env::temp_dir().join(format!("tollgate-bootstrap-{nanos}.out"));
+    let stdout = std::fs::File::create(&stdout_path).expect("stdout file");
     let started = Instant::now();
     let child = Command::new(env!("CARGO_BIN_EXE_post-confirm"))
         .env_clear()
@@ -66,11 +68,11 @@ async fn the_binary_processes_invocations_end_to_end() {
         .env("TOLLGATE__LAMBDA__API_BASE_URL", receiver.base_url())
         .env("TOLLGATE__GUARD__SECRET_ID", &secret_id)
         .env("TOLLGATE__AWS__ENDPOINT_URL", &endpoint)
-        .stdout(Stdio::null())
+        .stdout(Stdio::from(stdout))
         .stderr(Stdio::inherit())
         .spawn()
         .expect("the binary starts");
-    let _child = Killed(child);
+    let child = Killed(child);
 
     let sign_up = fixture("sign-up");
     let outcome = tokio::task::spawn_blocking({
@@ -114,6 +116,21 @@ async fn the_binary_processes_invocations_end_to_end() {
     };
     assert!(report.contains("sub"), "{report}");
     assert_eq!(receiver.calls().len(), 1, "only the sign-up called the API");
+
+    // One EMF outcome line per registration, none for events that register nobody.
+    drop(child);
+    let printed = std::fs::read_to_string(&stdout_path).expect("stdout");
+    std::fs::remove_file(&stdout_path).ok();
+    let outcomes: Vec<Value> = printed
+        .lines()
+        .filter(|l| l.contains("\"_aws\""))
+        .map(|l| serde_json::from_str(l).expect("EMF line is JSON"))
+        .collect();
+    assert_eq!(outcomes.len(), 1, "{printed}");
+    assert_eq!(outcomes[0]["Outcome"], "registered");
+    assert_eq!(outcomes[0][post_confirm::METRIC], 1);
+    assert_eq!(outcomes[0]["Attempts"], 1);
+    assert!(!printed.contains(SECRET));
 }
 
 #[test]

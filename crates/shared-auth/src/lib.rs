@@ -67,6 +67,7 @@ pub const REGISTRATION_FAILED: &str = "registration backend unavailable";
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod client_ip;
+pub mod emf;
 pub mod secret;
 pub mod settings;
 pub mod signing;
