@@ -29,6 +29,7 @@ pub enum Task {
     Reconcile(Reconcile),
     Fuzz(Fuzz),
     Registry(Registry),
+    Bench(Bench),
 }
 
 /// Run the workspace tests with the services they need (PostgreSQL, moto_server).
@@ -166,4 +167,26 @@ pub struct Fuzz {
     /// Seconds per target.
     #[arg(long, default_value_t = 60)]
     pub seconds: u64,
+}
+
+/// Measure performance as ratios against references in the same run (api under wrk vs
+/// GET /healthz and pgbench; the Lambda vs a bare lambda_runtime echo). Prints a table, or JSON.
+#[derive(Debug, Args)]
+pub struct Bench {
+    /// Seconds per load run (each wrk and pgbench run).
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// Open connections during each wrk run.
+    #[arg(long, default_value_t = 32)]
+    pub connections: u32,
+    /// Cold starts of each Lambda function (the median is reported).
+    #[arg(long, default_value_t = 21)]
+    pub cold_starts: usize,
+    /// Print JSON (for tracking) instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Measure this api binary (e.g. an older commit's release build) instead of this
+    /// checkout's, for before/after figures.
+    #[arg(long, value_name = "PATH")]
+    pub api_binary: Option<std::path::PathBuf>,
 }

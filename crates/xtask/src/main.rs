@@ -1,11 +1,12 @@
 //! `cargo xtask`: Tollgate's automation, as plain Rust instead of shell scripts.
 //!
 //! [`flags`] is the command line; each task lives in its own module (`test`, `up`, `package`,
-//! `deploy`, `verify`, `rotate_secret`, `destroy`, `migrate`, `reconcile`, `sqlx_prepare`, `timing`, `fuzz`, `registry`) as a `run` that reads as a
+//! `deploy`, `verify`, `rotate_secret`, `destroy`, `migrate`, `reconcile`, `sqlx_prepare`, `timing`, `fuzz`, `registry`, `bench`) as a `run` that reads as a
 //! list of named steps; [`image`] builds and pushes the api's OCI image. Every external command is echoed before it runs (`$ pg_ctl …`), so a reader
 //! sees exactly what happens. Services started here (PostgreSQL, moto_server, a registry) come from
 //! `testkit` and are owned by guards that stop them on every exit path, Ctrl-C included.
 
+mod bench;
 mod context;
 mod deploy;
 mod destroy;
@@ -49,6 +50,7 @@ fn main() -> ExitCode {
         flags::Task::Reconcile(task) => task.run(),
         flags::Task::Fuzz(task) => task.run(),
         flags::Task::Registry(task) => task.run(),
+        flags::Task::Bench(task) => task.run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
