@@ -4,13 +4,14 @@
 //! Order matters: the source address is checked before the body is read (an outsider cannot
 //! make the service buffer anything), then the body is read under a limit, then the secret is
 //! verified over the exact bytes received. Every refusal gets the same `403` body; the reason
-//! is counted and, boundedly, logged ([`crate::refusals`]).
+//! is counted and, boundedly, logged ([`crate::refusals`]). A request that passes and carries
+//! [`shared_auth::DRY_RUN_HEADER`] is answered `204` here and never reaches the handler.
 
 use std::net::SocketAddr;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use shared_auth::{DenyReason, client_ip, is_allowed};
@@ -69,13 +70,13 @@ pub async fn registration_guard(
         Err(_) => return ApiError::PayloadTooLarge(limit).into_response(),
     };
 
-    let Some(secrets) = state.secrets.get() else {
+    let Some(loaded) = state.secrets.get() else {
         tracing::warn!("registration refused: no secret loaded");
         return ApiError::Unavailable("the registration secret is not loaded").into_response();
     };
     let now = state.clock.now();
     let verdict = contract.verify(
-        &secrets,
+        &loaded.set,
         parts.method.as_str(),
         parts.uri.path(),
         &bytes,
@@ -90,6 +91,15 @@ pub async fn registration_guard(
         now,
     );
     match verdict {
+        Ok(version) if parts.headers.contains_key(shared_auth::DRY_RUN_HEADER) => {
+            // Verified, and asked not to act: the handler never runs, nothing is written.
+            tracing::info!(client = %client, secret = version.as_str(), "dry run verified");
+            (
+                StatusCode::NO_CONTENT,
+                [(shared_auth::VERIFIED_WITH_HEADER, version.as_str())],
+            )
+                .into_response()
+        }
         Ok(version) => {
             tracing::debug!(client = %client, secret = version.as_str(), "registration caller verified");
             // When the sender signed it (hmac), else when it arrived (static): registrations

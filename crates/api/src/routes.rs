@@ -148,6 +148,8 @@ pub async fn healthz() -> Json<Health> {
 pub struct Readiness {
     database: bool,
     secret: bool,
+    /// The guard secret's versions this task accepts, by id (never values).
+    secret_versions: crate::secrets::VersionIds,
 }
 
 /// Readiness: the database answers and the secret is loaded.
@@ -155,13 +157,15 @@ pub struct Readiness {
     (status = 200, body = Readiness), (status = 503, body = Readiness)
 ))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
+    let loaded = state.secrets.get();
     let readiness = Readiness {
         database: state
             .db
             .with_fresh_credentials(|pool| async move { db::ping(&pool).await })
             .await
             .is_ok(),
-        secret: state.secrets.get().is_some(),
+        secret: loaded.is_some(),
+        secret_versions: loaded.map(|l| l.versions.clone()).unwrap_or_default(),
     };
     let status = if readiness.database && readiness.secret {
         StatusCode::OK
@@ -183,7 +187,7 @@ pub async fn method_not_allowed() -> ApiError {
 #[openapi(
     info(title = "Tollgate API", description = "Registration from Cognito sign-up, and the app user's own record."),
     paths(register, me, healthz, readyz, openapi),
-    components(schemas(RegistrationRequest, User, Health, Readiness)),
+    components(schemas(RegistrationRequest, User, Health, Readiness, crate::secrets::VersionIds)),
     modifiers(&BearerScheme)
 )]
 pub struct ApiDoc;

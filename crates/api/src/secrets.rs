@@ -24,7 +24,8 @@ const UNLOADED_RETRY: Duration = Duration::from_secs(5);
 pub enum SecretProvider {
     /// Values given at start (from `TOLLGATE_SECRET_*`, or by a test).
     Fixed(SecretSet),
-    /// Secrets Manager: versions `AWSCURRENT` and `AWSPREVIOUS` of one secret.
+    /// Secrets Manager: versions `AWSCURRENT`, `AWSPREVIOUS` and, during a rotation,
+    /// `AWSPENDING` of one secret.
     SecretsManager {
         client: SecretsManager,
         secret_id: String,
@@ -75,21 +76,54 @@ impl SecretProvider {
         }
     }
 
-    pub async fn fetch(&self) -> Result<SecretSet, SecretFetchError> {
+    pub async fn fetch(&self) -> Result<Loaded, SecretFetchError> {
         match self {
-            SecretProvider::Fixed(set) => Ok(set.clone()),
+            SecretProvider::Fixed(set) => Ok(Loaded {
+                set: set.clone(),
+                versions: VersionIds::default(),
+            }),
             SecretProvider::SecretsManager { client, secret_id } => {
-                let current = fetch_stage(client, secret_id, "AWSCURRENT")
+                let (current, current_id) = fetch_version(client, secret_id, "AWSCURRENT")
                     .await?
                     .ok_or_else(|| SecretFetchError::NoVersion {
-                        secret_id: secret_id.clone(),
-                        stage: "AWSCURRENT",
-                    })?;
-                let previous = fetch_stage(client, secret_id, "AWSPREVIOUS").await?;
-                Ok(SecretSet::new(current, previous)?)
+                    secret_id: secret_id.clone(),
+                    stage: "AWSCURRENT",
+                })?;
+                let previous = fetch_version(client, secret_id, "AWSPREVIOUS").await?;
+                // After a rotation AWSPENDING may stay on the promoted version: nothing pending.
+                let pending = fetch_version(client, secret_id, "AWSPENDING")
+                    .await?
+                    .filter(|(_, id)| *id != current_id);
+                let (previous, previous_id) = previous.unzip();
+                let (pending, pending_id) = pending.unzip();
+                Ok(Loaded {
+                    set: SecretSet::new(current, previous)?.with_pending(pending)?,
+                    versions: VersionIds {
+                        current: Some(current_id),
+                        previous: previous_id,
+                        pending: pending_id,
+                    },
+                })
             }
         }
     }
+}
+
+/// The secret versions the api accepts right now, by Secrets Manager version id (never
+/// values): `GET /readyz` reports them, so a rotation can confirm every verifier learned the
+/// pending version, and `cargo xtask verify` can show them. All `None` for `secret_source = "env"`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct VersionIds {
+    pub current: Option<String>,
+    pub previous: Option<String>,
+    pub pending: Option<String>,
+}
+
+/// One successful load: the values the guard checks and the ids they came from.
+#[derive(Debug)]
+pub struct Loaded {
+    pub set: SecretSet,
+    pub versions: VersionIds,
 }
 
 /// A Secrets Manager client for `aws` settings (moto_server when `endpoint_url` is set).
@@ -103,6 +137,17 @@ pub(crate) async fn fetch_stage(
     secret_id: &str,
     stage: &'static str,
 ) -> Result<Option<SecretString>, SecretFetchError> {
+    Ok(fetch_version(client, secret_id, stage)
+        .await?
+        .map(|(value, _)| value))
+}
+
+/// One version stage of a secret with its version id; `None` when the stage does not exist.
+async fn fetch_version(
+    client: &SecretsManager,
+    secret_id: &str,
+    stage: &'static str,
+) -> Result<Option<(SecretString, String)>, SecretFetchError> {
     let result = client
         .get_secret_value()
         .secret_id(secret_id)
@@ -111,7 +156,10 @@ pub(crate) async fn fetch_stage(
         .await;
     match result {
         Ok(out) => match out.secret_string {
-            Some(s) if !s.is_empty() => Ok(Some(SecretString::from(s))),
+            Some(s) if !s.is_empty() => Ok(Some((
+                SecretString::from(s),
+                out.version_id.unwrap_or_default(),
+            ))),
             _ => Err(SecretFetchError::NotAString {
                 secret_id: secret_id.to_owned(),
                 stage,
@@ -138,11 +186,11 @@ pub(crate) async fn fetch_stage(
 /// The secrets the guard accepts right now: `None` until the first successful fetch.
 #[derive(Debug, Clone)]
 pub struct SecretStore {
-    rx: watch::Receiver<Option<Arc<SecretSet>>>,
+    rx: watch::Receiver<Option<Arc<Loaded>>>,
 }
 
 impl SecretStore {
-    pub fn get(&self) -> Option<Arc<SecretSet>> {
+    pub fn get(&self) -> Option<Arc<Loaded>> {
         self.rx.borrow().clone()
     }
 
@@ -151,9 +199,9 @@ impl SecretStore {
     /// retries every few seconds.
     pub async fn start(provider: SecretProvider, interval: Duration) -> Self {
         let first = match provider.fetch().await {
-            Ok(set) => {
-                tracing::info!(previous = set.previous().is_some(), "secret loaded");
-                Some(Arc::new(set))
+            Ok(loaded) => {
+                tracing::info!(versions = ?loaded.versions, "secret loaded");
+                Some(Arc::new(loaded))
             }
             Err(e) => {
                 tracing::error!(error = %e, "cannot load the secret; registrations answer 503 until it loads");
@@ -171,7 +219,7 @@ impl SecretStore {
 async fn refresh(
     provider: SecretProvider,
     interval: Duration,
-    tx: watch::Sender<Option<Arc<SecretSet>>>,
+    tx: watch::Sender<Option<Arc<Loaded>>>,
 ) {
     loop {
         let loaded = tx.borrow().is_some();
@@ -185,14 +233,13 @@ async fn refresh(
             return;
         }
         match provider.fetch().await {
-            Ok(set) => {
-                let changed = tx.borrow().as_ref().is_none_or(|old| !old.same_as(&set));
+            Ok(loaded) => {
+                let changed = tx.borrow().as_ref().is_none_or(|old| {
+                    old.versions != loaded.versions || !old.set.same_as(&loaded.set)
+                });
                 if changed {
-                    tracing::info!(
-                        previous = set.previous().is_some(),
-                        "secret loaded (new version)"
-                    );
-                    tx.send_replace(Some(Arc::new(set)));
+                    tracing::info!(versions = ?loaded.versions, "secret loaded (new version)");
+                    tx.send_replace(Some(Arc::new(loaded)));
                 }
             }
             Err(e) => {

@@ -378,3 +378,75 @@ async fn no_loaded_secret_means_503_not_a_pass() {
     assert!(response.headers().contains_key("retry-after"));
     assert_eq!(app.user_count().await, 0);
 }
+
+/// A dry run with a valid credential: `204`, which version matched, and no row.
+#[tokio::test]
+async fn a_verified_dry_run_answers_204_and_writes_nothing() {
+    let app = spawn().await;
+    let body = body_for(SUB, "ada@example.com");
+    for (secret, version) in [(CURRENT, "current"), (PREVIOUS, "previous")] {
+        let mut headers = app.credentials(secret, "/user", body.as_bytes(), now());
+        headers.push((shared_auth::DRY_RUN_HEADER.to_owned(), "1".to_owned()));
+        let response = app.post_user(body.as_bytes(), &headers).await;
+        assert_eq!(response.status(), StatusCode::NO_CONTENT, "{version}");
+        assert_eq!(
+            response.headers()[shared_auth::VERIFIED_WITH_HEADER],
+            version
+        );
+    }
+    assert_eq!(app.user_count().await, 0, "a dry run never writes");
+    // The same request without the marker registers: the dry run tested the real path.
+    assert_eq!(app.register(&body).await.status(), StatusCode::CREATED);
+}
+
+/// A dry-run marker opens nothing: every forged variant is refused like any request, in any
+/// spelling of the header, and never writes a row.
+#[tokio::test]
+async fn a_forged_dry_run_never_passes_and_never_writes() {
+    let app =
+        spawn_with(Options::default().var("TOLLGATE__GUARD__TRUSTED_PROXIES", "127.0.0.1/32"))
+            .await;
+    let body = body_for(SUB, "ada@example.com");
+    let good = app.credentials(CURRENT, "/user", body.as_bytes(), now());
+    let wrong = app.credentials(
+        "wrong-secret-0123456789abcdefghijklmnopqrstu",
+        "/user",
+        body.as_bytes(),
+        now(),
+    );
+    let stale = app.credentials(CURRENT, "/user", body.as_bytes(), now() - 3_600);
+    let as_lines = |h: &[(String, String)]| -> Vec<String> {
+        h.iter().map(|(k, v)| format!("{k}: {v}")).collect()
+    };
+    let cases: Vec<(&str, Vec<String>)> = vec![
+        ("no credential", vec![]),
+        ("wrong secret", as_lines(&wrong)),
+        ("stale timestamp", as_lines(&stale)),
+        (
+            "good credential, outside source",
+            [as_lines(&good), vec!["X-Forwarded-For: 203.0.113.9".into()]].concat(),
+        ),
+    ];
+    for marker in [
+        "x-tollgate-dry-run: 1",
+        "X-Tollgate-Dry-Run: true",
+        "X-TOLLGATE-DRY-RUN: ",
+    ] {
+        for (what, lines) in &cases {
+            let mut lines = lines.clone();
+            lines.push(marker.to_owned());
+            let (status, text) = app.raw(&raw_post("/user", &lines, &body)).await;
+            assert_eq!(
+                (status, text.as_str()),
+                (403, FORBIDDEN_BODY),
+                "{what} with `{marker}`"
+            );
+        }
+    }
+    // The marker on another path changes nothing either: it is not a route.
+    let mut lines = as_lines(&good);
+    lines.push("x-tollgate-dry-run: 1".into());
+    let (status, _) = app.raw(&raw_post("/user/", &lines, &body)).await;
+    assert_ne!(status, 204, "only the guarded route knows dry runs");
+    assert_eq!(app.user_count().await, 0);
+}

@@ -77,6 +77,80 @@ async fn a_rotation_in_secrets_manager_is_picked_up_and_the_old_secret_still_pas
     );
 }
 
+/// A rotation's pending version (`AWSPENDING`) is accepted once refreshed, reported by id on
+/// `/readyz`, and dropped when the rotation promotes it (the label may stay on the promoted
+/// version: that is not "pending").
+#[tokio::test]
+async fn a_pending_version_is_accepted_and_reported_by_id_until_promoted() {
+    let first = "first-secret-version-0123456789abcdefghijkl";
+    let pending = "pending-secret-version-0123456789abcdefghij";
+    let (app, sm, secret_id) = app_on_secrets_manager(first).await;
+    let readyz = || async {
+        let v: Value = app
+            .http
+            .get(format!("{}/readyz", app.base))
+            .send()
+            .await
+            .expect("readyz")
+            .json()
+            .await
+            .expect("json");
+        v["secret_versions"].clone()
+    };
+    let before = readyz().await;
+    assert!(
+        before["current"].is_string() && before["pending"].is_null(),
+        "{before}"
+    );
+    assert_eq!(
+        signed_status(&app, pending, SUB).await,
+        StatusCode::FORBIDDEN
+    );
+
+    let token = uuid::Uuid::new_v4().to_string();
+    sm.put_secret_value()
+        .secret_id(&secret_id)
+        .client_request_token(&token)
+        .secret_string(pending)
+        .version_stages("AWSPENDING")
+        .send()
+        .await
+        .expect("put pending");
+    let mut seen = Value::Null;
+    for _ in 0..40 {
+        seen = readyz().await;
+        if seen["pending"] == token.as_str() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen["pending"], token.as_str(), "{seen}");
+    assert_eq!(seen["current"], before["current"]);
+    let text = serde_json::to_string(&seen).expect("json");
+    assert!(!text.contains(pending) && !text.contains(first), "ids only");
+    assert_eq!(signed_status(&app, pending, SUB).await, StatusCode::CREATED);
+    assert_eq!(signed_status(&app, first, SUB).await, StatusCode::OK);
+
+    sm.update_secret_version_stage()
+        .secret_id(&secret_id)
+        .version_stage("AWSCURRENT")
+        .move_to_version_id(&token)
+        .remove_from_version_id(before["current"].as_str().expect("id"))
+        .send()
+        .await
+        .expect("promote");
+    for _ in 0..40 {
+        seen = readyz().await;
+        if seen["current"] == token.as_str() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen["current"], token.as_str(), "{seen}");
+    assert_eq!(seen["previous"], before["current"], "{seen}");
+    assert!(seen["pending"].is_null(), "promoted is not pending: {seen}");
+}
+
 #[tokio::test]
 async fn a_failed_refresh_keeps_the_last_good_secret() {
     let value = "only-secret-version-0123456789abcdefghijklm";
@@ -212,7 +286,12 @@ async fn readiness_reports_database_and_secret() {
         .expect("sent");
     assert_eq!(response.status(), StatusCode::OK);
     let body: Value = response.json().await.expect("json");
-    assert_eq!(body, serde_json::json!({"database": true, "secret": true}));
+    // Fixed secrets (`secret_source = "env"`) have no Secrets Manager version ids.
+    assert_eq!(
+        body,
+        serde_json::json!({"database": true, "secret": true,
+            "secret_versions": {"current": null, "previous": null, "pending": null}})
+    );
 }
 
 #[tokio::test]

@@ -64,6 +64,17 @@
 /// secret or cause (those go to the Lambda's log).
 pub const REGISTRATION_FAILED: &str = "registration backend unavailable";
 
+/// A request to the guarded route carrying this header (any value) is a dry run: the guard
+/// checks it completely (source, then credential) and, only if it passes, answers `204` with
+/// [`VERIFIED_WITH_HEADER`] instead of running the handler. A rotation's `testSecret` step
+/// proves the pending secret with it. It cannot open anything: without a valid credential it
+/// is refused like any request, and with one it does less than the request would have.
+pub const DRY_RUN_HEADER: &str = "x-tollgate-dry-run";
+
+/// On a dry run's `204`: which accepted version the credential matched (`current`,
+/// `previous` or `pending`).
+pub const VERIFIED_WITH_HEADER: &str = "x-tollgate-verified-with";
+
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod client_ip;
@@ -78,7 +89,7 @@ use std::fmt;
 use secrecy::{ExposeSecret, SecretString};
 
 pub use client_ip::{client_ip, is_allowed};
-pub use secret::{SecretError, SecretSet, verify_static};
+pub use secret::{SecretError, SecretSet, generate as generate_secret, verify_static};
 pub use settings::{
     ApiSettings, AwsSettings, Component, ConfigError, DbSslMode, DeploySettings, GuardContract,
     LambdaSettings, SecretSource, Settings, SigningMode, load, load_for,

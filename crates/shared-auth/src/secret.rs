@@ -18,12 +18,29 @@ pub enum SecretError {
     TooShort(&'static str),
 }
 
-/// The secrets the receiver accepts: the current version and, during a rotation, the one
-/// before it. Never printed: `Debug` shows only which versions are present.
+/// Length of a secret [`generate`] makes: 32 random bytes as base64url without padding.
+pub const GENERATED_SECRET_LEN: usize = 43;
+
+/// A new shared secret: 32 bytes from the operating system's CSPRNG, base64url (43
+/// characters, alphabet `A-Z a-z 0-9 - _`), so it fits a header and a WAF byte match as is.
+/// Every writer of the secret (the rotation function, `cargo xtask`) makes it here.
+pub fn generate() -> Result<SecretString, getrandom::Error> {
+    use base64::Engine as _;
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)?;
+    Ok(SecretString::from(
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes),
+    ))
+}
+
+/// The secrets the receiver accepts: the current version; the one before it, while senders
+/// catch up after a rotation; and the pending one, while a rotation proves every receiver
+/// knows it before any sender uses it. Never printed: `Debug` shows only which are present.
 #[derive(Clone)]
 pub struct SecretSet {
     current: SecretString,
     previous: Option<SecretString>,
+    pending: Option<SecretString>,
 }
 
 impl SecretSet {
@@ -39,7 +56,25 @@ impl SecretSet {
         {
             return Err(SecretError::TooShort("previous"));
         }
-        Ok(Self { current, previous })
+        Ok(Self {
+            current,
+            previous,
+            pending: None,
+        })
+    }
+
+    /// Adds the version a rotation is introducing (`AWSPENDING`); an empty one counts as
+    /// absent, a short one is refused.
+    pub fn with_pending(mut self, pending: Option<SecretString>) -> Result<Self, SecretError> {
+        let pending = pending.filter(|p| !p.expose_secret().is_empty());
+        if pending
+            .as_ref()
+            .is_some_and(|p| p.expose_secret().len() < MIN_SECRET_LEN)
+        {
+            return Err(SecretError::TooShort("pending"));
+        }
+        self.pending = pending;
+        Ok(self)
     }
 
     pub fn current(&self) -> &SecretString {
@@ -50,10 +85,15 @@ impl SecretSet {
         self.previous.as_ref()
     }
 
+    pub fn pending(&self) -> Option<&SecretString> {
+        self.pending.as_ref()
+    }
+
     /// Every accepted secret, current first.
     pub fn accepted(&self) -> impl Iterator<Item = (SecretVersion, &SecretString)> {
         std::iter::once((SecretVersion::Current, &self.current))
             .chain(self.previous.iter().map(|p| (SecretVersion::Previous, p)))
+            .chain(self.pending.iter().map(|p| (SecretVersion::Pending, p)))
     }
 
     /// Whether both sets hold the same values (used to log rotations, not to authenticate).
@@ -65,12 +105,14 @@ impl SecretSet {
                     .ct_eq(b.expose_secret().as_bytes()),
             )
         };
+        let same = |a: &Option<SecretString>, b: &Option<SecretString>| match (a, b) {
+            (Some(a), Some(b)) => eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
         eq(&self.current, &other.current)
-            && match (&self.previous, &other.previous) {
-                (Some(a), Some(b)) => eq(a, b),
-                (None, None) => true,
-                _ => false,
-            }
+            && same(&self.previous, &other.previous)
+            && same(&self.pending, &other.pending)
     }
 }
 
@@ -79,6 +121,7 @@ impl fmt::Debug for SecretSet {
         f.debug_struct("SecretSet")
             .field("current", &"[redacted]")
             .field("previous", &self.previous.as_ref().map(|_| "[redacted]"))
+            .field("pending", &self.pending.as_ref().map(|_| "[redacted]"))
             .finish()
     }
 }
@@ -136,6 +179,50 @@ mod tests {
             verify_static(&set(None), &[PREVIOUS.as_bytes()]),
             Err(DenyReason::CredentialMismatch)
         );
+    }
+
+    #[test]
+    fn a_pending_version_is_accepted_only_once_added() {
+        const PENDING: &str = "pending-secret-0123456789abcdefghijklmnopq";
+        assert_eq!(
+            verify_static(&set(Some(PREVIOUS)), &[PENDING.as_bytes()]),
+            Err(DenyReason::CredentialMismatch)
+        );
+        let s = set(Some(PREVIOUS))
+            .with_pending(Some(PENDING.into()))
+            .expect("valid pending");
+        assert_eq!(
+            verify_static(&s, &[PENDING.as_bytes()]),
+            Ok(SecretVersion::Pending)
+        );
+        assert_eq!(
+            verify_static(&s, &[CURRENT.as_bytes()]),
+            Ok(SecretVersion::Current)
+        );
+        assert!(!s.same_as(&set(Some(PREVIOUS))));
+        assert_eq!(
+            set(None).with_pending(Some("short".into())).err(),
+            Some(SecretError::TooShort("pending"))
+        );
+        let shown = format!("{s:?}");
+        assert!(!shown.contains(PENDING), "{shown}");
+    }
+
+    #[test]
+    fn generated_secrets_have_the_contract_shape_and_differ() {
+        let a = generate().expect("random source");
+        let b = generate().expect("random source");
+        for s in [&a, &b] {
+            let v = s.expose_secret();
+            assert_eq!(v.len(), GENERATED_SECRET_LEN);
+            assert!(v.len() >= MIN_SECRET_LEN);
+            assert!(
+                v.bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'),
+                "{v}"
+            );
+        }
+        assert_ne!(a.expose_secret(), b.expose_secret());
     }
 
     #[test]

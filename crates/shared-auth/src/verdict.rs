@@ -8,6 +8,9 @@ pub enum SecretVersion {
     Current,
     /// The version before the last rotation, still accepted while senders catch up.
     Previous,
+    /// The version a rotation is introducing (`AWSPENDING`): accepted before any sender uses
+    /// it, so promoting it refuses no one.
+    Pending,
 }
 
 impl SecretVersion {
@@ -15,6 +18,7 @@ impl SecretVersion {
         match self {
             SecretVersion::Current => "current",
             SecretVersion::Previous => "previous",
+            SecretVersion::Pending => "pending",
         }
     }
 }

@@ -7,14 +7,10 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::aws::AwsContext;
 
-/// A new shared secret: 32 bytes from the operating system's CSPRNG, base64url (43 characters).
+/// A new shared secret as the contract makes them ([`shared_auth::secret::generate`]).
 pub fn new_secret() -> Result<SecretString> {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes)
-        .map_err(|e| anyhow::anyhow!("the system's random source failed: {e}"))?;
-    Ok(SecretString::from(
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes),
-    ))
+    shared_auth::generate_secret()
+        .map_err(|e| anyhow::anyhow!("the system's random source failed: {e}"))
 }
 
 /// New database credentials for `username`, JSON `{"username","password"}` as RDS stores them.
