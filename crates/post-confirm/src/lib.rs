@@ -11,6 +11,7 @@
 pub mod client;
 pub mod deadline;
 pub mod event;
+pub mod rotation;
 pub mod secret;
 
 use std::time::{Duration, Instant};

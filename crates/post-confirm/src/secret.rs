@@ -68,9 +68,12 @@ impl SecretCache {
         match &self.source {
             SecretSource::Fixed(secret) => Ok(secret.clone()),
             SecretSource::SecretsManager { client, secret_id } => {
+                // The stage named, not left to the default: moto's default stays on the old
+                // version after a rotation's UpdateSecretVersionStage.
                 let out = client
                     .get_secret_value()
                     .secret_id(secret_id)
+                    .version_stage("AWSCURRENT")
                     .send()
                     .await
                     .map_err(|e| {

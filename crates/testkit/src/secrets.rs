@@ -2,7 +2,6 @@
 
 use anyhow::Result;
 use aws_sdk_secretsmanager::Client as SecretsManager;
-use base64::Engine as _;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::aws::AwsContext;

@@ -100,7 +100,7 @@ pub struct Verify {
     pub env: String,
 }
 
-/// Write a new version of the guard secret (the old one stays accepted as previous).
+/// Rotate the guard secret by Secrets Manager's protocol (RotateSecret) and follow it to the end.
 #[derive(Debug, Args)]
 pub struct RotateSecret {
     #[arg(long)]

@@ -1,8 +1,14 @@
-//! `cargo xtask rotate-secret --env E`: a new version of the guard secret. The old one becomes
-//! `AWSPREVIOUS`, which the api keeps accepting, so no sender is refused.
+//! `cargo xtask rotate-secret --env E`: rotates the guard secret by Secrets Manager's own
+//! protocol and follows it to the end. In AWS it calls `RotateSecret`, which runs the stack's
+//! rotation function (`post_confirm::rotation`); where Secrets Manager cannot invoke a
+//! function (moto, `aws.endpoint_url` set) it runs the same four steps here, in order.
 
-use anyhow::Result;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
 use aws_sdk_secretsmanager::Client as SecretsManager;
+use post_confirm::rotation::{Rotator, step_budget};
+use shared_auth::Settings;
 
 use crate::context::{block_on, check_local_aws, settings_for};
 use crate::flags;
@@ -12,20 +18,123 @@ impl flags::RotateSecret {
         let settings = settings_for(&self.env)?;
         check_local_aws(&settings)?;
         block_on(async {
-            let sm = SecretsManager::new(&testkit::sdk_config(&settings.aws).await);
-            let value = testkit::secrets::new_secret()?;
-            let version =
-                testkit::secrets::put_version(&sm, &settings.guard.secret_id, &value).await?;
-            eprintln!(
-                "· `{}`: new version {version} is AWSCURRENT, the old one AWSPREVIOUS (value not shown)",
-                settings.guard.secret_id,
-            );
-            eprintln!(
-                "  The api accepts both within api.secret_refresh_s ({} s); the Lambda switches after its \
-                 cache TTL ({} s) or at once on its first 403. No downtime.",
-                settings.api.secret_refresh_s, settings.guard.secret_ttl_s
-            );
-            Ok(())
+            if settings.aws.endpoint_url.is_some() {
+                rotate_here(&settings).await
+            } else {
+                rotate_in_aws(&settings).await
+            }
         })
+    }
+}
+
+/// The four steps run from here, against the api at `lambda.api_base_url`.
+async fn rotate_here(settings: &Settings) -> Result<()> {
+    let secret_id = &settings.guard.secret_id;
+    let rotator = Rotator::from_settings(settings, step_budget(settings.api.secret_refresh_s))
+        .await
+        .context("cannot build the rotation client")?;
+    let token = uuid::Uuid::new_v4().to_string();
+    eprintln!(
+        "· rotating `{secret_id}` to version {token} here (this Secrets Manager cannot invoke a \
+         rotation function); the api at {} must be running",
+        rotator.api_base_url
+    );
+    rotator
+        .rotate(secret_id, &token, |step, took| {
+            eprintln!("  ✓ {step} ({:.1} s)", took.as_secs_f64())
+        })
+        .await
+        .with_context(|| {
+            format!("rotation to version {token} stopped; run the command again to start a new one")
+        })?;
+    eprintln!("· version {token} is AWSCURRENT; the one before stays accepted as AWSPREVIOUS");
+    Ok(())
+}
+
+/// `RotateSecret`, then the version's stages until it is `AWSCURRENT`.
+async fn rotate_in_aws(settings: &Settings) -> Result<()> {
+    let secret_id = &settings.guard.secret_id;
+    let sm = SecretsManager::new(&testkit::sdk_config(&settings.aws).await);
+    let described = sm
+        .describe_secret()
+        .secret_id(secret_id)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!(testkit::aws::explain(&e)))
+        .with_context(|| format!("cannot read `{secret_id}`"))?;
+    let Some(function) = described.rotation_lambda_arn().filter(|a| !a.is_empty()) else {
+        bail!(
+            "`{secret_id}` has no rotation function: `cargo xtask deploy --env {}` attaches it",
+            settings.env
+        );
+    };
+    let started = sm
+        .rotate_secret()
+        .secret_id(secret_id)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!(testkit::aws::explain(&e)))
+        .context("RotateSecret failed (a rotation already in progress answers this too)")?;
+    let token = started.version_id().unwrap_or_default().to_owned();
+    eprintln!("· rotation of `{secret_id}` to version {token} started; function {function}");
+    eprintln!(
+        "  its steps log to /aws/lambda/{}",
+        function.rsplit(':').next().unwrap_or("")
+    );
+
+    // createSecret + setSecret + testSecret + finishSecret, each bounded by the step budget.
+    let limit = step_budget(settings.api.secret_refresh_s) * 4 + Duration::from_secs(60);
+    let begun = Instant::now();
+    let mut last = String::new();
+    loop {
+        let stages = sm
+            .describe_secret()
+            .secret_id(secret_id)
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!(testkit::aws::explain(&e)))?
+            .version_ids_to_stages
+            .unwrap_or_default();
+        let mine = stages.get(&token).cloned().unwrap_or_default();
+        let has_value = sm
+            .get_secret_value()
+            .secret_id(secret_id)
+            .version_id(&token)
+            .send()
+            .await
+            .is_ok();
+        let now = format!(
+            "{} ({})",
+            if mine.is_empty() {
+                "not staged".to_owned()
+            } else {
+                mine.join(", ")
+            },
+            if has_value {
+                "value written: createSecret done"
+            } else {
+                "no value yet"
+            }
+        );
+        if now != last {
+            eprintln!(
+                "  {:>4} s  version {token}: {now}",
+                begun.elapsed().as_secs()
+            );
+            last = now;
+        }
+        if mine.iter().any(|s| s == "AWSCURRENT") {
+            eprintln!(
+                "· done: version {token} is AWSCURRENT (setSecret, testSecret and finishSecret passed)"
+            );
+            return Ok(());
+        }
+        if begun.elapsed() > limit {
+            bail!(
+                "version {token} is not AWSCURRENT after {} s; a step keeps failing: see the function's log",
+                limit.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
     }
 }
