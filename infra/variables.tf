@@ -225,3 +225,34 @@ variable "waf_managed_rules" {
     error_message = "waf_managed_rules must be count or enforce."
   }
 }
+
+variable "rotation_zip" {
+  type        = string
+  description = "Path of the rotate-secret function's zip built by `cargo xtask package` (next to lambda_zip)."
+}
+
+variable "rotation_env" {
+  type        = map(string)
+  default     = {}
+  description = "The rotation function's own TOLLGATE__… variables (the Lambda's, plus the api's refresh interval), rendered by xtask."
+}
+
+variable "rotation_timeout_s" {
+  type        = number
+  default     = 240
+  description = "The rotation function's timeout: longer than one step may wait (three api refresh intervals plus 30 s)."
+  validation {
+    condition     = var.rotation_timeout_s >= 30 && var.rotation_timeout_s <= 900
+    error_message = "rotation_timeout_s must be 30 to 900 seconds (Lambda's limit)."
+  }
+}
+
+variable "secret_rotation_days" {
+  type        = number
+  default     = 30
+  description = "Days between scheduled rotations of the guard secret; 0 attaches no schedule (local: moto cannot invoke a function)."
+  validation {
+    condition     = var.secret_rotation_days >= 0 && var.secret_rotation_days <= 1000 && floor(var.secret_rotation_days) == var.secret_rotation_days
+    error_message = "secret_rotation_days must be a whole number from 0 to 1000."
+  }
+}

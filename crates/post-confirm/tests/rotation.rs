@@ -247,7 +247,14 @@ async fn each_step_run_twice_is_idempotent_and_the_rotation_promotes_the_new_ver
     }
     // The api learned the pending version: the dry run the test step sent passed as `pending`.
     let pending = secrecy::SecretString::from(created.clone());
-    rotator.dry_run(&pending).await.expect("pending accepted");
+    rotator
+        .dry_run(&pending, "pending")
+        .await
+        .expect("pending accepted");
+    assert!(
+        rotator.dry_run(&pending, "current").await.is_err(),
+        "a dry run reports the version it matched"
+    );
     assert_eq!(stack.rows().await, 0, "dry runs write nothing");
 
     rotator

@@ -64,8 +64,20 @@ fn dist_dir(env: &str) -> PathBuf {
     workspace_root().join("target").join("dist").join(env)
 }
 
-/// Builds `bootstrap.zip` for Lambda and checks its glibc needs; returns the zip's path under
-/// target/dist/<env>/.
+/// The Lambda functions built from the post-confirm crate, and the zip each is deployed as.
+pub const FUNCTIONS: [(&str, &str); 2] = [
+    ("post-confirm", "bootstrap.zip"),
+    ("rotate-secret", "rotate-secret.zip"),
+];
+
+/// Where the rotation function's zip lies, next to the registration function's `bootstrap.zip`.
+pub fn rotation_zip(lambda_zip: &Path) -> PathBuf {
+    lambda_zip.with_file_name(FUNCTIONS[1].1)
+}
+
+/// Builds both Lambda functions (the registration trigger `bootstrap.zip` and the secret's
+/// rotation function `rotate-secret.zip`) and checks their glibc needs; returns the
+/// registration zip's path under target/dist/<env>/ ([`rotation_zip`] gives the other).
 pub fn lambda_zip(settings: &Settings) -> Result<PathBuf> {
     let (flag, triple) = match settings.deploy.lambda_architecture.as_str() {
         "x86_64" => ("--x86-64", "x86_64-unknown-linux-gnu"),
@@ -74,38 +86,52 @@ pub fn lambda_zip(settings: &Settings) -> Result<PathBuf> {
     require_cargo_lambda()?;
     ensure_rust_target(triple)?;
     eprintln!(
-        "· building post-confirm for {} Lambda (a cold build takes a few minutes)",
+        "· building post-confirm and rotate-secret for {} Lambda (a cold build takes a few minutes)",
         settings.deploy.lambda_architecture
     );
     let root = workspace_root();
     cargo_lambda_build(flag, &[])?;
-    let binary = root.join("target/lambda/post-confirm/bootstrap");
-    let glibc = max_glibc(&binary)?;
-    if glibc > MAX_GLIBC {
-        bail!(
-            "{} needs GLIBC_{}.{}, newer than Amazon Linux 2023's {}.{}: build it with cargo-lambda's zig linker",
-            binary.display(),
+    let dist = dist_dir(&settings.env);
+    std::fs::create_dir_all(&dist)?;
+    for (function, _) in FUNCTIONS {
+        let binary = root.join(format!("target/lambda/{function}/bootstrap"));
+        let glibc = max_glibc(&binary)?;
+        if glibc > MAX_GLIBC {
+            bail!(
+                "{} needs GLIBC_{}.{}, newer than Amazon Linux 2023's {}.{}: build it with cargo-lambda's zig linker",
+                binary.display(),
+                glibc.0,
+                glibc.1,
+                MAX_GLIBC.0,
+                MAX_GLIBC.1
+            );
+        }
+        eprintln!(
+            "· {function}: bootstrap {:.1} MB stripped, needs GLIBC ≤ {}.{}",
+            std::fs::metadata(&binary)?.len() as f64 / 1e6,
             glibc.0,
             glibc.1,
-            MAX_GLIBC.0,
-            MAX_GLIBC.1
         );
     }
     cargo_lambda_build(flag, &["--output-format", "zip"])?;
-    let dist = dist_dir(&settings.env);
-    std::fs::create_dir_all(&dist)?;
-    let zip = dist.join("bootstrap.zip");
-    std::fs::copy(root.join("target/lambda/post-confirm/bootstrap.zip"), &zip)?;
-    write_sums(&dist, &[&zip, &binary])?;
+    let mut summed = Vec::new();
+    for (function, zip) in FUNCTIONS {
+        let to = dist.join(zip);
+        std::fs::copy(
+            root.join(format!("target/lambda/{function}/bootstrap.zip")),
+            &to,
+        )?;
+        summed.push(to);
+    }
+    let paths: Vec<&Path> = summed.iter().map(PathBuf::as_path).collect();
+    write_sums(&dist, &paths)?;
     eprintln!(
-        "· {}: bootstrap {:.1} MB stripped, needs GLIBC ≤ {}.{}; sums in {}",
-        zip.display(),
-        std::fs::metadata(&binary)?.len() as f64 / 1e6,
-        glibc.0,
-        glibc.1,
+        "· {} and {}; sums in {}",
+        dist.join(FUNCTIONS[0].1).display(),
+        FUNCTIONS[1].1,
         dist.join("SHA256SUMS").display()
     );
-    Ok(zip)
+    Ok(dist.join(FUNCTIONS[0].1))
 }
 
 fn require_cargo_lambda() -> Result<()> {
@@ -140,9 +166,8 @@ fn cargo_lambda_build(arch_flag: &str, extra: &[&str]) -> Result<()> {
                 "build",
                 "--release",
                 arch_flag,
+                // Every binary of the crate: post-confirm and rotate-secret.
                 "--package",
-                "post-confirm",
-                "--bin",
                 "post-confirm",
             ])
             .args(extra),

@@ -54,6 +54,17 @@ pub fn lambda_env(settings: &Settings) -> Env {
     env
 }
 
+/// The rotation function's variables: the Lambda's (it reaches the api the same way) and the
+/// api's refresh interval, which `setSecret` waits out.
+pub fn rotation_env(settings: &Settings) -> Env {
+    let mut env = lambda_env(settings);
+    env.insert(
+        "TOLLGATE__API__SECRET_REFRESH_S".to_owned(),
+        settings.api.secret_refresh_s.to_string(),
+    );
+    env
+}
+
 /// The api task's own variables (Terraform adds the listen address, JWT issuer and client,
 /// `DATABASE_URL` without credentials, and the ids of the serving and owner secrets).
 pub fn api_env(settings: &Settings) -> Env {
@@ -94,6 +105,11 @@ pub fn tfvars(settings: &Settings, lambda_zip: &Path, api_image: &str) -> Value 
         "deletion_protection": d.deletion_protection,
         "lambda_architecture": d.lambda_architecture,
         "lambda_zip": lambda_zip.display().to_string(),
+        "rotation_zip": crate::package::rotation_zip(lambda_zip).display().to_string(),
+        "secret_rotation_days": d.secret_rotation_days,
+        "rotation_env": rotation_env(settings),
+        // One step may wait `step_budget`; the function gets that plus room to report.
+        "rotation_timeout_s": post_confirm::rotation::step_budget(settings.api.secret_refresh_s).as_secs() + 30,
         "api_image": api_image,
         "api_architecture": d.api_architecture,
         "api_port": settings.api.listen.port(),

@@ -313,6 +313,9 @@ pub struct DeploySettings {
     pub log_retention_days: u32,
     /// AWS managed WAF rule groups on app traffic: `count` (observe) or `enforce` (block).
     pub waf_managed_rules: String,
+    /// Days between the guard secret's scheduled rotations by its rotation function; 0: no
+    /// schedule (local: moto cannot invoke a function; `cargo xtask rotate-secret` still works).
+    pub secret_rotation_days: u32,
     /// SES identity ARN for the user pool's email; absent: Cognito's built-in sender.
     pub ses_source_arn: Option<String>,
     /// From address for SES email (with `ses_source_arn`).
@@ -338,6 +341,7 @@ impl Default for DeploySettings {
             db_multi_az: false,
             log_retention_days: 30,
             waf_managed_rules: "count".to_owned(),
+            secret_rotation_days: 30,
             ses_source_arn: None,
             ses_from_address: None,
             deletion_protection: true,

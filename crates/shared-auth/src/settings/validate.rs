@@ -86,6 +86,15 @@ impl Settings {
                 ),
             ));
         }
+        if deploy.secret_rotation_days > 1000 {
+            return Err(ConfigError::invalid(
+                "deploy.secret_rotation_days",
+                format!(
+                    "{} days: Secrets Manager schedules 1 to 1000 (0 turns the schedule off)",
+                    deploy.secret_rotation_days
+                ),
+            ));
+        }
         if deploy.api_min_count == 0 || deploy.api_max_count < deploy.api_min_count {
             return Err(ConfigError::invalid(
                 "deploy.api_max_count",
