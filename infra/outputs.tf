@@ -97,3 +97,8 @@ output "db_app_username" {
   description = "The api's PostgreSQL login, a member of tollgate_app"
   value       = local.db_app_username
 }
+
+output "rotation_function_name" {
+  description = "Name of the guard secret's rotation function."
+  value       = aws_lambda_function.rotation.function_name
+}

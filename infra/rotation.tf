@@ -31,6 +31,23 @@ resource "aws_iam_role_policy" "rotation_secret" {
   policy = data.aws_iam_policy_document.rotation_secret.json
 }
 
+# static mode: the function keeps the WAF's rule group in step with the secret's versions.
+data "aws_iam_policy_document" "rotation_waf" {
+  count = var.guard_mode == "static" ? 1 : 0
+  statement {
+    sid       = "KeepTheGuardRuleGroup"
+    actions   = ["wafv2:GetRuleGroup", "wafv2:UpdateRuleGroup"]
+    resources = [data.aws_wafv2_rule_group.guard_secret[0].arn]
+  }
+}
+
+resource "aws_iam_role_policy" "rotation_waf" {
+  count  = var.guard_mode == "static" ? 1 : 0
+  name   = "keep-guard-rule-group"
+  role   = aws_iam_role.rotation.id
+  policy = data.aws_iam_policy_document.rotation_waf[0].json
+}
+
 resource "aws_cloudwatch_log_group" "rotation" {
   #checkov:skip=CKV_AWS_338:retention is per environment (deploy.log_retention_days; 365 in production)
   #checkov:skip=CKV_AWS_158:encrypted at rest with the AWS-owned key; the function logs version ids, never values
@@ -58,7 +75,12 @@ resource "aws_lambda_function" "rotation" {
     security_group_ids = [aws_security_group.post_confirm.id]
   }
   environment {
-    variables = merge(local.contract_env, var.rotation_env, { TOLLGATE_ENV = var.env })
+    variables = merge(
+      local.contract_env,
+      var.rotation_env,
+      { TOLLGATE_ENV = var.env },
+      var.guard_mode == "static" ? { TOLLGATE_GUARD_RULE_GROUP_ARN = data.aws_wafv2_rule_group.guard_secret[0].arn } : {},
+    )
   }
   depends_on = [aws_cloudwatch_log_group.rotation, aws_iam_role_policy_attachment.rotation_vpc]
 }

@@ -256,3 +256,33 @@ variable "secret_rotation_days" {
     error_message = "secret_rotation_days must be a whole number from 0 to 1000."
   }
 }
+
+variable "guard_mode" {
+  type        = string
+  default     = "hmac"
+  description = "The contract's guard.mode. hmac: WAF requires well-formed timestamp and signature headers on the guarded route. static: WAF requires an accepted x-custom-auth value, through the rule group xtask and the rotation function keep (never in this state)."
+  validation {
+    condition     = contains(["hmac", "static"], var.guard_mode)
+    error_message = "guard_mode must be hmac or static."
+  }
+}
+
+variable "guard_timestamp_header" {
+  type        = string
+  default     = "x-tollgate-timestamp"
+  description = "The contract's guard.timestamp_header (hmac mode), lower case."
+  validation {
+    condition     = var.guard_timestamp_header == lower(var.guard_timestamp_header)
+    error_message = "guard_timestamp_header must be lower case."
+  }
+}
+
+variable "guard_signature_header" {
+  type        = string
+  default     = "x-tollgate-signature"
+  description = "The contract's guard.signature_header (hmac mode), lower case."
+  validation {
+    condition     = var.guard_signature_header == lower(var.guard_signature_header)
+    error_message = "guard_signature_header must be lower case."
+  }
+}

@@ -13,6 +13,7 @@ pub mod deadline;
 pub mod event;
 pub mod rotation;
 pub mod secret;
+pub mod waf;
 
 use std::time::{Duration, Instant};
 

@@ -8,6 +8,10 @@
 //! | `testSecret` | sends dry runs ([`shared_auth::DRY_RUN_HEADER`]) signed with the pending value; each must come back `204` verified with `pending` | proves the whole path (ALB, WAF, guard) accepts it; no row is written |
 //! | `finishSecret` | moves `AWSCURRENT` to the token (the old value becomes `AWSPREVIOUS`, still accepted) and removes `AWSPENDING` | senders switch at their next fetch; the api still accepts what they hold |
 //!
+//! In `static` mode the WAF checks the header too ([`crate::waf`]): `setSecret` first makes
+//! the rule group accept current, previous and pending, and `finishSecret` ends with current
+//! and previous, so the edge never refuses a value the api accepts.
+//!
 //! Each step is idempotent (Secrets Manager retries a failed step): it first reads where the
 //! rotation stands and does only what is missing. Waiting is bounded ([`Rotator::budget`]). Logs
 //! name the step, the secret and the version id, never a value.
@@ -20,7 +24,9 @@ use aws_sdk_secretsmanager::Client as SecretsManager;
 use aws_sdk_secretsmanager::error::DisplayErrorContext;
 use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
 use secrecy::SecretString;
-use shared_auth::{GuardContract, Settings};
+use shared_auth::{GuardContract, Settings, SigningMode};
+
+use crate::waf::{Accepted, GuardRuleGroup};
 
 const PENDING: &str = "AWSPENDING";
 const CURRENT: &str = "AWSCURRENT";
@@ -86,6 +92,8 @@ pub enum RotationError {
     TestFailed(String),
     #[error("Secrets Manager: {0}")]
     Aws(String),
+    #[error("{0}")]
+    Waf(String),
     #[error("the system's random source failed: {0}")]
     Random(String),
 }
@@ -119,6 +127,9 @@ pub struct Rotator {
     pub test_requests: u32,
     /// Pause between `/readyz` polls.
     pub poll: Duration,
+    /// `static` mode: the WAF rule group that checks the header at the edge, and its ARN
+    /// ([`crate::waf`]); `setSecret` adds the pending value, `finishSecret` drops the oldest.
+    pub waf: Option<(GuardRuleGroup, String)>,
 }
 
 impl Rotator {
@@ -138,7 +149,39 @@ impl Rotator {
             budget,
             test_requests: 3,
             poll: Duration::from_millis(500),
+            waf: match std::env::var(crate::waf::RULE_GROUP_ARN_VAR) {
+                Ok(arn) if !arn.is_empty() && settings.guard.mode == SigningMode::Static => {
+                    let sdk = shared_auth::aws::sdk_config(&settings.aws).await;
+                    Some((
+                        GuardRuleGroup {
+                            client: aws_sdk_wafv2::Client::new(&sdk),
+                        },
+                        arn,
+                    ))
+                }
+                _ => None,
+            },
         })
+    }
+
+    /// Every version the verifiers should accept now ([`accepted_versions`]).
+    pub async fn accepted_versions(&self, secret_id: &str) -> Result<Vec<Accepted>, RotationError> {
+        accepted_versions(&self.sm, secret_id).await
+    }
+
+    /// Makes the WAF accept exactly what Secrets Manager holds now (static mode only).
+    async fn sync_waf(&self, secret_id: &str) -> Result<(), RotationError> {
+        let Some((group, arn)) = &self.waf else {
+            return Ok(());
+        };
+        let accepted = self.accepted_versions(secret_id).await?;
+        group
+            .update(arn, &self.contract, &accepted)
+            .await
+            .map_err(|e| RotationError::Waf(e.to_string()))?;
+        let ids: Vec<&str> = accepted.iter().map(|a| a.version_id.as_str()).collect();
+        tracing::info!(rule_group = %arn, versions = ?ids, "WAF accepts these versions");
+        Ok(())
     }
 
     /// Runs one step for the rotation `token` of `secret_id` (a name or an ARN).
@@ -239,6 +282,8 @@ impl Rotator {
         if self.finished(secret_id, token, stages)? {
             return Ok(());
         }
+        // The edge first: the WAF accepts the pending value before the api is asked to.
+        self.sync_waf(secret_id).await?;
         let deadline = Instant::now() + self.budget;
         self.wait_reported(token, deadline).await?;
         // Seen by one task, so the value was written before now; every task refreshes within
@@ -415,7 +460,9 @@ impl Rotator {
                 .await
                 .map_err(aws)?;
         }
-        Ok(())
+        // The edge drops the version before the old one; the one senders may still hold
+        // (now AWSPREVIOUS) stays accepted.
+        self.sync_waf(secret_id).await
     }
 
     /// Whether `token` is already `AWSCURRENT` (a retried step after the rotation finished);
@@ -481,6 +528,47 @@ impl Rotator {
         }
         Ok(())
     }
+}
+
+/// Every version the verifiers should accept now, by stage: `AWSCURRENT`, `AWSPREVIOUS`,
+/// and `AWSPENDING` while it is not the current one.
+pub async fn accepted_versions(
+    sm: &SecretsManager,
+    secret_id: &str,
+) -> Result<Vec<Accepted>, RotationError> {
+    let mut accepted: Vec<Accepted> = Vec::new();
+    for stage in [CURRENT, "AWSPREVIOUS", PENDING] {
+        let result = sm
+            .get_secret_value()
+            .secret_id(secret_id)
+            .version_stage(stage)
+            .send()
+            .await;
+        let out = match result {
+            Ok(out) => out,
+            Err(e)
+                if e.as_service_error().is_some_and(|s| {
+                    s.is_resource_not_found_exception() || s.is_invalid_request_exception()
+                }) =>
+            {
+                continue;
+            }
+            Err(e) => return Err(aws(e)),
+        };
+        let (Some(id), Some(value)) = (out.version_id, out.secret_string) else {
+            continue;
+        };
+        if !value.is_empty() && !accepted.iter().any(|a| a.version_id == id) {
+            accepted.push(Accepted {
+                version_id: id,
+                value: SecretString::from(value),
+            });
+        }
+    }
+    if accepted.is_empty() {
+        return Err(RotationError::NoCurrent(secret_id.to_owned()));
+    }
+    Ok(accepted)
 }
 
 /// The Lambda handler: one step per invocation, from Secrets Manager's rotation event.

@@ -409,3 +409,141 @@ async fn rotating_twice_under_load_refuses_and_loses_no_sign_up_hmac() {
 async fn rotating_twice_under_load_refuses_and_loses_no_sign_up_static() {
     rotation_under_load("static").await;
 }
+
+/// What a rule group accepts, read back from moto: the ids its description names and the
+/// header values its rule matches.
+async fn waf_accepts(waf: &aws_sdk_wafv2::Client, arn: &str) -> (Vec<String>, Vec<Vec<u8>>) {
+    let group = waf
+        .get_rule_group()
+        .arn(arn)
+        .send()
+        .await
+        .expect("GetRuleGroup")
+        .rule_group
+        .expect("group");
+    let ids = post_confirm::waf::accepted_ids(group.description().unwrap_or_default());
+    let [rule] = group.rules() else {
+        panic!("one rule: {:?}", group.rules().len())
+    };
+    let and = rule
+        .statement()
+        .and_then(|s| s.and_statement())
+        .expect("AND");
+    let inner = and.statements()[1]
+        .not_statement()
+        .and_then(|n| n.statement())
+        .expect("NOT");
+    let matches = match inner.or_statement() {
+        Some(or) => or.statements().to_vec(),
+        None => vec![inner.clone()],
+    };
+    let values = matches
+        .iter()
+        .map(|m| {
+            m.byte_match_statement()
+                .expect("byte match")
+                .search_string()
+                .as_ref()
+                .to_vec()
+        })
+        .collect();
+    (ids, values)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn in_static_mode_the_waf_accepts_what_the_api_accepts_at_every_step() {
+    let stack = Stack::start("static", "waf").await;
+    let mut rotator = stack.rotator().await;
+    let sdk = testkit::sdk_config(&testkit::local_aws()).await;
+    let waf = aws_sdk_wafv2::Client::new(&sdk);
+    let group = post_confirm::waf::GuardRuleGroup {
+        client: waf.clone(),
+    };
+    let name = format!(
+        "tollgate-t{}-guard-secret",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let accepted = rotator
+        .accepted_versions(&stack.secret_id)
+        .await
+        .expect("versions");
+    let arn = group
+        .ensure(&name, &rotator.contract, &accepted)
+        .await
+        .expect("rule group created");
+    assert_eq!(
+        group
+            .ensure(&name, &rotator.contract, &accepted)
+            .await
+            .expect("again"),
+        arn,
+        "ensure finds the group it made"
+    );
+    rotator.waf = Some((group.clone(), arn.clone()));
+
+    // What the WAF must accept, by id, with the values Secrets Manager holds for them.
+    let expect = |ids: Vec<String>| {
+        let stack = &stack;
+        async move {
+            let mut values = Vec::new();
+            for id in &ids {
+                values.push(stack.value(id).await.into_bytes());
+            }
+            (ids, values)
+        }
+    };
+    let old = holder(&stack.stages().await, "AWSCURRENT").expect("current");
+    assert_eq!(
+        waf_accepts(&waf, &arn).await,
+        expect(vec![old.clone()]).await
+    );
+
+    let token = uuid::Uuid::new_v4().to_string();
+    rotator
+        .run(Step::Create, &stack.secret_id, &token)
+        .await
+        .expect("create");
+    assert_eq!(
+        waf_accepts(&waf, &arn).await.0,
+        [old.clone()],
+        "nothing new yet"
+    );
+    for _ in 0..2 {
+        rotator
+            .run(Step::Set, &stack.secret_id, &token)
+            .await
+            .expect("set");
+        assert_eq!(
+            waf_accepts(&waf, &arn).await,
+            expect(vec![old.clone(), token.clone()]).await,
+            "set: current and pending at the edge"
+        );
+    }
+    rotator
+        .run(Step::Test, &stack.secret_id, &token)
+        .await
+        .expect("test");
+    for _ in 0..2 {
+        rotator
+            .run(Step::Finish, &stack.secret_id, &token)
+            .await
+            .expect("finish");
+        assert_eq!(
+            waf_accepts(&waf, &arn).await,
+            expect(vec![token.clone(), old.clone()]).await,
+            "finish: current and previous"
+        );
+    }
+    let next = uuid::Uuid::new_v4().to_string();
+    rotator
+        .rotate(&stack.secret_id, &next, |_, _| {})
+        .await
+        .expect("second rotation");
+    assert_eq!(
+        waf_accepts(&waf, &arn).await,
+        expect(vec![next.clone(), token.clone()]).await,
+        "the version two rotations back is gone from the edge"
+    );
+    assert!(group.delete(&name).await.expect("delete"));
+    assert_eq!(group.find(&name).await.expect("list"), None);
+}

@@ -9,6 +9,9 @@ use secrecy::SecretString;
 use testkit::aws::explain;
 use testkit::cmd;
 
+use post_confirm::waf::{GuardRuleGroup, rule_group_name};
+use shared_auth::{Settings, SigningMode};
+
 use crate::context::{block_on, check_local_aws, confirm, settings_for};
 use crate::{flags, image, package, terraform};
 
@@ -42,6 +45,9 @@ impl flags::Deploy {
                 ]))?;
             }
             block_on(image::push(&settings, &api_image))?;
+            if settings.guard.mode == SigningMode::Static {
+                block_on(guard_rule_group(&settings, &dir, self.yes))?;
+            }
         }
         eprintln!("· terraform plan (in {})", dir.display());
         cmd::run(terraform::terraform(&dir).args([
@@ -76,6 +82,46 @@ impl flags::Deploy {
         eprintln!("\nnext: cargo xtask verify --env {env}");
         Ok(())
     }
+}
+
+/// `static` mode: the WAF rule group that checks the secret header must exist, accepting the
+/// secret's versions, before the plan reads it by name. On the first deploy the secret is
+/// created first (a targeted apply) and given its first version. Values go through the WAF
+/// API only, never Terraform.
+async fn guard_rule_group(settings: &Settings, dir: &std::path::Path, yes: bool) -> Result<()> {
+    let id = &settings.guard.secret_id;
+    let sdk = testkit::sdk_config(&settings.aws).await;
+    let sm = SecretsManager::new(&sdk);
+    if sm.describe_secret().secret_id(id).send().await.is_err() {
+        confirm(
+            &format!(
+                "First deploy of `{}` in static mode: create the guard secret `{id}` now?",
+                settings.env
+            ),
+            yes,
+        )?;
+        eprintln!("· static mode: creating the guard secret before the WAF rule that checks it");
+        cmd::run(terraform::terraform(dir).args([
+            "apply",
+            "-input=false",
+            "-auto-approve",
+            "-target=aws_secretsmanager_secret.guard",
+        ]))?;
+    }
+    ensure_first_version(&sm, "guard secret", id, testkit::secrets::new_secret).await?;
+    let accepted = post_confirm::rotation::accepted_versions(&sm, id).await?;
+    let name = rule_group_name(&settings.env);
+    let arn = GuardRuleGroup {
+        client: aws_sdk_wafv2::Client::new(&sdk),
+    }
+    .ensure(&name, &settings.guard, &accepted)
+    .await?;
+    let ids: Vec<&str> = accepted.iter().map(|a| a.version_id.as_str()).collect();
+    eprintln!(
+        "· WAF rule group {arn} accepts versions {} (values not shown)",
+        ids.join(", ")
+    );
+    Ok(())
 }
 
 /// Gives a secret its first version (from `make`) when it has none. The value is never

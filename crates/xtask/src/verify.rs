@@ -47,7 +47,19 @@ async fn checks(settings: &Settings, outputs: &Outputs) -> Result<Report> {
         .aws("Lambda")?;
     let lambda_contract = contract_checks(&mut report, &sdk, &lambda, outputs, &nat_eip).await?;
     let contract = lambda_contract.unwrap_or_else(|| settings.guard.clone());
-    waf_checks(&mut report, &sdk, outputs, &nat_eip, &contract).await?;
+    waf_checks(
+        &mut report,
+        &sdk,
+        outputs,
+        &nat_eip,
+        &contract,
+        &settings.env,
+    )
+    .await?;
+    report.record(
+        "secret rotation: function, schedule, versions accepted",
+        secret_rotation(settings, &sdk, outputs).await,
+    );
     report.record(
         "task image is the pushed digest, right platform",
         task_image(settings, &sdk, outputs).await,
@@ -210,6 +222,7 @@ async fn waf_checks(
     outputs: &Outputs,
     nat_eip: &str,
     contract: &GuardContract,
+    env: &str,
 ) -> Result<()> {
     let path = contract.path.as_str();
     let waf = aws_sdk_wafv2::Client::new(sdk);
@@ -260,6 +273,14 @@ async fn waf_checks(
             .context("no web ACL")
             .and_then(|acl| rate_rules_spare_the_guarded_path(acl.rules(), path)),
     );
+    let rules = acl
+        .web_acl()
+        .map(|a| a.rules().to_vec())
+        .unwrap_or_default();
+    report.record(
+        &format!("WAF checks the credential's shape ({} mode)", contract.mode),
+        edge_credential(&waf, sdk, env, contract, &rules).await,
+    );
     report.record(
         "WAF keeps no sampled requests",
         acl.web_acl()
@@ -299,6 +320,131 @@ async fn waf_checks(
         },
     );
     Ok(())
+}
+
+/// The web ACL's credential rule for the contract's mode. `static`: a reference to the rule
+/// group xtask and the rotation function keep, accepting exactly the secret's versions (ids
+/// from its description, one header match per id). `hmac`: a block of the guarded path unless
+/// both the timestamp and signature headers match their shapes.
+async fn edge_credential(
+    waf: &aws_sdk_wafv2::Client,
+    sdk: &SdkConfig,
+    env: &str,
+    contract: &GuardContract,
+    rules: &[aws_sdk_wafv2::types::Rule],
+) -> Result<String> {
+    match contract.mode {
+        shared_auth::SigningMode::Static => {
+            let arn = rules
+                .iter()
+                .find_map(|r| {
+                    r.statement()
+                        .and_then(|s| s.rule_group_reference_statement())
+                        .map(|g| g.arn().to_owned())
+                })
+                .context("no rule refers to the secret's rule group")?;
+            let group = waf
+                .get_rule_group()
+                .arn(&arn)
+                .send()
+                .await
+                .aws("WAF")?
+                .rule_group
+                .context("empty rule group")?;
+            let expected_name = post_confirm::waf::rule_group_name(env);
+            if group.name() != expected_name {
+                bail!(
+                    "the web ACL refers to `{}`, not `{expected_name}`",
+                    group.name()
+                );
+            }
+            let ids = post_confirm::waf::accepted_ids(group.description().unwrap_or_default());
+            let sm = aws_sdk_secretsmanager::Client::new(sdk);
+            let described = sm
+                .describe_secret()
+                .secret_id(&contract.secret_id)
+                .send()
+                .await
+                .aws("Secrets Manager")?;
+            let held: BTreeSet<String> = described
+                .version_ids_to_stages()
+                .map(|m| {
+                    m.iter()
+                        .filter(|(_, stages)| !stages.is_empty())
+                        .map(|(id, _)| id.clone())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let accepted: BTreeSet<String> = ids.iter().cloned().collect();
+            let [rule] = group.rules() else {
+                bail!(
+                    "`{expected_name}` holds {} rules, not one",
+                    group.rules().len()
+                );
+            };
+            let matches = rule
+                .statement()
+                .and_then(|s| s.and_statement())
+                .and_then(|a| a.statements().get(1))
+                .and_then(|n| n.not_statement())
+                .and_then(|n| n.statement())
+                .map(|inner| inner.or_statement().map_or(1, |o| o.statements().len()))
+                .unwrap_or(0);
+            if accepted.is_empty() || !accepted.is_subset(&held) || matches != accepted.len() {
+                bail!(
+                    "`{expected_name}` accepts {ids:?} with {matches} header match(es); the secret holds {held:?}"
+                );
+            }
+            Ok(format!(
+                "`{expected_name}` accepts versions {}",
+                ids.join(", ")
+            ))
+        }
+        shared_auth::SigningMode::Hmac => {
+            let rule = rules
+                .iter()
+                .find(|r| r.name() == "registration-signature-shape")
+                .context("no registration-signature-shape rule")?;
+            if rule.action().and_then(|a| a.block()).is_none() {
+                bail!("registration-signature-shape does not block");
+            }
+            let shapes: Vec<(String, String)> = rule
+                .statement()
+                .and_then(|s| s.and_statement())
+                .and_then(|a| a.statements().get(1))
+                .and_then(|n| n.not_statement())
+                .and_then(|n| n.statement())
+                .and_then(|s| s.and_statement())
+                .map(|a| {
+                    a.statements()
+                        .iter()
+                        .filter_map(|s| s.regex_match_statement())
+                        .filter_map(|r| {
+                            Some((
+                                r.field_to_match()?
+                                    .single_header()?
+                                    .name()
+                                    .to_ascii_lowercase(),
+                                r.regex_string().to_owned(),
+                            ))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let names: BTreeSet<&str> = shapes.iter().map(|(h, _)| h.as_str()).collect();
+            let needed: BTreeSet<String> = [&contract.timestamp_header, &contract.signature_header]
+                .iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect();
+            if names != needed.iter().map(String::as_str).collect() {
+                bail!("the shape rule checks {names:?}, the contract signs with {needed:?}");
+            }
+            Ok(format!(
+                "{} well-formed",
+                needed.into_iter().collect::<Vec<_>>().join(" and ")
+            ))
+        }
+    }
 }
 
 /// The headers a request may carry a credential in, lower case: both modes' headers (whichever
@@ -614,8 +760,155 @@ async fn probe(settings: &Settings) -> Result<String> {
     }
 }
 
+/// The guard secret's rotation: the function is deployed and, where scheduled, attached; no
+/// rotation is stuck half-way; and (where the ALB answers) the api accepts what Secrets Manager
+/// holds. Reports every verifier's accepted version ids, never a value.
+async fn secret_rotation(
+    settings: &Settings,
+    sdk: &SdkConfig,
+    outputs: &Outputs,
+) -> Result<String> {
+    let function = output_str(outputs, "rotation_function_name")?;
+    let function_arn = aws_sdk_lambda::Client::new(sdk)
+        .get_function_configuration()
+        .function_name(&function)
+        .send()
+        .await
+        .aws("Lambda")?
+        .function_arn
+        .unwrap_or_default();
+    let described = aws_sdk_secretsmanager::Client::new(sdk)
+        .describe_secret()
+        .secret_id(&settings.guard.secret_id)
+        .send()
+        .await
+        .aws("Secrets Manager")?;
+    let stages = described.version_ids_to_stages.clone().unwrap_or_default();
+    let holder = |stage: &str| {
+        stages
+            .iter()
+            .find(|(_, s)| s.iter().any(|s| s == stage))
+            .map(|(id, _)| id.clone())
+    };
+    let current = holder("AWSCURRENT").context("the guard secret has no AWSCURRENT version")?;
+    let previous = holder("AWSPREVIOUS");
+    if let Some(pending) = holder("AWSPENDING").filter(|p| *p != current) {
+        bail!(
+            "version {pending} is still AWSPENDING: a rotation is running or stopped half-way \
+             (see /aws/lambda/{function}); run `cargo xtask rotate-secret --env {}` once it ends",
+            settings.env
+        );
+    }
+    let schedule = if settings.deploy.secret_rotation_days == 0 {
+        "no schedule (deploy.secret_rotation_days = 0)".to_owned()
+    } else {
+        let attached = described.rotation_lambda_arn().unwrap_or_default();
+        if described.rotation_enabled != Some(true) || attached != function_arn {
+            bail!(
+                "rotation is not attached to {function} (enabled: {:?}, function: `{attached}`)",
+                described.rotation_enabled
+            );
+        }
+        format!(
+            "every {} days by {function}",
+            settings.deploy.secret_rotation_days
+        )
+    };
+    let secrets_manager = format!(
+        "Secrets Manager current {current}, previous {}",
+        previous.as_deref().unwrap_or("none")
+    );
+    if settings.aws.endpoint_url.is_some() {
+        return Ok(format!(
+            "{schedule}; {secrets_manager}; api not asked (moto's ALB serves no traffic)"
+        ));
+    }
+    let url = format!(
+        "{}/readyz",
+        settings.lambda.api_base_url.trim_end_matches('/')
+    );
+    let body: Value = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()?
+        .get(&url)
+        .send()
+        .await
+        .with_context(|| format!("{url} does not answer"))?
+        .json()
+        .await
+        .with_context(|| format!("{url} is not JSON"))?;
+    let api = &body["secret_versions"];
+    let api_current = api["current"].as_str().unwrap_or("none");
+    // Within one refresh interval of a rotation the api may still hold the one before.
+    if api_current != current && Some(api_current) != previous.as_deref() {
+        bail!("the api accepts {api} but Secrets Manager's current version is {current}");
+    }
+    Ok(format!("{schedule}; {secrets_manager}; api accepts {api}"))
+}
+
 #[cfg(test)]
 mod tests {
+    /// The regex `infra/edge.tf` gives local `name`, as WAF receives it.
+    fn edge_shape(name: &str) -> regex_lite::Regex {
+        let edge = include_str!("../../../infra/edge.tf");
+        let line = edge
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} in infra/edge.tf"));
+        let value = line
+            .split_once('"')
+            .and_then(|(_, rest)| rest.rsplit_once('"'))
+            .map(|(v, _)| v)
+            .expect("a quoted string");
+        regex_lite::Regex::new(value).expect("a valid regex")
+    }
+
+    /// The edge's hmac rule must let every real credential through and stop malformed ones:
+    /// its shapes are checked against what the sender really signs.
+    #[test]
+    fn the_wafs_header_shapes_accept_every_real_signature_and_refuse_malformed_ones() {
+        let (timestamp, signature) = (edge_shape("timestamp_shape"), edge_shape("signature_shape"));
+        for n in 0..200u64 {
+            let secret = shared_auth::generate_secret().expect("random");
+            let ts = 1_700_000_000 + n * 7_919;
+            let sig = shared_auth::sign(
+                &secret,
+                ts,
+                "POST",
+                "/user",
+                format!("{{\"n\":{n}}}").as_bytes(),
+            );
+            assert!(timestamp.is_match(&ts.to_string()), "{ts}");
+            assert!(signature.is_match(&sig), "{sig}");
+            // During a rotation the sender may send two entries; a future version may add one.
+            assert!(signature.is_match(&format!("{sig} {sig}")));
+            assert!(signature.is_match(&format!("v2=abc {sig}")));
+        }
+        for bad in [
+            "",
+            "-1",
+            "12.5",
+            " 1700000000",
+            "1700000000 ",
+            "1234567890123",
+            "0x10",
+        ] {
+            assert!(!timestamp.is_match(bad), "timestamp {bad:?}");
+        }
+        let good = shared_auth::sign(&"k".repeat(43).into(), 1, "POST", "/user", b"{}");
+        for bad in [
+            String::new(),
+            "v1=".to_owned(),
+            "v1=abc".to_owned(),
+            good.replace("v1=", "v2="),
+            good.trim_end_matches('=').to_owned(),
+            format!("{good}x"),
+            format!("x{good}"),
+        ] {
+            assert!(!signature.is_match(&bad), "signature {bad:?}");
+        }
+    }
+
     use aws_sdk_wafv2::primitives::Blob;
     use aws_sdk_wafv2::types::{
         ByteMatchStatement, FieldToMatch, NotStatement, PositionalConstraint, RateBasedStatement,

@@ -17,6 +17,11 @@ fn root() -> &'static Path {
 static REGISTRY: OnceLock<String> = OnceLock::new();
 
 fn xtask(args: &[&str]) -> Output {
+    xtask_with(args, &[])
+}
+
+/// `cargo xtask` with extra `TOLLGATE__…` overrides (another guard mode, say).
+fn xtask_with(args: &[&str], vars: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO"))
         .current_dir(root())
         .args(["run", "--quiet", "--package", "xtask", "--"])
@@ -26,9 +31,13 @@ fn xtask(args: &[&str]) -> Output {
             "TOLLGATE__DEPLOY__REGISTRY",
             REGISTRY.get().expect("the registry is started first"),
         )
+        .envs(vars.iter().copied())
         .output()
         .expect("cargo runs")
 }
+
+/// The other guard mode, for the second half of the test.
+const STATIC: &[(&str, &str)] = &[("TOLLGATE__GUARD__MODE", "static")];
 
 /// The digest `deploy` built and pushed last.
 fn built_digest() -> String {
@@ -101,6 +110,17 @@ async fn the_stack_deploys_verifies_catches_a_mismatch_and_destroys() {
         text(&drift)
     );
 
+    // hmac mode (local's default): the edge checks the signature headers' shape.
+    let out = xtask(&["verify", "--env", "local"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "verify failed:\n{}", text(&out));
+    for line in [
+        "✓  WAF checks the credential's shape (hmac mode)",
+        "✓  secret rotation: function, schedule, versions accepted",
+    ] {
+        assert!(stdout.contains(line), "missing `{line}`:\n{stdout}");
+    }
+
     // The same code again: the same digest, and nothing to change.
     let out = xtask(&["deploy", "--env", "local", "--plan"]);
     assert!(
@@ -119,22 +139,27 @@ async fn the_stack_deploys_verifies_catches_a_mismatch_and_destroys() {
         text(&out)
     );
 
-    // New code (another binary) rolls a new task definition naming the new digest.
+    // New code (another binary) rolls a new task definition naming the new digest; the
+    // contract switches to static mode on the way, so the WAF's rule group (kept by xtask,
+    // referenced by Terraform) is deployed and read back too.
     let changed = changed_binary(&storage);
-    let out = xtask(&[
-        "deploy",
-        "--env",
-        "local",
-        "--yes",
-        "--api-binary",
-        &changed.display().to_string(),
-    ]);
+    let out = xtask_with(
+        &[
+            "deploy",
+            "--env",
+            "local",
+            "--yes",
+            "--api-binary",
+            &changed.display().to_string(),
+        ],
+        STATIC,
+    );
     assert!(out.status.success(), "redeploy failed:\n{}", text(&out));
     let second = built_digest();
     assert_ne!(second, first, "a changed binary kept the digest");
     assert_eq!(task_image(&ecs).await, format!("{repository}@{second}"));
 
-    let out = xtask(&["verify", "--env", "local"]);
+    let out = xtask_with(&["verify", "--env", "local"], STATIC);
     assert!(
         out.status.success(),
         "verify failed on a fresh deploy:\n{}",
@@ -148,6 +173,8 @@ async fn the_stack_deploys_verifies_catches_a_mismatch_and_destroys() {
         "✓  task image is the pushed digest, right platform",
         "✓  WAF keeps no sampled requests",
         "✓  WAF logs redact every credential header",
+        "✓  WAF checks the credential's shape (static mode)",
+        "✓  secret rotation: function, schedule, versions accepted",
     ] {
         assert!(stdout.contains(line), "missing `{line}`:\n{stdout}");
     }
@@ -183,7 +210,7 @@ async fn the_stack_deploys_verifies_catches_a_mismatch_and_destroys() {
         .await
         .expect("update Lambda env");
 
-    let out = xtask(&["verify", "--env", "local"]);
+    let out = xtask_with(&["verify", "--env", "local"], STATIC);
     assert!(
         !out.status.success(),
         "verify passed a mismatched deployment:\n{}",
@@ -203,6 +230,17 @@ async fn the_stack_deploys_verifies_catches_a_mismatch_and_destroys() {
         .send()
         .await;
     assert!(gone.is_err(), "destroy left the Lambda behind");
+    let group = post_confirm::waf::GuardRuleGroup {
+        client: aws_sdk_wafv2::Client::new(&config),
+    };
+    assert_eq!(
+        group
+            .find(&post_confirm::waf::rule_group_name("local"))
+            .await
+            .expect("list rule groups"),
+        None,
+        "destroy left the WAF rule group behind"
+    );
     drop(registry);
     std::fs::remove_dir_all(&storage).ok();
 }
