@@ -44,7 +44,7 @@ impl flags::Deploy {
                     "-target=aws_ecr_repository.api",
                 ]))?;
             }
-            block_on(image::push(&settings, &api_image))?;
+            block_on(image::push(&settings, &registry, &api_image))?;
             if settings.guard.mode == SigningMode::Static {
                 block_on(guard_rule_group(&settings, &dir, self.yes))?;
             }

@@ -31,7 +31,8 @@ impl flags::Package {
                         settings.env
                     );
                 }
-                let reference = image::push(&settings, &image).await?;
+                let registry = image::registry_for(&settings).await?;
+                let reference = image::push(&settings, &registry, &image).await?;
                 println!("{reference}");
                 Ok(())
             })?;

@@ -183,8 +183,9 @@ impl std::fmt::Display for Reference {
 }
 
 /// Pushes the image to the environment's registry and returns its reference by digest.
-pub async fn push(settings: &Settings, image: &Image) -> Result<Reference> {
-    let registry = registry_for(settings).await?;
+/// Pushes `image` to this environment's repository in `registry` (from [`registry_for`], asked
+/// once per command: each ECR lookup is a `GetAuthorizationToken` call).
+pub async fn push(settings: &Settings, registry: &Registry, image: &Image) -> Result<Reference> {
     let repository = repository(&settings.env);
     eprintln!(
         "· pushing the api image to {}/{repository}:{}",
@@ -199,7 +200,7 @@ pub async fn push(settings: &Settings, image: &Image) -> Result<Reference> {
             None => "cannot push to ECR".to_owned(),
         }
     })?;
-    let reference = Reference::new(&registry, &repository, image);
+    let reference = Reference::new(registry, &repository, image);
     debug_assert_eq!(digest, reference.digest);
     eprintln!("· pushed {reference}");
     Ok(reference)
