@@ -62,45 +62,77 @@ pub enum Registered {
 /// Registers a user, idempotently on the Cognito `sub`: safe under retries and under
 /// concurrent duplicates (the unique index makes the loser's insert a no-op). Registrations
 /// apply in `signed_at` order: an older or equal one, replayed, changes nothing.
+///
+/// One statement, one round trip, whatever happened: insert when new; otherwise, when newer,
+/// take the attributes and the signing time (reporting whether an attribute changed, from the
+/// old row version joined in); otherwise return the row as it is.
 pub async fn register_user(
     pool: &PgPool,
     user: &NewUser,
     signed_at: i64,
 ) -> Result<Registered, sqlx::Error> {
-    if let Some(created) = insert_if_missing(pool, user, signed_at).await? {
-        return Ok(Registered::Created(created));
+    // A concurrent first registration of the same `sub` commits after this statement's
+    // snapshot: the insert yields to it and the other parts cannot see it yet, so nothing comes
+    // back. The next statement sees it.
+    for _ in 0..3 {
+        let row = sqlx::query!(
+            r#"WITH ins AS (
+                   INSERT INTO users (cognito_sub, email, email_verified, username, signed_at)
+                   VALUES ($1, $2, $3, $4, $5)
+                   ON CONFLICT (cognito_sub) DO NOTHING
+                   RETURNING id, cognito_sub, email, email_verified, username, created_at, updated_at
+               ), upd AS (
+                   UPDATE users u
+                      SET email = $2, email_verified = $3, username = $4, signed_at = $5,
+                          updated_at = CASE
+                              WHEN (o.email, o.email_verified, o.username) IS DISTINCT FROM ($2, $3, $4)
+                              THEN now() ELSE o.updated_at END
+                     FROM users o
+                    WHERE o.id = u.id AND u.cognito_sub = $1 AND u.signed_at < $5
+                   RETURNING u.id, u.cognito_sub, u.email, u.email_verified, u.username,
+                             u.created_at, u.updated_at,
+                             (o.email, o.email_verified, o.username) IS DISTINCT FROM ($2, $3, $4)
+                                 AS changed
+               )
+               SELECT 'created' AS "outcome!", id AS "id!", cognito_sub AS "sub!", email,
+                      email_verified AS "email_verified!", username AS "username!",
+                      created_at AS "created_at!", updated_at AS "updated_at!"
+                 FROM ins
+               UNION ALL
+               SELECT CASE WHEN changed THEN 'updated' ELSE 'unchanged' END, id, cognito_sub,
+                      email, email_verified, username, created_at, updated_at
+                 FROM upd
+               UNION ALL
+               SELECT 'unchanged', id, cognito_sub, email, email_verified, username,
+                      created_at, updated_at
+                 FROM users
+                WHERE cognito_sub = $1
+                  AND NOT EXISTS (SELECT 1 FROM ins) AND NOT EXISTS (SELECT 1 FROM upd)"#,
+            user.sub(),
+            user.email(),
+            user.email_verified(),
+            user.username(),
+            signed_at,
+        )
+        .fetch_optional(pool)
+        .await?;
+        let Some(row) = row else { continue };
+        let stored = User {
+            id: row.id,
+            sub: row.sub,
+            email: row.email,
+            email_verified: row.email_verified,
+            username: row.username,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        };
+        return Ok(match row.outcome.as_str() {
+            "created" => Registered::Created(stored),
+            "updated" => Registered::Updated(stored),
+            _ => Registered::Unchanged(stored),
+        });
     }
-    let updated = sqlx::query_as!(
-        User,
-        r#"UPDATE users SET email = $2, email_verified = $3, username = $4, signed_at = $5,
-                            updated_at = now()
-           WHERE cognito_sub = $1 AND signed_at < $5
-             AND (email, email_verified, username) IS DISTINCT FROM ($2, $3, $4)
-           RETURNING id AS "id!", cognito_sub AS "sub!", email, email_verified AS "email_verified!",
-                     username AS "username!", created_at AS "created_at!", updated_at AS "updated_at!""#,
-        user.sub(),
-        user.email(),
-        user.email_verified(),
-        user.username(),
-        signed_at,
-    )
-    .fetch_optional(pool)
-    .await?;
-    if let Some(updated) = updated {
-        return Ok(Registered::Updated(updated));
-    }
-    // Same attributes, newer signature: remember it, so an older replay cannot win later.
-    sqlx::query!(
-        "UPDATE users SET signed_at = $2 WHERE cognito_sub = $1 AND signed_at < $2",
-        user.sub(),
-        signed_at,
-    )
-    .execute(pool)
-    .await?;
-    let existing = find_by_sub(pool, user.sub())
-        .await?
-        .ok_or(sqlx::Error::RowNotFound)?;
-    Ok(Registered::Unchanged(existing))
+    Err(sqlx::Error::RowNotFound)
 }
 
 /// Returns the user with this `sub`, creating it from `user` when missing (a sign-up whose
