@@ -3,8 +3,10 @@ locals {
   is_local = var.aws_endpoint_url != null
   azs      = slice(data.aws_availability_zones.available.names, 0, 2)
 
-  # The allowlist: the NAT gateway's address by reference, never typed by hand.
-  allowed_cidrs = concat(["${aws_eip.nat.public_ip}/32"], var.extra_allowed_cidrs)
+  nat_count = var.nat_gateways == "per-az" ? 2 : 1
+
+  # The allowlist: every NAT gateway's address by reference, never typed by hand.
+  allowed_cidrs = concat([for eip in aws_eip.nat : "${eip.public_ip}/32"], var.extra_allowed_cidrs)
 
   # One value for both deployables: the contract, plus the allowlist computed here.
   contract_env = merge(var.contract_env, {

@@ -1,11 +1,15 @@
-# Two public and two private subnets in two AZs. The private subnets route to the internet
-# through ONE NAT gateway, so everything the Lambda sends leaves from one Elastic IP: the
-# address WAF and the api allow on the guarded route.
+# Two public and two private subnets in two AZs. By default the private subnets route to the
+# internet through ONE NAT gateway, so everything the Lambda sends leaves from one Elastic IP:
+# the address WAF and the api allow on the guarded route.
 #
-# That NAT gateway lives in the first AZ: it is the stack's single point of failure by design.
-# If that AZ fails, the private subnets lose their route out: sign-ups still confirm in Cognito
-# but their registration fails until the AZ returns (`cargo xtask reconcile` replays them), and
-# the api cannot reach Secrets Manager or the JWKS (it keeps the secrets it holds).
+# That NAT gateway lives in the first AZ: a single point of failure by design. If that AZ
+# fails, the private subnets lose their route out: sign-ups still confirm in Cognito but their
+# registration fails until the AZ returns (`cargo xtask reconcile` replays them), and the api
+# cannot reach Secrets Manager or the JWKS (it keeps the secrets it holds).
+#
+# nat_gateways = "per-az" puts a NAT gateway in each AZ, each private subnet routing through
+# its own: no AZ takes the others' way out down with it, and every Elastic IP is in the
+# allowlist (locals.tf), so the WAF and both ends of the contract still agree.
 
 resource "aws_vpc" "this" {
   cidr_block           = var.vpc_cidr
@@ -37,15 +41,29 @@ resource "aws_internet_gateway" "this" {
 }
 
 resource "aws_eip" "nat" {
+  count  = local.nat_count
   domain = "vpc"
-  tags   = { Name = "${local.name}-nat" }
+  tags   = { Name = count.index == 0 ? "${local.name}-nat" : "${local.name}-nat-${count.index}" }
 }
 
 resource "aws_nat_gateway" "this" {
-  allocation_id = aws_eip.nat.id
-  subnet_id     = aws_subnet.public[0].id
-  tags          = { Name = local.name }
+  count         = local.nat_count
+  allocation_id = aws_eip.nat[count.index].id
+  subnet_id     = aws_subnet.public[count.index].id
+  tags          = { Name = count.index == 0 ? local.name : "${local.name}-${count.index}" }
   depends_on    = [aws_internet_gateway.this]
+}
+
+# Stacks deployed before NAT gateways were counted keep their address: the first EIP is the
+# one they had.
+moved {
+  from = aws_eip.nat
+  to   = aws_eip.nat[0]
+}
+
+moved {
+  from = aws_nat_gateway.this
+  to   = aws_nat_gateway.this[0]
 }
 
 resource "aws_route_table" "public" {
@@ -57,13 +75,20 @@ resource "aws_route_table" "public" {
   tags = { Name = "${local.name}-public" }
 }
 
+# One route table per private subnet: through the single NAT gateway, or its AZ's own.
 resource "aws_route_table" "private" {
+  count  = 2
   vpc_id = aws_vpc.this.id
   route {
     cidr_block     = "0.0.0.0/0"
-    nat_gateway_id = aws_nat_gateway.this.id
+    nat_gateway_id = aws_nat_gateway.this[min(count.index, local.nat_count - 1)].id
   }
-  tags = { Name = "${local.name}-private" }
+  tags = { Name = "${local.name}-private-${count.index}" }
+}
+
+moved {
+  from = aws_route_table.private
+  to   = aws_route_table.private[0]
 }
 
 resource "aws_route_table_association" "public" {
@@ -75,7 +100,7 @@ resource "aws_route_table_association" "public" {
 resource "aws_route_table_association" "private" {
   count          = 2
   subnet_id      = aws_subnet.private[count.index].id
-  route_table_id = aws_route_table.private.id
+  route_table_id = aws_route_table.private[count.index].id
 }
 
 # The VPC's default security group is never used; with no rules it admits nothing.

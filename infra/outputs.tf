@@ -4,8 +4,8 @@ output "alb_dns_name" {
 }
 
 output "nat_eip" {
-  description = "The NAT gateway's Elastic IP: the only source allowed to register users."
-  value       = aws_eip.nat.public_ip
+  description = "The first NAT gateway's Elastic IP (the only one unless nat_gateways = \"per-az\"; nat_eips lists all)."
+  value       = aws_eip.nat[0].public_ip
 }
 
 output "user_pool_id" {
@@ -79,8 +79,8 @@ output "lambda_security_group_id" {
 }
 
 output "private_route_table_nat_gateway_id" {
-  description = "NAT gateway the private subnets route through."
-  value       = aws_nat_gateway.this.id
+  description = "The first NAT gateway (the one every private subnet routes through unless nat_gateways = \"per-az\")."
+  value       = aws_nat_gateway.this[0].id
 }
 
 output "web_acl_id" {
@@ -101,4 +101,9 @@ output "db_app_username" {
 output "rotation_function_name" {
   description = "Name of the guard secret's rotation function."
   value       = aws_lambda_function.rotation.function_name
+}
+
+output "nat_eips" {
+  description = "Every NAT gateway's Elastic IP (one, or one per AZ with nat_gateways = \"per-az\"): all are allowed registration sources."
+  value       = aws_eip.nat[*].public_ip
 }

@@ -286,3 +286,13 @@ variable "guard_signature_header" {
     error_message = "guard_signature_header must be lower case."
   }
 }
+
+variable "nat_gateways" {
+  type        = string
+  default     = "single"
+  description = "single: one NAT gateway, one Elastic IP, in the first AZ (a single point of failure for the private subnets' way out). per-az: one per AZ, every Elastic IP in the allowlist."
+  validation {
+    condition     = contains(["single", "per-az"], var.nat_gateways)
+    error_message = "nat_gateways must be single or per-az."
+  }
+}

@@ -415,6 +415,16 @@ fn deploy_settings_are_checked_outside_local() {
             "{registry}"
         );
     }
+    for nat in ["three", "PER-AZ", ""] {
+        assert!(
+            with(("TOLLGATE__DEPLOY__NAT_GATEWAYS", nat)).contains("deploy.nat_gateways"),
+            "{nat}"
+        );
+    }
+    assert!(
+        with(("TOLLGATE__DEPLOY__SECRET_ROTATION_DAYS", "1001"))
+            .contains("deploy.secret_rotation_days")
+    );
     let msg = with(("TOLLGATE__DEPLOY__VPC_CIDR", "172.16.0.0/16"));
     assert!(
         msg.contains("guard.trusted_proxies") && msg.contains("172.16.0.0/16"),

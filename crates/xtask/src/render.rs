@@ -116,6 +116,7 @@ pub fn tfvars(settings: &Settings, lambda_zip: &Path, api_image: &str) -> Value 
         "api_min_count": d.api_min_count,
         "api_max_count": d.api_max_count,
         "db_multi_az": d.db_multi_az,
+        "nat_gateways": d.nat_gateways,
         "log_retention_days": d.log_retention_days,
         "waf_managed_rules": d.waf_managed_rules,
         "ses_source_arn": d.ses_source_arn,

@@ -37,7 +37,7 @@ impl flags::Verify {
 
 async fn checks(settings: &Settings, outputs: &Outputs) -> Result<Report> {
     let sdk = testkit::sdk_config(&settings.aws).await;
-    let nat_eip = output_str(outputs, "nat_eip")?;
+    let nat_eips = nat_eips(outputs)?;
     let mut report = Report::default();
     let lambda = aws_sdk_lambda::Client::new(&sdk)
         .get_function_configuration()
@@ -45,13 +45,13 @@ async fn checks(settings: &Settings, outputs: &Outputs) -> Result<Report> {
         .send()
         .await
         .aws("Lambda")?;
-    let lambda_contract = contract_checks(&mut report, &sdk, &lambda, outputs, &nat_eip).await?;
+    let lambda_contract = contract_checks(&mut report, &sdk, &lambda, outputs, &nat_eips).await?;
     let contract = lambda_contract.unwrap_or_else(|| settings.guard.clone());
     waf_checks(
         &mut report,
         &sdk,
         outputs,
-        &nat_eip,
+        &nat_eips,
         &contract,
         &settings.env,
     )
@@ -66,7 +66,7 @@ async fn checks(settings: &Settings, outputs: &Outputs) -> Result<Report> {
     );
     report.record(
         "Lambda in the NAT-routed private subnets",
-        placement(&sdk, &lambda, outputs, &nat_eip).await,
+        placement(&sdk, &lambda, outputs, &nat_eips).await,
     );
     report.record(
         "Cognito PostConfirmation → post-confirm",
@@ -91,7 +91,7 @@ async fn contract_checks(
     sdk: &SdkConfig,
     lambda: &LambdaConfig,
     outputs: &Outputs,
-    nat_eip: &str,
+    nat_eips: &[String],
 ) -> Result<Option<GuardContract>> {
     let lambda_env: HashMap<String, String> = lambda
         .environment()
@@ -123,12 +123,22 @@ async fn contract_checks(
         },
     );
     report.record(
-        "contract allows the NAT EIP",
+        "contract allows every NAT EIP",
         match &lambda_contract {
-            Ok(c) if shared_auth::is_allowed(nat_eip.parse()?, &c.allowed_cidrs) => {
-                Ok(format!("{nat_eip} in allowed_cidrs"))
+            Ok(c) => {
+                let missing: Vec<&String> = nat_eips
+                    .iter()
+                    .filter(|ip| {
+                        !ip.parse()
+                            .is_ok_and(|ip| shared_auth::is_allowed(ip, &c.allowed_cidrs))
+                    })
+                    .collect();
+                if missing.is_empty() {
+                    Ok(format!("{} in allowed_cidrs", nat_eips.join(", ")))
+                } else {
+                    Err(anyhow::anyhow!("{missing:?} not in {:?}", c.allowed_cidrs))
+                }
             }
-            Ok(c) => Err(anyhow::anyhow!("{nat_eip} is not in {:?}", c.allowed_cidrs)),
             Err(_) => Err(anyhow::anyhow!("the Lambda's contract does not parse")),
         },
     );
@@ -220,7 +230,7 @@ async fn waf_checks(
     report: &mut Report,
     sdk: &SdkConfig,
     outputs: &Outputs,
-    nat_eip: &str,
+    nat_eips: &[String],
     contract: &GuardContract,
     env: &str,
 ) -> Result<()> {
@@ -238,15 +248,21 @@ async fn waf_checks(
         .ip_set()
         .map(|s| s.addresses().to_vec())
         .unwrap_or_default();
+    let missing: Vec<String> = nat_eips
+        .iter()
+        .map(|ip| format!("{ip}/32"))
+        .filter(|cidr| !addresses.contains(cidr))
+        .collect();
     report.record(
-        "WAF IP set holds the NAT EIP",
-        if addresses.contains(&format!("{nat_eip}/32")) {
+        "WAF IP set holds every NAT EIP",
+        if missing.is_empty() {
             Ok(format!(
-                "{nat_eip}/32 among {} address(es)",
+                "{} among {} address(es)",
+                nat_eips.join(", "),
                 addresses.len()
             ))
         } else {
-            Err(anyhow::anyhow!("{nat_eip}/32 missing from {addresses:?}"))
+            Err(anyhow::anyhow!("{missing:?} missing from {addresses:?}"))
         },
     );
     let acl = waf
@@ -658,12 +674,13 @@ fn rate_rules_spare_the_guarded_path(
     }
 }
 
-/// The Lambda sits in the private subnets, which route through the NAT gateway with the EIP.
+/// The Lambda sits in the private subnets, and each routes through a NAT gateway whose address
+/// is one of the allowed Elastic IPs (one gateway, or one per AZ).
 async fn placement(
     sdk: &SdkConfig,
     lambda: &LambdaConfig,
     outputs: &Outputs,
-    nat_eip: &str,
+    nat_eips: &[String],
 ) -> Result<String> {
     let subnets: BTreeSet<String> = lambda
         .vpc_config()
@@ -691,7 +708,7 @@ async fn placement(
         bail!("Lambda security groups {groups:?}, expected [{expected_group}]");
     }
     let ec2 = aws_sdk_ec2::Client::new(sdk);
-    let nat_id = output_str(outputs, "private_route_table_nat_gateway_id")?;
+    let mut routes = Vec::new();
     for subnet in &subnets {
         let tables = ec2
             .describe_route_tables()
@@ -704,37 +721,61 @@ async fn placement(
             .send()
             .await
             .aws("EC2")?;
-        let via_nat = tables
+        let nat_id = tables
             .route_tables()
             .iter()
             .flat_map(|t| t.routes())
-            .any(|r| {
-                r.destination_cidr_block() == Some("0.0.0.0/0")
-                    && r.nat_gateway_id() == Some(nat_id.as_str())
-            });
-        if !via_nat {
-            bail!("subnet {subnet} does not route 0.0.0.0/0 through NAT gateway {nat_id}");
-        }
+            .find(|r| r.destination_cidr_block() == Some("0.0.0.0/0"))
+            .and_then(|r| r.nat_gateway_id())
+            .map(str::to_owned)
+            .with_context(|| {
+                format!("subnet {subnet} does not route 0.0.0.0/0 through a NAT gateway")
+            })?;
+        let nat = ec2
+            .describe_nat_gateways()
+            .nat_gateway_ids(&nat_id)
+            .send()
+            .await
+            .aws("EC2")?;
+        let public_ips: Vec<String> = nat
+            .nat_gateways()
+            .iter()
+            .flat_map(|g| g.nat_gateway_addresses())
+            .filter_map(|a| a.public_ip().map(str::to_owned))
+            .collect();
+        let Some(ip) = public_ips.iter().find(|ip| nat_eips.contains(ip)) else {
+            bail!(
+                "subnet {subnet} leaves through {nat_id} with addresses {public_ips:?}, none of the allowed {nat_eips:?}"
+            );
+        };
+        routes.push(format!("{nat_id} → {ip}"));
     }
-    let nat = ec2
-        .describe_nat_gateways()
-        .nat_gateway_ids(&nat_id)
-        .send()
-        .await
-        .aws("EC2")?;
-    let public_ips: Vec<String> = nat
-        .nat_gateways()
-        .iter()
-        .flat_map(|g| g.nat_gateway_addresses())
-        .filter_map(|a| a.public_ip().map(str::to_owned))
-        .collect();
-    if !public_ips.iter().any(|ip| ip == nat_eip) {
-        bail!("NAT gateway {nat_id} has addresses {public_ips:?}, not {nat_eip}");
-    }
+    routes.sort();
+    routes.dedup();
     Ok(format!(
-        "{} subnet(s) → {nat_id} → {nat_eip}",
-        subnets.len()
+        "{} subnet(s) → {}",
+        subnets.len(),
+        routes.join(", ")
     ))
+}
+
+/// Every NAT gateway's Elastic IP, from the outputs (`nat_eips`; `nat_eip` for a stack
+/// deployed before gateways were counted).
+fn nat_eips(outputs: &Outputs) -> Result<Vec<String>> {
+    let listed: Vec<String> = outputs
+        .get("nat_eips")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    if listed.is_empty() {
+        return Ok(vec![output_str(outputs, "nat_eip")?]);
+    }
+    Ok(listed)
 }
 
 /// A forged registration through the public edge must be refused (WAF or the api).

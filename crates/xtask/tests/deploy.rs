@@ -36,8 +36,12 @@ fn xtask_with(args: &[&str], vars: &[(&str, &str)]) -> Output {
         .expect("cargo runs")
 }
 
-/// The other guard mode, for the second half of the test.
-const STATIC: &[(&str, &str)] = &[("TOLLGATE__GUARD__MODE", "static")];
+/// The second half of the test: the other guard mode, and a NAT gateway per AZ (two Elastic
+/// IPs, both of which the contract and the WAF must allow).
+const STATIC: &[(&str, &str)] = &[
+    ("TOLLGATE__GUARD__MODE", "static"),
+    ("TOLLGATE__DEPLOY__NAT_GATEWAYS", "per-az"),
+];
 
 /// The digest `deploy` built and pushed last.
 fn built_digest() -> String {
@@ -141,7 +145,8 @@ async fn the_stack_deploys_verifies_catches_a_mismatch_and_destroys() {
 
     // New code (another binary) rolls a new task definition naming the new digest; the
     // contract switches to static mode on the way, so the WAF's rule group (kept by xtask,
-    // referenced by Terraform) is deployed and read back too.
+    // referenced by Terraform) is deployed and read back too, and the network to a NAT
+    // gateway per AZ (the first keeps its address).
     let changed = changed_binary(&storage);
     let out = xtask_with(
         &[
@@ -166,8 +171,18 @@ async fn the_stack_deploys_verifies_catches_a_mismatch_and_destroys() {
         text(&out)
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
+    let placement = stdout
+        .lines()
+        .find(|l| l.contains("Lambda in the NAT-routed private subnets"))
+        .unwrap_or_default();
+    assert_eq!(
+        placement.matches(" → ").count(),
+        3,
+        "per-az: two subnets, each through its own gateway and address:\n{stdout}"
+    );
     for line in [
-        "✓  WAF IP set holds the NAT EIP",
+        "✓  WAF IP set holds every NAT EIP",
+        "✓  contract allows every NAT EIP",
         "✓  WAF blocks the guarded path from other sources",
         "✓  no WAF rate rule counts the guarded path",
         "✓  task image is the pushed digest, right platform",

@@ -309,6 +309,10 @@ pub struct DeploySettings {
     pub api_max_count: u32,
     /// RDS Multi-AZ (a standby in the other AZ); on in production.
     pub db_multi_az: bool,
+    /// `single`: one NAT gateway and Elastic IP (the default; its AZ is a single point of
+    /// failure for the private subnets' way out). `per-az`: one per AZ, every Elastic IP in
+    /// the allowlist.
+    pub nat_gateways: String,
     /// Days logs are kept: CloudWatch (api, Lambda, WAF, flow logs, RDS) and ALB access logs.
     pub log_retention_days: u32,
     /// AWS managed WAF rule groups on app traffic: `count` (observe) or `enforce` (block).
@@ -339,6 +343,7 @@ impl Default for DeploySettings {
             api_min_count: 2,
             api_max_count: 6,
             db_multi_az: false,
+            nat_gateways: "single".to_owned(),
             log_retention_days: 30,
             waf_managed_rules: "count".to_owned(),
             secret_rotation_days: 30,

@@ -86,6 +86,12 @@ impl Settings {
                 ),
             ));
         }
+        if !matches!(deploy.nat_gateways.as_str(), "single" | "per-az") {
+            return Err(ConfigError::invalid(
+                "deploy.nat_gateways",
+                format!("`{}` is neither single nor per-az", deploy.nat_gateways),
+            ));
+        }
         if deploy.secret_rotation_days > 1000 {
             return Err(ConfigError::invalid(
                 "deploy.secret_rotation_days",
