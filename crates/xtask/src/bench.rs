@@ -19,7 +19,7 @@ use testkit::cmd;
 use testkit::services::{Moto, Postgres};
 
 use crate::context::{block_on, cargo, work_dir, workspace_root};
-use crate::flags;
+use crate::{flags, package};
 
 /// One row of the table: our figure, the reference's, their ratio and the goal.
 #[derive(Debug, Clone)]
@@ -111,24 +111,35 @@ pub struct Binaries {
 }
 
 fn build_release() -> Result<Binaries> {
-    eprintln!("· building release binaries (api, post-confirm, the echo reference)");
-    cmd::run(Command::new(cargo()).current_dir(workspace_root()).args([
-        "build",
-        "--release",
-        "--locked",
-        "--package",
-        "api",
-        "--package",
-        "post-confirm",
-        "--bins",
-        "--example",
-        "echo",
-    ]))?;
-    let release = workspace_root().join("target").join("release");
+    eprintln!(
+        "· building release binaries (api; post-confirm and the echo reference as Lambda builds them)"
+    );
+    let build = |profile: &str, what: &[&str]| {
+        cmd::run(
+            Command::new(cargo())
+                .current_dir(workspace_root())
+                .args(["build", "--profile", profile, "--locked"])
+                .args(what),
+        )
+    };
+    build("release", &["--package", "api", "--bin", "api"])?;
+    build(
+        package::LAMBDA_PROFILE,
+        &[
+            "--package",
+            "post-confirm",
+            "--bin",
+            "post-confirm",
+            "--example",
+            "echo",
+        ],
+    )?;
+    let target = workspace_root().join("target");
+    let lambda = target.join(package::LAMBDA_PROFILE);
     Ok(Binaries {
-        api: release.join("api"),
-        post_confirm: release.join("post-confirm"),
-        echo: release.join("examples").join("echo"),
+        api: target.join("release").join("api"),
+        post_confirm: lambda.join("post-confirm"),
+        echo: lambda.join("examples").join("echo"),
     })
 }
 

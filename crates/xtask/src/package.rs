@@ -14,6 +14,9 @@ use testkit::cmd;
 use crate::context::{block_on, cargo, settings_for, workspace_root};
 use crate::{flags, image};
 
+/// The Cargo profile the Lambda functions are built with (size-optimised; see Cargo.toml).
+pub const LAMBDA_PROFILE: &str = "lambda-release";
+
 /// Highest glibc symbol version Amazon Linux 2023 provides.
 pub const MAX_GLIBC: (u32, u32) = (2, 34);
 
@@ -165,7 +168,8 @@ fn cargo_lambda_build(arch_flag: &str, extra: &[&str]) -> Result<()> {
             .args([
                 "lambda",
                 "build",
-                "--release",
+                "--profile",
+                LAMBDA_PROFILE,
                 arch_flag,
                 // Every binary of the crate: post-confirm and rotate-secret.
                 "--package",
