@@ -505,7 +505,7 @@ async fn in_static_mode_the_waf_accepts_what_the_api_accepts_at_every_step() {
         .expect("create");
     assert_eq!(
         waf_accepts(&waf, &arn).await.0,
-        [old.clone()],
+        std::slice::from_ref(&old),
         "nothing new yet"
     );
     for _ in 0..2 {
