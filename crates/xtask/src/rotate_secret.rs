@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use aws_sdk_secretsmanager::Client as SecretsManager;
 use post_confirm::rotation::{Rotator, step_budget};
-use shared_auth::Settings;
+use post_confirm::waf::{GuardRuleGroup, rule_group_name};
+use shared_auth::{Settings, SigningMode};
 
 use crate::context::{block_on, check_local_aws, settings_for};
 use crate::flags;
@@ -30,9 +31,22 @@ impl flags::RotateSecret {
 /// The four steps run from here, against the api at `lambda.api_base_url`.
 async fn rotate_here(settings: &Settings) -> Result<()> {
     let secret_id = &settings.guard.secret_id;
-    let rotator = Rotator::from_settings(settings, step_budget(settings.api.secret_refresh_s))
+    let mut rotator = Rotator::from_settings(settings, step_budget(settings.api.secret_refresh_s))
         .await
         .context("cannot build the rotation client")?;
+    if settings.guard.mode == SigningMode::Static && rotator.waf.is_none() {
+        // The deployed function gets the rule group's ARN from Terraform; here, find it by name.
+        let group = GuardRuleGroup {
+            client: aws_sdk_wafv2::Client::new(&testkit::sdk_config(&settings.aws).await),
+        };
+        match group.find(&rule_group_name(&settings.env)).await? {
+            Some(arn) => {
+                eprintln!("· static mode: the WAF rule group {arn} follows the rotation");
+                rotator.waf = Some((group, arn));
+            }
+            None => eprintln!("· static mode: no WAF rule group deployed; only the api is rotated"),
+        }
+    }
     let token = uuid::Uuid::new_v4().to_string();
     eprintln!(
         "· rotating `{secret_id}` to version {token} here (this Secrets Manager cannot invoke a \
