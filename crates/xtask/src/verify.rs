@@ -674,6 +674,39 @@ fn rate_rules_spare_the_guarded_path(
     }
 }
 
+/// Every AWS managed rule group is scoped to everything but the guarded path: a managed rule
+/// (no User-Agent, an address's reputation) must never refuse a real sign-up, which the
+/// source address and the credential already vouch for.
+fn managed_rules_spare_the_guarded_path(
+    rules: &[aws_sdk_wafv2::types::Rule],
+    path: &str,
+) -> Result<String> {
+    let managed: Vec<_> = rules
+        .iter()
+        .filter_map(|r| Some((r.name(), r.statement()?.managed_rule_group_statement()?)))
+        .collect();
+    let unscoped: Vec<&str> = managed
+        .iter()
+        .filter(|(_, statement)| {
+            !statement
+                .scope_down_statement()
+                .and_then(|s| s.not_statement())
+                .and_then(|n| n.statement())
+                .and_then(|s| s.byte_match_statement())
+                .is_some_and(|b| matches_guarded_path(b, path))
+        })
+        .map(|(name, _)| *name)
+        .collect();
+    if unscoped.is_empty() {
+        Ok(format!(
+            "{} managed group(s), each scoped to everything but {path}",
+            managed.len()
+        ))
+    } else {
+        bail!("managed rule group(s) {unscoped:?} also inspect {path}")
+    }
+}
+
 /// The Lambda sits in the private subnets, and each routes through a NAT gateway whose address
 /// is one of the allowed Elastic IPs (one gateway, or one per AZ).
 async fn placement(
@@ -1050,6 +1083,57 @@ mod tests {
                 .expect_err(name)
                 .to_string();
             assert!(err.contains(name), "{err}");
+        }
+    }
+
+    fn managed_rule(name: &str, scope_down: Option<Statement>) -> Rule {
+        Rule::builder()
+            .name(name)
+            .priority(10)
+            .statement(
+                Statement::builder()
+                    .managed_rule_group_statement(
+                        aws_sdk_wafv2::types::ManagedRuleGroupStatement::builder()
+                            .vendor_name("AWS")
+                            .name(name)
+                            .set_scope_down_statement(scope_down.map(Box::new))
+                            .build()
+                            .expect("managed group"),
+                    )
+                    .build(),
+            )
+            .visibility_config(visibility(false))
+            .build()
+            .expect("rule")
+    }
+
+    #[test]
+    fn a_managed_group_that_can_see_the_guarded_path_is_named() {
+        let scoped = managed_rule(
+            "AWSManagedRulesCommonRuleSet",
+            Some(not(path_match("/user", PositionalConstraint::Exactly))),
+        );
+        assert!(
+            managed_rules_spare_the_guarded_path(std::slice::from_ref(&scoped), "/user").is_ok()
+        );
+        for (name, scope) in [
+            ("Unscoped", None),
+            (
+                "StartsWith",
+                Some(not(path_match("/user", PositionalConstraint::StartsWith))),
+            ),
+            (
+                "OtherPath",
+                Some(not(path_match("/users", PositionalConstraint::Exactly))),
+            ),
+            (
+                "NotNegated",
+                Some(path_match("/user", PositionalConstraint::Exactly)),
+            ),
+        ] {
+            let rules = [scoped.clone(), managed_rule(name, scope)];
+            let e = managed_rules_spare_the_guarded_path(&rules, "/user").expect_err(name);
+            assert!(e.to_string().contains(name), "{e}");
         }
     }
 

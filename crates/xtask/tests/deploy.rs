@@ -187,6 +187,7 @@ async fn the_stack_deploys_verifies_catches_a_mismatch_and_destroys() {
         "✓  no WAF rate rule counts the guarded path",
         "✓  task image is the pushed digest, right platform",
         "✓  WAF keeps no sampled requests",
+        "✓  WAF managed rules spare the guarded path",
         "✓  WAF logs redact every credential header",
         "✓  WAF checks the credential's shape (static mode)",
         "✓  secret rotation: function, schedule, versions accepted",
