@@ -294,6 +294,10 @@ async fn waf_checks(
         .map(|a| a.rules().to_vec())
         .unwrap_or_default();
     report.record(
+        "WAF managed rules spare the guarded path",
+        managed_rules_spare_the_guarded_path(&rules, path),
+    );
+    report.record(
         &format!("WAF checks the credential's shape ({} mode)", contract.mode),
         edge_credential(&waf, sdk, env, contract, &rules).await,
     );
