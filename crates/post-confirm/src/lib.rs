@@ -137,6 +137,14 @@ fn emit_outcome(result: &Result<client::Delivered, client::DeliveryError>) {
     println!("{line}");
 }
 
+/// Loads the Lambda's settings, logging why they are invalid (both functions start so).
+pub fn load_settings() -> Result<Settings, lambda_runtime::Error> {
+    shared_auth::load(shared_auth::Component::Lambda).map_err(|e| {
+        tracing::error!(error = %e, "invalid settings");
+        e.into()
+    })
+}
+
 /// Installs the JSON log subscriber (CloudWatch); the runtime's span carries the request id.
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

@@ -7,10 +7,7 @@ use lambda_runtime::{Error, service_fn};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     post_confirm::init_tracing();
-    let settings = shared_auth::load(shared_auth::Component::Lambda).map_err(|e| {
-        tracing::error!(error = %e, "invalid settings");
-        e
-    })?;
+    let settings = post_confirm::load_settings()?;
     let budget = post_confirm::rotation::step_budget(settings.api.secret_refresh_s);
     let rotator = post_confirm::rotation::Rotator::from_settings(&settings, budget).await?;
     let rotator = &rotator;
