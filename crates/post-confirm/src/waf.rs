@@ -178,6 +178,26 @@ pub fn rule(
     ))
 }
 
+/// The header values `rule` accepts, read back from its statement (the shape [`rule`] writes:
+/// `AND(path, NOT(one match | OR(matches)))`); `None` for any other shape.
+pub fn accepted_values(rule: &Rule) -> Option<Vec<Vec<u8>>> {
+    let inner = rule
+        .statement()?
+        .and_statement()?
+        .statements()
+        .get(1)?
+        .not_statement()?
+        .statement()?;
+    let matches = match inner.or_statement() {
+        Some(or) => or.statements().iter().collect(),
+        None => vec![inner],
+    };
+    matches
+        .into_iter()
+        .map(|m| Some(m.byte_match_statement()?.search_string().as_ref().to_vec()))
+        .collect()
+}
+
 /// The description naming the accepted versions (ids only).
 pub fn description(accepted: &[Accepted]) -> String {
     let ids: Vec<&str> = accepted.iter().map(|a| a.version_id.as_str()).collect();
@@ -398,6 +418,11 @@ mod tests {
                 .map(|a| a.value.expose_secret().as_bytes().to_vec())
                 .collect();
             assert_eq!(values, expected, "{n} value(s)");
+            assert_eq!(
+                super::accepted_values(&rule),
+                Some(expected),
+                "the reader agrees"
+            );
             assert!(
                 !rule
                     .visibility_config()

@@ -425,28 +425,7 @@ async fn waf_accepts(waf: &aws_sdk_wafv2::Client, arn: &str) -> (Vec<String>, Ve
     let [rule] = group.rules() else {
         panic!("one rule: {:?}", group.rules().len())
     };
-    let and = rule
-        .statement()
-        .and_then(|s| s.and_statement())
-        .expect("AND");
-    let inner = and.statements()[1]
-        .not_statement()
-        .and_then(|n| n.statement())
-        .expect("NOT");
-    let matches = match inner.or_statement() {
-        Some(or) => or.statements().to_vec(),
-        None => vec![inner.clone()],
-    };
-    let values = matches
-        .iter()
-        .map(|m| {
-            m.byte_match_statement()
-                .expect("byte match")
-                .search_string()
-                .as_ref()
-                .to_vec()
-        })
-        .collect();
+    let values = post_confirm::waf::accepted_values(rule).expect("the shape waf::rule writes");
     (ids, values)
 }
 

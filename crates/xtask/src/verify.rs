@@ -402,14 +402,7 @@ async fn edge_credential(
                     group.rules().len()
                 );
             };
-            let matches = rule
-                .statement()
-                .and_then(|s| s.and_statement())
-                .and_then(|a| a.statements().get(1))
-                .and_then(|n| n.not_statement())
-                .and_then(|n| n.statement())
-                .map(|inner| inner.or_statement().map_or(1, |o| o.statements().len()))
-                .unwrap_or(0);
+            let matches = post_confirm::waf::accepted_values(rule).map_or(0, |v| v.len());
             if accepted.is_empty() || !accepted.is_subset(&held) || matches != accepted.len() {
                 bail!(
                     "`{expected_name}` accepts {ids:?} with {matches} header match(es); the secret holds {held:?}"
@@ -643,6 +636,15 @@ fn waf_rule_ok(
     }
 }
 
+/// Whether a rule's scope-down is exactly `NOT (the guarded path)`, so the rule never sees it.
+fn spares_the_guarded_path(scope_down: Option<&Statement>, path: &str) -> bool {
+    scope_down
+        .and_then(|s| s.not_statement())
+        .and_then(|n| n.statement())
+        .and_then(|s| s.byte_match_statement())
+        .is_some_and(|b| matches_guarded_path(b, path))
+}
+
 /// No rate-based rule may count the guarded path: every legitimate sign-up leaves through the
 /// one NAT address, so counting it would block real registrations. Each rate rule must be
 /// scoped down to `NOT (the guarded path)`.
@@ -656,14 +658,7 @@ fn rate_rules_spare_the_guarded_path(
         .collect();
     let counting: Vec<&str> = rate
         .iter()
-        .filter(|(_, statement)| {
-            !statement
-                .scope_down_statement()
-                .and_then(|s| s.not_statement())
-                .and_then(|n| n.statement())
-                .and_then(|s| s.byte_match_statement())
-                .is_some_and(|b| matches_guarded_path(b, path))
-        })
+        .filter(|(_, statement)| !spares_the_guarded_path(statement.scope_down_statement(), path))
         .map(|(name, _)| *name)
         .collect();
     if counting.is_empty() {
@@ -691,14 +686,7 @@ fn managed_rules_spare_the_guarded_path(
         .collect();
     let unscoped: Vec<&str> = managed
         .iter()
-        .filter(|(_, statement)| {
-            !statement
-                .scope_down_statement()
-                .and_then(|s| s.not_statement())
-                .and_then(|n| n.statement())
-                .and_then(|s| s.byte_match_statement())
-                .is_some_and(|b| matches_guarded_path(b, path))
-        })
+        .filter(|(_, statement)| !spares_the_guarded_path(statement.scope_down_statement(), path))
         .map(|(name, _)| *name)
         .collect();
     if unscoped.is_empty() {
