@@ -59,6 +59,8 @@ async fn the_binary_processes_invocations_end_to_end() {
 
     let stdout_path = std::env::temp_dir().join(format!("tollgate-bootstrap-{nanos}.out"));
     let stdout = std::fs::File::create(&stdout_path).expect("stdout file");
+    let stderr_path = std::env::temp_dir().join(format!("tollgate-bootstrap-{nanos}.err"));
+    let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
     let started = Instant::now();
     let child = Command::new(env!("CARGO_BIN_EXE_post-confirm"))
         .env_clear()
@@ -69,7 +71,7 @@ async fn the_binary_processes_invocations_end_to_end() {
         .env("TOLLGATE__GUARD__SECRET_ID", &secret_id)
         .env("TOLLGATE__AWS__ENDPOINT_URL", &endpoint)
         .stdout(Stdio::from(stdout))
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::from(stderr))
         .spawn()
         .expect("the binary starts");
     let child = Killed(child);
@@ -131,6 +133,24 @@ async fn the_binary_processes_invocations_end_to_end() {
     assert_eq!(outcomes[0][post_confirm::METRIC], 1);
     assert_eq!(outcomes[0]["Attempts"], 1);
     assert!(!printed.contains(SECRET));
+
+    // The log: JSON lines, each invocation's inside the runtime's span with its request id.
+    let logged = std::fs::read_to_string(&stderr_path).expect("stderr");
+    std::fs::remove_file(&stderr_path).ok();
+    eprintln!("{logged}");
+    let registered: Value = logged
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l["message"] == "user registered")
+        .unwrap_or_else(|| panic!("no `user registered` line in {logged}"));
+    assert_eq!(registered["level"], "INFO");
+    assert!(
+        registered["span"]["requestId"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty()),
+        "{registered}"
+    );
+    assert!(!logged.contains(SECRET));
 }
 
 #[test]

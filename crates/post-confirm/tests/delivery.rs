@@ -274,6 +274,83 @@ async fn plain_http_is_refused_outside_local() {
     );
 }
 
+/// An HTTPS listener on loopback with a certificate from a throwaway CA: it counts TLS
+/// handshakes that succeed (any request would have to pass one).
+async fn https_receiver(
+    ca: &testkit::tls::TestCa,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let cert = ca.server_cert(&["127.0.0.1"]).expect("server cert");
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("protocols")
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![CertificateDer::from_pem_slice(cert.cert_pem.as_bytes()).expect("cert pem")],
+        PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes()).expect("key pem"),
+    )
+    .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("https://{}", listener.local_addr().expect("addr"));
+    let handshakes = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = handshakes.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            if acceptor.accept(tcp).await.is_ok() {
+                counted.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    });
+    (url, handshakes)
+}
+
+#[tokio::test]
+async fn an_api_whose_certificate_no_public_root_signs_is_refused() {
+    use std::sync::atomic::Ordering;
+    let ca = testkit::tls::TestCa::new("not a public root").expect("ca");
+    let (url, handshakes) = https_receiver(&ca).await;
+
+    // The receiver works: a client that trusts the throwaway CA completes a handshake.
+    let trusting = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(ca.pem().as_bytes()).expect("ca pem")])
+        .build()
+        .expect("client");
+    let _ = trusting.get(format!("{url}/")).send().await;
+    assert_eq!(handshakes.load(Ordering::SeqCst), 1, "control handshake");
+
+    // The Lambda trusts only the compiled-in public roots: no handshake, nothing sent.
+    let deps = Deps::with_secret_source(
+        settings(
+            &url,
+            &[
+                ("TOLLGATE_ENV", "staging"),
+                ("TOLLGATE__GUARD__ALLOWED_CIDRS", "203.0.113.7/32"),
+            ],
+        ),
+        SecretSource::Fixed(SECRET.into()),
+    )
+    .expect("deps");
+    let err = handle(
+        &deps,
+        invocation(fixture("sign-up"), Duration::from_secs(2)),
+    )
+    .await
+    .expect_err("an unknown issuer is refused");
+    assert_eq!(err.to_string(), SAFE_FAILURE);
+    assert_eq!(
+        handshakes.load(Ordering::SeqCst),
+        1,
+        "the Lambda completed no handshake with the untrusted server"
+    );
+}
+
 #[tokio::test]
 async fn a_hung_secrets_manager_is_given_up_within_the_budget() {
     // Accepts connections and never answers, as a Secrets Manager endpoint that hangs.
