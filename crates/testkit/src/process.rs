@@ -45,6 +45,11 @@ impl Process {
         })
     }
 
+    /// The operating system's id of the process, while it runs.
+    pub fn id(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Waits until `url` answers 2xx; fails at once if the process exits, or after 30 s.
     pub async fn wait_ready(&mut self, http: &reqwest::Client, url: &str) -> Result<()> {
         let start = Instant::now();

@@ -206,6 +206,16 @@ impl Postgres {
         }
     }
 
+    /// The postmaster's process id (the first line of `postmaster.pid`): every backend is its
+    /// child.
+    pub fn server_pid(&self) -> Result<u32> {
+        let file = self.data_dir.join("postmaster.pid");
+        std::fs::read_to_string(&file)
+            .ok()
+            .and_then(|text| text.lines().next().and_then(|l| l.trim().parse().ok()))
+            .with_context(|| format!("no process id in {}", file.display()))
+    }
+
     /// The PEM file of the CA that signed this cluster's certificate.
     pub fn ca_file(&self) -> PathBuf {
         self.data_dir.join("ca.crt")

@@ -3,10 +3,12 @@
 //!
 //! It builds release binaries, starts its own PostgreSQL (TLS), moto_server and the api on
 //! loopback, drives HTTP load with `wrk` (bounded in time, loopback only), runs `pgbench` with
-//! the api's own INSERT as the database reference, and starts the Lambda binary and a bare
+//! the api's own registration statement as the database reference (and reads from `/proc`
+//! the CPU each process spent per request in both), and starts the Lambda binary and a bare
 //! `lambda_runtime` echo function cold under the local Runtime API. Figures only: nothing here
 //! asserts a time.
 
+mod cpu;
 mod http;
 mod lambda;
 
@@ -79,15 +81,16 @@ impl flags::Bench {
             dir: dir.clone(),
             api_binary: self.api_binary,
         };
-        let mut rows = block_on(http::rows(&settings, &binaries, &pg, &moto))?;
+        let (mut rows, splits) = block_on(http::rows(&settings, &binaries, &pg, &moto))?;
         rows.extend(block_on(lambda::rows(&settings, &binaries, &moto))?);
         drop(pg);
         drop(moto);
         let machine = machine();
         if self.json {
-            println!("{}", to_json(&rows, &machine));
+            println!("{}", to_json(&rows, &splits, &machine));
         } else {
             print_table(&rows, &machine);
+            print_splits(&splits);
         }
         Ok(())
     }
@@ -196,9 +199,37 @@ fn print_table(rows: &[Row], machine: &str) {
     }
 }
 
-fn to_json(rows: &[Row], machine: &str) -> serde_json::Value {
+/// Where the CPU of the accepted run and of its database reference went, per request.
+fn print_splits(splits: &[cpu::Split]) {
+    println!("\nCPU per request (µs, all cores; what bounds a ratio on shared cores)\n");
+    println!(
+        "{:<30} {:>8} {:>9} {:>15} {:>8}",
+        "run", "api", "postgres", "load generator", "total"
+    );
+    for split in splits {
+        let p = split.per_request;
+        println!(
+            "{:<30} {:>8} {:>9.0} {:>15} {:>8.0}",
+            split.run,
+            p.api.map_or_else(|| "—".to_owned(), |a| format!("{a:.0}")),
+            p.postgres,
+            format!("{:.0} ({})", p.generator, split.generator),
+            p.total(),
+        );
+    }
+}
+
+fn to_json(rows: &[Row], splits: &[cpu::Split], machine: &str) -> serde_json::Value {
     json!({
         "machine": machine,
+        "cpu_per_request_us": splits.iter().map(|s| json!({
+            "run": s.run,
+            "api": s.per_request.api,
+            "postgres": s.per_request.postgres,
+            "load_generator": s.per_request.generator,
+            "load_generator_is": s.generator,
+            "total": s.per_request.total(),
+        })).collect::<Vec<_>>(),
         "rows": rows.iter().map(|r| json!({
             "measure": r.name,
             "ours": r.ours,

@@ -14,7 +14,9 @@ use testkit::cognito::UserPool;
 use testkit::process::Process;
 use testkit::services::{Moto, Postgres, free_port};
 
+use super::cpu::{self, Split};
 use super::{BenchSettings, Binaries, Row, number_after, pg_bin};
+use crate::context::workspace_root;
 
 /// An address outside the allowlist, as the ALB would report it.
 const OUTSIDER: &str = "203.0.113.9";
@@ -24,7 +26,7 @@ pub async fn rows(
     bin: &Binaries,
     pg: &Postgres,
     moto: &Moto,
-) -> Result<Vec<Row>> {
+) -> Result<(Vec<Row>, Vec<Split>)> {
     let aws = shared_auth::AwsSettings {
         region: Some("ap-northeast-1".into()),
         endpoint_url: Some(moto.endpoint()),
@@ -106,8 +108,20 @@ pub async fn rows(
         ),
     )?;
     api.stop();
-    let accepted = accepted_run(s, api_binary, &env, &base, &http, pg).await?;
-    let inserts = run_pgbench(s, pg)?;
+    let (accepted, accepted_cpu) = accepted_run(s, api_binary, &env, &base, &http, pg).await?;
+    let (statements, pgbench_cpu) = run_pgbench(s, pg)?;
+    let splits = vec![
+        Split {
+            run: "accepted POST /user",
+            generator: "wrk",
+            per_request: accepted_cpu,
+        },
+        Split {
+            run: "pgbench, the api's statement",
+            generator: "pgbench",
+            per_request: pgbench_cpu,
+        },
+    ];
 
     for (name, run, expected) in [
         ("healthz", &healthz, "2xx"),
@@ -122,7 +136,7 @@ pub async fn rows(
             );
         }
     }
-    Ok(vec![
+    let rows = vec![
         Row {
             name: "POST /user refused by the allowlist ÷ GET /healthz",
             ours: outsider.rps,
@@ -142,11 +156,11 @@ pub async fn rows(
             lower_is_better: false,
         },
         Row {
-            name: "accepted POST /user (new sub each) ÷ pgbench INSERT",
+            name: "accepted POST /user (new sub each) ÷ pgbench",
             ours: accepted.rps,
-            reference: inserts,
+            reference: statements,
             unit: "req/s",
-            reference_name: "pgbench, same INSERT, pool size",
+            reference_name: "pgbench, the api's statement, pool size",
             goal: Some(0.80),
             lower_is_better: false,
         },
@@ -168,7 +182,8 @@ pub async fn rows(
             goal: None,
             lower_is_better: false,
         },
-    ])
+    ];
+    Ok((rows, splits))
 }
 
 /// Accepted registrations, a new user each, counted as users created per second. wrk cannot
@@ -182,7 +197,7 @@ async fn accepted_run(
     base: &str,
     http: &reqwest::Client,
     pg: &Postgres,
-) -> Result<WrkRun> {
+) -> Result<(WrkRun, cpu::PerRequest)> {
     let mut env = env.to_vec();
     env.push(("TOLLGATE__GUARD__MODE".into(), "static".into()));
     let secret = env
@@ -203,6 +218,8 @@ async fn accepted_run(
     let db = sqlx::PgPool::connect(&pg.url()).await?;
     let users = || sqlx::query_scalar::<_, i64>("SELECT count(*) FROM users").fetch_one(&db);
     let before = users().await?;
+    let (api_pid, postmaster) = (api.id(), pg.server_pid()?);
+    let cpu_before = cpu::sample(api_pid, postmaster)?;
     let mut run = run_wrk(
         s,
         s.seconds,
@@ -210,6 +227,7 @@ async fn accepted_run(
         "accepted",
         &script_new_users(&header, &secret),
     )?;
+    let cpu_after = cpu::sample(api_pid, postmaster)?;
     let created = users().await? - before;
     api.stop();
     eprintln!(
@@ -225,7 +243,8 @@ async fn accepted_run(
         );
     }
     run.rps = created as f64 / run.elapsed_s.max(1e-3);
-    Ok(run)
+    let split = cpu::per_request(cpu_before, cpu_after, created as f64, true)?;
+    Ok((run, split))
 }
 
 /// Each request registers a new user: thread number and a counter make its `sub`.
@@ -367,18 +386,13 @@ fn run_wrk(
     })
 }
 
-/// The api's registration INSERT (db.rs) from `pgbench` with the pool's connection count: the
-/// most the database gives this statement here.
-fn run_pgbench(s: &BenchSettings, pg: &Postgres) -> Result<f64> {
+/// The api's registration statement (`db::register_user`), from `pgbench` with the pool's
+/// connection count and prepared statements, as sqlx runs it: the most the database gives this
+/// statement here. Statements per second, and the CPU split per statement.
+fn run_pgbench(s: &BenchSettings, pg: &Postgres) -> Result<(f64, cpu::PerRequest)> {
     let pgbench = pg_bin("pgbench").context("pgbench not found")?;
-    let script = s.dir.join("insert.sql");
-    std::fs::write(
-        &script,
-        "INSERT INTO users (cognito_sub, email, email_verified, username, signed_at) \
-         VALUES (gen_random_uuid(), 'bench@example.com', true, 'bench', 1) \
-         ON CONFLICT (cognito_sub) DO NOTHING \
-         RETURNING id, cognito_sub, email, email_verified, username, created_at, updated_at;\n",
-    )?;
+    let script = s.dir.join("register.sql");
+    std::fs::write(&script, pgbench_script(&api_statement()?))?;
     let connections = shared_auth::load_for(
         Component::Api,
         &[("TOLLGATE_ENV".to_owned(), "local".to_owned())]
@@ -388,11 +402,15 @@ fn run_pgbench(s: &BenchSettings, pg: &Postgres) -> Result<f64> {
     .api
     .db_max_connections;
     eprintln!(
-        "· pgbench: the api's INSERT, {connections} connections, {} s",
+        "· pgbench: the api's registration statement, {connections} connections, {} s",
         s.seconds
     );
+    let postmaster = pg.server_pid()?;
+    let before = cpu::sample(None, postmaster)?;
     let out = cmd::output(Command::new(pgbench).args([
         "-n",
+        "-M",
+        "prepared",
         "-c",
         &connections.to_string(),
         "-j",
@@ -403,12 +421,79 @@ fn run_pgbench(s: &BenchSettings, pg: &Postgres) -> Result<f64> {
         &script.display().to_string(),
         &pg.url(),
     ]))?;
-    number_after(&out, "tps =")
+    let after = cpu::sample(None, postmaster)?;
+    std::fs::write(s.dir.join("pgbench.txt"), &out)?;
+    let statements = number_after(&out, "number of transactions actually processed:")?;
+    Ok((
+        number_after(&out, "tps =")?,
+        cpu::per_request(before, after, statements, false)?,
+    ))
+}
+
+/// The registration statement as the api runs it, from sqlx's offline cache (`.sqlx/`, which
+/// `cargo xtask sqlx-prepare --check` keeps equal to the code).
+fn api_statement() -> Result<String> {
+    let dir = workspace_root().join(".sqlx");
+    let mut found = Vec::new();
+    for entry in
+        std::fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))?
+    {
+        let text = std::fs::read_to_string(entry?.path())?;
+        let query: serde_json::Value = serde_json::from_str(&text)?;
+        if let Some(sql) = query["query"]
+            .as_str()
+            .filter(|q| q.contains("WITH ins AS"))
+        {
+            found.push(sql.to_owned());
+        }
+    }
+    match found.as_slice() {
+        [one] => Ok(one.clone()),
+        _ => bail!(
+            "expected one registration statement (`WITH ins AS …`) in {}, found {}",
+            dir.display(),
+            found.len()
+        ),
+    }
+}
+
+/// A pgbench script running `statement` for a new user each time: `$1` (the `sub`) becomes a
+/// random UUID made from a pgbench variable, the other parameters the bench user's values.
+fn pgbench_script(statement: &str) -> String {
+    let sql = statement
+        .replace(
+            "$1",
+            "('00000000-0000-4000-8000-' || lpad(to_hex(:n::bigint), 12, '0'))::uuid",
+        )
+        .replace("$2", "'bench@example.com'")
+        .replace("$3", "true")
+        .replace("$4", "'bench'")
+        .replace("$5", "1::bigint");
+    // On one line: a pgbench script's SQL command ends at its `;`, whatever the version.
+    let one_line = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+    format!("\\set n random(1, 281474976710655)\n{one_line};\n")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pgbench_script_runs_the_api_statement_with_every_parameter_bound() {
+        let statement = api_statement().expect("the registration statement in .sqlx");
+        assert!(statement.contains("$5") && !statement.contains("$6"));
+        let script = pgbench_script(&statement);
+        let mut lines = script.lines();
+        assert_eq!(lines.next(), Some("\\set n random(1, 281474976710655)"));
+        let sql = lines.next().expect("the statement");
+        assert!(lines.next().is_none(), "one statement, one line");
+        assert!(!sql.contains('$'), "{sql}");
+        assert_eq!(
+            sql.matches(":n::bigint").count(),
+            statement.matches("$1").count()
+        );
+        assert!(sql.ends_with(';'));
+    }
 
     #[test]
     fn lua_strings_escape_quotes_and_newlines() {
