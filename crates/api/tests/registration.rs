@@ -262,3 +262,59 @@ async fn unknown_routes_are_404_problems() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(problem["status"], 404);
 }
+
+#[tokio::test]
+async fn pooled_connections_the_server_closed_while_idle_are_replaced_not_failed() {
+    let app = spawn().await;
+    let sub = |n: usize| format!("00000000-0000-4000-8000-{n:012}");
+    // Registrations at once, so the pool holds several connections.
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..10 {
+        let body = body_for(&sub(n), "ada@example.com");
+        let headers = app.credentials(CURRENT, "/user", body.as_bytes(), now());
+        let mut request = app
+            .http
+            .post(format!("{}/user", app.base))
+            .header("content-type", "application/json")
+            .body(body);
+        for (k, v) in &headers {
+            request = request.header(k, v);
+        }
+        tasks.spawn(async move { request.send().await.expect("sent").status() });
+    }
+    while let Some(status) = tasks.join_next().await {
+        assert_eq!(status.expect("task"), StatusCode::CREATED);
+    }
+
+    // The server closes every other connection to this database (a restart or failover as
+    // the pool sees it), and they sit idle past the ping threshold.
+    let others: Vec<i32> = sqlx::query_scalar(
+        "SELECT pid FROM pg_stat_activity \
+          WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_all(&app.db)
+    .await
+    .expect("connections");
+    let mut closed = 0;
+    for pid in others {
+        let done: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+            .bind(pid)
+            .fetch_one(&app.db)
+            .await
+            .expect("terminate");
+        closed += usize::from(done);
+    }
+    assert!(closed >= 2, "the api held {closed} connections");
+    tokio::time::sleep(api::database::PING_WHEN_IDLE_FOR + std::time::Duration::from_millis(200))
+        .await;
+
+    for n in 10..20 {
+        let response = app.register(&body_for(&sub(n), "ada@example.com")).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::CREATED,
+            "registration {n} after the server closed the pool's connections"
+        );
+    }
+    assert_eq!(app.user_count().await, 20);
+}
