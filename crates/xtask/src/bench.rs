@@ -203,18 +203,19 @@ fn print_table(rows: &[Row], machine: &str) {
 fn print_splits(splits: &[cpu::Split]) {
     println!("\nCPU per request (µs, all cores; what bounds a ratio on shared cores)\n");
     println!(
-        "{:<30} {:>8} {:>9} {:>15} {:>8}",
-        "run", "api", "postgres", "load generator", "total"
+        "{:<30} {:>8} {:>9} {:>15} {:>8} {:>8}",
+        "run", "api", "postgres", "load generator", "total", "other"
     );
     for split in splits {
         let p = split.per_request;
         println!(
-            "{:<30} {:>8} {:>9.0} {:>15} {:>8.0}",
+            "{:<30} {:>8} {:>9.0} {:>15} {:>8.0} {:>8.0}",
             split.run,
             p.api.map_or_else(|| "—".to_owned(), |a| format!("{a:.0}")),
             p.postgres,
             format!("{:.0} ({})", p.generator, split.generator),
             p.total(),
+            p.other(),
         );
     }
 }
@@ -229,6 +230,7 @@ fn to_json(rows: &[Row], splits: &[cpu::Split], machine: &str) -> serde_json::Va
             "load_generator": s.per_request.generator,
             "load_generator_is": s.generator,
             "total": s.per_request.total(),
+            "other": s.per_request.other(),
         })).collect::<Vec<_>>(),
         "rows": rows.iter().map(|r| json!({
             "measure": r.name,

@@ -14,6 +14,8 @@ pub struct Sample {
     postgres: u64,
     /// This process's waited-for children: the load generator once its run has ended.
     generator: u64,
+    /// Every core's busy time (`/proc/stat`): what the three above leave out is "other".
+    machine: u64,
 }
 
 /// CPU microseconds per request of each part of one run.
@@ -22,11 +24,19 @@ pub struct PerRequest {
     pub api: Option<f64>,
     pub postgres: f64,
     pub generator: f64,
+    /// The whole machine's busy time: the parts above plus everything else that ran.
+    pub machine: f64,
 }
 
 impl PerRequest {
+    /// The api, PostgreSQL and the load generator together.
     pub fn total(&self) -> f64 {
         self.api.unwrap_or(0.0) + self.postgres + self.generator
+    }
+
+    /// Busy time no part accounts for: the bench itself, moto, the kernel's own work.
+    pub fn other(&self) -> f64 {
+        (self.machine - self.total()).max(0.0)
     }
 }
 
@@ -49,6 +59,7 @@ pub fn sample(api: Option<u32>, postmaster: u32) -> Result<Sample> {
         api,
         postgres: server_ticks(proc, postmaster)?,
         generator: children_ticks(&std::fs::read_to_string("/proc/self/stat")?),
+        machine: busy_ticks(&std::fs::read_to_string("/proc/stat")?),
     })
 }
 
@@ -65,6 +76,7 @@ pub fn per_request(
         api: with_api.then(|| per(before.api, after.api)),
         postgres: per(before.postgres, after.postgres),
         generator: per(before.generator, after.generator),
+        machine: per(before.machine, after.machine),
     })
 }
 
@@ -121,6 +133,24 @@ fn server_ticks(proc: &Path, postmaster: u32) -> Result<u64> {
     Ok(ticks)
 }
 
+/// All cores' time in user, nice, system, irq, softirq and steal: the first line of
+/// `/proc/stat` less idle and iowait.
+fn busy_ticks(stat: &str) -> u64 {
+    let Some(cpu) = stat.lines().find(|l| l.starts_with("cpu ")) else {
+        return 0;
+    };
+    let times: Vec<u64> = cpu
+        .split_whitespace()
+        .skip(1)
+        .map(|t| t.parse().unwrap_or(0))
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is already in user).
+    [0, 1, 2, 5, 6, 7]
+        .iter()
+        .map(|&i| times.get(i).copied().unwrap_or(0))
+        .sum()
+}
+
 fn clock_ticks_per_second() -> Result<f64> {
     let out = testkit::cmd::output(std::process::Command::new("getconf").arg("CLK_TCK"))?;
     out.trim()
@@ -152,11 +182,13 @@ mod tests {
             api: 100,
             postgres: 1_000,
             generator: 10,
+            machine: 5_000,
         };
         let after = Sample {
             api: 200,
             postgres: 1_300,
             generator: 60,
+            machine: 5_500,
         };
         let ticks = clock_ticks_per_second().expect("getconf");
         let split = per_request(before, after, 1_000.0, true).expect("split");
@@ -165,8 +197,17 @@ mod tests {
         assert_eq!(split.postgres, us(300.0));
         assert_eq!(split.generator, us(50.0));
         assert_eq!(split.total(), us(450.0));
+        assert_eq!(split.machine, us(500.0));
+        assert!((split.other() - us(50.0)).abs() < 1e-9);
         let without = per_request(before, after, 1_000.0, false).expect("split");
         assert_eq!(without.api, None);
+    }
+
+    #[test]
+    fn busy_time_leaves_out_idle_and_iowait() {
+        let stat = "cpu  10 1 5 1000 7 2 3 4 0 0\ncpu0 5 0 2 500 3 1 1 2 0 0\n";
+        assert_eq!(busy_ticks(stat), 10 + 1 + 5 + 2 + 3 + 4);
+        assert_eq!(busy_ticks("intr 1 2 3"), 0);
     }
 
     #[test]
