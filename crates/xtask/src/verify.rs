@@ -7,6 +7,7 @@ use anyhow::{Context, Result, bail};
 use aws_config::SdkConfig;
 use aws_sdk_ecs::types::TaskDefinition;
 use aws_sdk_lambda::operation::get_function_configuration::GetFunctionConfigurationOutput as LambdaConfig;
+use aws_sdk_secretsmanager::operation::describe_secret::DescribeSecretOutput as SecretDescription;
 use aws_sdk_wafv2::types::{Scope, Statement, TextTransformationType};
 use serde_json::Value;
 use shared_auth::{Component, GuardContract, Settings};
@@ -47,6 +48,13 @@ async fn checks(settings: &Settings, outputs: &Outputs) -> Result<Report> {
         .aws("Lambda")?;
     let lambda_contract = contract_checks(&mut report, &sdk, &lambda, outputs, &nat_eips).await?;
     let contract = lambda_contract.unwrap_or_else(|| settings.guard.clone());
+    // The guard secret's versions and rotation, read once for the checks that need them.
+    let secret = aws_sdk_secretsmanager::Client::new(&sdk)
+        .describe_secret()
+        .secret_id(&contract.secret_id)
+        .send()
+        .await
+        .aws("Secrets Manager");
     waf_checks(
         &mut report,
         &sdk,
@@ -54,11 +62,12 @@ async fn checks(settings: &Settings, outputs: &Outputs) -> Result<Report> {
         &nat_eips,
         &contract,
         &settings.env,
+        secret.as_ref(),
     )
     .await?;
     report.record(
         "secret rotation: function, schedule, versions accepted",
-        secret_rotation(settings, &sdk, outputs).await,
+        secret_rotation(settings, &sdk, outputs, secret.as_ref()).await,
     );
     report.record(
         "task image is the pushed digest, right platform",
@@ -233,6 +242,7 @@ async fn waf_checks(
     nat_eips: &[String],
     contract: &GuardContract,
     env: &str,
+    secret: Result<&SecretDescription, &anyhow::Error>,
 ) -> Result<()> {
     let path = contract.path.as_str();
     let waf = aws_sdk_wafv2::Client::new(sdk);
@@ -299,7 +309,7 @@ async fn waf_checks(
     );
     report.record(
         &format!("WAF checks the credential's shape ({} mode)", contract.mode),
-        edge_credential(&waf, sdk, env, contract, &rules).await,
+        edge_credential(&waf, env, contract, &rules, secret).await,
     );
     report.record(
         "WAF keeps no sampled requests",
@@ -348,10 +358,10 @@ async fn waf_checks(
 /// both the timestamp and signature headers match their shapes.
 async fn edge_credential(
     waf: &aws_sdk_wafv2::Client,
-    sdk: &SdkConfig,
     env: &str,
     contract: &GuardContract,
     rules: &[aws_sdk_wafv2::types::Rule],
+    secret: Result<&SecretDescription, &anyhow::Error>,
 ) -> Result<String> {
     match contract.mode {
         shared_auth::SigningMode::Static => {
@@ -379,13 +389,7 @@ async fn edge_credential(
                 );
             }
             let ids = post_confirm::waf::accepted_ids(group.description().unwrap_or_default());
-            let sm = aws_sdk_secretsmanager::Client::new(sdk);
-            let described = sm
-                .describe_secret()
-                .secret_id(&contract.secret_id)
-                .send()
-                .await
-                .aws("Secrets Manager")?;
+            let described = described(secret)?;
             let held: BTreeSet<String> = described
                 .version_ids_to_stages()
                 .map(|m| {
@@ -829,10 +833,18 @@ async fn probe(settings: &Settings) -> Result<String> {
 /// The guard secret's rotation: the function is deployed and, where scheduled, attached; no
 /// rotation is stuck half-way; and (where the ALB answers) the api accepts what Secrets Manager
 /// holds. Reports every verifier's accepted version ids, never a value.
+/// The guard secret's description, or the error reading it, for one check's report.
+fn described<'a>(
+    secret: Result<&'a SecretDescription, &anyhow::Error>,
+) -> Result<&'a SecretDescription> {
+    secret.map_err(|e| anyhow::anyhow!("{e:#}"))
+}
+
 async fn secret_rotation(
     settings: &Settings,
     sdk: &SdkConfig,
     outputs: &Outputs,
+    secret: Result<&SecretDescription, &anyhow::Error>,
 ) -> Result<String> {
     let function = output_str(outputs, "rotation_function_name")?;
     let function_arn = aws_sdk_lambda::Client::new(sdk)
@@ -843,12 +855,7 @@ async fn secret_rotation(
         .aws("Lambda")?
         .function_arn
         .unwrap_or_default();
-    let described = aws_sdk_secretsmanager::Client::new(sdk)
-        .describe_secret()
-        .secret_id(&settings.guard.secret_id)
-        .send()
-        .await
-        .aws("Secrets Manager")?;
+    let described = described(secret)?;
     let stages = described.version_ids_to_stages.clone().unwrap_or_default();
     let holder = |stage: &str| {
         stages
