@@ -247,12 +247,12 @@ async fn an_endless_response_body_is_not_waited_for() {
     assert_eq!(receiver.calls().len(), 1);
 }
 
-#[tokio::test]
-async fn plain_http_is_refused_outside_local() {
-    let (receiver, _) = setup(&[]).await;
+/// One sign-up delivered by a Lambda configured as in AWS (HTTPS only, public roots) to
+/// `api_base_url`; it must fail with the safe message.
+async fn deliver_as_staging(api_base_url: &str, why: &str) {
     let deps = Deps::with_secret_source(
         settings(
-            &receiver.base_url(),
+            api_base_url,
             &[
                 ("TOLLGATE_ENV", "staging"),
                 ("TOLLGATE__GUARD__ALLOWED_CIDRS", "203.0.113.7/32"),
@@ -266,8 +266,14 @@ async fn plain_http_is_refused_outside_local() {
         invocation(fixture("sign-up"), Duration::from_secs(2)),
     )
     .await
-    .expect_err("http:// refused");
-    assert_eq!(err.to_string(), SAFE_FAILURE);
+    .expect_err(why);
+    assert_eq!(err.to_string(), SAFE_FAILURE, "{why}");
+}
+
+#[tokio::test]
+async fn plain_http_is_refused_outside_local() {
+    let (receiver, _) = setup(&[]).await;
+    deliver_as_staging(&receiver.base_url(), "http:// refused").await;
     assert!(
         receiver.calls().is_empty(),
         "nothing was sent in clear text"
@@ -326,24 +332,7 @@ async fn an_api_whose_certificate_no_public_root_signs_is_refused() {
     assert_eq!(handshakes.load(Ordering::SeqCst), 1, "control handshake");
 
     // The Lambda trusts only the compiled-in public roots: no handshake, nothing sent.
-    let deps = Deps::with_secret_source(
-        settings(
-            &url,
-            &[
-                ("TOLLGATE_ENV", "staging"),
-                ("TOLLGATE__GUARD__ALLOWED_CIDRS", "203.0.113.7/32"),
-            ],
-        ),
-        SecretSource::Fixed(SECRET.into()),
-    )
-    .expect("deps");
-    let err = handle(
-        &deps,
-        invocation(fixture("sign-up"), Duration::from_secs(2)),
-    )
-    .await
-    .expect_err("an unknown issuer is refused");
-    assert_eq!(err.to_string(), SAFE_FAILURE);
+    deliver_as_staging(&url, "an unknown issuer is refused").await;
     assert_eq!(
         handshakes.load(Ordering::SeqCst),
         1,
