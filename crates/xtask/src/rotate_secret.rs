@@ -152,3 +152,84 @@ async fn rotate_in_aws(settings: &Settings) -> Result<()> {
         tokio::time::sleep(Duration::from_secs(3)).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_secretsmanager::types::RotationRulesType;
+
+    /// Local settings naming a new secret in the test moto_server, with a rotation function
+    /// recorded on it when `with_function`. moto records the function's ARN although it cannot
+    /// invoke it (that first call fails); later `RotateSecret` calls promote a new version at
+    /// once, so what is followed here is the command's own calls and their reading, not a
+    /// function's steps.
+    async fn secret(with_function: bool) -> (Settings, SecretsManager) {
+        let mut settings = settings_for("local").expect("local settings");
+        settings.aws = testkit::local_aws();
+        settings.guard.secret_id =
+            format!("tollgate/test/rotate-{}", uuid::Uuid::new_v4().simple());
+        let sm = SecretsManager::new(&testkit::sdk_config(&settings.aws).await);
+        let value = testkit::secrets::new_secret().expect("secret");
+        testkit::secrets::put_secret(&sm, &settings.guard.secret_id, &value)
+            .await
+            .expect("put the secret");
+        if with_function {
+            let _ = sm
+                .rotate_secret()
+                .secret_id(&settings.guard.secret_id)
+                .rotation_lambda_arn(
+                    "arn:aws:lambda:ap-northeast-1:123456789012:function:tollgate-test-rotate",
+                )
+                .rotation_rules(
+                    RotationRulesType::builder()
+                        .automatically_after_days(30)
+                        .build(),
+                )
+                .rotate_immediately(false)
+                .send()
+                .await;
+        }
+        (settings, sm)
+    }
+
+    async fn current(sm: &SecretsManager, id: &str) -> String {
+        sm.describe_secret()
+            .secret_id(id)
+            .send()
+            .await
+            .expect("describe")
+            .version_ids_to_stages
+            .unwrap_or_default()
+            .into_iter()
+            .find(|(_, stages)| stages.iter().any(|s| s == "AWSCURRENT"))
+            .map(|(id, _)| id)
+            .expect("an AWSCURRENT version")
+    }
+
+    #[test]
+    fn a_secret_without_a_rotation_function_is_refused_with_the_fix() {
+        block_on(async {
+            let (settings, sm) = secret(false).await;
+            let before = current(&sm, &settings.guard.secret_id).await;
+            let err = rotate_in_aws(&settings)
+                .await
+                .expect_err("no function, no rotation");
+            assert!(
+                format!("{err:#}").contains("cargo xtask deploy --env local"),
+                "{err:#}"
+            );
+            assert_eq!(current(&sm, &settings.guard.secret_id).await, before);
+        });
+    }
+
+    #[test]
+    fn the_rotation_it_starts_is_followed_until_its_version_is_current() {
+        block_on(async {
+            let (settings, sm) = secret(true).await;
+            let before = current(&sm, &settings.guard.secret_id).await;
+            rotate_in_aws(&settings).await.expect("followed to the end");
+            let after = current(&sm, &settings.guard.secret_id).await;
+            assert_ne!(after, before, "a new version is AWSCURRENT");
+        });
+    }
+}
