@@ -830,9 +830,6 @@ async fn probe(settings: &Settings) -> Result<String> {
     }
 }
 
-/// The guard secret's rotation: the function is deployed and, where scheduled, attached; no
-/// rotation is stuck half-way; and (where the ALB answers) the api accepts what Secrets Manager
-/// holds. Reports every verifier's accepted version ids, never a value.
 /// The guard secret's description, or the error reading it, for one check's report.
 fn described<'a>(
     secret: Result<&'a SecretDescription, &anyhow::Error>,
@@ -840,6 +837,9 @@ fn described<'a>(
     secret.map_err(|e| anyhow::anyhow!("{e:#}"))
 }
 
+/// The guard secret's rotation: the function is deployed and, where scheduled, attached; no
+/// rotation is stuck half-way; and (where the ALB answers) the api accepts what Secrets Manager
+/// holds. Reports every verifier's accepted version ids, never a value.
 async fn secret_rotation(
     settings: &Settings,
     sdk: &SdkConfig,
