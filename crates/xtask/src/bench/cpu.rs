@@ -10,7 +10,8 @@ use anyhow::{Context, Result};
 /// CPU time, in clock ticks, of the processes a run is split into.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Sample {
-    api: u64,
+    /// `None` when the run has no api (the `pgbench` reference).
+    api: Option<u64>,
     postgres: u64,
     /// This process's waited-for children: the load generator once its run has ended.
     generator: u64,
@@ -52,8 +53,8 @@ pub struct Split {
 pub fn sample(api: Option<u32>, postmaster: u32) -> Result<Sample> {
     let proc = Path::new("/proc");
     let api = match api {
-        Some(pid) => own_ticks(&stat(proc, pid)?),
-        None => 0,
+        Some(pid) => Some(own_ticks(&stat(proc, pid)?)),
+        None => None,
     };
     Ok(Sample {
         api,
@@ -64,16 +65,11 @@ pub fn sample(api: Option<u32>, postmaster: u32) -> Result<Sample> {
 }
 
 /// The difference between two samples, per request, in microseconds.
-pub fn per_request(
-    before: Sample,
-    after: Sample,
-    requests: f64,
-    with_api: bool,
-) -> Result<PerRequest> {
+pub fn per_request(before: Sample, after: Sample, requests: f64) -> Result<PerRequest> {
     let us_per_tick = 1e6 / clock_ticks_per_second()?;
     let per = |b: u64, a: u64| a.saturating_sub(b) as f64 * us_per_tick / requests.max(1.0);
     Ok(PerRequest {
-        api: with_api.then(|| per(before.api, after.api)),
+        api: before.api.zip(after.api).map(|(b, a)| per(b, a)),
         postgres: per(before.postgres, after.postgres),
         generator: per(before.generator, after.generator),
         machine: per(before.machine, after.machine),
@@ -179,19 +175,19 @@ mod tests {
     #[test]
     fn a_split_is_per_request_and_adds_up() {
         let before = Sample {
-            api: 100,
+            api: Some(100),
             postgres: 1_000,
             generator: 10,
             machine: 5_000,
         };
         let after = Sample {
-            api: 200,
+            api: Some(200),
             postgres: 1_300,
             generator: 60,
             machine: 5_500,
         };
         let ticks = clock_ticks_per_second().expect("getconf");
-        let split = per_request(before, after, 1_000.0, true).expect("split");
+        let split = per_request(before, after, 1_000.0).expect("split");
         let us = |t: f64| t * 1e6 / ticks / 1_000.0;
         assert_eq!(split.api, Some(us(100.0)));
         assert_eq!(split.postgres, us(300.0));
@@ -199,7 +195,8 @@ mod tests {
         assert_eq!(split.total(), us(450.0));
         assert_eq!(split.machine, us(500.0));
         assert!((split.other() - us(50.0)).abs() < 1e-9);
-        let without = per_request(before, after, 1_000.0, false).expect("split");
+        let no_api = |s: Sample| Sample { api: None, ..s };
+        let without = per_request(no_api(before), no_api(after), 1_000.0).expect("split");
         assert_eq!(without.api, None);
     }
 

@@ -243,7 +243,7 @@ async fn accepted_run(
         );
     }
     run.rps = created as f64 / run.elapsed_s.max(1e-3);
-    let split = cpu::per_request(cpu_before, cpu_after, created as f64, true)?;
+    let split = cpu::per_request(cpu_before, cpu_after, created as f64)?;
     Ok((run, split))
 }
 
@@ -426,7 +426,7 @@ fn run_pgbench(s: &BenchSettings, pg: &Postgres) -> Result<(f64, cpu::PerRequest
     let statements = number_after(&out, "number of transactions actually processed:")?;
     Ok((
         number_after(&out, "tps =")?,
-        cpu::per_request(before, after, statements, false)?,
+        cpu::per_request(before, after, statements)?,
     ))
 }
 
