@@ -92,7 +92,7 @@ pub use client_ip::{client_ip, is_allowed};
 pub use secret::{SecretError, SecretSet, generate as generate_secret, verify_static};
 pub use settings::{
     ApiSettings, AwsSettings, Component, ConfigError, DbSslMode, DeploySettings, GuardContract,
-    LambdaSettings, SecretSource, Settings, SigningMode, load, load_for,
+    LambdaSettings, SecretSource, Settings, SigningMode, Unfilled, load, load_for,
 };
 pub use signing::{SignedRequest, sign, string_to_sign, verify_signature};
 pub use verdict::{DenyReason, SecretVersion, Verdict};

@@ -319,18 +319,169 @@ fn unknown_keys_in_a_file_are_errors() {
 }
 
 #[test]
-fn an_empty_allowlist_is_refused_outside_local() {
-    let msg = error_for(&[("TOLLGATE_ENV", "staging")]);
-    assert!(
-        msg.contains("guard.allowed_cidrs") && msg.contains("Elastic IP"),
-        "{msg}"
-    );
+fn deploying_a_shipped_contract_needs_no_allowlist_but_running_components_do() {
+    // The NAT gateway's address exists only after the stack does: deploy renders it in.
+    for env in ["staging", "production"] {
+        let s = load_for(Component::Deploy, &vars(&[("TOLLGATE_ENV", env)]))
+            .unwrap_or_else(|e| panic!("{env} loads for deploy as checked in: {e}"));
+        assert!(s.guard.allowed_cidrs.is_empty(), "{env}");
+        for component in [Component::Api, Component::Lambda] {
+            let msg = load_for(
+                component,
+                &vars(&[
+                    ("TOLLGATE_ENV", env),
+                    ("TOLLGATE__LAMBDA__API_BASE_URL", "https://api.example.com"),
+                ]),
+            )
+            .expect_err("a running component needs whom to allow")
+            .to_string();
+            assert!(
+                msg.contains("guard.allowed_cidrs") && msg.contains("Elastic IP"),
+                "{component:?}: {msg}"
+            );
+        }
+    }
     let s = load_for(
-        Component::Deploy,
+        Component::Api,
         &vars(&[("TOLLGATE__GUARD__ALLOWED_CIDRS", "")]),
     )
     .expect("local may be empty");
     assert!(s.guard.allowed_cidrs.is_empty());
+}
+
+#[test]
+fn the_values_only_a_user_can_supply_are_listed_together_with_their_variables() {
+    for env in ["staging", "production"] {
+        let s = load_for(Component::Deploy, &vars(&[("TOLLGATE_ENV", env)])).expect("loads");
+        let unfilled = s.unfilled();
+        let keys: Vec<&str> = unfilled.iter().map(|u| u.key).collect();
+        assert_eq!(
+            keys,
+            [
+                "deploy.state_bucket",
+                "deploy.domain",
+                "deploy.hosted_zone_id"
+            ],
+            "{env}"
+        );
+        let text: String = unfilled.iter().map(|u| format!("{u}\n")).collect();
+        for variable in [
+            "TOLLGATE__DEPLOY__STATE_BUCKET",
+            "TOLLGATE__DEPLOY__DOMAIN",
+            "TOLLGATE__DEPLOY__HOSTED_ZONE_ID",
+            "TOLLGATE__DEPLOY__CERTIFICATE_ARN",
+        ] {
+            assert!(text.contains(variable), "{env}: {variable} in\n{text}");
+        }
+        assert!(!text.contains("allowed_cidrs"), "{text}");
+    }
+    let filled = |extra: &[(&str, &str)]| {
+        let mut v = vec![
+            ("TOLLGATE_ENV", "staging"),
+            (
+                "TOLLGATE__DEPLOY__STATE_BUCKET",
+                "tollgate-state-123456789012",
+            ),
+            ("TOLLGATE__DEPLOY__DOMAIN", "api.staging.example.com"),
+        ];
+        v.extend_from_slice(extra);
+        load_for(Component::Deploy, &vars(&v)).expect("loads")
+    };
+    let zone = filled(&[("TOLLGATE__DEPLOY__HOSTED_ZONE_ID", "Z0123456789ABCDEFGHIJ")]);
+    assert!(zone.unfilled().is_empty());
+    assert_eq!(zone.public_base_url(), "https://api.staging.example.com");
+    let certificate = filled(&[(
+        "TOLLGATE__DEPLOY__CERTIFICATE_ARN",
+        "arn:aws:acm:ap-northeast-1:123456789012:certificate/0f8e7d6c-0000-4000-8000-000000000000",
+    )]);
+    assert!(certificate.unfilled().is_empty());
+    let local = load_for(Component::Deploy, &vars(&[])).expect("local");
+    assert!(local.unfilled().is_empty());
+    assert_eq!(local.public_base_url(), "http://127.0.0.1:8080");
+}
+
+#[test]
+fn supplied_values_must_have_their_shapes() {
+    for (key, value) in [
+        ("TOLLGATE__DEPLOY__DOMAIN", "https://api.example.com"),
+        ("TOLLGATE__DEPLOY__DOMAIN", "api.example.com/user"),
+        ("TOLLGATE__DEPLOY__DOMAIN", "localhost"),
+        ("TOLLGATE__DEPLOY__DOMAIN", "API.example.com"),
+        ("TOLLGATE__DEPLOY__HOSTED_ZONE_ID", "zone-1"),
+        (
+            "TOLLGATE__DEPLOY__HOSTED_ZONE_ID",
+            "/hostedzone/Z0123456789",
+        ),
+        ("TOLLGATE__DEPLOY__CERTIFICATE_ARN", "FILL IN"),
+        (
+            "TOLLGATE__DEPLOY__CERTIFICATE_ARN",
+            "arn:aws:iam::123456789012:role/x",
+        ),
+    ] {
+        let field = key
+            .trim_start_matches("TOLLGATE__DEPLOY__")
+            .to_ascii_lowercase();
+        let msg = error_for(&[("TOLLGATE_ENV", "staging"), (key, value)]);
+        assert!(msg.contains(&format!("deploy.{field}")), "{value}: {msg}");
+    }
+}
+
+#[test]
+fn an_idle_connection_outlives_the_albs_idle_timeout() {
+    let msg = error_for(&[("TOLLGATE__API__KEEP_ALIVE_IDLE_S", "60")]);
+    assert!(
+        msg.contains("api.keep_alive_idle_s") && msg.contains("deploy.alb_idle_timeout_s"),
+        "{msg}"
+    );
+    let msg = error_for(&[
+        ("TOLLGATE__DEPLOY__ALB_IDLE_TIMEOUT_S", "120"),
+        ("TOLLGATE__API__KEEP_ALIVE_IDLE_S", "100"),
+    ]);
+    assert!(msg.contains("api.keep_alive_idle_s"), "{msg}");
+    assert!(
+        error_for(&[("TOLLGATE__DEPLOY__ALB_IDLE_TIMEOUT_S", "0")]).contains("alb_idle_timeout_s")
+    );
+    for env in ["local", "staging", "production"] {
+        let s = load_for(Component::Deploy, &vars(&[("TOLLGATE_ENV", env)])).expect("loads");
+        assert!(
+            s.api.keep_alive_idle_s
+                >= s.deploy.alb_idle_timeout_s + shared_auth::settings::KEEP_ALIVE_MARGIN_S,
+            "{env}"
+        );
+    }
+}
+
+#[test]
+fn the_connection_budget_must_fit_the_database_class() {
+    let msg = error_for(&[
+        ("TOLLGATE_ENV", "production"),
+        ("TOLLGATE__DEPLOY__API_MAX_COUNT", "20"),
+        ("TOLLGATE__DEPLOY__DB_INSTANCE_CLASS", "db.t4g.micro"),
+    ]);
+    for needed in [
+        "deploy.db_instance_class",
+        "connection budget",
+        "20 × 5 = 100",
+        "db.t4g.micro",
+        "max_connections 95",
+    ] {
+        assert!(msg.contains(needed), "{needed}: {msg}");
+    }
+    // A larger class takes the same load.
+    load_for(
+        Component::Deploy,
+        &vars(&[
+            ("TOLLGATE_ENV", "production"),
+            ("TOLLGATE__DEPLOY__API_MAX_COUNT", "20"),
+            ("TOLLGATE__DEPLOY__DB_INSTANCE_CLASS", "db.t4g.small"),
+        ]),
+    )
+    .expect("db.t4g.small has room for 20 × 5");
+    let msg = error_for(&[("TOLLGATE__DEPLOY__DB_INSTANCE_CLASS", "db.x9.huge")]);
+    assert!(
+        msg.contains("db.t4g.micro"),
+        "names the known classes: {msg}"
+    );
 }
 
 #[test]
@@ -397,7 +548,6 @@ fn deploy_settings_are_checked_outside_local() {
         v.push(extra);
         error_for(&v)
     };
-    assert!(with(("TOLLGATE__DEPLOY__STATE_BUCKET", "")).contains("deploy.state_bucket"));
     assert!(
         with(("TOLLGATE__DEPLOY__CERTIFICATE_ARN", "not-an-arn"))
             .contains("deploy.certificate_arn")
@@ -437,10 +587,14 @@ fn each_deployable_validates_only_the_sections_it_reads() {
     let loads = |component, pairs: &[(&str, &str)]| load_for(component, &vars(pairs)).is_ok();
     let (api, lambda, deploy) = (Component::Api, Component::Lambda, Component::Deploy);
 
-    // A staging task whose deploy-only keys are still placeholders must still start.
+    // A staging task whose deploy-only keys are wrong must still start.
     let bad_deploy = [
         ("TOLLGATE_ENV", "staging"),
         ("TOLLGATE__GUARD__ALLOWED_CIDRS", "203.0.113.7/32"),
+        (
+            "TOLLGATE__LAMBDA__API_BASE_URL",
+            "https://api.staging.example.com",
+        ),
         ("TOLLGATE__DEPLOY__CERTIFICATE_ARN", "FILL IN"),
     ];
     assert!(loads(api, &bad_deploy) && loads(lambda, &bad_deploy));

@@ -16,12 +16,16 @@
 //! messages) and [`validate`] (what the types alone cannot say). Each deployable validates only
 //! the sections it reads ([`Component`]): a wrong `deploy.*` key must not stop the api.
 
+pub mod capacity;
 mod load;
 mod schema;
+mod supplied;
 mod validate;
 
 pub use load::{ConfigError, load, load_for};
 pub use schema::*;
+pub use supplied::Unfilled;
+pub use validate::KEEP_ALIVE_MARGIN_S;
 
 /// The environment used when `TOLLGATE_ENV` is unset.
 pub const DEFAULT_ENV: &str = "local";

@@ -161,9 +161,13 @@ pub struct ApiSettings {
     pub db_statement_timeout_ms: u64,
     /// Whole-request time limit.
     pub request_timeout_ms: u64,
-    /// How long a client may take to send a request's headers, and to start the next request
-    /// on a kept-alive connection.
+    /// How long a client may take to send a request's headers, counted from the request's
+    /// first byte: a slow or stalled header is cut here.
     pub header_read_timeout_ms: u64,
+    /// How long a kept-alive connection may sit idle between requests. Longer than the ALB's
+    /// idle timeout (`deploy.alb_idle_timeout_s`), so the ALB, which reuses idle connections,
+    /// always closes first and never sends a request into a connection the api is closing.
+    pub keep_alive_idle_s: u64,
     /// Largest accepted request body on the guarded route.
     pub body_limit_bytes: usize,
     /// Cognito issuer, `https://cognito-idp.<region>.amazonaws.com/<pool id>`.
@@ -193,6 +197,7 @@ impl Default for ApiSettings {
             db_statement_timeout_ms: 5_000,
             request_timeout_ms: 10_000,
             header_read_timeout_ms: 10_000,
+            keep_alive_idle_s: 75,
             body_limit_bytes: 16 * 1024,
             jwt_issuer: None,
             jwt_client_id: None,
@@ -288,10 +293,21 @@ pub struct AwsSettings {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeploySettings {
-    /// S3 bucket holding the Terraform state (native S3 locking); absent for `local` (local state).
+    /// S3 bucket holding the Terraform state (native S3 locking); absent for `local` (local
+    /// state). Supplied by the user outside `local` ([`Settings::unfilled`]).
     pub state_bucket: Option<String>,
-    /// ACM certificate of the HTTPS listener; required outside `local`.
+    /// The api's public name (`api.example.com`): the HTTPS listener's certificate is for it,
+    /// and the Lambda calls `https://<domain>`. Supplied by the user outside `local`.
+    pub domain: Option<String>,
+    /// Route 53 hosted zone of `domain`: Terraform then requests the certificate (validated
+    /// by DNS in this zone) and points the name at the ALB. Without it, `certificate_arn` is
+    /// needed and the name is pointed at the ALB by hand.
+    pub hosted_zone_id: Option<String>,
+    /// ACM certificate of the HTTPS listener, when it is not requested in `hosted_zone_id`.
     pub certificate_arn: Option<String>,
+    /// The ALB's idle timeout: it closes a connection idle this long, on both sides. The api's
+    /// `keep_alive_idle_s` must be longer.
+    pub alb_idle_timeout_s: u64,
     /// `arm64` or `x86_64`: the Lambda's architecture and the bootstrap build target.
     pub lambda_architecture: String,
     /// `arm64` or `x86_64`: the api task's CPU and the image's platform.
@@ -332,7 +348,10 @@ impl Default for DeploySettings {
     fn default() -> Self {
         Self {
             state_bucket: None,
+            domain: None,
+            hosted_zone_id: None,
             certificate_arn: None,
+            alb_idle_timeout_s: 60,
             lambda_architecture: "arm64".to_owned(),
             api_architecture: "arm64".to_owned(),
             registry: None,

@@ -2,19 +2,27 @@
 //! outside `local` must have.
 
 use super::load::ConfigError;
-use super::{Component, DEFAULT_ENV, GuardContract, Settings};
+use super::{Component, DEFAULT_ENV, GuardContract, Settings, capacity};
 
 impl Settings {
     /// Checks what the schema alone cannot, in the contract, `aws`, and the sections
     /// `component` reads.
     pub fn validate_for(&self, component: Component) -> Result<(), ConfigError> {
-        self.guard.validate(&self.env)?;
+        self.guard.validate()?;
+        if component != Component::Deploy {
+            // A running component must know whom to allow. Deploying does not: the NAT
+            // gateway's Elastic IP is added from the Terraform outputs when rendering.
+            self.guard.require_allowlist(&self.env)?;
+        }
         if let Some(url) = &self.aws.endpoint_url {
             check_http_url("aws.endpoint_url", url, false)?;
         }
         match component {
             Component::Api => self.validate_api(),
-            Component::Lambda => self.validate_lambda(),
+            Component::Lambda => {
+                self.validate_lambda()?;
+                self.require_https_api()
+            }
             Component::Deploy => {
                 self.validate_api()?;
                 self.validate_lambda()?;
@@ -32,6 +40,7 @@ impl Settings {
             ("api.db_statement_timeout_ms", api.db_statement_timeout_ms),
             ("api.request_timeout_ms", api.request_timeout_ms),
             ("api.header_read_timeout_ms", api.header_read_timeout_ms),
+            ("api.keep_alive_idle_s", api.keep_alive_idle_s),
             ("api.body_limit_bytes", api.body_limit_bytes as u64),
             ("api.db_max_lifetime_s", api.db_max_lifetime_s),
         ])?;
@@ -64,59 +73,81 @@ impl Settings {
         check_http_url("lambda.api_base_url", &lambda.api_base_url, true)
     }
 
+    /// The running Lambda outside `local` calls the api over HTTPS only (deploy renders the
+    /// URL from `deploy.domain`; the file leaves it out).
+    fn require_https_api(&self) -> Result<(), ConfigError> {
+        let lambda = &self.lambda;
+        if self.env != DEFAULT_ENV && !lambda.api_base_url.starts_with("https://") {
+            return Err(ConfigError::invalid(
+                "lambda.api_base_url",
+                format!(
+                    "`{}` is not HTTPS: outside `{DEFAULT_ENV}` the Lambda calls the ALB's HTTPS \
+                     listener (deploy renders https://<deploy.domain>)",
+                    lambda.api_base_url
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     fn validate_deploy(&self) -> Result<(), ConfigError> {
-        let deploy = &self.deploy;
-        for (key, value) in [
-            ("deploy.lambda_architecture", &deploy.lambda_architecture),
-            ("deploy.api_architecture", &deploy.api_architecture),
-        ] {
-            if !matches!(value.as_str(), "arm64" | "x86_64") {
+        self.check_deploy_choices()?;
+        self.check_deploy_numbers()?;
+        self.check_supplied_formats()?;
+        self.check_keep_alive()?;
+        self.check_connection_budget()?;
+        if self.env != DEFAULT_ENV
+            && !self
+                .guard
+                .trusted_proxies
+                .iter()
+                .any(|net| net.contains(&self.deploy.vpc_cidr))
+        {
+            return Err(ConfigError::invalid(
+                "guard.trusted_proxies",
+                format!(
+                    "must contain deploy.vpc_cidr ({}): the ALB's X-Forwarded-For entries come from there",
+                    self.deploy.vpc_cidr
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The settings that name one of a few choices.
+    fn check_deploy_choices(&self) -> Result<(), ConfigError> {
+        let d = &self.deploy;
+        let choices: [(&str, &str, &[&str]); 4] = [
+            (
+                "deploy.lambda_architecture",
+                &d.lambda_architecture,
+                &["arm64", "x86_64"],
+            ),
+            (
+                "deploy.api_architecture",
+                &d.api_architecture,
+                &["arm64", "x86_64"],
+            ),
+            (
+                "deploy.waf_managed_rules",
+                &d.waf_managed_rules,
+                &["count", "enforce"],
+            ),
+            (
+                "deploy.nat_gateways",
+                &d.nat_gateways,
+                &["single", "per-az"],
+            ),
+        ];
+        for (key, value, allowed) in choices {
+            if !allowed.contains(&value) {
                 return Err(ConfigError::invalid(
                     key,
-                    format!("`{value}` is neither arm64 nor x86_64"),
+                    format!("`{value}` is not one of {}", allowed.join(", ")),
                 ));
             }
         }
-        if !matches!(deploy.waf_managed_rules.as_str(), "count" | "enforce") {
-            return Err(ConfigError::invalid(
-                "deploy.waf_managed_rules",
-                format!(
-                    "`{}` is neither count nor enforce",
-                    deploy.waf_managed_rules
-                ),
-            ));
-        }
-        if !matches!(deploy.nat_gateways.as_str(), "single" | "per-az") {
-            return Err(ConfigError::invalid(
-                "deploy.nat_gateways",
-                format!("`{}` is neither single nor per-az", deploy.nat_gateways),
-            ));
-        }
-        if deploy.secret_rotation_days > 1000 {
-            return Err(ConfigError::invalid(
-                "deploy.secret_rotation_days",
-                format!(
-                    "{} days: Secrets Manager schedules 1 to 1000 (0 turns the schedule off)",
-                    deploy.secret_rotation_days
-                ),
-            ));
-        }
-        if deploy.api_min_count == 0 || deploy.api_max_count < deploy.api_min_count {
-            return Err(ConfigError::invalid(
-                "deploy.api_max_count",
-                format!(
-                    "{} tasks at most and {} at least: need 1 ≤ api_min_count ≤ api_max_count",
-                    deploy.api_max_count, deploy.api_min_count
-                ),
-            ));
-        }
-        if deploy.ses_source_arn.is_some() != deploy.ses_from_address.is_some() {
-            return Err(ConfigError::invalid(
-                "deploy.ses_from_address",
-                "ses_source_arn and ses_from_address go together (the identity and its From address)",
-            ));
-        }
-        if let Some(registry) = &deploy.registry
+        if let Some(registry) = &d.registry
             && (registry.is_empty()
                 || registry.contains('/')
                 || registry.contains(char::is_whitespace))
@@ -126,41 +157,156 @@ impl Settings {
                 format!("`{registry}` is not a registry host[:port] (no scheme, no path)"),
             ));
         }
-        if self.env == DEFAULT_ENV {
-            return Ok(());
-        }
-        if deploy.state_bucket.as_deref().is_none_or(str::is_empty) {
+        if d.ses_source_arn.is_some() != d.ses_from_address.is_some() {
             return Err(ConfigError::invalid(
-                "deploy.state_bucket",
-                "is required outside `local`: the S3 bucket that holds the Terraform state",
+                "deploy.ses_from_address",
+                "ses_source_arn and ses_from_address go together (the identity and its From address)",
             ));
         }
-        if !deploy
-            .certificate_arn
-            .as_deref()
-            .is_some_and(|arn| arn.starts_with("arn:aws") && arn.contains(":acm:"))
+        Ok(())
+    }
+
+    fn check_deploy_numbers(&self) -> Result<(), ConfigError> {
+        let d = &self.deploy;
+        if d.secret_rotation_days > 1000 {
+            return Err(ConfigError::invalid(
+                "deploy.secret_rotation_days",
+                format!(
+                    "{} days: Secrets Manager schedules 1 to 1000 (0 turns the schedule off)",
+                    d.secret_rotation_days
+                ),
+            ));
+        }
+        if d.api_min_count == 0 || d.api_max_count < d.api_min_count {
+            return Err(ConfigError::invalid(
+                "deploy.api_max_count",
+                format!(
+                    "{} tasks at most and {} at least: need 1 ≤ api_min_count ≤ api_max_count",
+                    d.api_max_count, d.api_min_count
+                ),
+            ));
+        }
+        if !(1..=4000).contains(&d.alb_idle_timeout_s) {
+            return Err(ConfigError::invalid(
+                "deploy.alb_idle_timeout_s",
+                format!("{} s: the ALB accepts 1 to 4000", d.alb_idle_timeout_s),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The user's values, when given, must have their shapes (missing ones are
+    /// [`Settings::unfilled`]'s to report).
+    fn check_supplied_formats(&self) -> Result<(), ConfigError> {
+        let d = &self.deploy;
+        if let Some(domain) = d.domain.as_deref().filter(|s| !s.is_empty())
+            && !is_hostname(domain)
+        {
+            return Err(ConfigError::invalid(
+                "deploy.domain",
+                format!(
+                    "`{domain}` is not a DNS name such as api.example.com (no scheme, no path)"
+                ),
+            ));
+        }
+        if let Some(zone) = d.hosted_zone_id.as_deref().filter(|s| !s.is_empty())
+            && !(zone.len() <= 32
+                && zone
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()))
+        {
+            return Err(ConfigError::invalid(
+                "deploy.hosted_zone_id",
+                format!(
+                    "`{zone}` is not a Route 53 hosted zone id (upper-case letters and digits, such as Z0123456789ABCDEFGHIJ; no /hostedzone/ prefix)"
+                ),
+            ));
+        }
+        if let Some(arn) = d.certificate_arn.as_deref().filter(|s| !s.is_empty())
+            && !(arn.starts_with("arn:aws")
+                && arn.contains(":acm:")
+                && arn.contains(":certificate/"))
         {
             return Err(ConfigError::invalid(
                 "deploy.certificate_arn",
-                "is required outside `local`: the ACM certificate ARN of the HTTPS listener",
-            ));
-        }
-        if !self
-            .guard
-            .trusted_proxies
-            .iter()
-            .any(|net| net.contains(&deploy.vpc_cidr))
-        {
-            return Err(ConfigError::invalid(
-                "guard.trusted_proxies",
                 format!(
-                    "must contain deploy.vpc_cidr ({}): the ALB's X-Forwarded-For entries come from there",
-                    deploy.vpc_cidr
+                    "`{arn}` is not an ACM certificate ARN (arn:aws:acm:<region>:<account>:certificate/<id>)"
                 ),
             ));
         }
         Ok(())
     }
+
+    /// The ALB reuses idle connections to its targets, so a target must not close one first
+    /// (Elastic Load Balancing: "we also recommend that you configure the idle timeout of your
+    /// application to be larger than the idle timeout configured for the load balancer").
+    fn check_keep_alive(&self) -> Result<(), ConfigError> {
+        let (api, alb) = (self.api.keep_alive_idle_s, self.deploy.alb_idle_timeout_s);
+        if api < alb + KEEP_ALIVE_MARGIN_S {
+            return Err(ConfigError::invalid(
+                "api.keep_alive_idle_s",
+                format!(
+                    "{api} s is not longer than the ALB's idle timeout (deploy.alb_idle_timeout_s = {alb} s) \
+                     by {KEEP_ALIVE_MARGIN_S} s: the ALB would send requests into connections the api is closing (502)"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Every api task's pool at the most tasks, plus the named headroom, must fit the
+    /// instance class's `max_connections` ([`super::capacity`]).
+    fn check_connection_budget(&self) -> Result<(), ConfigError> {
+        let class = self.deploy.db_instance_class.as_str();
+        let Some(available) = capacity::for_api_tasks(class) else {
+            let known: Vec<&str> = capacity::CLASSES.iter().map(|(c, _)| *c).collect();
+            return Err(ConfigError::invalid(
+                "deploy.db_instance_class",
+                format!(
+                    "`{class}` is not in the connection budget's table (shared-auth settings/capacity.rs): use one of {}",
+                    known.join(", ")
+                ),
+            ));
+        };
+        let (tasks, pool) = (self.deploy.api_max_count, self.api.db_max_connections);
+        let needed = u64::from(tasks) * u64::from(pool);
+        if needed > u64::from(available) {
+            let headroom: Vec<String> = capacity::HEADROOM
+                .iter()
+                .map(|(what, n)| format!("{n} for {what}"))
+                .collect();
+            return Err(ConfigError::invalid(
+                "deploy.db_instance_class",
+                format!(
+                    "the connection budget does not fit: deploy.api_max_count × api.db_max_connections = \
+                     {tasks} × {pool} = {needed}, but {class} leaves {available} for the api \
+                     (max_connections {} less {} superuser slots, {}); lower either, or choose a larger class",
+                    capacity::max_connections(class).unwrap_or_default(),
+                    capacity::SUPERUSER_RESERVED,
+                    headroom.join(", ")
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// How much longer than the ALB's idle timeout the api keeps an idle connection.
+pub const KEEP_ALIVE_MARGIN_S: u64 = 5;
+
+/// A DNS name: dot-separated labels of letters, digits and `-`, at least two labels.
+fn is_hostname(name: &str) -> bool {
+    name.len() <= 253
+        && name.split('.').count() >= 2
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
 }
 
 /// Every value must be greater than zero.
@@ -230,8 +376,22 @@ fn is_token(s: &str) -> bool {
 }
 
 impl GuardContract {
-    /// Checks the contract for `env` (an empty allowlist is tolerated only in `local`).
-    pub fn validate(&self, env: &str) -> Result<(), ConfigError> {
+    /// A running component outside `local` must have someone to allow: an empty allowlist
+    /// would refuse every registration, and means the deploy-time address never arrived.
+    pub fn require_allowlist(&self, env: &str) -> Result<(), ConfigError> {
+        if self.allowed_cidrs.is_empty() && env != DEFAULT_ENV {
+            return Err(ConfigError::invalid(
+                "guard.allowed_cidrs",
+                format!(
+                    "is empty; outside `{DEFAULT_ENV}` it must hold the NAT gateway's Elastic IP, which `cargo xtask deploy` renders into each component's environment"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks the contract's own values.
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if !is_token(&self.method) || self.method != self.method.to_ascii_uppercase() {
             return Err(ConfigError::invalid(
                 "guard.method",
@@ -310,14 +470,6 @@ impl GuardContract {
             return Err(ConfigError::invalid(
                 "guard.max_skew_s",
                 format!("{} is outside 1..=3600 seconds", self.max_skew_s),
-            ));
-        }
-        if self.allowed_cidrs.is_empty() && env != DEFAULT_ENV {
-            return Err(ConfigError::invalid(
-                "guard.allowed_cidrs",
-                format!(
-                    "is empty; outside `{DEFAULT_ENV}` it must hold the NAT gateway's Elastic IP (xtask adds it at deploy time)"
-                ),
             ));
         }
         for (key, nets) in [
