@@ -5,6 +5,7 @@
 //! both by the rules in `shared-auth`). `GET /users/me` serves app users holding a Cognito ID
 //! token ([`jwt`]) and creates their row if the sign-up registration was lost.
 
+pub mod connection;
 pub mod database;
 pub mod db;
 pub mod domain;

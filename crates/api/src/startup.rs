@@ -28,14 +28,14 @@ use crate::jwt::JwtVerifier;
 use crate::refusals::Refusals;
 use crate::secrets::SecretStore;
 use crate::state::{AppState, Clock, Inner};
-use crate::{guard, routes};
+use crate::{connection, guard, routes};
 
 /// A built service, bound to its address but not yet serving.
 #[derive(Debug)]
 pub struct Application {
     listener: tokio::net::TcpListener,
     router: Router,
-    header_read_timeout: Duration,
+    limits: connection::Limits,
     refusals: Arc<Refusals>,
 }
 
@@ -46,7 +46,10 @@ impl Application {
         clock: Clock,
     ) -> anyhow::Result<Self> {
         let listen = settings.api.listen;
-        let header_read_timeout = Duration::from_millis(settings.api.header_read_timeout_ms);
+        let limits = connection::Limits {
+            header_read: Duration::from_millis(settings.api.header_read_timeout_ms),
+            keep_alive_idle: Duration::from_secs(settings.api.keep_alive_idle_s),
+        };
         let state = build_state(settings, secrets, clock).await?;
         let listener = tokio::net::TcpListener::bind(listen)
             .await
@@ -55,7 +58,7 @@ impl Application {
             refusals: state.refusals.clone(),
             router: router(state)?,
             listener,
-            header_read_timeout,
+            limits,
         })
     }
 
@@ -65,9 +68,10 @@ impl Application {
 
     /// Serves HTTP/1.1 until `shutdown` completes, then finishes the requests in flight.
     ///
-    /// Each connection must send a request's headers within `api.header_read_timeout_ms`, and
-    /// an idle keep-alive connection is closed after as long: slow or silent clients cannot hold
-    /// connections open (the ALB shields this in AWS; the api does not rely on it). HTTP/1
+    /// Each request's headers must arrive within `api.header_read_timeout_ms` of its first
+    /// byte, and an idle keep-alive connection is closed after `api.keep_alive_idle_s`, longer
+    /// than the ALB's idle timeout ([`connection`]): slow or silent clients cannot hold
+    /// connections open, and the ALB never reuses a connection the api is closing. HTTP/1
     /// only, as the ALB speaks to targets: an HTTP/2 preface is refused.
     pub async fn run_until(
         self,
@@ -86,8 +90,10 @@ impl Application {
             }
         });
         let mut http = http1::Builder::new();
+        // hyper's own header timeout also runs while a kept-alive connection is idle: off, and
+        // `connection::Timed` keeps both limits instead.
         http.timer(TokioTimer::new())
-            .header_read_timeout(self.header_read_timeout)
+            .header_read_timeout(None)
             .keep_alive(true);
         loop {
             let (stream, peer) = tokio::select! {
@@ -108,7 +114,8 @@ impl Application {
                 request.extensions_mut().insert(ConnectInfo(peer));
                 tower::ServiceExt::oneshot(router.clone(), request)
             });
-            let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+            let io = connection::Timed::new(TokioIo::new(stream), self.limits);
+            let connection = graceful.watch(http.serve_connection(io, service));
             tokio::spawn(async move {
                 if let Err(e) = connection.await {
                     tracing::debug!(error = %e, client = %peer, "connection ended with an error");
@@ -131,10 +138,12 @@ pub async fn build_state(
 ) -> anyhow::Result<AppState> {
     let db = Database::start(&settings).await?;
     if settings.api.migrate_on_start {
-        db.migrate(&settings)
+        db.migrate()
             .await
             .context("cannot apply the database migrations")?;
     }
+    db.watch_credentials(Duration::from_secs(settings.api.secret_refresh_s))
+        .await;
     let api = &settings.api;
     let jwt = match (&api.jwt_issuer, &api.jwt_client_id, api.jwks_url()) {
         (Some(issuer), Some(client_id), Some(jwks)) => {

@@ -140,8 +140,12 @@ async fn closed_within(stream: &mut TcpStream, wait: Duration) -> Option<Vec<u8>
 
 #[tokio::test]
 async fn slow_headers_and_idle_connections_are_closed() {
-    let app =
-        spawn_with(Options::default().var("TOLLGATE__API__HEADER_READ_TIMEOUT_MS", "500")).await;
+    let app = spawn_with(
+        Options::default()
+            .var("TOLLGATE__API__HEADER_READ_TIMEOUT_MS", "500")
+            .var("TOLLGATE__API__KEEP_ALIVE_IDLE_S", "2"),
+    )
+    .await;
     // A partial request that never completes its headers.
     let mut slow = TcpStream::connect(app.addr).await.expect("connect");
     slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
@@ -169,6 +173,25 @@ async fn slow_headers_and_idle_connections_are_closed() {
         .await
         .expect("an idle kept-alive connection stayed open");
     assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"));
+    // Headers trickled a byte at a time, each well inside the limit: the limit counts from the
+    // request's first byte, so the connection is cut all the same.
+    let mut trickle = TcpStream::connect(app.addr).await.expect("connect");
+    let mut cut = false;
+    for byte in b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaa".iter() {
+        if trickle.write_all(&[*byte]).await.is_err() {
+            cut = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let cut = cut
+        || closed_within(&mut trickle, Duration::from_secs(1))
+            .await
+            .is_some();
+    assert!(
+        cut,
+        "headers trickled over 5 s outlived a 0.5 s header limit"
+    );
 }
 
 #[tokio::test]
