@@ -10,6 +10,10 @@
 //!   `api.db_max_lifetime_s`, so every connection soon uses the current credentials.
 //! - **Migrations** run at start as the owner (`api.db_owner_secret_id`, e.g. the RDS-managed
 //!   master secret), under sqlx's advisory lock, so tasks starting together apply them once.
+//! - **The serving login** (the `db_secret_id` user, a member of `tollgate_app`) is created or
+//!   given the secret's password by the owner after migrating, or, when the secret had no
+//!   version yet at start, as soon as the api first reads one: a task that started too early
+//!   becomes ready by itself, with no redeploy.
 
 use std::future::Future;
 use std::str::FromStr;
@@ -151,8 +155,12 @@ pub struct Database {
 struct Inner {
     base: PgConnectOptions,
     secret: Option<CredentialSecret>,
+    /// The owner's credentials (migrations, the serving login role).
+    owner: Option<CredentialSecret>,
     /// The credentials in use, and when they were last fetched.
     current: Mutex<(Option<DbCredentials>, Option<Instant>)>,
+    /// Whether the serving login was set up by the owner in this process.
+    login_ready: std::sync::atomic::AtomicBool,
     /// For error messages: how the connection is protected.
     tls: String,
 }
@@ -161,17 +169,20 @@ struct Inner {
 pub const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
 
 impl Database {
-    /// Builds the pool (lazily connected: the service starts while the database is down) and,
-    /// with `api.db_secret_id`, starts re-reading the credentials in the background.
+    /// Builds the pool, lazily connected (the service starts while the database is down) and
+    /// without credentials yet: [`Database::watch_credentials`] reads them, after
+    /// [`Database::migrate`] when the api migrates at start.
     pub async fn start(settings: &Settings) -> anyhow::Result<Self> {
         let api = &settings.api;
         let base = connect_options(api)?;
-        let secret = match &api.db_secret_id {
-            Some(id) => Some(CredentialSecret::new(
-                secrets_manager(&settings.aws).await,
-                id.clone(),
-            )),
-            None => None,
+        let sm = match (&api.db_secret_id, &api.db_owner_secret_id) {
+            (None, None) => None,
+            _ => Some(secrets_manager(&settings.aws).await),
+        };
+        let secret_for = |id: &Option<String>| {
+            id.as_ref()
+                .zip(sm.clone())
+                .map(|(id, sm)| CredentialSecret::new(sm, id.clone()))
         };
         let pool = PgPoolOptions::new()
             .max_connections(api.db_max_connections)
@@ -191,24 +202,28 @@ impl Database {
             .acquire_timeout(Duration::from_millis(api.db_acquire_timeout_ms))
             .max_lifetime(Duration::from_secs(api.db_max_lifetime_s))
             .connect_lazy_with(base.clone());
-        let database = Database {
+        Ok(Database {
             pool,
             inner: Arc::new(Inner {
                 base,
-                secret,
+                secret: secret_for(&api.db_secret_id),
+                owner: secret_for(&api.db_owner_secret_id),
                 current: Mutex::new((None, None)),
+                login_ready: std::sync::atomic::AtomicBool::new(false),
                 tls: String::from(api.db_sslmode),
             }),
-        };
-        if database.inner.secret.is_some() {
-            database.refresh_credentials(true).await;
-            tokio::spawn(
-                database
-                    .clone()
-                    .keep_fresh(Duration::from_secs(api.secret_refresh_s)),
-            );
+        })
+    }
+
+    /// With `api.db_secret_id`: reads the serving credentials now and every `interval` after,
+    /// in the background. A read that fails (no version yet, Secrets Manager down) keeps what
+    /// the pool has and is retried at the next interval.
+    pub async fn watch_credentials(&self, interval: Duration) {
+        if self.inner.secret.is_none() {
+            return;
         }
-        Ok(database)
+        self.refresh_credentials(true).await;
+        tokio::spawn(self.clone().keep_fresh(interval));
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -286,6 +301,11 @@ impl Database {
                 if current.0.as_ref().is_some_and(|old| old.same_as(&fresh)) {
                     return;
                 }
+                // The first credentials this process holds: if the secret had no version when
+                // the api migrated, the login role was not set up then; it is now.
+                if current.0.is_none() && !self.ensure_login_as_owner(&fresh).await {
+                    return;
+                }
                 tracing::info!(username = %fresh.username, "database credentials loaded");
                 self.pool
                     .set_connect_options(fresh.apply(self.inner.base.clone()));
@@ -297,55 +317,83 @@ impl Database {
         }
     }
 
-    /// Applies pending migrations, as the owner when `api.db_owner_secret_id` is set. sqlx
-    /// holds PostgreSQL's advisory lock meanwhile, so concurrent starts apply each one once.
-    pub async fn migrate(&self, settings: &Settings) -> anyhow::Result<()> {
-        let owner = match &settings.api.db_owner_secret_id {
-            Some(id) => Some(
-                CredentialSecret::new(secrets_manager(&settings.aws).await, id.clone())
-                    .fetch()
-                    .await
-                    .context("cannot read the owner's credentials (api.db_owner_secret_id)")?,
-            ),
-            None => None,
+    /// Applies pending migrations, as the owner when `api.db_owner_secret_id` is set, then sets
+    /// up the serving login when its secret has a version. sqlx holds PostgreSQL's advisory
+    /// lock meanwhile, so concurrent starts apply each migration once.
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        let Some(owner) = self.owner_pool().await? else {
+            return MIGRATOR
+                .run(&self.pool)
+                .await
+                .map_err(|e| anyhow::anyhow!(self.describe(&sqlx::Error::from(e))));
         };
-        let result = match owner {
-            Some(owner) => {
-                let pool = PgPoolOptions::new()
-                    .max_connections(1)
-                    .acquire_timeout(Duration::from_millis(
-                        settings.api.db_acquire_timeout_ms.max(10_000),
-                    ))
-                    .connect_with(owner.apply(self.inner.base.clone()))
-                    .await;
-                match pool {
-                    Ok(pool) => {
-                        let done = self.migrate_as_owner(&pool).await;
-                        pool.close().await;
-                        done
+        let done = async {
+            MIGRATOR.run(&owner).await?;
+            match self.inner.secret.as_ref().map(CredentialSecret::fetch) {
+                Some(fetch) => match fetch.await {
+                    Ok(app) => self.ensure_login(&owner, &app).await,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot read the serving credentials yet; their login is set up when they are");
+                        Ok(())
                     }
-                    Err(e) => Err(e),
-                }
+                },
+                None => Ok(()),
             }
-            None => MIGRATOR.run(&self.pool).await.map_err(sqlx::Error::from),
-        };
-        result.map_err(|e| anyhow::anyhow!(self.describe(&e)))
+        }
+        .await;
+        owner.close().await;
+        done.map_err(|e| anyhow::anyhow!(self.describe(&e)))
     }
 
-    /// Migrates, then makes the serving login (from `api.db_secret_id`) a member of
-    /// `tollgate_app` with the secret's current password, creating it when missing.
-    async fn migrate_as_owner(&self, owner: &PgPool) -> Result<(), sqlx::Error> {
-        MIGRATOR.run(owner).await?;
-        let Some(secret) = &self.inner.secret else {
-            return Ok(());
+    /// A one-connection pool as the owner, when the owner's secret is configured.
+    async fn owner_pool(&self) -> anyhow::Result<Option<PgPool>> {
+        let Some(secret) = &self.inner.owner else {
+            return Ok(None);
         };
-        let app = match secret.fetch().await {
-            Ok(app) => app,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the serving credentials; their login role is not updated");
-                return Ok(());
+        let owner = secret
+            .fetch()
+            .await
+            .context("cannot read the owner's credentials (api.db_owner_secret_id)")?;
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(owner.apply(self.inner.base.clone()))
+            .await
+            .map_err(|e| anyhow::anyhow!(self.describe(&e)))?;
+        Ok(Some(pool))
+    }
+
+    /// Sets up the serving login as the owner, unless done already (or there is no owner to
+    /// do it). Returns whether the login can be used.
+    async fn ensure_login_as_owner(&self, app: &DbCredentials) -> bool {
+        use std::sync::atomic::Ordering;
+        if self.inner.login_ready.load(Ordering::SeqCst) || self.inner.owner.is_none() {
+            return true;
+        }
+        let result = match self.owner_pool().await {
+            Ok(Some(owner)) => {
+                let done = self.ensure_login(&owner, app).await;
+                owner.close().await;
+                done.map_err(|e| anyhow::anyhow!(self.describe(&e)))
             }
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
         };
+        match result {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    "cannot set up the serving login yet; retrying at the next refresh"
+                );
+                false
+            }
+        }
+    }
+
+    /// Makes the serving login a member of `tollgate_app` with the secret's current password,
+    /// creating it when missing.
+    async fn ensure_login(&self, owner: &PgPool, app: &DbCredentials) -> Result<(), sqlx::Error> {
         // Identifiers and the password are quoted by PostgreSQL itself (format %I / %L).
         let exists: bool =
             sqlx::query_scalar("SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = $1)")
@@ -367,6 +415,9 @@ impl Database {
                 .fetch_one(owner)
                 .await?;
         sqlx::raw_sql(&grant).execute(owner).await?;
+        self.inner
+            .login_ready
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         tracing::info!(username = %app.username, "serving login role is a member of tollgate_app");
         Ok(())
     }

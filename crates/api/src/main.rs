@@ -52,7 +52,7 @@ async fn main() -> ExitCode {
 async fn migrate(settings: &shared_auth::Settings) -> anyhow::Result<()> {
     let database = api::database::Database::start(settings).await?;
     database
-        .migrate(settings)
+        .migrate()
         .await
         .context("cannot apply the database migrations")?;
     println!(

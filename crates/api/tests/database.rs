@@ -372,3 +372,68 @@ async fn registrations_survive_two_credential_rotations_under_load() {
         "under load the api serves as its own login only"
     );
 }
+
+/// The first deploy's order gone wrong: the api starts before its login's secret has a
+/// version. It must not need a redeploy: `/readyz` says the database is not usable until the
+/// secret has a version, then the api sets the login up itself and serves.
+#[tokio::test]
+async fn a_task_started_before_its_login_secret_has_a_version_becomes_ready_once_it_has_one() {
+    let sm = SecretsManager::new(&testkit::sdk_config(&testkit::local_aws()).await);
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    let (app_secret, owner_secret) = (
+        format!("tollgate/test/db-app-{unique}"),
+        format!("tollgate/test/db-owner-{unique}"),
+    );
+    let login = format!("tollgate_api_{unique}");
+    // The shell Terraform creates: a secret with no version yet.
+    sm.create_secret()
+        .name(&app_secret)
+        .send()
+        .await
+        .expect("moto creates the secret's shell");
+    put_credentials(&sm, &owner_secret, "postgres", "unused").await;
+    let db_url = fresh_database().await;
+    let app = spawn_with(Options {
+        database_url: Some(as_user(&db_url, &login)),
+        ..Options::default()
+            .var("TOLLGATE__AWS__ENDPOINT_URL", &testkit::aws_endpoint())
+            .var("TOLLGATE__API__DB_SECRET_ID", &app_secret)
+            .var("TOLLGATE__API__DB_OWNER_SECRET_ID", &owner_secret)
+            .var("TOLLGATE__API__SECRET_REFRESH_S", "1")
+    })
+    .await;
+    let readiness = || async {
+        let response = app
+            .http
+            .get(format!("{}/readyz", app.base))
+            .send()
+            .await
+            .expect("readyz answers");
+        let status = response.status().as_u16();
+        let body: serde_json::Value = response.json().await.expect("readyz is JSON");
+        (status, body["database"].as_bool())
+    };
+    for _ in 0..3 {
+        assert_eq!(readiness().await, (503, Some(false)), "no credentials yet");
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    put_credentials(&sm, &app_secret, &login, "first-password-0001").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while readiness().await != (200, Some(true)) {
+        assert!(
+            Instant::now() < deadline,
+            "the api did not become ready after its secret got a version"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let response = app.register(&body_for(SUB, "ada@example.com")).await;
+    assert_eq!(response.status(), 201, "it serves, as its own login");
+    let owners: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT usename::text FROM pg_stat_activity
+         WHERE application_name = 'tollgate-api' AND datname = current_database()",
+    )
+    .fetch_all(&app.db)
+    .await
+    .expect("activity");
+    assert_eq!(owners, [login]);
+}
