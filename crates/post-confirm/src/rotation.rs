@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_secretsmanager::Client as SecretsManager;
 use aws_sdk_secretsmanager::error::DisplayErrorContext;
 use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use shared_auth::{GuardContract, Settings, SigningMode};
 
 use crate::waf::{Accepted, GuardRuleGroup};
@@ -264,7 +264,7 @@ impl Rotator {
             .put_secret_value()
             .secret_id(secret_id)
             .client_request_token(token)
-            .secret_string(secrecy::ExposeSecret::expose_secret(&value))
+            .secret_string(value.expose_secret())
             .version_stages(PENDING)
             .send()
             .await
@@ -338,12 +338,16 @@ impl Rotator {
         if self.finished(secret_id, token, stages)? {
             return Ok(());
         }
+        // Secrets Manager's configuration test (a rotation attached with
+        // `rotate_immediately = false`) runs testSecret alone, on a pending version that is
+        // empty or a copy of the current value: either way it proves the function reaches the
+        // api and signs, and the api, which checks current first, matches `current`.
+        let current = self.current_value(secret_id).await?;
         let (secret, expected) = match self.pending_value(secret_id, token).await? {
-            Some(secret) => (secret, "pending"),
-            // Secrets Manager's configuration test (a rotation attached with
-            // `rotate_immediately = false`) stages an empty version and runs testSecret alone:
-            // prove the function reaches the api and signs, with the current version.
-            None => (self.current_value(secret_id).await?, "current"),
+            Some(pending) if pending.expose_secret() != current.expose_secret() => {
+                (pending, "pending")
+            }
+            _ => (current, "current"),
         };
         for _ in 0..self.test_requests.max(1) {
             self.dry_run(&secret, expected).await?;

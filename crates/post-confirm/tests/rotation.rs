@@ -297,6 +297,32 @@ async fn each_step_run_twice_is_idempotent_and_the_rotation_promotes_the_new_ver
     assert_eq!(stack.refusals_logged(), 0);
 }
 
+/// Secrets Manager tests a newly attached rotation (`rotate_immediately = false`) by running
+/// testSecret alone on a pending version that copies the current value. The api matches such
+/// a dry run as `current` (it checks current first); the step must still pass.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_configuration_test_passes_when_the_pending_version_copies_the_current_one() {
+    let stack = Stack::start("hmac", "configuration").await;
+    let rotator = stack.rotator().await;
+    let current = holder(&stack.stages().await, "AWSCURRENT").expect("current");
+    let token = uuid::Uuid::new_v4().to_string();
+    stack
+        .sm
+        .put_secret_value()
+        .secret_id(&stack.secret_id)
+        .client_request_token(&token)
+        .secret_string(stack.value(&current).await)
+        .version_stages("AWSPENDING")
+        .send()
+        .await
+        .expect("stage a copy of the current value");
+    rotator
+        .run(Step::Test, &stack.secret_id, &token)
+        .await
+        .expect("the configuration test passes on a copy of the current value");
+    assert_eq!(stack.rows().await, 0, "dry runs write nothing");
+}
+
 /// The stream the Lambda registers while the secret rotates twice.
 const SIGN_UPS: usize = 500;
 const STREAM: Duration = Duration::from_secs(30);
