@@ -118,6 +118,63 @@ impl Registrar {
             .build()
     }
 
+    /// The guarded route's URL.
+    fn url(&self) -> String {
+        format!(
+            "{}{}",
+            self.settings.api_base_url.trim_end_matches('/'),
+            self.contract.path
+        )
+    }
+
+    /// A request to the guarded route carrying `body`, signed with `secret` now.
+    fn signed(&self, secret: &secrecy::SecretString, body: &[u8]) -> reqwest::RequestBuilder {
+        let method = reqwest::Method::from_bytes(self.contract.method.as_bytes())
+            .unwrap_or(reqwest::Method::POST);
+        let mut request = self
+            .http
+            .request(method, self.url())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_vec());
+        for (name, value) in self
+            .contract
+            .credentials(secret, &self.contract.path, body, unix_now())
+            .iter()
+        {
+            request = request.header(name, value);
+        }
+        request
+    }
+
+    /// A dry run of the guarded route signed with the current secret, as every registration
+    /// travels (in AWS: NAT gateway, WAF, ALB): the api checks the whole guard and answers
+    /// `204` with the version it matched, writing nothing. Returns the status and that version.
+    pub async fn dry_run(&self, deadline: Instant) -> Result<(u16, String), DeliveryError> {
+        let secret = tokio::time::timeout_at(deadline.into(), self.secrets.get())
+            .await
+            .map_err(|_| DeliveryError::SecretTimedOut)??;
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let response = self
+            .signed(&secret, b"{}")
+            .header(shared_auth::DRY_RUN_HEADER, "1")
+            .timeout(remaining)
+            .send()
+            .await
+            .map_err(|e| DeliveryError::Exhausted {
+                attempts: 1,
+                last: describe(&e),
+            })?;
+        let verified = response
+            .headers()
+            .get(shared_auth::VERIFIED_WITH_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .chars()
+            .take(20)
+            .collect();
+        Ok((response.status().as_u16(), verified))
+    }
+
     /// Delivers `registration`, retrying transient failures until `deadline`.
     pub async fn deliver(
         &self,
@@ -126,13 +183,6 @@ impl Registrar {
     ) -> Result<Delivered, DeliveryError> {
         let body = serde_json::to_vec(registration)
             .unwrap_or_else(|_| unreachable!("plain strings serialise"));
-        let url = format!(
-            "{}{}",
-            self.settings.api_base_url.trim_end_matches('/'),
-            self.contract.path
-        );
-        let method = reqwest::Method::from_bytes(self.contract.method.as_bytes())
-            .unwrap_or(reqwest::Method::POST);
         let attempt_timeout = Duration::from_millis(self.settings.attempt_timeout_ms);
         let mut secret = tokio::time::timeout_at(deadline.into(), self.secrets.get())
             .await
@@ -147,19 +197,9 @@ impl Registrar {
                 break;
             }
             attempts += 1;
-            let mut request = self
-                .http
-                .request(method.clone(), &url)
-                .timeout(attempt_timeout.min(remaining))
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body.clone());
-            for (name, value) in self
-                .contract
-                .credentials(&secret, &self.contract.path, &body, unix_now())
-                .iter()
-            {
-                request = request.header(name, value);
-            }
+            let request = self
+                .signed(&secret, &body)
+                .timeout(attempt_timeout.min(remaining));
             match request.send().await {
                 Ok(response) if response.status().is_success() => {
                     return Ok(Delivered {

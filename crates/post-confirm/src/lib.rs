@@ -11,6 +11,7 @@
 pub mod client;
 pub mod deadline;
 pub mod event;
+pub mod probe;
 pub mod rotation;
 pub mod secret;
 pub mod waf;
@@ -68,6 +69,21 @@ pub async fn handle(
 ) -> Result<Value, lambda_runtime::Error> {
     let arrived = Instant::now();
     let (raw, context) = event.into_parts();
+    let deadline = || {
+        deadline::work_deadline(
+            context.deadline,
+            arrived,
+            Duration::from_millis(deps.settings.lambda.deadline_margin_ms),
+        )
+    };
+    if probe::is_probe(&raw) {
+        let (status, verified_with) = deps.registrar.dry_run(deadline()).await.map_err(|e| {
+            tracing::error!(cause = %e, "probe failed");
+            lambda_runtime::Error::from(e.to_string())
+        })?;
+        tracing::info!(status, verified_with, "probe answered");
+        return Ok(probe::answer(status, &verified_with));
+    }
     let registration = match event::action(&raw) {
         Ok(Action::Register(r)) => r,
         Ok(Action::Skip(why)) => {
@@ -79,12 +95,7 @@ pub async fn handle(
             return Err(e.to_string().into());
         }
     };
-    let deadline = deadline::work_deadline(
-        context.deadline,
-        arrived,
-        Duration::from_millis(deps.settings.lambda.deadline_margin_ms),
-    );
-    let result = deps.registrar.deliver(&registration, deadline).await;
+    let result = deps.registrar.deliver(&registration, deadline()).await;
     emit_outcome(&result);
     match result {
         Ok(delivered) => {

@@ -84,12 +84,13 @@ async fn the_binary_processes_invocations_end_to_end() {
             let elapsed = started.elapsed();
             let reset = runtime.invoke(&fixture("forgot-password"), Duration::from_secs(5));
             let broken = runtime.invoke(&fixture("missing-sub"), Duration::from_secs(5));
-            (first, elapsed, reset, broken)
+            let probe = runtime.invoke(post_confirm::probe::EVENT, Duration::from_secs(5));
+            (first, elapsed, reset, broken, probe)
         }
     })
     .await
     .expect("invocations");
-    let (first, elapsed, reset, broken) = outcome;
+    let (first, elapsed, reset, broken, probe) = outcome;
     eprintln!(
         "post-confirm: process start to first completed invocation: {} ms",
         elapsed.as_millis()
@@ -117,7 +118,23 @@ async fn the_binary_processes_invocations_end_to_end() {
         panic!("missing sub: {broken:?}")
     };
     assert!(report.contains("sub"), "{report}");
-    assert_eq!(receiver.calls().len(), 1, "only the sign-up called the API");
+    // `cargo xtask verify`'s probe: a dry run signed with the current secret, its answer
+    // returned; nothing registered.
+    let Outcome::Response(answer) = probe else {
+        panic!("probe: {probe:?}")
+    };
+    let answer: Value = serde_json::from_str(&answer).expect("JSON answer");
+    assert_eq!(
+        answer,
+        serde_json::json!({"status": 204, "verified_with": "current"})
+    );
+    let calls = receiver.calls();
+    assert_eq!(
+        calls.len(),
+        2,
+        "the sign-up and the probe called the API: {calls:?}"
+    );
+    assert_eq!((calls[1].verified, calls[1].status), (true, 204));
 
     // One EMF outcome line per registration, none for events that register nobody.
     drop(child);

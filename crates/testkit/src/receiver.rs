@@ -120,6 +120,21 @@ async fn receive(
         now,
     );
     let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+    if let Ok(version) = verdict
+        && headers.contains_key(shared_auth::DRY_RUN_HEADER)
+    {
+        // As the api: a verified dry run is answered, never acted on.
+        inner.calls.lock().expect("calls").push(Call {
+            verified: true,
+            body: json,
+            status: 204,
+        });
+        return (
+            StatusCode::NO_CONTENT,
+            [(shared_auth::VERIFIED_WITH_HEADER, version.as_str())],
+        )
+            .into_response();
+    }
     let mut location = None;
     let mut endless = false;
     let status = if verdict.is_err() {
