@@ -1,6 +1,10 @@
 # PostgreSQL on RDS in the private subnets, reachable from the api only. RDS manages the
 # master password in Secrets Manager; it never appears in Terraform state or variables.
 
+locals {
+  final_snapshot = coalesce(var.final_snapshot, var.deletion_protection)
+}
+
 resource "aws_db_subnet_group" "this" {
   name       = local.name
   subnet_ids = aws_subnet.private[*].id
@@ -45,8 +49,8 @@ resource "aws_db_instance" "this" {
   vpc_security_group_ids      = [aws_security_group.db.id]
   backup_retention_period     = 7
   deletion_protection         = var.deletion_protection
-  skip_final_snapshot         = !var.deletion_protection
-  final_snapshot_identifier   = var.deletion_protection ? "${local.name}-final" : null
+  skip_final_snapshot         = !local.final_snapshot
+  final_snapshot_identifier   = local.final_snapshot ? "${local.name}-final${var.final_snapshot_suffix}" : null
   publicly_accessible         = false
   # PostgreSQL's own log and upgrade log to CloudWatch Logs (retention below).
   enabled_cloudwatch_logs_exports = ["postgresql", "upgrade"]

@@ -43,6 +43,9 @@ resource "aws_lb" "this" {
   drop_invalid_header_fields = true
   # The api reads the caller from the right end of X-Forwarded-For: the ALB must append.
   xff_header_processing_mode = "append"
+  # Set, not defaulted: the api keeps idle connections longer than this (api.keep_alive_idle_s,
+  # checked against deploy.alb_idle_timeout_s), so the ALB, which reuses them, closes first.
+  idle_timeout               = var.alb_idle_timeout_s
   enable_deletion_protection = var.deletion_protection
   access_logs {
     bucket  = aws_s3_bucket.alb_logs.id
@@ -147,31 +150,15 @@ resource "aws_lb_target_group" "api" {
   deregistration_delay = 30
 }
 
-# Local only: moto cannot see a real domain, so the stack requests a certificate itself.
-resource "aws_acm_certificate" "local" {
-  count             = local.is_local ? 1 : 0
-  domain_name       = var.domain_name
-  validation_method = "DNS"
-  lifecycle {
-    create_before_destroy = true
-  }
-}
-
 resource "aws_lb_listener" "https" {
   load_balancer_arn = aws_lb.this.arn
   port              = 443
   protocol          = "HTTPS"
   ssl_policy        = "ELBSecurityPolicy-TLS13-1-2-2021-06"
-  certificate_arn   = coalesce(var.certificate_arn, one(aws_acm_certificate.local[*].arn))
+  certificate_arn   = local.listener_certificate_arn
   default_action {
     type             = "forward"
     target_group_arn = aws_lb_target_group.api.arn
-  }
-  lifecycle {
-    precondition {
-      condition     = local.is_local || var.certificate_arn != null
-      error_message = "certificate_arn is required outside --env local (deploy.certificate_arn in deploy/<env>.toml)."
-    }
   }
 }
 

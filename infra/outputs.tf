@@ -107,3 +107,13 @@ output "nat_eips" {
   description = "Every NAT gateway's Elastic IP (one, or one per AZ with nat_gateways = \"per-az\"): all are allowed registration sources."
   value       = aws_eip.nat[*].public_ip
 }
+
+output "api_url" {
+  description = "Where the api answers: https://<domain_name> (the Lambda's lambda.api_base_url)."
+  value       = "https://${var.domain_name}"
+}
+
+output "api_dns_record" {
+  description = "The alias record from domain_name to the ALB, when the stack manages the hosted zone (null otherwise: point the name at alb_dns_name yourself)."
+  value       = one(aws_route53_record.api[*].fqdn)
+}

@@ -23,6 +23,7 @@ provider "aws" {
     iam                    = var.aws_endpoint_url
     lambda                 = var.aws_endpoint_url
     rds                    = var.aws_endpoint_url
+    route53                = var.aws_endpoint_url
     s3                     = var.aws_endpoint_url
     secretsmanager         = var.aws_endpoint_url
     sts                    = var.aws_endpoint_url

@@ -177,7 +177,11 @@ resource "aws_ecs_service" "api" {
     enable   = true
     rollback = true
   }
-  depends_on = [aws_lb_listener.https]
+  # The apply ends when the new tasks serve (or the circuit breaker rolled back and the apply
+  # fails): what comes after it (the rotation schedule, whose configuration test calls the
+  # api; `cargo xtask verify`) meets a running service.
+  wait_for_steady_state = true
+  depends_on            = [aws_lb_listener.https]
   lifecycle {
     ignore_changes = [availability_zone_rebalancing, desired_count]
   }

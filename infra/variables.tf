@@ -32,7 +32,7 @@ variable "vpc_cidr" {
 variable "certificate_arn" {
   type        = string
   default     = null
-  description = "ACM certificate for the HTTPS listener. Required outside local (local requests one)."
+  description = "An issued ACM certificate for domain_name (deploy.certificate_arn). Null: the stack requests one (validated in hosted_zone_id; under a local AWS, unvalidated)."
   validation {
     condition     = var.certificate_arn == null || can(regex("^arn:aws[a-z-]*:acm:", var.certificate_arn))
     error_message = "certificate_arn must be an ACM certificate ARN."
@@ -41,8 +41,30 @@ variable "certificate_arn" {
 
 variable "domain_name" {
   type        = string
-  default     = "api.tollgate.local"
-  description = "Name the locally requested certificate is for (local only)."
+  description = "The api's public name (deploy.domain; api.tollgate.local under a local AWS). The HTTPS listener's certificate is for it, and the Lambda calls https://<domain_name>."
+  validation {
+    condition     = can(regex("^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", var.domain_name))
+    error_message = "domain_name must be a lower-case DNS name such as api.example.com."
+  }
+}
+
+variable "hosted_zone_id" {
+  type        = string
+  default     = null
+  description = "Route 53 hosted zone of domain_name (deploy.hosted_zone_id). Set: the stack requests the certificate, validates it by DNS there, and points the name at the ALB. Null: certificate_arn is required and the name is pointed at the ALB by hand."
+  validation {
+    condition     = var.hosted_zone_id == null || can(regex("^[A-Z0-9]{1,32}$", var.hosted_zone_id))
+    error_message = "hosted_zone_id must be a Route 53 hosted zone id (upper-case letters and digits, no /hostedzone/ prefix)."
+  }
+}
+
+variable "alb_idle_timeout_s" {
+  type        = number
+  description = "The ALB's idle timeout in seconds (deploy.alb_idle_timeout_s), 1–4000. The api's keep-alive (api.keep_alive_idle_s) is longer, which xtask checks."
+  validation {
+    condition     = var.alb_idle_timeout_s >= 1 && var.alb_idle_timeout_s <= 4000
+    error_message = "alb_idle_timeout_s must be 1 to 4000 seconds."
+  }
 }
 
 variable "db_instance_class" {
@@ -295,4 +317,35 @@ variable "nat_gateways" {
     condition     = contains(["single", "per-az"], var.nat_gateways)
     error_message = "nat_gateways must be single or per-az."
   }
+}
+
+variable "db_app_secret_name" {
+  type        = string
+  description = "Secrets Manager name of the api's serving credentials (tollgate-<env>/db-app), rendered by xtask, which writes its first version before any task starts."
+}
+
+variable "db_app_username" {
+  type        = string
+  default     = "tollgate_api"
+  description = "The api's PostgreSQL login (a member of tollgate_app)."
+  validation {
+    condition     = can(regex("^[a-z_][a-z0-9_]{0,62}$", var.db_app_username))
+    error_message = "db_app_username must be a lower-case PostgreSQL identifier."
+  }
+}
+
+variable "final_snapshot_suffix" {
+  type        = string
+  default     = ""
+  description = "Appended to the final snapshot's name (tollgate-<env>-final<suffix>): `cargo xtask destroy` gives each destroy its own (a UTC time), so a second destroy never meets the first one's snapshot."
+  validation {
+    condition     = can(regex("^(-[a-z0-9-]{1,40})?$", var.final_snapshot_suffix))
+    error_message = "final_snapshot_suffix must be empty or a dash followed by lower-case letters, digits and dashes."
+  }
+}
+
+variable "final_snapshot" {
+  type        = bool
+  default     = null
+  description = "Take a final database snapshot when the instance is deleted; null follows deletion_protection. `cargo xtask destroy` of a protected environment lifts the protection but keeps the snapshot."
 }

@@ -4,7 +4,7 @@ terraform {
   required_providers {
     aws = {
       source  = "hashicorp/aws"
-      version = ">= 5.60, < 6.0"
+      version = "= 5.100.0" # exact: .terraform.lock.hcl (made by the provider-lock workflow) pins its hashes
     }
   }
   # The backend is not set here: `cargo xtask deploy` writes it per environment (S3 with

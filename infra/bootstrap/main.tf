@@ -7,7 +7,7 @@ terraform {
   required_providers {
     aws = {
       source  = "hashicorp/aws"
-      version = ">= 5.60, < 6.0"
+      version = "= 5.100.0"
     }
   }
 }
@@ -68,12 +68,19 @@ data "aws_iam_policy_document" "trust" {
   }
 }
 
+# The session length is set once, in the deploy workflow (DEPLOY_SESSION_SECONDS), which asks
+# for exactly that: a longer request than the role allows would fail, a shorter one could
+# expire during a Multi-AZ apply.
+locals {
+  deploy_session_seconds = tonumber(yamldecode(file("${path.module}/../../.github/workflows/deploy.yml")).env.DEPLOY_SESSION_SECONDS)
+}
+
 resource "aws_iam_role" "deploy" {
   for_each             = var.environments
   name                 = "tollgate-${each.key}-github-deploy"
   description          = "GitHub Actions deploys tollgate-${each.key} (cargo xtask deploy)"
   assume_role_policy   = data.aws_iam_policy_document.trust[each.key].json
-  max_session_duration = 3600
+  max_session_duration = local.deploy_session_seconds
 }
 
 # The stack spans VPC, ECS, ECR, RDS, WAF, Cognito, Lambda, Secrets Manager and CloudWatch:

@@ -299,6 +299,59 @@ impl Drop for Postgres {
     }
 }
 
+/// How moto_server is started, and why: each stands in for an AWS behaviour moto does not
+/// have by itself (infra/README.md lists them).
+pub const MOTO_ENV: [(&str, &str, &str); 3] = [
+    (
+        "MOTO_IAM_LOAD_MANAGED_POLICIES",
+        "true",
+        "AWS-managed IAM policies (AWSLambdaVPCAccessExecutionRole, …), which the stack attaches",
+    ),
+    (
+        "MOTO_ECS_SERVICE_RUNNING",
+        "2",
+        "ECS services report two running tasks (moto runs none), so the stack's wait for a steady service (api_min_count = 2) ends",
+    ),
+    (
+        "MOTO_ACM_VALIDATION_WAIT",
+        "0",
+        "a DNS-validated certificate is issued at once, as ACM does once the validation record resolves",
+    ),
+];
+
+/// moto's run-time configuration (`POST /moto-api/config`): Lambda without Docker, so an
+/// invocation (Secrets Manager's rotation test of the configuration) answers as a stub
+/// instead of failing for want of a container engine.
+pub const MOTO_CONFIG: &str = r#"{"lambda":{"use_docker":false}}"#;
+
+/// Applies [`MOTO_CONFIG`] to the moto_server at `endpoint` (`http://host:port`).
+pub fn configure_moto(endpoint: &str) -> Result<()> {
+    use std::io::{Read, Write};
+    let host = endpoint
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let mut stream = TcpStream::connect(&host)
+        .with_context(|| format!("cannot reach moto_server at {endpoint}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "POST /moto-api/config HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{MOTO_CONFIG}",
+        MOTO_CONFIG.len()
+    )?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    let status = answer.split_whitespace().nth(1).unwrap_or_default();
+    if !status.starts_with('2') {
+        bail!(
+            "moto_server at {endpoint} refused its configuration: {}",
+            answer.lines().next().unwrap_or("(no answer)")
+        );
+    }
+    Ok(())
+}
+
 /// moto_server on loopback: a local AWS for Secrets Manager, Cognito and the Terraform stack.
 /// Dropping it stops the server.
 #[derive(Debug)]
@@ -329,9 +382,7 @@ impl Moto {
         let mut command = Command::new(program);
         command
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            // AWS-managed IAM policies (AWSLambdaVPCAccessExecutionRole, …) exist in moto only
-            // when it loads them; the Terraform stack attaches them.
-            .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+            .envs(MOTO_ENV.iter().map(|(k, v, _)| (k, v)))
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out)
@@ -340,6 +391,7 @@ impl Moto {
         let child = command.spawn().context("cannot start moto_server")?;
         let moto = Moto { child, port, log };
         wait_for_port(port, Duration::from_secs(60), "moto_server", &moto.log)?;
+        configure_moto(&moto.endpoint())?;
         eprintln!("· moto_server: listening on {}", moto.endpoint());
         Ok(moto)
     }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, bail};
-use shared_auth::{Component, Settings};
+use shared_auth::{Component, Settings, Unfilled};
 
 /// Set when Ctrl-C (or SIGTERM) arrives; long-running tasks poll it and wind down.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -55,6 +55,38 @@ pub fn settings_for(env: &str) -> Result<Settings> {
     shared_auth::load_for(Component::Deploy, &vars).with_context(|| format!("deploy/{env}.toml"))
 }
 
+/// Fails, naming every value the user must still supply (with the variable that sets it),
+/// when `settings` lack any: before anything is built or changed.
+pub fn require_supplied(settings: &Settings) -> Result<()> {
+    let unfilled = settings.unfilled();
+    if unfilled.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<(String, String)> = unfilled
+        .iter()
+        .flat_map(|u| {
+            let first = (Unfilled::variable(u.key), format!("{}: {}", u.key, u.hint));
+            let or = u.or.as_ref().map(|(key, hint)| {
+                (
+                    format!("or {}", Unfilled::variable(key)),
+                    format!("{key}: {hint}"),
+                )
+            });
+            std::iter::once(first).chain(or)
+        })
+        .collect();
+    let width = rows.iter().map(|(v, _)| v.len()).max().unwrap_or(0);
+    let list: String = rows
+        .iter()
+        .map(|(variable, what)| format!("\n  {variable:<width$}  {what}"))
+        .collect();
+    bail!(
+        "deploy/{env}.toml lacks {} value(s) only you can supply; set each in the file or as a variable, then run again:{list}",
+        unfilled.len(),
+        env = settings.env
+    )
+}
+
 /// Runs `f` to completion on a new current-thread runtime.
 pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
@@ -81,9 +113,13 @@ pub fn check_local_aws(settings: &Settings) -> Result<()> {
         });
     if !reachable {
         bail!(
-            "no local AWS at {url} (aws.endpoint_url).\n  Start one: MOTO_IAM_LOAD_MANAGED_POLICIES=true moto_server -H 127.0.0.1 -p 4566"
+            "no local AWS at {url} (aws.endpoint_url).\n  Start one: `cargo xtask moto` (moto_server, configured as the tests configure theirs)"
         );
     }
+    // A moto started by hand lacks the run-time configuration the stack needs (Lambda
+    // invocations as stubs); it is idempotent, so it is applied every time.
+    testkit::services::configure_moto(url)
+        .context("the local AWS is not a moto_server that takes its configuration")?;
     Ok(())
 }
 

@@ -29,6 +29,7 @@ pub enum Task {
     Reconcile(Reconcile),
     Fuzz(Fuzz),
     Registry(Registry),
+    Moto(Moto),
     Bench(Bench),
 }
 
@@ -92,6 +93,12 @@ pub struct Deploy {
 /// Debian's `docker-registry` (CNCF distribution), its storage under target/tollgate/registry/.
 #[derive(Debug, Args)]
 pub struct Registry {}
+
+/// Run moto_server (the local AWS) on 127.0.0.1:4566 until Ctrl-C, started and configured as
+/// the tests start theirs (testkit's `MOTO_ENV` and `MOTO_CONFIG`): what `deploy --env local`
+/// and the manual runs in the README need.
+#[derive(Debug, Args)]
+pub struct Moto {}
 
 /// Read the deployed stack back through the AWS APIs and prove it matches the contract.
 #[derive(Debug, Args)]

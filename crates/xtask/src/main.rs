@@ -15,6 +15,7 @@ mod fuzz;
 mod image;
 mod lambda_log;
 mod migrate;
+mod moto;
 mod package;
 mod reconcile;
 mod registry;
@@ -50,6 +51,7 @@ fn main() -> ExitCode {
         flags::Task::Reconcile(task) => task.run(),
         flags::Task::Fuzz(task) => task.run(),
         flags::Task::Registry(task) => task.run(),
+        flags::Task::Moto(task) => task.run(),
         flags::Task::Bench(task) => task.run(),
     };
     match result {

@@ -14,6 +14,15 @@ use shared_auth::Settings;
 /// The contract variable Terraform fills in from the NAT EIP.
 pub const ALLOWED_CIDRS_VAR: &str = "TOLLGATE__GUARD__ALLOWED_CIDRS";
 
+/// The api's PostgreSQL login (a member of `tollgate_app`), as Terraform and xtask name it.
+pub const DB_APP_LOGIN: &str = "tollgate_api";
+
+/// The secret holding the api's serving credentials: xtask writes its first version before
+/// the stack has outputs, so the name is made here and given to Terraform.
+pub fn db_app_secret_name(env: &str) -> String {
+    format!("tollgate-{env}/db-app")
+}
+
 pub type Env = BTreeMap<String, String>;
 
 /// The contract's `TOLLGATE__GUARD__*` variables, without the allowlist (Terraform adds it).
@@ -43,7 +52,7 @@ pub fn lambda_env(settings: &Settings) -> Env {
     let mut env = aws_env(settings);
     env.extend(
         [
-            ("API_BASE_URL", l.api_base_url.clone()),
+            ("API_BASE_URL", settings.public_base_url()),
             ("CONNECT_TIMEOUT_MS", l.connect_timeout_ms.to_string()),
             ("ATTEMPT_TIMEOUT_MS", l.attempt_timeout_ms.to_string()),
             ("DEADLINE_MARGIN_MS", l.deadline_margin_ms.to_string()),
@@ -84,12 +93,20 @@ pub fn api_env(settings: &Settings) -> Env {
                 a.db_statement_timeout_ms.to_string(),
             ),
             ("REQUEST_TIMEOUT_MS", a.request_timeout_ms.to_string()),
+            (
+                "HEADER_READ_TIMEOUT_MS",
+                a.header_read_timeout_ms.to_string(),
+            ),
+            ("KEEP_ALIVE_IDLE_S", a.keep_alive_idle_s.to_string()),
             ("BODY_LIMIT_BYTES", a.body_limit_bytes.to_string()),
         ]
         .map(|(k, v)| (format!("TOLLGATE__API__{k}"), v)),
     );
     env
 }
+
+/// The name a stack on a local AWS is given when the contract names no domain.
+pub const LOCAL_DOMAIN: &str = "api.tollgate.local";
 
 /// Terraform's input variables for an environment, deploying `lambda_zip` and the api image
 /// `api_image` (a reference by digest).
@@ -101,6 +118,11 @@ pub fn tfvars(settings: &Settings, lambda_zip: &Path, api_image: &str) -> Value 
         "aws_endpoint_url": settings.aws.endpoint_url,
         "vpc_cidr": d.vpc_cidr.to_string(),
         "certificate_arn": d.certificate_arn,
+        "domain_name": d.domain.clone().unwrap_or_else(|| LOCAL_DOMAIN.to_owned()),
+        "hosted_zone_id": d.hosted_zone_id,
+        "alb_idle_timeout_s": d.alb_idle_timeout_s,
+        "db_app_secret_name": db_app_secret_name(&settings.env),
+        "db_app_username": DB_APP_LOGIN,
         "db_instance_class": d.db_instance_class,
         "deletion_protection": d.deletion_protection,
         "lambda_architecture": d.lambda_architecture,

@@ -18,6 +18,9 @@ use crate::render;
 /// Where a plugin mirror is kept on machines without registry access (Terraform providers).
 const PLUGIN_MIRROR: &str = "/opt/tf-plugins";
 
+/// Terraform's dependency lock file.
+const LOCK_FILE: &str = ".terraform.lock.hcl";
+
 pub fn tf_dir(env: &str) -> PathBuf {
     work_dir().join("tf").join(env)
 }
@@ -59,7 +62,7 @@ pub fn prepare(settings: &Settings, lambda_zip: &Path, api_image: &str) -> Resul
         serde_json::to_string_pretty(&vars)?,
     )?;
     let mut init = terraform(&dir);
-    init.args(["init", "-input=false", "-no-color"]);
+    init.args(["init", "-input=false", "-no-color", "-reconfigure"]);
     if Path::new(PLUGIN_MIRROR).is_dir() {
         init.arg(format!("-plugin-dir={PLUGIN_MIRROR}"));
     }
@@ -84,19 +87,54 @@ fn copy_stack(dir: &Path) -> Result<()> {
             std::fs::copy(&path, dir.join(name))?;
         }
     }
+    // The provider hashes, when the provider-lock workflow has committed them: init then
+    // refuses a provider package whose hash differs.
+    let lock = workspace_root().join("infra").join(LOCK_FILE);
+    if lock.is_file() {
+        std::fs::copy(&lock, dir.join(LOCK_FILE))?;
+    }
     Ok(())
 }
 
+/// The state's backend: S3 with native locking wherever a state bucket is named (on a local
+/// AWS too, its S3 standing in, so the shipped environments keep their state as in AWS), else
+/// a local file.
 fn backend(settings: &Settings) -> String {
-    match &settings.deploy.state_bucket {
-        Some(bucket) if settings.aws.endpoint_url.is_none() => format!(
-            "terraform {{\n  backend \"s3\" {{\n    bucket       = \"{bucket}\"\n    key          = \"tollgate/{env}/terraform.tfstate\"\n    region       = \"{region}\"\n    encrypt      = true\n    use_lockfile = true\n  }}\n}}\n",
-            env = settings.env,
-            region = settings.aws.region.as_deref().unwrap_or("ap-northeast-1"),
+    let Some(bucket) = settings
+        .deploy
+        .state_bucket
+        .as_deref()
+        .filter(|b| !b.is_empty())
+    else {
+        return "terraform {\n  backend \"local\" {\n    path = \"terraform.tfstate\"\n  }\n}\n"
+            .to_owned();
+    };
+    let mut lines = vec![
+        format!("bucket       = \"{bucket}\""),
+        format!(
+            "key          = \"tollgate/{}/terraform.tfstate\"",
+            settings.env
         ),
-        _ => "terraform {\n  backend \"local\" {\n    path = \"terraform.tfstate\"\n  }\n}\n"
-            .to_owned(),
+        format!(
+            "region       = \"{}\"",
+            settings.aws.region.as_deref().unwrap_or("ap-northeast-1")
+        ),
+        "encrypt      = true".to_owned(),
+        "use_lockfile = true".to_owned(),
+    ];
+    if let Some(endpoint) = &settings.aws.endpoint_url {
+        lines.extend([
+            format!("endpoints    = {{ s3 = \"{endpoint}\", sts = \"{endpoint}\" }}"),
+            "use_path_style              = true".to_owned(),
+            "skip_credentials_validation = true".to_owned(),
+            "skip_requesting_account_id  = true".to_owned(),
+            "skip_metadata_api_check     = true".to_owned(),
+            "access_key                  = \"test\"".to_owned(),
+            "secret_key                  = \"test\"".to_owned(),
+        ]);
     }
+    let body: String = lines.iter().map(|l| format!("    {l}\n")).collect();
+    format!("terraform {{\n  backend \"s3\" {{\n{body}  }}\n}}\n")
 }
 
 /// `terraform output -json` of an environment, as name → value.
