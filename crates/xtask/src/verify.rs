@@ -13,7 +13,7 @@ use serde_json::Value;
 use shared_auth::{Component, GuardContract, Settings};
 use testkit::aws::AwsContext;
 
-use crate::context::{block_on, settings_for};
+use crate::context::{block_on, require_supplied, settings_for};
 use crate::report::Report;
 use crate::terraform::{output_str, outputs};
 use crate::{flags, image};
@@ -24,6 +24,7 @@ impl flags::Verify {
     pub fn run(self) -> Result<()> {
         let env = &self.env;
         let settings = settings_for(env)?;
+        require_supplied(&settings)?;
         let outputs = outputs(env)?;
         let report = block_on(checks(&settings, &outputs))?;
         report.print();
@@ -81,16 +82,128 @@ async fn checks(settings: &Settings, outputs: &Outputs) -> Result<Report> {
         "Cognito PostConfirmation → post-confirm",
         cognito_trigger(&sdk, &lambda, outputs).await,
     );
-    // Where the ALB really answers, a forged registration must be refused.
+    report.record(
+        &format!("{} points at the ALB", settings.public_base_url()),
+        api_name(settings, outputs).await,
+    );
+    // Where the ALB really answers: the api is ready (its login connects), a forged
+    // registration is refused, and the Lambda's own dry run passes the whole path.
+    let live = settings.aws.endpoint_url.is_none();
+    let skipped = || Ok("skipped: a local AWS's ALB serves no traffic".to_owned());
+    report.record(
+        "api ready: database login and secret",
+        if live {
+            readiness(settings).await
+        } else {
+            skipped()
+        },
+    );
     report.record(
         "forged POST through the ALB → 403",
-        if settings.aws.endpoint_url.is_some() {
-            Ok("skipped: moto's ALB serves no traffic".into())
-        } else {
+        if live {
             probe(settings).await
+        } else {
+            skipped()
+        },
+    );
+    report.record(
+        "Lambda's dry run through NAT, WAF and ALB → 204",
+        if live {
+            lambda_dry_run(&sdk, outputs).await
+        } else {
+            Ok("skipped: a local AWS cannot invoke a function".to_owned())
         },
     );
     Ok(report)
+}
+
+/// The HTTP client verify speaks with: it says who it is (the managed rule set blocks
+/// requests without a User-Agent once enforced), and waits at most 10 s.
+fn http() -> Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .user_agent(concat!("tollgate-verify/", env!("CARGO_PKG_VERSION")))
+        .build()?)
+}
+
+/// The api's name resolves to the ALB. Compared by address, which covers an alias record and
+/// a CNAME alike.
+async fn api_name(settings: &Settings, outputs: &Outputs) -> Result<String> {
+    let Some(domain) = settings.deploy.domain.clone() else {
+        return Ok("skipped: no deploy.domain (local)".to_owned());
+    };
+    let alb = output_str(outputs, "alb_dns_name")?;
+    let addresses = |name: String| async move {
+        tokio::net::lookup_host((name.as_str(), 443))
+            .await
+            .map(|found| found.map(|a| a.ip()).collect::<BTreeSet<_>>())
+    };
+    let Ok(alb_addresses) = addresses(alb.clone()).await else {
+        return Ok(format!(
+            "skipped: the ALB's name {alb} does not resolve here (a local AWS serves no DNS)"
+        ));
+    };
+    let fix = match &settings.deploy.hosted_zone_id {
+        Some(zone) => format!("the stack's alias record in {zone} is missing: re-run deploy"),
+        None => format!(
+            "create an alias A record (or a CNAME) for {domain} pointing at {alb} in the domain's DNS"
+        ),
+    };
+    match addresses(domain.clone()).await {
+        Ok(found) if !found.is_disjoint(&alb_addresses) => {
+            Ok(format!("{domain} → {alb} ({} address(es))", found.len()))
+        }
+        Ok(found) => bail!("{domain} resolves to {found:?}, not the ALB {alb}: {fix}"),
+        Err(e) => bail!("{domain} does not resolve ({e}): {fix}"),
+    }
+}
+
+/// `GET /readyz` through the public name: the serving login connects and the secret is loaded.
+async fn readiness(settings: &Settings) -> Result<String> {
+    let url = format!("{}/readyz", settings.public_base_url());
+    let response = http()?
+        .get(&url)
+        .send()
+        .await
+        .with_context(|| format!("{url} does not answer"))?;
+    let status = response.status();
+    let body: Value = response
+        .json()
+        .await
+        .with_context(|| format!("{url} is not JSON"))?;
+    match (body["database"].as_bool(), body["secret"].as_bool()) {
+        (Some(true), Some(true)) => Ok(format!("{url} → {status}")),
+        _ => bail!(
+            "{url} → {status} {body}: a task whose login cannot connect (see the api's log group) or whose secret is not loaded"
+        ),
+    }
+}
+
+/// Invokes the post-confirm function with a probe: it signs a dry-run registration with the
+/// current secret and sends it as every sign-up goes, through the NAT gateway, the WAF and the
+/// ALB; the api must verify it (`204`, verified with `current`) and write nothing.
+async fn lambda_dry_run(sdk: &SdkConfig, outputs: &Outputs) -> Result<String> {
+    let function = output_str(outputs, "lambda_function_name")?;
+    let out = aws_sdk_lambda::Client::new(sdk)
+        .invoke()
+        .function_name(&function)
+        .payload(aws_sdk_lambda::primitives::Blob::new(
+            post_confirm::probe::EVENT.to_string(),
+        ))
+        .send()
+        .await
+        .aws("Lambda")?;
+    let body: Value = out
+        .payload()
+        .and_then(|p| serde_json::from_slice(p.as_ref()).ok())
+        .unwrap_or(Value::Null);
+    if let Some(error) = out.function_error() {
+        bail!("{function} failed the probe ({error}): {body}");
+    }
+    match (body["status"].as_u64(), body["verified_with"].as_str()) {
+        (Some(204), Some("current")) => Ok(format!("{function}: 204, verified with current")),
+        _ => bail!("{function}'s dry run came back {body}"),
+    }
 }
 
 /// The environments of both deployables parse to one contract, which allows the NAT EIP.
@@ -598,46 +711,49 @@ fn matches_guarded_path(b: &aws_sdk_wafv2::types::ByteMatchStatement, path: &str
 }
 
 /// A blocking rule must refuse the guarded path (any method) from sources outside the IP set.
+/// Found by what it does, not by its place: WAF returns rules in any order, and the hmac
+/// mode's shape rule is a blocking AND on the same path too.
 fn waf_rule_ok(
     rules: &[aws_sdk_wafv2::types::Rule],
     path: &str,
     ip_set_arn: &str,
 ) -> Result<String> {
-    let blocking = rules
+    let judged: Vec<(&str, bool, bool, usize)> = rules
         .iter()
-        .find(|r| {
-            r.action().is_some_and(|a| a.block().is_some())
-                && r.statement().is_some_and(|s| s.and_statement().is_some())
+        .filter(|r| r.action().is_some_and(|a| a.block().is_some()))
+        .filter_map(|r| {
+            let parts = r.statement()?.and_statement()?.statements();
+            let path_ok = parts
+                .iter()
+                .filter_map(Statement::byte_match_statement)
+                .any(|b| matches_guarded_path(b, path));
+            let not_in_set = parts.iter().any(|s| {
+                s.not_statement()
+                    .and_then(|n| n.statement())
+                    .and_then(|s| s.ip_set_reference_statement())
+                    .is_some_and(|r| r.arn() == ip_set_arn)
+            });
+            Some((r.name(), path_ok, not_in_set, parts.len()))
         })
-        .context("no blocking AND rule in the web ACL")?;
-    let parts = blocking
-        .statement()
-        .and_then(|s| s.and_statement())
-        .map(|a| a.statements())
-        .unwrap_or_default();
-    let path_ok = parts
-        .iter()
-        .filter_map(Statement::byte_match_statement)
-        .any(|b| matches_guarded_path(b, path));
-    let not_in_set = parts.iter().any(|s| {
-        s.not_statement()
-            .and_then(|n| n.statement())
-            .and_then(|s| s.ip_set_reference_statement())
-            .is_some_and(|r| r.arn() == ip_set_arn)
-    });
+        .collect();
     // Any further condition (a method, a header) would narrow the block: it must be these two.
-    match (path_ok, not_in_set, parts.len()) {
-        (true, true, 2) => Ok(format!(
-            "rule `{}`: {path} (any method) from outside the IP set",
-            blocking.name()
-        )),
-        _ => bail!(
-            "rule `{}` is not `path = {path} (decoded, normalised, lower-cased) AND NOT in the IP set` \
-             (path {path_ok}, ip set {not_in_set}, {} condition(s))",
-            blocking.name(),
-            parts.len()
-        ),
+    if let Some((name, ..)) = judged.iter().find(|(_, p, s, n)| *p && *s && *n == 2) {
+        return Ok(format!(
+            "rule `{name}`: {path} (any method) from outside the IP set"
+        ));
     }
+    let seen: Vec<String> = judged
+        .iter()
+        .map(|(name, p, s, n)| format!("`{name}` (path {p}, ip set {s}, {n} condition(s))"))
+        .collect();
+    bail!(
+        "no blocking rule is exactly `path = {path} (decoded, normalised, lower-cased) AND NOT in the IP set`; blocking AND rules: {}",
+        if seen.is_empty() {
+            "none".to_owned()
+        } else {
+            seen.join(", ")
+        }
+    )
 }
 
 /// Whether a rule's scope-down is exactly `NOT (the guarded path)`, so the rule never sees it.
@@ -809,15 +925,8 @@ fn nat_eips(outputs: &Outputs) -> Result<Vec<String>> {
 
 /// A forged registration through the public edge must be refused (WAF or the api).
 async fn probe(settings: &Settings) -> Result<String> {
-    let url = format!(
-        "{}{}",
-        settings.lambda.api_base_url.trim_end_matches('/'),
-        settings.guard.path
-    );
-    let client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(10))
-        .build()?;
-    let response = client
+    let url = format!("{}{}", settings.public_base_url(), settings.guard.path);
+    let response = http()?
         .post(&url)
         .header("content-type", "application/json")
         .body(r#"{"sub":"00000000-0000-4000-8000-000000000000","username":"probe"}"#)
@@ -896,13 +1005,8 @@ async fn secret_rotation(
             "{schedule}; {secrets_manager}; api not asked (moto's ALB serves no traffic)"
         ));
     }
-    let url = format!(
-        "{}/readyz",
-        settings.lambda.api_base_url.trim_end_matches('/')
-    );
-    let body: Value = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(10))
-        .build()?
+    let url = format!("{}/readyz", settings.public_base_url());
+    let body: Value = http()?
         .get(&url)
         .send()
         .await
@@ -1048,6 +1152,60 @@ mod tests {
             )
             .build()
             .expect("rule")
+    }
+
+    fn blocking_and(name: &str, second: Statement) -> Rule {
+        let mut rule = rate_rule(name, None);
+        rule.action = Some(
+            aws_sdk_wafv2::types::RuleAction::builder()
+                .block(aws_sdk_wafv2::types::BlockAction::builder().build())
+                .build(),
+        );
+        rule.statement = Some(
+            Statement::builder()
+                .and_statement(
+                    aws_sdk_wafv2::types::AndStatement::builder()
+                        .statements(path_match("/user", PositionalConstraint::Exactly))
+                        .statements(second)
+                        .build()
+                        .expect("and"),
+                )
+                .build(),
+        );
+        rule
+    }
+
+    #[test]
+    fn the_source_rule_is_found_whatever_the_order_waf_returns_rules_in() {
+        let ip_set = "arn:aws:wafv2:ap-northeast-1:123456789012:regional/ipset/x/1";
+        let source = blocking_and(
+            "registration-from-nat-only",
+            not(Statement::builder()
+                .ip_set_reference_statement(
+                    aws_sdk_wafv2::types::IpSetReferenceStatement::builder()
+                        .arn(ip_set)
+                        .build()
+                        .expect("ip set ref"),
+                )
+                .build()),
+        );
+        // hmac mode's shape rule: a blocking AND on the same path, but not the source check.
+        let shape = blocking_and(
+            "registration-signature-shape",
+            not(path_match("/other", PositionalConstraint::Exactly)),
+        );
+        for rules in [
+            vec![shape.clone(), source.clone()],
+            vec![source.clone(), shape.clone()],
+        ] {
+            let found = waf_rule_ok(&rules, "/user", ip_set).expect("found");
+            assert!(found.contains("registration-from-nat-only"), "{found}");
+        }
+        let err = waf_rule_ok(&[shape], "/user", ip_set).expect_err("no source rule");
+        assert!(
+            err.to_string().contains("registration-signature-shape"),
+            "{err}"
+        );
     }
 
     #[test]
