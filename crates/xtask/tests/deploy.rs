@@ -1,7 +1,11 @@
-//! The whole stack on moto_server with the api image in a real registry on loopback: deploy,
-//! no drift, a redeploy of the same code plans nothing, new code rolls a new digest, verify, a
-//! tampered deployable caught by verify, destroy. Takes a few minutes (release builds of the
-//! Lambda and the static api, and ~60 resources).
+//! The shipped staging contract, deployed on moto_server exactly as checked in, with only what
+//! moto and the user must supply overridden: the AWS endpoint, the registry (a real one on
+//! loopback; moto serves none), and the user's values (a state bucket in moto's S3, the api's
+//! name and its Route 53 zone). Deploy, no drift, verify, a redeploy of the same code plans
+//! nothing, new code rolls a new digest (static mode and a NAT gateway per AZ on the way, beyond
+//! what ships), a tampered deployable caught by verify, production planned as shipped, destroy
+//! (deletion protection lifted first, as a user's destroy does). Takes several minutes
+//! (release builds of the Lambda and the static api, and ~70 resources).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -13,27 +17,118 @@ fn root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
 }
 
-/// The registry `--env local` pushes to, for the whole test.
+/// The registry the stack's image is pushed to (moto serves none), for the whole test.
 static REGISTRY: OnceLock<String> = OnceLock::new();
+
+/// What the user supplies for staging, made in moto by [`user_values`].
+static STAGING: OnceLock<Vec<(String, String)>> = OnceLock::new();
 
 fn xtask(args: &[&str]) -> Output {
     xtask_with(args, &[])
 }
 
-/// `cargo xtask` with extra `TOLLGATE__…` overrides (another guard mode, say).
+/// `cargo xtask` on the staging contract with the user's values, plus `vars` (another guard
+/// mode, say).
 fn xtask_with(args: &[&str], vars: &[(&str, &str)]) -> Output {
-    Command::new(env!("CARGO"))
+    xtask_as(STAGING.get().expect("user values first"), args, vars)
+}
+
+/// `cargo xtask` with moto, the loopback registry, the user's `values` and `vars`.
+fn xtask_as(values: &[(String, String)], args: &[&str], vars: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO"));
+    command
         .current_dir(root())
         .args(["run", "--quiet", "--package", "xtask", "--"])
-        .args(args)
+        .args(args);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("TOLLGATE__") {
+            command.env_remove(key);
+        }
+    }
+    command
         .env("TOLLGATE__AWS__ENDPOINT_URL", testkit::aws_endpoint())
         .env(
             "TOLLGATE__DEPLOY__REGISTRY",
             REGISTRY.get().expect("the registry is started first"),
         )
+        .envs(values.iter().map(|(k, v)| (k, v)))
         .envs(vars.iter().copied())
         .output()
         .expect("cargo runs")
+}
+
+/// What a user makes before the first deploy of `env`, made in moto: a versioned state bucket
+/// and the hosted zone of the api's name. Returned as the `TOLLGATE__DEPLOY__…` variables.
+/// Plain REST calls rather than two more SDKs to compile: moto checks no signature, and finds
+/// the service from the credential scope of the `Authorization` header ([`scope`]).
+async fn user_values(env: &str) -> Vec<(String, String)> {
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    let moto = testkit::aws_endpoint();
+    let http = reqwest::Client::new();
+    let bucket = format!("tollgate-state-{env}-{}", &unique[..12]);
+    for (query, body) in [
+        (
+            "",
+            "<CreateBucketConfiguration><LocationConstraint>ap-northeast-1</LocationConstraint></CreateBucketConfiguration>",
+        ),
+        (
+            "?versioning",
+            "<VersioningConfiguration><Status>Enabled</Status></VersioningConfiguration>",
+        ),
+    ] {
+        let answer = http
+            .put(format!("{moto}/{bucket}{query}"))
+            .body(body)
+            .send()
+            .await
+            .expect("moto answers");
+        assert!(
+            answer.status().is_success(),
+            "S3 {query}: {}",
+            answer.status()
+        );
+    }
+    let zone_name = format!("{env}.tollgate-{}.test", &unique[..8]);
+    let created = http
+        .post(format!("{moto}/2013-04-01/hostedzone"))
+        .header("authorization", scope("route53"))
+        .body(format!(
+            "<CreateHostedZoneRequest xmlns=\"https://route53.amazonaws.com/doc/2013-04-01/\">\
+             <Name>{zone_name}</Name><CallerReference>{unique}</CallerReference></CreateHostedZoneRequest>"
+        ))
+        .send()
+        .await
+        .expect("moto answers")
+        .text()
+        .await
+        .expect("an answer");
+    let zone_id = xml_value(&created, "Id")
+        .trim_start_matches("/hostedzone/")
+        .to_owned();
+    vec![
+        ("TOLLGATE__DEPLOY__STATE_BUCKET".into(), bucket),
+        (
+            "TOLLGATE__DEPLOY__DOMAIN".into(),
+            format!("api.{zone_name}"),
+        ),
+        ("TOLLGATE__DEPLOY__HOSTED_ZONE_ID".into(), zone_id),
+    ]
+}
+
+/// An `Authorization` header naming `service` in its credential scope, for moto's routing.
+fn scope(service: &str) -> String {
+    format!(
+        "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/{service}/aws4_request, SignedHeaders=host, Signature=0"
+    )
+}
+
+/// The text of the first `<tag>` in `xml`.
+fn xml_value(xml: &str, tag: &str) -> String {
+    let open = format!("<{tag}>");
+    xml.split_once(&open)
+        .and_then(|(_, rest)| rest.split_once(&format!("</{tag}>")))
+        .map(|(value, _)| value.to_owned())
+        .unwrap_or_else(|| panic!("no <{tag}> in {xml}"))
 }
 
 /// The second half of the test: the other guard mode, and a NAT gateway per AZ (two Elastic
@@ -45,8 +140,8 @@ const STATIC: &[(&str, &str)] = &[
 
 /// The digest `deploy` built and pushed last.
 fn built_digest() -> String {
-    std::fs::read_to_string(root().join("target/dist/local/api-image.digest"))
-        .expect("deploy writes target/dist/local/api-image.digest")
+    std::fs::read_to_string(root().join("target/dist/staging/api-image.digest"))
+        .expect("deploy writes target/dist/staging/api-image.digest")
         .trim()
         .to_owned()
 }
@@ -54,7 +149,7 @@ fn built_digest() -> String {
 async fn task_image(ecs: &aws_sdk_ecs::Client) -> String {
     let task = ecs
         .describe_task_definition()
-        .task_definition("tollgate-local-api")
+        .task_definition("tollgate-staging-api")
         .send()
         .await
         .expect("read the task definition");
@@ -78,7 +173,7 @@ struct Teardown;
 
 impl Drop for Teardown {
     fn drop(&mut self) {
-        let out = xtask(&["destroy", "--env", "local", "--yes"]);
+        let out = xtask(&["destroy", "--env", "staging", "--yes"]);
         if !out.status.success() {
             eprintln!("destroy failed:\n{}", text(&out));
         }
@@ -86,23 +181,23 @@ impl Drop for Teardown {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_stack_deploys_verifies_catches_a_mismatch_and_destroys() {
+async fn the_shipped_staging_stack_deploys_verifies_catches_a_mismatch_and_destroys() {
     let storage =
         std::env::temp_dir().join(format!("tollgate-deploy-registry-{}", std::process::id()));
     let registry = Registry::start(&storage, None).expect("registry starts");
     REGISTRY.set(registry.host()).expect("set once");
-    let out = xtask(&["deploy", "--env", "local", "--yes"]);
+    let config = testkit::sdk_config(&testkit::local_aws()).await;
+    STAGING.set(user_values("staging").await).expect("set once");
+    let out = xtask(&["deploy", "--env", "staging", "--yes"]);
     let teardown = Teardown;
     assert!(out.status.success(), "deploy failed:\n{}", text(&out));
-
-    let config = testkit::sdk_config(&testkit::local_aws()).await;
     let ecs = aws_sdk_ecs::Client::new(&config);
     let first = built_digest();
-    let repository = format!("{}/tollgate-local-api", registry.host());
+    let repository = format!("{}/tollgate-staging-api", registry.host());
     assert_eq!(task_image(&ecs).await, format!("{repository}@{first}"));
 
     let drift = Command::new("terraform")
-        .current_dir(root().join("target/tollgate/tf/local"))
+        .current_dir(root().join("target/tollgate/tf/staging"))
         .args(["plan", "-input=false", "-detailed-exitcode", "-no-color"])
         .env("TF_IN_AUTOMATION", "1")
         .output()
@@ -114,19 +209,24 @@ async fn the_stack_deploys_verifies_catches_a_mismatch_and_destroys() {
         text(&drift)
     );
 
-    // hmac mode (local's default): the edge checks the signature headers' shape.
-    let out = xtask(&["verify", "--env", "local"]);
+    // hmac mode (staging's): the edge checks the signature headers' shape, and the rotation
+    // schedule (every 30 days in staging) is attached to the function.
+    let out = xtask(&["verify", "--env", "staging"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "verify failed:\n{}", text(&out));
     for line in [
         "✓  WAF checks the credential's shape (hmac mode)",
         "✓  secret rotation: function, schedule, versions accepted",
+        "every 30 days by tollgate-staging-rotate-secret",
+        "points at the ALB",
     ] {
         assert!(stdout.contains(line), "missing `{line}`:\n{stdout}");
     }
+    assert!(!stdout.contains('✗'), "{stdout}");
+    assert_api_name_is_aliased_to_the_alb().await;
 
     // The same code again: the same digest, and nothing to change.
-    let out = xtask(&["deploy", "--env", "local", "--plan"]);
+    let out = xtask(&["deploy", "--env", "staging", "--plan"]);
     assert!(
         out.status.success(),
         "deploy --plan failed:\n{}",
@@ -152,7 +252,7 @@ async fn the_stack_deploys_verifies_catches_a_mismatch_and_destroys() {
         &[
             "deploy",
             "--env",
-            "local",
+            "staging",
             "--yes",
             "--api-binary",
             &changed.display().to_string(),
@@ -164,7 +264,7 @@ async fn the_stack_deploys_verifies_catches_a_mismatch_and_destroys() {
     assert_ne!(second, first, "a changed binary kept the digest");
     assert_eq!(task_image(&ecs).await, format!("{repository}@{second}"));
 
-    let out = xtask_with(&["verify", "--env", "local"], STATIC);
+    let out = xtask_with(&["verify", "--env", "staging"], STATIC);
     assert!(
         out.status.success(),
         "verify failed on a fresh deploy:\n{}",
@@ -198,7 +298,7 @@ async fn the_stack_deploys_verifies_catches_a_mismatch_and_destroys() {
 
     // Tamper with one side: the Lambda signs with another header than the task expects.
     let lambda = aws_sdk_lambda::Client::new(&config);
-    let name = "tollgate-local-post-confirm";
+    let name = "tollgate-staging-post-confirm";
     let current = lambda
         .get_function_configuration()
         .function_name(name)
@@ -226,7 +326,7 @@ async fn the_stack_deploys_verifies_catches_a_mismatch_and_destroys() {
         .await
         .expect("update Lambda env");
 
-    let out = xtask_with(&["verify", "--env", "local"], STATIC);
+    let out = xtask_with(&["verify", "--env", "staging"], STATIC);
     assert!(
         !out.status.success(),
         "verify passed a mismatched deployment:\n{}",
@@ -237,6 +337,25 @@ async fn the_stack_deploys_verifies_catches_a_mismatch_and_destroys() {
         stdout.contains("✗  Lambda and task contracts are equal")
             && stdout.contains("guard.signature_header"),
         "verify must name the mismatch:\n{stdout}"
+    );
+
+    // Production, as shipped, plans on its own state with its own user values.
+    let production = user_values("production").await;
+    let out = xtask_as(
+        &production,
+        &["deploy", "--env", "production", "--plan"],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "production's plan failed:\n{}",
+        text(&out)
+    );
+    // Terraform colours `Plan:`; the counts follow it plain.
+    assert!(
+        text(&out).contains(" to add, 0 to change, 0 to destroy."),
+        "production's plan creates a whole stack:\n{}",
+        text(&out)
     );
 
     drop(teardown);
@@ -251,7 +370,7 @@ async fn the_stack_deploys_verifies_catches_a_mismatch_and_destroys() {
     };
     assert_eq!(
         group
-            .find(&post_confirm::waf::rule_group_name("local"))
+            .find(&post_confirm::waf::rule_group_name("staging"))
             .await
             .expect("list rule groups"),
         None,
@@ -259,6 +378,49 @@ async fn the_stack_deploys_verifies_catches_a_mismatch_and_destroys() {
     );
     drop(registry);
     std::fs::remove_dir_all(&storage).ok();
+}
+
+/// The api's name is an alias record in the user's zone, pointing at the ALB.
+async fn assert_api_name_is_aliased_to_the_alb() {
+    let values = STAGING.get().expect("user values");
+    let value = |key: &str| {
+        values
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .expect("set")
+    };
+    let records = reqwest::Client::new()
+        .get(format!(
+            "{}/2013-04-01/hostedzone/{}/rrset",
+            testkit::aws_endpoint(),
+            value("TOLLGATE__DEPLOY__HOSTED_ZONE_ID")
+        ))
+        .header("authorization", scope("route53"))
+        .send()
+        .await
+        .expect("moto answers")
+        .text()
+        .await
+        .expect("records");
+    let domain = format!("{}.", value("TOLLGATE__DEPLOY__DOMAIN"));
+    let record = records
+        .split("<ResourceRecordSet>")
+        .find(|r| r.contains(&format!("<Name>{domain}</Name>")) && r.contains("<Type>A</Type>"))
+        .unwrap_or_else(|| panic!("no A record for {domain} in {records}"));
+    let alb = Command::new("terraform")
+        .current_dir(root().join("target/tollgate/tf/staging"))
+        .args(["output", "-raw", "alb_dns_name"])
+        .output()
+        .expect("terraform runs");
+    let alb = String::from_utf8_lossy(&alb.stdout).to_ascii_lowercase();
+    assert!(
+        record.contains("<AliasTarget>")
+            && xml_value(record, "DNSName")
+                .trim_end_matches('.')
+                .eq_ignore_ascii_case(alb.trim()),
+        "{domain} is not an alias of the ALB {alb}: {record}"
+    );
 }
 
 /// The static api the first deploy built, with one byte appended: still a valid executable,

@@ -108,8 +108,20 @@ fn the_github_deploy_bootstrap_is_valid() {
     validate(&infra().join("bootstrap"), "bootstrap");
 }
 
+/// `terraform validate` of `module` in a scratch copy that keeps its place in the repository
+/// (bootstrap reads the deploy workflow's session length from `../../.github/`), so nothing
+/// Terraform writes lands in the checkout.
 fn validate(module: &Path, name: &str) {
-    let dir = std::env::temp_dir().join(format!("tollgate-validate-{name}-{}", std::process::id()));
+    let root = infra().join("..").canonicalize().expect("the repository");
+    let module = module.canonicalize().expect("the module");
+    let module = module.as_path();
+    let scratch =
+        std::env::temp_dir().join(format!("tollgate-validate-{name}-{}", std::process::id()));
+    let relative = module
+        .strip_prefix(&root)
+        .expect("the module is in the repository")
+        .to_owned();
+    let dir = scratch.join(&relative);
     std::fs::create_dir_all(&dir).expect("temp dir");
     for entry in std::fs::read_dir(module).expect("module folder") {
         let path = entry.expect("entry").path();
@@ -117,6 +129,13 @@ fn validate(module: &Path, name: &str) {
             std::fs::copy(&path, dir.join(path.file_name().expect("name"))).expect("copy");
         }
     }
+    let workflows = scratch.join(".github/workflows");
+    std::fs::create_dir_all(&workflows).expect("workflows dir");
+    std::fs::copy(
+        root.join(".github/workflows/deploy.yml"),
+        workflows.join("deploy.yml"),
+    )
+    .expect("copy the deploy workflow");
     let mut init = vec!["init", "-backend=false", "-input=false", "-no-color"];
     let mirror = "-plugin-dir=/opt/tf-plugins";
     if Path::new("/opt/tf-plugins").is_dir() {
@@ -129,7 +148,7 @@ fn validate(module: &Path, name: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
     let out = terraform(&dir, &["validate", "-no-color"]);
-    std::fs::remove_dir_all(&dir).ok();
+    std::fs::remove_dir_all(&scratch).ok();
     assert!(
         out.status.success(),
         "terraform validate:\n{}{}",
