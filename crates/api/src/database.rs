@@ -29,7 +29,9 @@ use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 use tokio::sync::Mutex;
 
-use crate::secrets::{SecretFetchError, fetch_stage, secrets_manager};
+use shared_auth::aws::secrets_manager;
+
+use crate::secrets::{SecretFetchError, fetch_stage};
 
 /// The Amazon RDS root CAs (see `deploy/tls/README.md`).
 pub const RDS_CA_BUNDLE: &[u8] = include_bytes!("../../../deploy/tls/rds-global-bundle.pem");

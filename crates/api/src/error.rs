@@ -129,7 +129,7 @@ impl From<crate::domain::ValidationError> for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        if crate::db::is_unavailable(&e) {
+        if crate::users::is_unavailable(&e) {
             tracing::warn!(error = %e, "database unavailable");
             ApiError::Unavailable("the database is unavailable")
         } else {

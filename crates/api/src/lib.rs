@@ -7,7 +7,6 @@
 
 pub mod connection;
 pub mod database;
-pub mod db;
 pub mod domain;
 pub mod error;
 pub mod extract;
@@ -19,6 +18,7 @@ pub mod secrets;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
+pub mod users;
 
 pub use startup::{Application, build_state, router, shutdown_signal};
 pub use state::{AppState, Clock};

@@ -7,13 +7,13 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::db::{self, Registered, User};
 use crate::domain::{NewUser, RegistrationRequest};
 use crate::error::ApiError;
 use crate::extract::ProblemJson;
 use crate::guard::SignedAt;
 use crate::jwt::TokenError;
 use crate::state::AppState;
+use crate::users::{self, Registered, User};
 
 /// Register a user confirmed in Cognito (the post-confirm Lambda only).
 #[utoipa::path(
@@ -48,7 +48,7 @@ pub async fn register(
     let outcome = state
         .db
         .with_fresh_credentials(
-            |pool| async move { db::register_user(&pool, user, signed_at).await },
+            |pool| async move { users::register_user(&pool, user, signed_at).await },
         )
         .await?;
     let (status, user) = match outcome {
@@ -125,7 +125,7 @@ pub async fn me(State(state): State<AppState>, headers: HeaderMap) -> Result<Jso
     let user = &user;
     let (user, created) = state
         .db
-        .with_fresh_credentials(|pool| async move { db::provision_user(&pool, user).await })
+        .with_fresh_credentials(|pool| async move { users::provision_user(&pool, user).await })
         .await?;
     if created {
         tracing::warn!(user_id = %user.id, "user provisioned from its token: its sign-up registration was lost");
@@ -161,7 +161,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
     let readiness = Readiness {
         database: state
             .db
-            .with_fresh_credentials(|pool| async move { db::ping(&pool).await })
+            .with_fresh_credentials(|pool| async move { users::ping(&pool).await })
             .await
             .is_ok(),
         secret: loaded.is_some(),

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_secretsmanager::Client as SecretsManager;
-use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
+use shared_auth::aws::{secrets_manager, versions};
 use shared_auth::{SecretSet, Settings};
 use tokio::sync::watch;
 
@@ -38,11 +38,6 @@ pub enum SecretFetchError {
     EnvMissing,
     #[error("secret `{secret_id}` has no {stage} version")]
     NoVersion {
-        secret_id: String,
-        stage: &'static str,
-    },
-    #[error("secret `{secret_id}` ({stage}) is binary or empty; Tollgate secrets are strings")]
-    NotAString {
         secret_id: String,
         stage: &'static str,
     },
@@ -83,28 +78,34 @@ impl SecretProvider {
                 versions: VersionIds::default(),
             }),
             SecretProvider::SecretsManager { client, secret_id } => {
-                let (current, current_id) = fetch_version(client, secret_id, "AWSCURRENT")
-                    .await?
-                    .ok_or_else(|| SecretFetchError::NoVersion {
-                    secret_id: secret_id.clone(),
-                    stage: "AWSCURRENT",
-                })?;
-                let previous = fetch_version(client, secret_id, "AWSPREVIOUS").await?;
-                // After a rotation AWSPENDING may stay on the promoted version: nothing pending.
-                let pending = fetch_version(client, secret_id, "AWSPENDING")
-                    .await?
-                    .filter(|(_, id)| *id != current_id);
-                let (previous, previous_id) = previous.unzip();
-                let (pending, pending_id) = pending.unzip();
+                // Which versions count is decided once, for the WAF and the api alike.
+                let accepted = versions::accepted(client, secret_id)
+                    .await
+                    .map_err(|e| SecretFetchError::from_versions(e, secret_id))?;
+                let value = |v: &Option<versions::Version>| v.as_ref().map(|v| v.value.clone());
+                let id = |v: &Option<versions::Version>| v.as_ref().map(|v| v.id.clone());
                 Ok(Loaded {
-                    set: SecretSet::new(current, previous)?.with_pending(pending)?,
+                    set: SecretSet::new(accepted.current.value.clone(), value(&accepted.previous))?
+                        .with_pending(value(&accepted.pending))?,
                     versions: VersionIds {
-                        current: Some(current_id),
-                        previous: previous_id,
-                        pending: pending_id,
+                        current: Some(accepted.current.id.clone()),
+                        previous: id(&accepted.previous),
+                        pending: id(&accepted.pending),
                     },
                 })
             }
+        }
+    }
+}
+
+impl SecretFetchError {
+    fn from_versions(e: versions::VersionsError, secret_id: &str) -> Self {
+        match e {
+            versions::VersionsError::NoCurrent => SecretFetchError::NoVersion {
+                secret_id: secret_id.to_owned(),
+                stage: versions::CURRENT,
+            },
+            versions::VersionsError::Aws(e) => SecretFetchError::Aws(e),
         }
     }
 }
@@ -126,61 +127,17 @@ pub struct Loaded {
     pub versions: VersionIds,
 }
 
-/// A Secrets Manager client for `aws` settings (moto_server when `endpoint_url` is set).
-pub async fn secrets_manager(aws: &shared_auth::AwsSettings) -> SecretsManager {
-    SecretsManager::new(&shared_auth::aws::sdk_config(aws).await)
-}
-
-/// One version stage of a secret; `None` when the stage does not exist (no rotation yet).
+/// The value at `stage` of a secret; `None` when no version holds the stage (or it holds no
+/// value). Through the one reader of versions.
 pub(crate) async fn fetch_stage(
     client: &SecretsManager,
     secret_id: &str,
     stage: &'static str,
 ) -> Result<Option<SecretString>, SecretFetchError> {
-    Ok(fetch_version(client, secret_id, stage)
-        .await?
-        .map(|(value, _)| value))
-}
-
-/// One version stage of a secret with its version id; `None` when the stage does not exist.
-async fn fetch_version(
-    client: &SecretsManager,
-    secret_id: &str,
-    stage: &'static str,
-) -> Result<Option<(SecretString, String)>, SecretFetchError> {
-    let result = client
-        .get_secret_value()
-        .secret_id(secret_id)
-        .version_stage(stage)
-        .send()
-        .await;
-    match result {
-        Ok(out) => match out.secret_string {
-            Some(s) if !s.is_empty() => Ok(Some((
-                SecretString::from(s),
-                out.version_id.unwrap_or_default(),
-            ))),
-            _ => Err(SecretFetchError::NotAString {
-                secret_id: secret_id.to_owned(),
-                stage,
-            }),
-        },
-        Err(e) => match e.as_service_error() {
-            Some(GetSecretValueError::ResourceNotFoundException(_)) if stage != "AWSCURRENT" => {
-                Ok(None)
-            }
-            Some(GetSecretValueError::ResourceNotFoundException(_)) => {
-                Err(SecretFetchError::NoVersion {
-                    secret_id: secret_id.to_owned(),
-                    stage,
-                })
-            }
-            // The SDK's error text names the operation and cause, never the secret value.
-            _ => Err(SecretFetchError::Aws(
-                aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string(),
-            )),
-        },
-    }
+    versions::at_stage(client, secret_id, stage)
+        .await
+        .map(|v| v.map(|v| v.value).filter(|v| !v.expose_secret().is_empty()))
+        .map_err(|e| SecretFetchError::from_versions(e, secret_id))
 }
 
 /// The secrets the guard accepts right now: `None` until the first successful fetch.

@@ -363,7 +363,7 @@ async fn an_outsider_is_refused_before_the_body_is_read() {
 async fn no_loaded_secret_means_503_not_a_pass() {
     let app = spawn_with(Options {
         provider: Some(api::secrets::SecretProvider::SecretsManager {
-            client: api::secrets::secrets_manager(&shared_auth::AwsSettings {
+            client: shared_auth::aws::secrets_manager(&shared_auth::AwsSettings {
                 region: Some("ap-northeast-1".into()),
                 endpoint_url: Some("http://127.0.0.1:9".into()),
             })

@@ -5,11 +5,12 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use api::secrets::{SecretProvider, secrets_manager};
+use api::secrets::SecretProvider;
 use aws_sdk_secretsmanager::Client as SecretsManager;
 use common::*;
 use reqwest::StatusCode;
 use serde_json::Value;
+use shared_auth::aws::secrets_manager;
 use testkit::local_aws;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};

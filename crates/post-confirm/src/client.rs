@@ -3,13 +3,15 @@
 //! Cognito waits 5 s for the trigger (and retries it itself up to 3 times), so every attempt,
 //! backoff and secret refetch is bounded by the invocation's deadline minus a margin.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+use lambda_support::route::{self, GuardedRoute};
+use lambda_support::secret::{SecretCache, SecretError};
 use reqwest::StatusCode;
-use shared_auth::{GuardContract, LambdaSettings};
+use secrecy::SecretString;
+use shared_auth::LambdaSettings;
 
 use crate::event::Registration;
-use crate::secret::{SecretCache, SecretError};
 
 /// An attempt with less time than this left is not started.
 const MIN_ATTEMPT: Duration = Duration::from_millis(50);
@@ -61,17 +63,19 @@ impl DeliveryError {
 /// Sends registrations to the API's guarded route.
 #[derive(Debug)]
 pub struct Registrar {
-    pub http: reqwest::Client,
-    pub contract: GuardContract,
+    pub route: GuardedRoute,
     pub settings: LambdaSettings,
     pub secrets: SecretCache,
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+/// What one attempt's answer means for the delivery.
+enum Judged {
+    Done(Delivered),
+    /// 403: most likely a rotation the cache has not seen; refetch the secret and try again.
+    Refetch,
+    /// Worth another attempt (timeout, throttling, a server error), with why.
+    Retry(String),
+    Failed(DeliveryError),
 }
 
 /// Whether a status is worth another attempt.
@@ -81,82 +85,71 @@ fn transient(status: StatusCode) -> bool {
         || status.is_server_error()
 }
 
-/// TLS for the api's HTTPS: Mozilla's root set compiled in (`webpki-roots`), already parsed.
-/// The system store costs a read and a parse of every certificate at each cold start (on
-/// Debian 150 files, 3 ms; BENCHMARKS.md), and the ALB's certificate, from ACM or another
-/// public CA, chains to a root in this set. A private CA on the ALB would need its root added
-/// here. The set is as new as the last `cargo update`.
-pub fn tls_config() -> rustls::ClientConfig {
-    let roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+/// The meaning of attempt `attempts`'s outcome.
+fn judge(outcome: reqwest::Result<reqwest::Response>, attempts: u32, refetched: bool) -> Judged {
+    let response = match outcome {
+        Ok(response) => response,
+        Err(e) => return Judged::Retry(describe(&e)),
     };
-    rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap_or_else(|_| unreachable!("aws-lc-rs implements TLS 1.2 and 1.3"))
-    .with_root_certificates(roots)
-    .with_no_client_auth()
+    let status = response.status();
+    if status.is_success() {
+        return Judged::Done(Delivered {
+            status: status.as_u16(),
+            attempts,
+        });
+    }
+    if status == StatusCode::FORBIDDEN && !refetched {
+        return Judged::Refetch;
+    }
+    if status.is_redirection() {
+        let location = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("(none)")
+            .chars()
+            .take(200)
+            .collect();
+        return Judged::Failed(DeliveryError::Redirected {
+            status: status.as_u16(),
+            location,
+            attempts,
+        });
+    }
+    if transient(status) {
+        return Judged::Retry(status.to_string());
+    }
+    Judged::Failed(DeliveryError::Rejected {
+        status: status.as_u16(),
+        attempts,
+    })
 }
 
 impl Registrar {
-    /// The HTTP client the Lambda uses: connection pool kept across invocations, rustls with
-    /// the compiled-in public roots ([`tls_config`]); never follows a redirect, and speaks only
-    /// HTTPS unless `https_only` is off (local runs).
-    pub fn http_client(
-        settings: &LambdaSettings,
-        https_only: bool,
-    ) -> reqwest::Result<reqwest::Client> {
-        let tls = tls_config();
-        reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .redirect(reqwest::redirect::Policy::none())
-            .https_only(https_only)
-            .connect_timeout(Duration::from_millis(settings.connect_timeout_ms))
-            .pool_idle_timeout(Duration::from_secs(50))
-            .user_agent(concat!("tollgate-post-confirm/", env!("CARGO_PKG_VERSION")))
-            .build()
-    }
-
-    /// The guarded route's URL.
-    fn url(&self) -> String {
-        format!(
-            "{}{}",
-            self.settings.api_base_url.trim_end_matches('/'),
-            self.contract.path
-        )
-    }
-
-    /// A request to the guarded route carrying `body`, signed with `secret` now.
-    fn signed(&self, secret: &secrecy::SecretString, body: &[u8]) -> reqwest::RequestBuilder {
-        let method = reqwest::Method::from_bytes(self.contract.method.as_bytes())
-            .unwrap_or(reqwest::Method::POST);
-        let mut request = self
-            .http
-            .request(method, self.url())
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body.to_vec());
-        for (name, value) in self
-            .contract
-            .credentials(secret, &self.contract.path, body, unix_now())
-            .iter()
-        {
-            request = request.header(name, value);
-        }
-        request
+    /// The current secret, or the error that ends the delivery when `deadline` comes first.
+    async fn secret(&self, deadline: Instant, fresh: bool) -> Result<SecretString, DeliveryError> {
+        let read = async {
+            if fresh {
+                self.secrets.refresh().await
+            } else {
+                self.secrets.get().await
+            }
+        };
+        tokio::time::timeout_at(deadline.into(), read)
+            .await
+            .map_err(|_| DeliveryError::SecretTimedOut)?
+            .map_err(DeliveryError::from)
     }
 
     /// A dry run of the guarded route signed with the current secret, as every registration
     /// travels (in AWS: NAT gateway, WAF, ALB): the api checks the whole guard and answers
     /// `204` with the version it matched, writing nothing. Returns the status and that version.
     pub async fn dry_run(&self, deadline: Instant) -> Result<(u16, String), DeliveryError> {
-        let secret = tokio::time::timeout_at(deadline.into(), self.secrets.get())
-            .await
-            .map_err(|_| DeliveryError::SecretTimedOut)??;
+        let secret = self.secret(deadline, false).await?;
         let remaining = deadline.saturating_duration_since(Instant::now());
         let response = self
-            .signed(&secret, b"{}")
-            .header(shared_auth::DRY_RUN_HEADER, "1")
+            .route
+            .dry_run(&secret)
             .timeout(remaining)
             .send()
             .await
@@ -164,15 +157,7 @@ impl Registrar {
                 attempts: 1,
                 last: describe(&e),
             })?;
-        let verified = response
-            .headers()
-            .get(shared_auth::VERIFIED_WITH_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .chars()
-            .take(20)
-            .collect();
-        Ok((response.status().as_u16(), verified))
+        Ok((response.status().as_u16(), route::verified_with(&response)))
     }
 
     /// Delivers `registration`, retrying transient failures until `deadline`.
@@ -184,79 +169,55 @@ impl Registrar {
         let body = serde_json::to_vec(registration)
             .unwrap_or_else(|_| unreachable!("plain strings serialise"));
         let attempt_timeout = Duration::from_millis(self.settings.attempt_timeout_ms);
-        let mut secret = tokio::time::timeout_at(deadline.into(), self.secrets.get())
-            .await
-            .map_err(|_| DeliveryError::SecretTimedOut)??;
+        let mut secret = self.secret(deadline, false).await?;
         let mut refetched = false;
         let mut last = String::from("no attempt fitted before the deadline");
         let mut attempts = 0;
-
         while attempts < self.settings.max_attempts {
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining < MIN_ATTEMPT {
                 break;
             }
             attempts += 1;
-            let request = self
+            let sent = self
+                .route
                 .signed(&secret, &body)
-                .timeout(attempt_timeout.min(remaining));
-            match request.send().await {
-                Ok(response) if response.status().is_success() => {
-                    return Ok(Delivered {
-                        status: response.status().as_u16(),
-                        attempts,
-                    });
-                }
-                Ok(response) if response.status() == StatusCode::FORBIDDEN && !refetched => {
-                    // Most likely a rotation the cache has not seen: refetch once, re-sign, retry now.
+                .timeout(attempt_timeout.min(remaining))
+                .send()
+                .await;
+            match judge(sent, attempts, refetched) {
+                Judged::Done(delivered) => return Ok(delivered),
+                Judged::Failed(e) => return Err(e),
+                Judged::Refetch => {
                     tracing::warn!(
                         attempt = attempts,
                         "API answered 403; refetching the secret once"
                     );
                     refetched = true;
-                    secret = tokio::time::timeout_at(deadline.into(), self.secrets.refresh())
-                        .await
-                        .map_err(|_| DeliveryError::SecretTimedOut)??;
+                    secret = self.secret(deadline, true).await?;
                     last = "403 Forbidden".into();
                     continue;
                 }
-                Ok(response) if response.status().is_redirection() => {
-                    let location = response
-                        .headers()
-                        .get(reqwest::header::LOCATION)
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("(none)")
-                        .chars()
-                        .take(200)
-                        .collect();
-                    return Err(DeliveryError::Redirected {
-                        status: response.status().as_u16(),
-                        location,
-                        attempts,
-                    });
-                }
-                Ok(response) if transient(response.status()) => {
-                    last = response.status().to_string()
-                }
-                Ok(response) => {
-                    return Err(DeliveryError::Rejected {
-                        status: response.status().as_u16(),
-                        attempts,
-                    });
-                }
-                Err(e) => last = describe(&e),
+                Judged::Retry(why) => last = why,
             }
             tracing::warn!(attempt = attempts, cause = %last, "registration attempt failed");
-            if attempts < self.settings.max_attempts {
-                let backoff = backoff(attempts);
-                let remaining = deadline.saturating_duration_since(Instant::now());
-                if backoff + MIN_ATTEMPT > remaining {
-                    break;
-                }
-                tokio::time::sleep(backoff).await;
+            if attempts < self.settings.max_attempts && !self.back_off(attempts, deadline).await {
+                break;
             }
         }
         Err(DeliveryError::Exhausted { attempts, last })
+    }
+
+    /// Waits before attempt `attempts + 1`; `false` when the wait and an attempt no longer fit
+    /// before `deadline`.
+    async fn back_off(&self, attempts: u32, deadline: Instant) -> bool {
+        let backoff = backoff(attempts);
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if backoff + MIN_ATTEMPT > remaining {
+            return false;
+        }
+        tokio::time::sleep(backoff).await;
+        true
     }
 }
 

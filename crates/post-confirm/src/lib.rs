@@ -12,9 +12,6 @@ pub mod client;
 pub mod deadline;
 pub mod event;
 pub mod probe;
-pub mod rotation;
-pub mod secret;
-pub mod waf;
 
 use std::time::{Duration, Instant};
 
@@ -22,9 +19,11 @@ use lambda_runtime::LambdaEvent;
 use serde_json::Value;
 use shared_auth::Settings;
 
+use lambda_support::route::GuardedRoute;
+use lambda_support::secret::{SecretCache, SecretSource};
+
 use crate::client::Registrar;
 use crate::event::Action;
-use crate::secret::{SecretCache, SecretSource, secrets_manager};
 
 /// The message Cognito (and so the signing-up user's app) sees when registration fails.
 pub use shared_auth::REGISTRATION_FAILED as SAFE_FAILURE;
@@ -39,7 +38,7 @@ pub struct Deps {
 impl Deps {
     /// Builds the dependencies from settings, with the secret from Secrets Manager.
     pub async fn from_settings(settings: Settings) -> anyhow::Result<Self> {
-        let client = secrets_manager(&settings.aws).await;
+        let client = shared_auth::aws::secrets_manager(&settings.aws).await;
         let source = SecretSource::SecretsManager {
             client,
             secret_id: settings.guard.secret_id.clone(),
@@ -48,10 +47,14 @@ impl Deps {
     }
 
     pub fn with_secret_source(settings: Settings, source: SecretSource) -> anyhow::Result<Self> {
+        // Plain HTTP only on a developer's machine; the ALB listens on HTTPS.
+        let http = lambda_support::http::client(
+            &settings.lambda,
+            settings.env != "local",
+            concat!("tollgate-post-confirm/", env!("CARGO_PKG_VERSION")),
+        )?;
         let registrar = Registrar {
-            // Plain HTTP only on a developer's machine; the ALB listens on HTTPS.
-            http: Registrar::http_client(&settings.lambda, settings.env != "local")?,
-            contract: settings.guard.clone(),
+            route: GuardedRoute::new(http, settings.guard.clone(), &settings.lambda.api_base_url),
             settings: settings.lambda.clone(),
             secrets: SecretCache::new(source, Duration::from_secs(settings.guard.secret_ttl_s)),
         };
@@ -148,66 +151,10 @@ fn emit_outcome(result: &Result<client::Delivered, client::DeliveryError>) {
     println!("{line}");
 }
 
-/// Loads the Lambda's settings, logging why they are invalid (both functions start so).
-pub fn load_settings() -> Result<Settings, lambda_runtime::Error> {
-    shared_auth::load(shared_auth::Component::Lambda).map_err(|e| {
-        tracing::error!(error = %e, "invalid settings");
-        e.into()
-    })
-}
-
-/// The log filter from `RUST_LOG` in `target=level` form (e.g. `info` or
-/// `warn,post_confirm=debug`); `info` when unset or unreadable. `Targets` rather than
-/// `EnvFilter`: the same directives without span filters, and without a regex engine in the zip.
-pub fn log_filter(directives: Option<&str>) -> tracing_subscriber::filter::Targets {
-    directives.and_then(|d| d.parse().ok()).unwrap_or_else(|| {
-        tracing_subscriber::filter::Targets::new().with_default(tracing::Level::INFO)
-    })
-}
-
-/// Installs the JSON log subscriber (CloudWatch); the runtime's span carries the request id.
-pub fn init_tracing() {
-    use tracing_subscriber::layer::SubscriberExt as _;
-    use tracing_subscriber::util::SubscriberInitExt as _;
-    let filter = log_filter(std::env::var("RUST_LOG").ok().as_deref());
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_current_span(true)
-        .with_span_list(false)
-        .with_ansi(false)
-        .without_time()
-        .with_writer(std::io::stderr)
-        .finish()
-        .with(filter)
-        .try_init();
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use client::{Delivered, DeliveryError};
-
-    #[test]
-    fn the_log_filter_reads_rust_log_and_falls_back_to_info() {
-        use tracing::Level;
-        use tracing_subscriber::filter::Targets;
-        let enabled = |f: &Targets, target: &str, level| f.would_enable(target, &level);
-
-        let default = log_filter(None);
-        assert!(enabled(&default, "post_confirm", Level::INFO));
-        assert!(!enabled(&default, "post_confirm", Level::DEBUG));
-
-        let custom = log_filter(Some("warn,post_confirm=debug"));
-        assert!(enabled(&custom, "post_confirm::client", Level::DEBUG));
-        assert!(!enabled(&custom, "hyper", Level::INFO));
-        assert!(enabled(&custom, "hyper", Level::WARN));
-
-        // Unreadable directives do not silence the function: the default applies.
-        let unreadable = log_filter(Some("post_confirm=loud"));
-        assert!(enabled(&unreadable, "post_confirm", Level::INFO));
-        assert!(!enabled(&unreadable, "post_confirm", Level::DEBUG));
-    }
 
     #[test]
     fn each_ending_has_its_outcome() {

@@ -1,9 +1,13 @@
+// The function's future nests the AWS SDK's (a secret read inside a delivery inside the
+// runtime's loop) deeper than rustc's default layout depth of 128.
+#![recursion_limit = "256"]
+
 use lambda_runtime::{Error, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    post_confirm::init_tracing();
-    let settings = post_confirm::load_settings()?;
+    lambda_support::telemetry::init();
+    let settings = lambda_support::load_settings()?;
     let deps = post_confirm::Deps::from_settings(settings).await?;
     let deps = &deps;
     lambda_runtime::run(service_fn(move |event| post_confirm::handle(deps, event))).await

@@ -9,7 +9,7 @@
 use serde_json::{Value, json};
 
 /// The event that asks for a probe.
-pub const EVENT: &str = r#"{"tollgate":"probe"}"#;
+pub const EVENT: &str = shared_auth::PROBE_EVENT;
 
 /// Whether `raw` is exactly [`EVENT`].
 pub fn is_probe(raw: &Value) -> bool {

@@ -5,9 +5,10 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lambda_runtime::{Context, LambdaEvent};
-use post_confirm::secret::{SecretSource, secrets_manager};
+use lambda_support::secret::SecretSource;
 use post_confirm::{Deps, SAFE_FAILURE, handle};
 use serde_json::Value;
+use shared_auth::aws::secrets_manager;
 use shared_auth::{SecretSet, Settings};
 use testkit::receiver::{Receiver, Script};
 
@@ -250,17 +251,17 @@ async fn an_endless_response_body_is_not_waited_for() {
 /// One sign-up delivered by a Lambda configured as in AWS (HTTPS only, public roots) to
 /// `api_base_url`; it must fail with the safe message.
 async fn deliver_as_staging(api_base_url: &str, why: &str) {
-    let deps = Deps::with_secret_source(
-        settings(
-            api_base_url,
-            &[
-                ("TOLLGATE_ENV", "staging"),
-                ("TOLLGATE__GUARD__ALLOWED_CIDRS", "203.0.113.7/32"),
-            ],
-        ),
-        SecretSource::Fixed(SECRET.into()),
-    )
-    .expect("deps");
+    // Loaded as staging renders it (HTTPS), then pointed at `api_base_url` directly: the
+    // client's own refusals are what is tested, whatever got past the settings.
+    let mut staging = settings(
+        "https://api.staging.example.com",
+        &[
+            ("TOLLGATE_ENV", "staging"),
+            ("TOLLGATE__GUARD__ALLOWED_CIDRS", "203.0.113.7/32"),
+        ],
+    );
+    staging.lambda.api_base_url = api_base_url.to_owned();
+    let deps = Deps::with_secret_source(staging, SecretSource::Fixed(SECRET.into())).expect("deps");
     let err = handle(
         &deps,
         invocation(fixture("sign-up"), Duration::from_secs(2)),
@@ -273,6 +274,25 @@ async fn deliver_as_staging(api_base_url: &str, why: &str) {
 #[tokio::test]
 async fn plain_http_is_refused_outside_local() {
     let (receiver, _) = setup(&[]).await;
+    // The settings refuse it when loading...
+    let vars: HashMap<String, String> = [
+        ("TOLLGATE_ENV", "staging"),
+        ("TOLLGATE__GUARD__ALLOWED_CIDRS", "203.0.113.7/32"),
+        (
+            "TOLLGATE__LAMBDA__API_BASE_URL",
+            receiver.base_url().as_str(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let refused = shared_auth::load_for(shared_auth::Component::Lambda, &vars)
+        .expect_err("http:// refused by the settings");
+    assert!(
+        refused.to_string().contains("lambda.api_base_url"),
+        "{refused}"
+    );
+    // ...and the client refuses it too, should such a URL ever get past them.
     deliver_as_staging(&receiver.base_url(), "http:// refused").await;
     assert!(
         receiver.calls().is_empty(),

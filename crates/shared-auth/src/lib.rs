@@ -10,8 +10,13 @@
 //! * [`secret`]: the accepted secrets ([`SecretSet`]) and the constant-time `static` check.
 //! * [`signing`]: the `hmac` signature, [`sign`] and [`verify_signature`].
 //! * [`verdict`]: why a request was refused, safe to log.
+//! * [`rotation`]: the secret's rotation steps and how long one may wait.
+//! * `aws` (feature): the SDK configuration and the one reader of the secret's accepted
+//!   versions; `waf` (feature): the rule group that checks the secret at the edge in `static`
+//!   mode.
 //!
-//! It has no async runtime, web framework or AWS SDK: those belong to the deployables.
+//! Its default build has no async runtime, web framework or AWS SDK: those belong to the
+//! deployables, which turn the features on.
 //!
 //! ## The `hmac` wire format (version 1)
 //!
@@ -75,14 +80,21 @@ pub const DRY_RUN_HEADER: &str = "x-tollgate-dry-run";
 /// `previous` or `pending`).
 pub const VERIFIED_WITH_HEADER: &str = "x-tollgate-verified-with";
 
+/// The event that asks the sign-up function for a probe: a dry run through the path every
+/// registration takes, signed with the current secret (`cargo xtask verify` sends it).
+pub const PROBE_EVENT: &str = r#"{"tollgate":"probe"}"#;
+
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod client_ip;
 pub mod emf;
+pub mod rotation;
 pub mod secret;
 pub mod settings;
 pub mod signing;
 pub mod verdict;
+#[cfg(feature = "waf")]
+pub mod waf;
 
 use std::fmt;
 
@@ -137,6 +149,24 @@ impl GuardContract {
         })
     }
 
+    /// The headers a request may carry a credential in, lower case and sorted: both modes'
+    /// headers (whichever is active, so a switch of mode never starts logging a secret) and an
+    /// app's bearer token and cookies. The WAF's log redacts exactly these.
+    pub fn credential_headers(&self) -> Vec<String> {
+        let mut headers: Vec<String> = [
+            self.static_header.as_str(),
+            self.signature_header.as_str(),
+            "authorization",
+            "cookie",
+        ]
+        .iter()
+        .map(|h| h.to_ascii_lowercase())
+        .collect();
+        headers.sort();
+        headers.dedup();
+        headers
+    }
+
     /// The receiver's side: checks the credential of a request in the contract's mode.
     ///
     /// `header` returns every line of the named header; `path` is the path as received,
@@ -164,6 +194,38 @@ impl GuardContract {
                 now,
                 self.max_skew_s,
             ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_modes_credential_headers_are_named_whichever_mode_is_active() {
+        for mode in ["hmac", "static"] {
+            let vars = std::collections::HashMap::from([
+                ("TOLLGATE_ENV".to_owned(), "local".to_owned()),
+                ("TOLLGATE__GUARD__MODE".to_owned(), mode.to_owned()),
+                (
+                    "TOLLGATE__GUARD__STATIC_HEADER".to_owned(),
+                    "x-origin-verify".to_owned(),
+                ),
+            ]);
+            let contract = load_for(Component::Lambda, &vars)
+                .expect("local contract")
+                .guard;
+            assert_eq!(
+                contract.credential_headers(),
+                [
+                    "authorization",
+                    "cookie",
+                    "x-origin-verify",
+                    "x-tollgate-signature"
+                ],
+                "{mode}"
+            );
         }
     }
 }

@@ -1,4 +1,11 @@
-//! Running external commands visibly.
+//! Running external commands visibly: each is echoed as a shell user would type it, with the
+//! values of secret-looking variables hidden.
+//!
+//! Why `std::process::Command` with these helpers rather than `xshell`: the services testkit
+//! starts are long-lived children in their own process group, owned by guards that stop them,
+//! which `xshell`'s run-to-completion commands do not model; one way of running a program
+//! serves both those and the short commands here, and the echo hides what `xshell`'s would
+//! print (variables such as `PGPASSWORD`).
 
 use std::ffi::OsStr;
 use std::process::{Command, ExitStatus, Output};

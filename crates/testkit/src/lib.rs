@@ -57,3 +57,27 @@ pub fn database_url() -> String {
         )
     })
 }
+
+/// A new, empty database on the test server ([`database_url`]), named for `label`; returns its
+/// URL (the same server, user and TLS settings).
+pub async fn fresh_database(label: &str) -> String {
+    use sqlx::Connection;
+    let base = database_url();
+    let name = format!("tollgate_{label}_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(&base)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to DATABASE_URL: {e}"));
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .expect("create a test database");
+    let (before, query) = base.split_once('?').unwrap_or((&base, ""));
+    let (server, _) = before
+        .rsplit_once('/')
+        .expect("DATABASE_URL names a database");
+    if query.is_empty() {
+        format!("{server}/{name}")
+    } else {
+        format!("{server}/{name}?{query}")
+    }
+}

@@ -120,65 +120,72 @@ async fn receive(
         now,
     );
     let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
-    if let Ok(version) = verdict
-        && headers.contains_key(shared_auth::DRY_RUN_HEADER)
-    {
-        // As the api: a verified dry run is answered, never acted on.
+    let record = |status: u16, json: serde_json::Value| {
         inner.calls.lock().expect("calls").push(Call {
-            verified: true,
+            verified: verdict.is_ok(),
             body: json,
-            status: 204,
+            status,
         });
-        return (
-            StatusCode::NO_CONTENT,
-            [(shared_auth::VERIFIED_WITH_HEADER, version.as_str())],
-        )
-            .into_response();
-    }
-    let mut location = None;
-    let mut endless = false;
-    let status = if verdict.is_err() {
-        403
-    } else {
-        let step = inner.script.lock().expect("script").pop_front();
-        match step {
-            Some(Script::Hang) => {
-                tokio::time::sleep(Duration::from_secs(60)).await;
-                504
-            }
-            Some(Script::Status(s)) => s,
-            Some(Script::EndlessBody) => {
-                endless = true;
-                201
-            }
-            Some(Script::Redirect(to)) => {
-                location = Some(to);
-                307
-            }
-            None => {
-                let sub = json["sub"].as_str().unwrap_or_default().to_owned();
-                if inner.registered.lock().expect("registered").insert(sub) {
-                    201
-                } else {
-                    200
-                }
-            }
-        }
     };
-    inner.calls.lock().expect("calls").push(Call {
-        verified: verdict.is_ok(),
-        body: json,
-        status,
-    });
-    let status = StatusCode::from_u16(status).expect("status");
-    if endless {
-        let chunks = futures_util::stream::repeat_with(|| {
-            Ok::<_, std::convert::Infallible>(Bytes::from_static(&[b'x'; 8192]))
-        });
-        return (status, axum::body::Body::from_stream(chunks)).into_response();
+    match verdict {
+        Err(_) => {
+            record(403, json);
+            StatusCode::FORBIDDEN.into_response()
+        }
+        // As the api: a verified dry run is answered, never acted on.
+        Ok(version) if headers.contains_key(shared_auth::DRY_RUN_HEADER) => {
+            record(204, json);
+            (
+                StatusCode::NO_CONTENT,
+                [(shared_auth::VERIFIED_WITH_HEADER, version.as_str())],
+            )
+                .into_response()
+        }
+        Ok(_) => {
+            let step = inner.script.lock().expect("script").pop_front();
+            let (status, response) = scripted(&inner, step, &json).await;
+            record(status, json);
+            response
+        }
     }
-    match location {
-        Some(to) => (status, [(axum::http::header::LOCATION, to)]).into_response(),
-        None => status.into_response(),
+}
+
+/// The answer to a verified registration: the next scripted step, or a registration (201 for
+/// a new `sub`, 200 for one seen before).
+async fn scripted(
+    inner: &Inner,
+    step: Option<Script>,
+    json: &serde_json::Value,
+) -> (u16, axum::response::Response) {
+    use axum::response::IntoResponse;
+    let status = |s: u16| StatusCode::from_u16(s).expect("status");
+    match step {
+        Some(Script::Hang) => {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            (504, status(504).into_response())
+        }
+        Some(Script::Status(s)) => (s, status(s).into_response()),
+        Some(Script::EndlessBody) => {
+            let chunks = futures_util::stream::repeat_with(|| {
+                Ok::<_, std::convert::Infallible>(Bytes::from_static(&[b'x'; 8192]))
+            });
+            (
+                201,
+                (status(201), axum::body::Body::from_stream(chunks)).into_response(),
+            )
+        }
+        Some(Script::Redirect(to)) => (
+            307,
+            (status(307), [(axum::http::header::LOCATION, to)]).into_response(),
+        ),
+        None => {
+            let sub = json["sub"].as_str().unwrap_or_default().to_owned();
+            let s = if inner.registered.lock().expect("registered").insert(sub) {
+                201
+            } else {
+                200
+            };
+            (s, status(s).into_response())
+        }
     }
 }

@@ -1,7 +1,13 @@
 //! A local implementation of the AWS Lambda Runtime API (the `2018-06-01` interface a custom
 //! runtime's `bootstrap` talks to), so the real binary can run here as it runs in Lambda.
 //!
-//! Standard library only; used by the post-confirm tests and by `cargo xtask up`.
+//! Standard library only; used by the Lambda functions' tests and by `cargo xtask` (`up`,
+//! `reconcile`, `rotate-secret` on a local AWS, `bench`). Why not axum, which testkit already
+//! has: `next` is a long poll answered when another thread calls [`RuntimeApi::invoke`], and
+//! the callers invoke from blocking code (`spawn_blocking`, plain threads, xtask's synchronous
+//! tasks). A std server with a `Condvar` serves them whatever async runtime they are in, or
+//! none; the protocol is four routes of plain HTTP/1.1, which the post-confirm binary's own
+//! `lambda_runtime` client exercises on every test.
 //!
 //! Served routes: `GET /2018-06-01/runtime/invocation/next` (long-polls until [`RuntimeApi::invoke`]
 //! queues an event), `POST …/invocation/{id}/response`, `POST …/invocation/{id}/error`,

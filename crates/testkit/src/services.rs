@@ -413,13 +413,13 @@ impl Drop for Moto {
 /// `registry` from Homebrew's `distribution`), with its storage in `storage`. Plain HTTP and
 /// no credentials: loopback only. Dropping it stops the server; the storage stays.
 #[derive(Debug)]
-pub struct Registry {
+pub struct LocalRegistry {
     child: Child,
     pub port: u16,
     log: PathBuf,
 }
 
-impl Registry {
+impl LocalRegistry {
     /// Starts a registry on 127.0.0.1:`port` (a free port when `None`).
     pub fn start(storage: &Path, port: Option<u16>) -> Result<Self> {
         let program = cmd::which("docker-registry")
@@ -459,7 +459,7 @@ impl Registry {
             .process_group(0);
         cmd::echo(&command);
         let child = command.spawn().context("cannot start the registry")?;
-        let registry = Registry { child, port, log };
+        let registry = LocalRegistry { child, port, log };
         wait_for_port(port, Duration::from_secs(30), "the registry", &registry.log)?;
         eprintln!("· registry: listening on {}", registry.host());
         Ok(registry)
@@ -471,7 +471,7 @@ impl Registry {
     }
 }
 
-impl Drop for Registry {
+impl Drop for LocalRegistry {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -28,7 +28,7 @@ pub enum Task {
     Timing(Timing),
     Reconcile(Reconcile),
     Fuzz(Fuzz),
-    Registry(Registry),
+    Registry(ServeRegistry),
     Moto(Moto),
     Bench(Bench),
 }
@@ -92,7 +92,7 @@ pub struct Deploy {
 /// Run a container registry on loopback for `--env local` (`deploy.registry`) until Ctrl-C:
 /// Debian's `docker-registry` (CNCF distribution), its storage under target/tollgate/registry/.
 #[derive(Debug, Args)]
-pub struct Registry {}
+pub struct ServeRegistry {}
 
 /// Run moto_server (the local AWS) on 127.0.0.1:4566 until Ctrl-C, started and configured as
 /// the tests start theirs (testkit's `MOTO_ENV` and `MOTO_CONFIG`): what `deploy --env local`

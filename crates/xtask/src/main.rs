@@ -1,33 +1,15 @@
 //! `cargo xtask`: Tollgate's automation, as plain Rust instead of shell scripts.
 //!
-//! [`flags`] is the command line; each task lives in its own module (`test`, `up`, `package`,
-//! `deploy`, `verify`, `rotate_secret`, `destroy`, `migrate`, `reconcile`, `sqlx_prepare`, `timing`, `fuzz`, `registry`, `bench`) as a `run` that reads as a
-//! list of named steps; [`image`] builds and pushes the api's OCI image. Every external command is echoed before it runs (`$ pg_ctl …`), so a reader
-//! sees exactly what happens. Services started here (PostgreSQL, moto_server, a registry) come from
+//! Two rooms: [`tasks`], one module per task (`test`, `up`, `package`, `deploy`, `verify`,
+//! `rotate_secret`, `destroy`, `migrate`, `reconcile`, `sqlx_prepare`, `timing`, `fuzz`,
+//! `registry`, `moto`, `bench`), each a `run` that reads as a list of named steps; and
+//! [`support`], what several tasks use. [`flags`] is the command line. Every external command
+//! is echoed before it runs (`$ pg_ctl …`), so a reader sees exactly what happens. Services started here (PostgreSQL, moto_server, a registry) come from
 //! `testkit` and are owned by guards that stop them on every exit path, Ctrl-C included.
 
-mod bench;
-mod context;
-mod deploy;
-mod destroy;
 mod flags;
-mod fuzz;
-mod image;
-mod lambda_log;
-mod migrate;
-mod moto;
-mod package;
-mod reconcile;
-mod registry;
-mod render;
-mod report;
-mod rotate_secret;
-mod sqlx_prepare;
-mod terraform;
-mod test;
-mod timing;
-mod up;
-mod verify;
+mod support;
+mod tasks;
 
 use std::process::ExitCode;
 
@@ -36,7 +18,7 @@ use testkit::cmd;
 
 fn main() -> ExitCode {
     let flags = flags::Xtask::parse();
-    context::handle_interrupts();
+    support::context::handle_interrupts();
     let result = match flags.task {
         flags::Task::Test(task) => task.run(),
         flags::Task::Up(task) => task.run(),

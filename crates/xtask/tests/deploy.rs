@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use testkit::services::Registry;
+use testkit::services::LocalRegistry;
 
 fn root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
@@ -184,7 +184,7 @@ impl Drop for Teardown {
 async fn the_shipped_staging_stack_deploys_verifies_catches_a_mismatch_and_destroys() {
     let storage =
         std::env::temp_dir().join(format!("tollgate-deploy-registry-{}", std::process::id()));
-    let registry = Registry::start(&storage, None).expect("registry starts");
+    let registry = LocalRegistry::start(&storage, None).expect("registry starts");
     REGISTRY.set(registry.host()).expect("set once");
     let config = testkit::sdk_config(&testkit::local_aws()).await;
     STAGING.set(user_values("staging").await).expect("set once");
@@ -365,12 +365,12 @@ async fn the_shipped_staging_stack_deploys_verifies_catches_a_mismatch_and_destr
         .send()
         .await;
     assert!(gone.is_err(), "destroy left the Lambda behind");
-    let group = post_confirm::waf::GuardRuleGroup {
+    let group = shared_auth::waf::GuardRuleGroup {
         client: aws_sdk_wafv2::Client::new(&config),
     };
     assert_eq!(
         group
-            .find(&post_confirm::waf::rule_group_name("staging"))
+            .find(&shared_auth::waf::rule_group_name("staging"))
             .await
             .expect("list rule groups"),
         None,

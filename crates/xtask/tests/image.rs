@@ -12,7 +12,7 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use testkit::services::Registry;
+use testkit::services::LocalRegistry;
 
 fn root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
@@ -79,7 +79,7 @@ fn the_pushed_image_is_minimal_reproducible_and_starts_from_its_own_root_file_sy
         "this test runs the image with chroot, which needs root (CI runs as root)"
     );
     let scratch = tempdir("tollgate-image");
-    let registry = Registry::start(&scratch.join("registry"), None).expect("registry starts");
+    let registry = LocalRegistry::start(&scratch.join("registry"), None).expect("registry starts");
 
     let reference = package(&registry.host());
     let (name, digest) = reference

@@ -10,7 +10,7 @@ use api::secrets::{SecretProvider, SecretStore};
 use api::{Application, Clock};
 use secrecy::SecretString;
 use shared_auth::{SecretSet, Settings};
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::PgPool;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 
@@ -18,27 +18,12 @@ pub const CURRENT: &str = "test-current-secret-0123456789abcdefghijkl";
 pub const PREVIOUS: &str = "test-previous-secret-0123456789abcdefghijk";
 pub const SUB: &str = "7d8ca528-4931-4254-9273-ea5ee853f271";
 
+#[allow(unused_imports)] // the database tests use it
 pub use testkit::database_url;
 
 /// A new, empty database on the test server; returns its URL.
 pub async fn fresh_database() -> String {
-    let base = database_url();
-    let name = format!("tollgate_test_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = PgConnection::connect(&base)
-        .await
-        .unwrap_or_else(|e| panic!("cannot connect to DATABASE_URL: {e}"));
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await
-        .expect("create test database");
-    let (before_query, query) = match base.split_once('?') {
-        Some((b, q)) => (b.to_owned(), format!("?{q}")),
-        None => (base.clone(), String::new()),
-    };
-    let (server, _) = before_query
-        .rsplit_once('/')
-        .expect("DATABASE_URL has a database name");
-    format!("{server}/{name}{query}")
+    testkit::fresh_database("test").await
 }
 
 pub fn now() -> u64 {
@@ -189,10 +174,19 @@ impl TestApp {
         req.send().await.expect("request sent")
     }
 
-    /// A correctly signed registration, as the Lambda sends it.
+    /// A correctly signed registration, as the Lambda sends it: through the Lambdas' own
+    /// builder of a signed request.
     pub async fn register(&self, body: &str) -> reqwest::Response {
-        let headers = self.credentials(CURRENT, "/user", body.as_bytes(), now());
-        self.post_user(body.as_bytes(), &headers).await
+        let route = lambda_support::route::GuardedRoute::new(
+            self.http.clone(),
+            self.settings.guard.clone(),
+            &self.base,
+        );
+        route
+            .signed(&SecretString::from(CURRENT), body.as_bytes())
+            .send()
+            .await
+            .expect("request sent")
     }
 
     pub async fn user_count(&self) -> i64 {

@@ -392,6 +392,14 @@ impl GuardContract {
 
     /// Checks the contract's own values.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.check_route()?;
+        self.check_headers()?;
+        self.check_secret_and_time()?;
+        self.check_networks()
+    }
+
+    /// The guarded route: an upper-case method, a path WAF compares the way the api routes.
+    fn check_route(&self) -> Result<(), ConfigError> {
         if !is_token(&self.method) || self.method != self.method.to_ascii_uppercase() {
             return Err(ConfigError::invalid(
                 "guard.method",
@@ -417,6 +425,11 @@ impl GuardContract {
                 ),
             ));
         }
+        Ok(())
+    }
+
+    /// Three distinct, lower-case header names of the guard's own.
+    fn check_headers(&self) -> Result<(), ConfigError> {
         let headers = [
             ("guard.static_header", &self.static_header),
             ("guard.timestamp_header", &self.timestamp_header),
@@ -457,6 +470,10 @@ impl GuardContract {
                 "the static, timestamp and signature headers must be three different names",
             ));
         }
+        Ok(())
+    }
+
+    fn check_secret_and_time(&self) -> Result<(), ConfigError> {
         if self.secret_id.trim().is_empty() {
             return Err(ConfigError::invalid("guard.secret_id", "must not be empty"));
         }
@@ -472,6 +489,11 @@ impl GuardContract {
                 format!("{} is outside 1..=3600 seconds", self.max_skew_s),
             ));
         }
+        Ok(())
+    }
+
+    /// Neither network list may cover every address, which would turn its check off.
+    fn check_networks(&self) -> Result<(), ConfigError> {
         for (key, nets) in [
             ("guard.allowed_cidrs", &self.allowed_cidrs),
             ("guard.trusted_proxies", &self.trusted_proxies),

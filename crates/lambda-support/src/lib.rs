@@ -1,0 +1,31 @@
+//! # lambda-support: what Tollgate's two Lambda functions share
+//!
+//! The sign-up function (`post-confirm`) and the secret's rotation function (`rotate-secret`)
+//! both reach the api's guarded route the same way, and neither reaches into the other:
+//!
+//! - [`http`]: the HTTP client, with Mozilla's roots compiled in, no redirects, HTTPS only
+//!   outside local runs;
+//! - [`route`]: the guarded route and the one builder of a signed request to it (real or a
+//!   dry run), which the tests' clients use too;
+//! - [`secret`]: the current secret, cached for the contract's TTL and refetched on demand;
+//! - [`telemetry`]: the JSON log both write to CloudWatch;
+//! - [`load_settings`]: their settings, with the error logged where Lambda shows it.
+//!
+//! A library, never a deployable: the tidy test keeps every crate off the deployables.
+
+pub mod http;
+pub mod route;
+pub mod secret;
+pub mod telemetry;
+
+use shared_auth::{Component, Settings};
+
+/// Loads a Lambda function's settings (`deploy/<TOLLGATE_ENV>.toml` and `TOLLGATE__…`),
+/// logging why they are invalid: Lambda shows the log, not the init error's text. The error
+/// is boxed, as `lambda_runtime::Error` is.
+pub fn load_settings() -> Result<Settings, Box<dyn std::error::Error + Send + Sync>> {
+    shared_auth::load(Component::Lambda).map_err(|e| {
+        tracing::error!(error = %e, "invalid settings");
+        e.into()
+    })
+}

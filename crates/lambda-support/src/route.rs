@@ -1,0 +1,89 @@
+//! The guarded route and the one builder of a signed request to it: the sign-up function's
+//! registrations, both functions' dry runs and the tests' clients all go through
+//! [`GuardedRoute::signed`], so a request is signed one way everywhere.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use secrecy::SecretString;
+use shared_auth::GuardContract;
+
+/// Where the guarded route is, and what guards it.
+#[derive(Debug, Clone)]
+pub struct GuardedRoute {
+    pub http: reqwest::Client,
+    pub contract: GuardContract,
+    /// Scheme and host of the api (no path).
+    pub base_url: String,
+}
+
+/// The current unix time in seconds.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl GuardedRoute {
+    pub fn new(http: reqwest::Client, contract: GuardContract, base_url: &str) -> Self {
+        Self {
+            http,
+            contract,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+        }
+    }
+
+    /// The route's URL.
+    pub fn url(&self) -> String {
+        format!("{}{}", self.base_url, self.contract.path)
+    }
+
+    /// A request to the route carrying the JSON `body`, signed with `secret` at `now` (unix
+    /// seconds) by the contract's mode.
+    pub fn signed_at(
+        &self,
+        secret: &SecretString,
+        body: &[u8],
+        now: u64,
+    ) -> reqwest::RequestBuilder {
+        let method = reqwest::Method::from_bytes(self.contract.method.as_bytes())
+            .unwrap_or(reqwest::Method::POST);
+        let mut request = self
+            .http
+            .request(method, self.url())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_vec());
+        for (name, value) in self
+            .contract
+            .credentials(secret, &self.contract.path, body, now)
+            .iter()
+        {
+            request = request.header(name, value);
+        }
+        request
+    }
+
+    /// [`GuardedRoute::signed_at`] now.
+    pub fn signed(&self, secret: &SecretString, body: &[u8]) -> reqwest::RequestBuilder {
+        self.signed_at(secret, body, unix_now())
+    }
+
+    /// A dry run signed with `secret`: the api checks the whole guard and, only if it passes,
+    /// answers `204` with the version it matched, writing nothing.
+    pub fn dry_run(&self, secret: &SecretString) -> reqwest::RequestBuilder {
+        self.signed(secret, b"{}")
+            .header(shared_auth::DRY_RUN_HEADER, "1")
+    }
+}
+
+/// The secret version a dry run's answer says it matched (at most 20 characters), or "".
+pub fn verified_with(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get(shared_auth::VERIFIED_WITH_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .chars()
+        .take(20)
+        .collect()
+}

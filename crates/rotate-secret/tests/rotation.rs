@@ -1,0 +1,535 @@
+//! The guard secret's rotation (`post_confirm::rotation`) against moto's Secrets Manager and
+//! the real api binary: each step is idempotent, and rotating twice while the real Lambda
+//! binary registers a stream of users refuses and loses no one, in both modes.
+//!
+//! moto's `RotateSecret` cannot invoke a function (and without one it promotes an empty
+//! version), so the tests run the four steps as Secrets Manager would: in order, with one token.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use aws_sdk_secretsmanager::Client as SecretsManager;
+use rotate_secret::{RotationError, Rotator};
+use secrecy::ExposeSecret;
+use shared_auth::rotation::Step;
+use testkit::process::Process;
+use testkit::runtime_api::{Outcome, RuntimeApi};
+
+/// One api binary on a fresh database, reading its secret from moto every second.
+struct Stack {
+    _api: Process,
+    api_log: PathBuf,
+    api_url: String,
+    secret_id: String,
+    sm: SecretsManager,
+    db: sqlx::PgPool,
+    /// `TOLLGATE_…` variables both ends share.
+    shared_env: Vec<(String, String)>,
+    work: PathBuf,
+}
+
+fn work_dir(label: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "tollgate-rotation-{label}-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&dir).expect("work dir");
+    dir
+}
+
+/// Another deployable's binary (the api, the sign-up Lambda) next to this crate's, built if
+/// this run has not built it: the tests run the real binaries, and a crate links none.
+fn binary(package: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_BIN_EXE_rotate-secret"))
+        .parent()
+        .expect("target dir")
+        .to_owned();
+    let status = std::process::Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "--package", package, "--bin", package])
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "cargo build -p {package} failed");
+    dir.join(package)
+}
+
+async fn fresh_database() -> String {
+    testkit::fresh_database("rotation").await
+}
+
+impl Stack {
+    async fn start(mode: &str, label: &str) -> Stack {
+        let work = work_dir(label);
+        let endpoint = testkit::aws_endpoint();
+        let sm = shared_auth::aws::secrets_manager(&testkit::local_aws()).await;
+        let secret_id = format!("tollgate/test/rotation-{}", uuid::Uuid::new_v4().simple());
+        let first = shared_auth::generate_secret().expect("random");
+        sm.create_secret()
+            .name(&secret_id)
+            .secret_string(first.expose_secret())
+            .send()
+            .await
+            .expect("moto creates the secret");
+        let shared_env: Vec<(String, String)> = [
+            ("TOLLGATE_ENV", "local".to_owned()),
+            ("TOLLGATE__GUARD__MODE", mode.to_owned()),
+            ("TOLLGATE__GUARD__SECRET_ID", secret_id.clone()),
+            ("TOLLGATE__AWS__ENDPOINT_URL", endpoint),
+            ("TOLLGATE__API__SECRET_REFRESH_S", "1".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let db_url = fresh_database().await;
+        let port = testkit::services::free_port().expect("port");
+        let mut env = shared_env.clone();
+        env.extend([
+            (
+                "TOLLGATE__API__LISTEN".to_owned(),
+                format!("127.0.0.1:{port}"),
+            ),
+            ("TOLLGATE__API__SECRET_SOURCE".to_owned(), "aws".to_owned()),
+            ("DATABASE_URL".to_owned(), db_url.clone()),
+        ]);
+        let api_log = work.join("api.log");
+        let mut api = Process::start("api", &binary("api"), &env, &api_log).expect("api starts");
+        let api_url = format!("http://127.0.0.1:{port}");
+        api.wait_ready(&reqwest::Client::new(), &format!("{api_url}/readyz"))
+            .await
+            .expect("api ready");
+        let db = sqlx::PgPool::connect(&db_url).await.expect("test pool");
+        Stack {
+            _api: api,
+            api_log,
+            api_url,
+            secret_id,
+            sm,
+            db,
+            shared_env,
+            work,
+        }
+    }
+
+    /// Settings as the rotation function gets them: the shared contract plus the api's URL.
+    fn settings(&self) -> shared_auth::Settings {
+        let mut vars: HashMap<String, String> = self.shared_env.iter().cloned().collect();
+        vars.insert(
+            "TOLLGATE__LAMBDA__API_BASE_URL".into(),
+            self.api_url.clone(),
+        );
+        shared_auth::load_for(shared_auth::Component::Lambda, &vars).expect("settings")
+    }
+
+    async fn rotator(&self) -> Rotator {
+        let mut rotator = Rotator::from_settings(&self.settings(), Duration::from_secs(20))
+            .await
+            .expect("rotator");
+        rotator.poll = Duration::from_millis(200);
+        rotator
+    }
+
+    async fn stages(&self) -> HashMap<String, Vec<String>> {
+        let mut stages = self
+            .sm
+            .describe_secret()
+            .secret_id(&self.secret_id)
+            .send()
+            .await
+            .expect("describe")
+            .version_ids_to_stages
+            .unwrap_or_default();
+        for s in stages.values_mut() {
+            s.sort();
+        }
+        stages
+    }
+
+    async fn value(&self, version: &str) -> String {
+        self.sm
+            .get_secret_value()
+            .secret_id(&self.secret_id)
+            .version_id(version)
+            .send()
+            .await
+            .expect("get version")
+            .secret_string
+            .expect("string")
+    }
+
+    async fn rows(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM users")
+            .fetch_one(&self.db)
+            .await
+            .expect("count")
+    }
+
+    fn refusals_logged(&self) -> usize {
+        std::fs::read_to_string(&self.api_log)
+            .unwrap_or_default()
+            .matches("registration refused")
+            .count()
+    }
+}
+
+fn holder(stages: &HashMap<String, Vec<String>>, stage: &str) -> Option<String> {
+    stages
+        .iter()
+        .find(|(_, s)| s.iter().any(|s| s == stage))
+        .map(|(id, _)| id.clone())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_step_run_twice_is_idempotent_and_the_rotation_promotes_the_new_version() {
+    let stack = Stack::start("hmac", "steps").await;
+    let rotator = stack.rotator().await;
+    let before = stack.stages().await;
+    let old = holder(&before, "AWSCURRENT").expect("current");
+    let token = uuid::Uuid::new_v4().to_string();
+
+    // Steps out of order or for another secret fail without changing anything.
+    for step in [Step::Set, Step::Test, Step::Finish] {
+        let e = rotator.run(step, &stack.secret_id, &token).await;
+        assert!(
+            matches!(e, Err(RotationError::NotPending { .. })),
+            "{step}: {e:?}"
+        );
+    }
+    let e = rotator
+        .run(Step::Create, "tollgate/test/someone-else", &token)
+        .await;
+    assert!(e.is_err(), "another secret: {e:?}");
+    assert_eq!(stack.stages().await, before);
+
+    rotator
+        .run(Step::Create, &stack.secret_id, &token)
+        .await
+        .expect("create");
+    let created = stack.value(&token).await;
+    assert_eq!(created.len(), shared_auth::secret::GENERATED_SECRET_LEN);
+    rotator
+        .run(Step::Create, &stack.secret_id, &token)
+        .await
+        .expect("create again");
+    assert!(
+        stack.value(&token).await == created,
+        "a retried createSecret keeps the value"
+    );
+    let staged = stack.stages().await;
+    assert_eq!(staged[&token], ["AWSPENDING"]);
+    assert_eq!(holder(&staged, "AWSCURRENT").as_deref(), Some(old.as_str()));
+
+    for step in [Step::Set, Step::Test] {
+        rotator
+            .run(step, &stack.secret_id, &token)
+            .await
+            .expect("first run");
+        rotator
+            .run(step, &stack.secret_id, &token)
+            .await
+            .expect("second run");
+        assert_eq!(stack.stages().await, staged, "{step} changes no stage");
+    }
+    // The api learned the pending version: the dry run the test step sent passed as `pending`.
+    let pending = secrecy::SecretString::from(created.clone());
+    rotator
+        .dry_run(&pending, "pending")
+        .await
+        .expect("pending accepted");
+    assert!(
+        rotator.dry_run(&pending, "current").await.is_err(),
+        "a dry run reports the version it matched"
+    );
+    assert_eq!(stack.rows().await, 0, "dry runs write nothing");
+
+    rotator
+        .run(Step::Finish, &stack.secret_id, &token)
+        .await
+        .expect("finish");
+    let finished = stack.stages().await;
+    rotator
+        .run(Step::Finish, &stack.secret_id, &token)
+        .await
+        .expect("finish again");
+    assert_eq!(stack.stages().await, finished);
+    assert_eq!(
+        finished[&token],
+        ["AWSCURRENT"],
+        "promoted, AWSPENDING removed"
+    );
+    assert_eq!(finished[&old], ["AWSPREVIOUS"]);
+    assert_eq!(holder(&finished, "AWSPENDING"), None);
+
+    // Every step retried after the end is a no-op.
+    for step in Step::ALL {
+        rotator
+            .run(step, &stack.secret_id, &token)
+            .await
+            .expect("retry after the end");
+    }
+    assert_eq!(stack.stages().await, finished);
+
+    // The next rotation starts from there.
+    let next = uuid::Uuid::new_v4().to_string();
+    rotator
+        .rotate(&stack.secret_id, &next, |_, _| {})
+        .await
+        .expect("second rotation");
+    let after = stack.stages().await;
+    assert_eq!(after[&next], ["AWSCURRENT"]);
+    assert_eq!(after[&token], ["AWSPREVIOUS"]);
+    assert!(!after.contains_key(&old) || after[&old].is_empty());
+    assert_eq!(stack.refusals_logged(), 0);
+}
+
+/// Secrets Manager tests a newly attached rotation (`rotate_immediately = false`) by running
+/// testSecret alone on a pending version that copies the current value. The api matches such
+/// a dry run as `current` (it checks current first); the step must still pass.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_configuration_test_passes_when_the_pending_version_copies_the_current_one() {
+    let stack = Stack::start("hmac", "configuration").await;
+    let rotator = stack.rotator().await;
+    let current = holder(&stack.stages().await, "AWSCURRENT").expect("current");
+    let token = uuid::Uuid::new_v4().to_string();
+    stack
+        .sm
+        .put_secret_value()
+        .secret_id(&stack.secret_id)
+        .client_request_token(&token)
+        .secret_string(stack.value(&current).await)
+        .version_stages("AWSPENDING")
+        .send()
+        .await
+        .expect("stage a copy of the current value");
+    rotator
+        .run(Step::Test, &stack.secret_id, &token)
+        .await
+        .expect("the configuration test passes on a copy of the current value");
+    assert_eq!(stack.rows().await, 0, "dry runs write nothing");
+}
+
+/// The stream the Lambda registers while the secret rotates twice.
+const SIGN_UPS: usize = 500;
+const STREAM: Duration = Duration::from_secs(30);
+
+async fn rotation_under_load(mode: &str) {
+    let stack = Stack::start(mode, mode).await;
+    let runtime = Arc::new(RuntimeApi::start().expect("runtime API"));
+    let mut env = stack.shared_env.clone();
+    env.extend([
+        (
+            "TOLLGATE__LAMBDA__API_BASE_URL".to_owned(),
+            stack.api_url.clone(),
+        ),
+        // Short, so the Lambda really switches to each new version during the stream.
+        ("TOLLGATE__GUARD__SECRET_TTL_S".to_owned(), "2".to_owned()),
+    ]);
+    env.extend(runtime.lambda_env("tollgate-test-post-confirm"));
+    let lambda_log = stack.work.join("post-confirm.log");
+    let _lambda = Process::start("post-confirm", &binary("post-confirm"), &env, &lambda_log)
+        .expect("lambda starts");
+    assert!(
+        runtime.wait_for_polls(1, Duration::from_secs(10)),
+        "post-confirm did not poll; see {}",
+        lambda_log.display()
+    );
+
+    let sent = Arc::new(AtomicUsize::new(0));
+    let stream = {
+        let (runtime, sent) = (runtime.clone(), sent.clone());
+        tokio::task::spawn_blocking(move || {
+            let pace = STREAM / SIGN_UPS as u32;
+            let start = Instant::now();
+            let mut failures = Vec::new();
+            for n in 0..SIGN_UPS {
+                let due = start + pace * n as u32;
+                std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                let sub = uuid::Uuid::new_v4();
+                let event = serde_json::json!({
+                    "version": "1", "region": "ap-northeast-1",
+                    "userPoolId": "ap-northeast-1_test", "userName": format!("user{n}"),
+                    "callerContext": {"awsSdkVersion": "aws-sdk-unknown-unknown", "clientId": "test"},
+                    "triggerSource": "PostConfirmation_ConfirmSignUp",
+                    "request": {"userAttributes": {
+                        "sub": sub.to_string(), "email": format!("user{n}@example.com"),
+                        "email_verified": "true", "cognito:user_status": "CONFIRMED"}},
+                    "response": {}
+                });
+                match runtime.invoke(&event.to_string(), Duration::from_secs(5)) {
+                    Outcome::Response(_) => {}
+                    other => failures.push(format!("user{n}: {other:?}")),
+                }
+                sent.fetch_add(1, Ordering::SeqCst);
+            }
+            failures
+        })
+    };
+
+    let rotator = stack.rotator().await;
+    let mut rotated_at = Vec::new();
+    for round in 0..2 {
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let token = uuid::Uuid::new_v4().to_string();
+        rotator
+            .rotate(&stack.secret_id, &token, |_, _| {})
+            .await
+            .unwrap_or_else(|e| panic!("rotation {round}: {e}"));
+        rotated_at.push(sent.load(Ordering::SeqCst));
+        assert_eq!(stack.stages().await[&token], ["AWSCURRENT"]);
+    }
+    let failures = stream.await.expect("stream");
+    let rows = stack.rows().await;
+    let refused = stack.refusals_logged();
+    eprintln!(
+        "{mode}: {SIGN_UPS} sign-ups over {} s, rotations finished after {rotated_at:?}; \
+         {} failed, {rows} rows, {refused} refusals logged by the api",
+        STREAM.as_secs(),
+        failures.len()
+    );
+    assert!(
+        rotated_at.iter().all(|&n| n < SIGN_UPS),
+        "both rotations must finish while sign-ups are still flowing: {rotated_at:?}"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} failed, first: {:?}; see {}",
+        failures.len(),
+        failures.iter().take(3).collect::<Vec<_>>(),
+        lambda_log.display()
+    );
+    assert_eq!(rows, SIGN_UPS as i64, "every registration stored once");
+    assert_eq!(
+        refused,
+        0,
+        "no request refused; see {}",
+        stack.api_log.display()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rotating_twice_under_load_refuses_and_loses_no_sign_up_hmac() {
+    rotation_under_load("hmac").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rotating_twice_under_load_refuses_and_loses_no_sign_up_static() {
+    rotation_under_load("static").await;
+}
+
+/// What a rule group accepts, read back from moto: the ids its description names and the
+/// header values its rule matches.
+async fn waf_accepts(waf: &aws_sdk_wafv2::Client, arn: &str) -> (Vec<String>, Vec<Vec<u8>>) {
+    let group = waf
+        .get_rule_group()
+        .arn(arn)
+        .send()
+        .await
+        .expect("GetRuleGroup")
+        .rule_group
+        .expect("group");
+    let ids = shared_auth::waf::accepted_ids(group.description().unwrap_or_default());
+    let [rule] = group.rules() else {
+        panic!("one rule: {:?}", group.rules().len())
+    };
+    let values = shared_auth::waf::accepted_values(rule).expect("the shape waf::rule writes");
+    (ids, values)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn in_static_mode_the_waf_accepts_what_the_api_accepts_at_every_step() {
+    let stack = Stack::start("static", "waf").await;
+    let mut rotator = stack.rotator().await;
+    let sdk = testkit::sdk_config(&testkit::local_aws()).await;
+    let waf = aws_sdk_wafv2::Client::new(&sdk);
+    let group = shared_auth::waf::GuardRuleGroup {
+        client: waf.clone(),
+    };
+    let name = format!(
+        "tollgate-t{}-guard-secret",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let accepted = rotator
+        .accepted_versions(&stack.secret_id)
+        .await
+        .expect("versions");
+    let arn = group
+        .ensure(&name, &rotator.route.contract, &accepted)
+        .await
+        .expect("rule group created");
+    assert_eq!(
+        group
+            .ensure(&name, &rotator.route.contract, &accepted)
+            .await
+            .expect("again"),
+        arn,
+        "ensure finds the group it made"
+    );
+    rotator.waf = Some((group.clone(), arn.clone()));
+
+    // What the WAF must accept, by id, with the values Secrets Manager holds for them.
+    let expect = |ids: Vec<String>| {
+        let stack = &stack;
+        async move {
+            let mut values = Vec::new();
+            for id in &ids {
+                values.push(stack.value(id).await.into_bytes());
+            }
+            (ids, values)
+        }
+    };
+    let old = holder(&stack.stages().await, "AWSCURRENT").expect("current");
+    assert_eq!(
+        waf_accepts(&waf, &arn).await,
+        expect(vec![old.clone()]).await
+    );
+
+    let token = uuid::Uuid::new_v4().to_string();
+    rotator
+        .run(Step::Create, &stack.secret_id, &token)
+        .await
+        .expect("create");
+    assert_eq!(
+        waf_accepts(&waf, &arn).await.0,
+        std::slice::from_ref(&old),
+        "nothing new yet"
+    );
+    for _ in 0..2 {
+        rotator
+            .run(Step::Set, &stack.secret_id, &token)
+            .await
+            .expect("set");
+        assert_eq!(
+            waf_accepts(&waf, &arn).await,
+            expect(vec![old.clone(), token.clone()]).await,
+            "set: current and pending at the edge"
+        );
+    }
+    rotator
+        .run(Step::Test, &stack.secret_id, &token)
+        .await
+        .expect("test");
+    for _ in 0..2 {
+        rotator
+            .run(Step::Finish, &stack.secret_id, &token)
+            .await
+            .expect("finish");
+        assert_eq!(
+            waf_accepts(&waf, &arn).await,
+            expect(vec![token.clone(), old.clone()]).await,
+            "finish: current and previous"
+        );
+    }
+    let next = uuid::Uuid::new_v4().to_string();
+    rotator
+        .rotate(&stack.secret_id, &next, |_, _| {})
+        .await
+        .expect("second rotation");
+    assert_eq!(
+        waf_accepts(&waf, &arn).await,
+        expect(vec![next.clone(), token.clone()]).await,
+        "the version two rotations back is gone from the edge"
+    );
+    assert!(group.delete(&name).await.expect("delete"));
+    assert_eq!(group.find(&name).await.expect("list"), None);
+}

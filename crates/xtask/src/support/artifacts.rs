@@ -1,0 +1,201 @@
+//! The deployable artifacts, built into target/dist/<env>/: each Lambda function's zip for
+//! Amazon Linux 2023 (cargo-lambda's zig linker, glibc checked) and the api image as an OCI
+//! layout (no container engine: see [`crate::support::image`]), with SHA-256 sums. `package`
+//! and `deploy` build them; `bench` measures them.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use sha2::{Digest, Sha256};
+use shared_auth::Settings;
+use testkit::cmd;
+
+use crate::support::context::{cargo, workspace_root};
+use crate::support::{image, toolchain};
+
+/// The Cargo profile the Lambda functions are built with (size-optimised; see Cargo.toml).
+pub const LAMBDA_PROFILE: &str = "lambda-release";
+
+/// Highest glibc symbol version Amazon Linux 2023 provides.
+pub const MAX_GLIBC: (u32, u32) = (2, 34);
+
+/// Builds the api image and writes it as an OCI layout to target/dist/<env>/api-image/
+/// (tagged `api`), with the manifest digest in `api-image.digest`.
+pub fn api_image(settings: &Settings, prebuilt: Option<&Path>) -> Result<image::Image> {
+    let image = image::build(settings, prebuilt)?;
+    let dist = dist_dir(&settings.env);
+    std::fs::create_dir_all(&dist)?;
+    let layout = dist.join("api-image");
+    image.write_layout(&layout, "api")?;
+    std::fs::write(
+        dist.join("api-image.digest"),
+        format!("{}\n", image.digest()),
+    )?;
+    eprintln!(
+        "· {}: OCI layout (skopeo inspect oci:{}:api)",
+        layout.display(),
+        layout.display()
+    );
+    Ok(image)
+}
+
+fn dist_dir(env: &str) -> PathBuf {
+    workspace_root().join("target").join("dist").join(env)
+}
+
+/// The Lambda functions, each its own crate (and binary of the same name), and the zip each
+/// is deployed as.
+pub const FUNCTIONS: [(&str, &str); 2] = [
+    ("post-confirm", "bootstrap.zip"),
+    ("rotate-secret", "rotate-secret.zip"),
+];
+
+/// Where the rotation function's zip lies, next to the registration function's `bootstrap.zip`.
+pub fn rotation_zip(lambda_zip: &Path) -> PathBuf {
+    lambda_zip.with_file_name(FUNCTIONS[1].1)
+}
+
+/// Builds both Lambda functions (the registration trigger `bootstrap.zip` and the secret's
+/// rotation function `rotate-secret.zip`) and checks their glibc needs; returns the
+/// registration zip's path under target/dist/<env>/ ([`rotation_zip`] gives the other).
+pub fn lambda_zip(settings: &Settings) -> Result<PathBuf> {
+    let (flag, triple) = match settings.deploy.lambda_architecture.as_str() {
+        "x86_64" => ("--x86-64", "x86_64-unknown-linux-gnu"),
+        _ => ("--arm64", "aarch64-unknown-linux-gnu"),
+    };
+    require_cargo_lambda()?;
+    toolchain::ensure_rust_target(triple)?;
+    eprintln!(
+        "· building post-confirm and rotate-secret for {} Lambda (a cold build takes a few minutes)",
+        settings.deploy.lambda_architecture
+    );
+    let root = workspace_root();
+    cargo_lambda_build(flag, &[])?;
+    let dist = dist_dir(&settings.env);
+    std::fs::create_dir_all(&dist)?;
+    for (function, _) in FUNCTIONS {
+        let binary = root.join(format!("target/lambda/{function}/bootstrap"));
+        let glibc = max_glibc(&binary)?;
+        if glibc > MAX_GLIBC {
+            bail!(
+                "{} needs GLIBC_{}.{}, newer than Amazon Linux 2023's {}.{}: build it with cargo-lambda's zig linker",
+                binary.display(),
+                glibc.0,
+                glibc.1,
+                MAX_GLIBC.0,
+                MAX_GLIBC.1
+            );
+        }
+        eprintln!(
+            "· {function}: bootstrap {:.1} MB stripped, needs GLIBC ≤ {}.{}",
+            std::fs::metadata(&binary)?.len() as f64 / 1e6,
+            glibc.0,
+            glibc.1,
+        );
+    }
+    cargo_lambda_build(flag, &["--output-format", "zip"])?;
+    let mut summed = Vec::new();
+    for (function, zip) in FUNCTIONS {
+        let to = dist.join(zip);
+        std::fs::copy(
+            root.join(format!("target/lambda/{function}/bootstrap.zip")),
+            &to,
+        )?;
+        summed.push(to);
+    }
+    let paths: Vec<&Path> = summed.iter().map(PathBuf::as_path).collect();
+    write_sums(&dist, &paths)?;
+    eprintln!(
+        "· {} and {}; sums in {}",
+        dist.join(FUNCTIONS[0].1).display(),
+        FUNCTIONS[1].1,
+        dist.join("SHA256SUMS").display()
+    );
+    Ok(dist.join(FUNCTIONS[0].1))
+}
+
+fn require_cargo_lambda() -> Result<()> {
+    let installed = Command::new(cargo())
+        .args(["lambda", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !installed {
+        bail!(
+            "cargo-lambda is not installed.\n  Install it: `pip install cargo-lambda` (a prebuilt binary with zig, seconds)"
+        );
+    }
+    Ok(())
+}
+
+fn cargo_lambda_build(arch_flag: &str, extra: &[&str]) -> Result<()> {
+    cmd::run(
+        Command::new(cargo())
+            .current_dir(workspace_root())
+            .args(["lambda", "build", "--profile", LAMBDA_PROFILE, arch_flag])
+            .args(
+                FUNCTIONS
+                    .iter()
+                    .flat_map(|(package, _)| ["--package", package]),
+            )
+            .args(extra),
+    )
+}
+
+/// Writes `SHA256SUMS` for `files` into `dir`.
+fn write_sums(dir: &Path, files: &[&Path]) -> Result<()> {
+    let sums = files
+        .iter()
+        .map(|p| {
+            Ok(format!(
+                "{}  {}\n",
+                sha256_hex(p)?,
+                p.file_name().and_then(|n| n.to_str()).unwrap_or("?")
+            ))
+        })
+        .collect::<Result<String>>()?;
+    std::fs::write(dir.join("SHA256SUMS"), sums)?;
+    Ok(())
+}
+
+fn sha256_hex(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(format!("{:x}", Sha256::digest(&bytes)))
+}
+
+/// The highest `GLIBC_x.y` symbol version an ELF binary needs (from `objdump -T`).
+fn max_glibc(binary: &Path) -> Result<(u32, u32)> {
+    let out = cmd::output(Command::new("objdump").arg("-T").arg(binary))
+        .context("objdump (binutils) is needed to check the Lambda binary's glibc")?;
+    Ok(parse_max_glibc(&out))
+}
+
+fn parse_max_glibc(objdump: &str) -> (u32, u32) {
+    objdump
+        .split("GLIBC_")
+        .skip(1)
+        .filter_map(|rest| {
+            let version: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == '.')
+                .collect();
+            let mut parts = version.split('.').map(|p| p.parse::<u32>().ok());
+            Some((parts.next()??, parts.next().flatten().unwrap_or(0)))
+        })
+        .max()
+        .unwrap_or((0, 0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_highest_glibc_version_is_found() {
+        let dump = "0000 DF *UND* 0 (GLIBC_2.17) memcpy\n0000 DF *UND* 0 (GLIBC_2.28) fcntl64\n\
+                    0000 DF *UND* 0 (GLIBC_2.3.4) __chk\n0000 DF *UND* 0 (GLIBC_2.9) pipe2\n";
+        assert_eq!(parse_max_glibc(dump), (2, 28));
+        assert_eq!(parse_max_glibc("no versions"), (0, 0));
+        assert!(parse_max_glibc("(GLIBC_2.39) x") > MAX_GLIBC);
+    }
+}

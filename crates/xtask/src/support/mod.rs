@@ -1,0 +1,14 @@
+//! What the tasks share, and nothing that is a task: where the workspace is and its settings
+//! ([`context`]), Terraform's working folder ([`terraform`]) and what it is given
+//! ([`render`]), the deployable artifacts ([`artifacts`], [`image`]), the ✓/✗ table
+//! ([`report`]), and a Lambda function run here ([`local_lambda`], [`lambda_log`]).
+
+pub mod artifacts;
+pub mod context;
+pub mod image;
+pub mod lambda_log;
+pub mod local_lambda;
+pub mod render;
+pub mod report;
+pub mod terraform;
+pub mod toolchain;

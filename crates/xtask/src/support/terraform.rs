@@ -1,0 +1,190 @@
+//! Terraform in an environment's working folder, `target/tollgate/tf/<env>/`: a copy of
+//! `infra/*.tf`, a backend file written here (S3 with native locking from
+//! `deploy.state_bucket`, or local state for `--env local`) and `terraform.tfvars.json`
+//! rendered from the contract.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+use shared_auth::Settings;
+use testkit::cmd;
+
+use crate::support::context::{work_dir, workspace_root};
+use crate::support::render;
+
+/// Where a plugin mirror is kept on machines without registry access (Terraform providers).
+const PLUGIN_MIRROR: &str = "/opt/tf-plugins";
+
+/// Terraform's dependency lock file.
+const LOCK_FILE: &str = ".terraform.lock.hcl";
+
+pub fn tf_dir(env: &str) -> PathBuf {
+    work_dir().join("tf").join(env)
+}
+
+/// A Terraform command in the environment's working folder.
+pub fn terraform(dir: &Path) -> Command {
+    let mut c = Command::new("terraform");
+    c.current_dir(dir)
+        .env("TF_IN_AUTOMATION", "1")
+        .env("TF_INPUT", "0");
+    c
+}
+
+/// The working folder of an environment deployed from this checkout.
+pub fn deployed_dir(env: &str) -> Result<PathBuf> {
+    let dir = tf_dir(env);
+    if !dir.join("backend.tf").is_file() {
+        bail!(
+            "`{env}` has not been deployed from this checkout (no {}): run `cargo xtask deploy --env {env}` first",
+            dir.display()
+        );
+    }
+    Ok(dir)
+}
+
+/// Copies the stack, writes the backend and variables, and runs `terraform init`.
+pub fn prepare(settings: &Settings, lambda_zip: &Path, api_image: &str) -> Result<PathBuf> {
+    if cmd::which("terraform").is_none() {
+        bail!(
+            "terraform is not installed (1.11 or newer): https://developer.hashicorp.com/terraform/install"
+        );
+    }
+    let dir = tf_dir(&settings.env);
+    copy_stack(&dir)?;
+    std::fs::write(dir.join("backend.tf"), backend(settings))?;
+    let vars = render::tfvars(settings, lambda_zip, api_image);
+    std::fs::write(
+        dir.join("terraform.tfvars.json"),
+        serde_json::to_string_pretty(&vars)?,
+    )?;
+    let mut init = terraform(&dir);
+    init.args(["init", "-input=false", "-no-color", "-reconfigure"]);
+    if Path::new(PLUGIN_MIRROR).is_dir() {
+        init.arg(format!("-plugin-dir={PLUGIN_MIRROR}"));
+    }
+    cmd::output(&mut init).context("terraform init failed")?;
+    Ok(dir)
+}
+
+/// Replaces the folder's `*.tf` with the ones in `infra/`.
+fn copy_stack(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "tf") {
+            std::fs::remove_file(path)?;
+        }
+    }
+    for entry in std::fs::read_dir(workspace_root().join("infra"))? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "tf")
+            && let Some(name) = path.file_name()
+        {
+            std::fs::copy(&path, dir.join(name))?;
+        }
+    }
+    // The provider hashes, when the provider-lock workflow has committed them: init then
+    // refuses a provider package whose hash differs.
+    let lock = workspace_root().join("infra").join(LOCK_FILE);
+    if lock.is_file() {
+        std::fs::copy(&lock, dir.join(LOCK_FILE))?;
+    }
+    Ok(())
+}
+
+/// The state's backend: S3 with native locking wherever a state bucket is named (on a local
+/// AWS too, its S3 standing in, so the shipped environments keep their state as in AWS), else
+/// a local file.
+fn backend(settings: &Settings) -> String {
+    let Some(bucket) = settings
+        .deploy
+        .state_bucket
+        .as_deref()
+        .filter(|b| !b.is_empty())
+    else {
+        return "terraform {\n  backend \"local\" {\n    path = \"terraform.tfstate\"\n  }\n}\n"
+            .to_owned();
+    };
+    let mut lines = vec![
+        format!("bucket       = \"{bucket}\""),
+        format!(
+            "key          = \"tollgate/{}/terraform.tfstate\"",
+            settings.env
+        ),
+        format!(
+            "region       = \"{}\"",
+            settings.aws.region.as_deref().unwrap_or("ap-northeast-1")
+        ),
+        "encrypt      = true".to_owned(),
+        "use_lockfile = true".to_owned(),
+    ];
+    if let Some(endpoint) = &settings.aws.endpoint_url {
+        lines.extend([
+            format!("endpoints    = {{ s3 = \"{endpoint}\", sts = \"{endpoint}\" }}"),
+            "use_path_style              = true".to_owned(),
+            "skip_credentials_validation = true".to_owned(),
+            "skip_requesting_account_id  = true".to_owned(),
+            "skip_metadata_api_check     = true".to_owned(),
+            "access_key                  = \"test\"".to_owned(),
+            "secret_key                  = \"test\"".to_owned(),
+        ]);
+    }
+    let body: String = lines.iter().map(|l| format!("    {l}\n")).collect();
+    format!("terraform {{\n  backend \"s3\" {{\n{body}  }}\n}}\n")
+}
+
+/// `terraform output -json` of an environment, as name → value.
+pub fn outputs(env: &str) -> Result<HashMap<String, Value>> {
+    let dir = deployed_dir(env)?;
+    let text = cmd::output(terraform(&dir).args(["output", "-json", "-no-color"]))?;
+    let raw: HashMap<String, Value> =
+        serde_json::from_str(&text).context("terraform output is not JSON")?;
+    Ok(raw
+        .into_iter()
+        .map(|(k, v)| (k, v["value"].clone()))
+        .collect())
+}
+
+/// One output as a string, or an error that says how to get it.
+pub fn output_str(outputs: &HashMap<String, Value>, key: &str) -> Result<String> {
+    outputs
+        .get(key)
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .with_context(|| {
+            format!("terraform output `{key}` is missing: re-run `cargo xtask deploy`")
+        })
+}
+
+/// One output as a list of strings (empty when it is missing or not a list of strings).
+pub fn output_strs(outputs: &HashMap<String, Value>, key: &str) -> Vec<String> {
+    outputs
+        .get(key)
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Prints the outputs as an aligned `name  value` list.
+pub fn print_outputs(outputs: &HashMap<String, Value>) {
+    let mut keys: Vec<&String> = outputs.keys().collect();
+    keys.sort();
+    let width = keys.iter().map(|k| k.len()).max().unwrap_or(0);
+    println!();
+    for k in keys {
+        let v = match &outputs[k] {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        println!("  {k:<width$}  {v}");
+    }
+}

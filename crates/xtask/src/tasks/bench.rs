@@ -1,0 +1,319 @@
+//! `cargo xtask bench`: performance as ratios measured in one run on this machine, each
+//! against a reference doing the same kind of work, so the figures travel between machines.
+//!
+//! It builds release binaries, starts its own PostgreSQL (TLS), moto_server and the api on
+//! loopback, drives HTTP load with `wrk` (bounded in time, loopback only), runs `pgbench` with
+//! the api's own registration statement as the database reference (and reads from `/proc`
+//! the CPU each process spent per request in both), and starts the Lambda binary and a bare
+//! `lambda_runtime` echo function cold under the local Runtime API. Figures only: nothing here
+//! asserts a time.
+
+mod cpu;
+mod http;
+mod lambda;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use serde_json::json;
+use testkit::cmd;
+use testkit::services::{Moto, Postgres};
+
+use crate::flags;
+use crate::support::artifacts;
+use crate::support::context::{block_on, cargo, work_dir, workspace_root};
+
+/// One row of the table: our figure, the reference's, their ratio and the goal.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub name: &'static str,
+    pub ours: f64,
+    pub reference: f64,
+    pub unit: &'static str,
+    pub reference_name: &'static str,
+    /// The ratio ours ÷ reference must be at least this (or, when `lower_is_better`, at most);
+    /// `None`: reported for tracking, no goal.
+    pub goal: Option<f64>,
+    pub lower_is_better: bool,
+}
+
+impl Row {
+    fn ratio(&self) -> f64 {
+        if self.reference == 0.0 {
+            0.0
+        } else {
+            self.ours / self.reference
+        }
+    }
+
+    fn met(&self) -> Option<bool> {
+        let goal = self.goal?;
+        Some(if self.lower_is_better {
+            self.ratio() <= goal
+        } else {
+            self.ratio() >= goal
+        })
+    }
+}
+
+impl flags::Bench {
+    pub fn run(self) -> Result<()> {
+        for (tool, install) in [
+            ("wrk", "apt-get install wrk"),
+            (
+                "pgbench",
+                "apt-get install postgresql-contrib (or postgresql-client)",
+            ),
+        ] {
+            if cmd::which(tool).is_none() && !(tool == "pgbench" && pg_bin("pgbench").is_some()) {
+                bail!("{tool} is needed by the benchmark: {install}");
+            }
+        }
+        let dir = work_dir().join("bench");
+        std::fs::create_dir_all(&dir)?;
+        let binaries = build_release()?;
+        let moto = Moto::start(&dir)?;
+        let pg = Postgres::start()?;
+        let settings = BenchSettings {
+            seconds: self.seconds,
+            connections: self.connections,
+            cold_starts: self.cold_starts,
+            dir: dir.clone(),
+            api_binary: self.api_binary,
+        };
+        let (mut rows, splits) = block_on(http::rows(&settings, &binaries, &pg, &moto))?;
+        rows.extend(block_on(lambda::rows(&settings, &binaries, &moto))?);
+        drop(pg);
+        drop(moto);
+        let machine = machine();
+        if self.json {
+            println!("{}", to_json(&rows, &splits, &machine));
+        } else {
+            print_table(&rows, &machine);
+            print_splits(&splits);
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+pub struct BenchSettings {
+    pub seconds: u64,
+    pub connections: u32,
+    pub cold_starts: usize,
+    pub dir: PathBuf,
+    /// Another api build to measure (e.g. an older commit's), instead of this checkout's.
+    pub api_binary: Option<PathBuf>,
+}
+
+#[derive(Debug)]
+pub struct Binaries {
+    pub api: PathBuf,
+    pub post_confirm: PathBuf,
+    pub echo: PathBuf,
+}
+
+fn build_release() -> Result<Binaries> {
+    eprintln!(
+        "· building release binaries (api; post-confirm and the echo reference as Lambda builds them)"
+    );
+    let build = |profile: &str, what: &[&str]| {
+        cmd::run(
+            Command::new(cargo())
+                .current_dir(workspace_root())
+                .args(["build", "--profile", profile, "--locked"])
+                .args(what),
+        )
+    };
+    build("release", &["--package", "api", "--bin", "api"])?;
+    build(
+        artifacts::LAMBDA_PROFILE,
+        &[
+            "--package",
+            "post-confirm",
+            "--bin",
+            "post-confirm",
+            "--example",
+            "echo",
+        ],
+    )?;
+    let target = workspace_root().join("target");
+    let lambda = target.join(artifacts::LAMBDA_PROFILE);
+    Ok(Binaries {
+        api: target.join("release").join("api"),
+        post_confirm: lambda.join("post-confirm"),
+        echo: lambda.join("examples").join("echo"),
+    })
+}
+
+/// A PostgreSQL client binary from PATH or the server's install folder.
+pub fn pg_bin(name: &str) -> Option<PathBuf> {
+    cmd::which(name).or_else(|| {
+        Postgres::find_binaries()
+            .ok()
+            .map(|dir| dir.join(name))
+            .filter(|p| p.is_file())
+    })
+}
+
+/// Cores and CPU model, so a table names the machine it came from.
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, m)| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_owned());
+    format!("{cores} cores, {model}")
+}
+
+fn print_table(rows: &[Row], machine: &str) {
+    println!("\nmachine: {machine}\n");
+    println!(
+        "{:<52} {:>12} {:>12} {:>7} {:>7}  reference is",
+        "measure", "ours", "reference", "ratio", "goal"
+    );
+    for row in rows {
+        let goal = row.goal.map_or_else(
+            || "—".to_owned(),
+            |g| format!("{}{g:.2}", if row.lower_is_better { "≤" } else { "≥" }),
+        );
+        println!(
+            "{:<52} {:>12} {:>12} {:>7.2} {:>7}  {} {}",
+            row.name,
+            format!("{:.1} {}", row.ours, row.unit),
+            format!("{:.1} {}", row.reference, row.unit),
+            row.ratio(),
+            goal,
+            row.reference_name,
+            match row.met() {
+                Some(true) => "✓",
+                Some(false) => "✗ (goal not met)",
+                None => "",
+            }
+        );
+    }
+}
+
+/// Where the CPU of the accepted run and of its database reference went, per request.
+fn print_splits(splits: &[cpu::Split]) {
+    println!("\nCPU per request (µs, all cores; what bounds a ratio on shared cores)\n");
+    println!(
+        "{:<30} {:>8} {:>9} {:>15} {:>8} {:>8}",
+        "run", "api", "postgres", "load generator", "total", "other"
+    );
+    for split in splits {
+        let p = split.per_request;
+        println!(
+            "{:<30} {:>8} {:>9.0} {:>15} {:>8.0} {:>8.0}",
+            split.run,
+            p.api.map_or_else(|| "—".to_owned(), |a| format!("{a:.0}")),
+            p.postgres,
+            format!("{:.0} ({})", p.generator, split.generator),
+            p.total(),
+            p.other(),
+        );
+    }
+}
+
+fn to_json(rows: &[Row], splits: &[cpu::Split], machine: &str) -> serde_json::Value {
+    json!({
+        "machine": machine,
+        "cpu_per_request_us": splits.iter().map(|s| json!({
+            "run": s.run,
+            "api": s.per_request.api,
+            "postgres": s.per_request.postgres,
+            "load_generator": s.per_request.generator,
+            "load_generator_is": s.generator,
+            "total": s.per_request.total(),
+            "other": s.per_request.other(),
+        })).collect::<Vec<_>>(),
+        "rows": rows.iter().map(|r| json!({
+            "measure": r.name,
+            "ours": r.ours,
+            "reference": r.reference,
+            "reference_is": r.reference_name,
+            "unit": r.unit,
+            "ratio": r.ratio(),
+            "goal": r.goal,
+            "lower_is_better": r.lower_is_better,
+            "met": r.met(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// The median of `samples` (sorted here).
+pub fn median(samples: &mut [f64]) -> f64 {
+    percentile(samples, 50.0)
+}
+
+/// The `p`-th percentile of `samples` (nearest rank; sorted here).
+pub fn percentile(samples: &mut [f64], p: f64) -> f64 {
+    if samples.is_empty() {
+        return 0.0;
+    }
+    samples.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * samples.len() as f64).ceil() as usize;
+    samples[rank.clamp(1, samples.len()) - 1]
+}
+
+/// Reads a number after `label` in a tool's output (`Requests/sec:   1234.56`).
+pub fn number_after(text: &str, label: &str) -> Result<f64> {
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix(label))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("no `{label}` in:\n{text}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let mut samples = vec![5.0, 1.0, 4.0, 2.0, 3.0];
+        assert_eq!(median(&mut samples), 3.0);
+        assert_eq!(percentile(&mut samples, 99.0), 5.0);
+        assert_eq!(percentile(&mut samples, 1.0), 1.0);
+        assert_eq!(median(&mut []), 0.0);
+    }
+
+    #[test]
+    fn tool_figures_are_read_from_their_output() {
+        let wrk = "Running 10s test\n  2 threads\nRequests/sec:  12345.67\nTransfer/sec: 1.2MB\n";
+        assert_eq!(number_after(wrk, "Requests/sec:").expect("wrk"), 12345.67);
+        let pgbench = "number of transactions actually processed: 100\ntps = 2345.678901 (without initial connection time)\n";
+        assert_eq!(
+            number_after(pgbench, "tps =").expect("pgbench"),
+            2345.678901
+        );
+        assert!(number_after("nothing", "tps =").is_err());
+    }
+
+    #[test]
+    fn goals_read_in_their_direction() {
+        let row = |ours, lower_is_better| Row {
+            name: "x",
+            ours,
+            reference: 10.0,
+            unit: "",
+            reference_name: "",
+            goal: Some(1.5),
+            lower_is_better,
+        };
+        assert_eq!(
+            (row(14.0, true).met(), row(16.0, true).met()),
+            (Some(true), Some(false))
+        );
+        assert_eq!(
+            (row(16.0, false).met(), row(14.0, false).met()),
+            (Some(true), Some(false))
+        );
+    }
+}

@@ -1,0 +1,553 @@
+//! The api under `wrk`: each guarded-route case against `GET /healthz` (the cheapest route,
+//! same server, same run), and accepted registrations against `pgbench` running the api's own
+//! INSERT with the pool's connection count.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use secrecy::{ExposeSecret, SecretString};
+use shared_auth::{Component, GuardContract};
+use testkit::cmd;
+use testkit::cognito::UserPool;
+use testkit::process::Process;
+use testkit::services::{Moto, Postgres, free_port};
+
+use super::cpu::{self, Split};
+use super::{BenchSettings, Binaries, Row, number_after, pg_bin};
+use crate::support::context::workspace_root;
+
+/// An address outside the allowlist, as the ALB would report it.
+const OUTSIDER: &str = "203.0.113.9";
+
+/// The api as the bench runs it: its environment, address and process.
+struct BenchApi {
+    env: Vec<(String, String)>,
+    base: String,
+    process: Process,
+}
+
+/// The wrk runs against one api, each a route or a kind of request.
+struct Runs {
+    healthz: WrkRun,
+    outsider: WrkRun,
+    forged: WrkRun,
+    replay: WrkRun,
+    me: WrkRun,
+}
+
+pub async fn rows(
+    s: &BenchSettings,
+    bin: &Binaries,
+    pg: &Postgres,
+    moto: &Moto,
+) -> Result<(Vec<Row>, Vec<Split>)> {
+    let aws = shared_auth::AwsSettings {
+        region: Some("ap-northeast-1".into()),
+        endpoint_url: Some(moto.endpoint()),
+    };
+    let sdk = testkit::sdk_config(&aws).await;
+    let pool = UserPool::create(&sdk, &moto.endpoint(), "bench").await?;
+    let user = pool.sign_up("bench-user", "bench@example.com").await?;
+    let secret = testkit::secrets::new_secret()?;
+    let api_binary = s.api_binary.as_deref().unwrap_or(&bin.api);
+    let http = reqwest::Client::new();
+    let mut api = start_api(s, api_binary, pg, moto, &pool, &secret, &http).await?;
+    let runs = wrk_runs(s, &api, &secret, &user.id_token, &http).await?;
+    api.process.stop();
+    let (accepted, accepted_cpu) =
+        accepted_run(s, api_binary, &api.env, &api.base, &http, pg).await?;
+    let (statements, pgbench_cpu) = run_pgbench(s, pg)?;
+    let splits = vec![
+        Split {
+            run: "accepted POST /user",
+            generator: "wrk",
+            per_request: accepted_cpu,
+        },
+        Split {
+            run: "pgbench, the api's statement",
+            generator: "pgbench",
+            per_request: pgbench_cpu,
+        },
+    ];
+    runs.warn_about_errors(s);
+    Ok((runs.rows(accepted.rps, statements), splits))
+}
+
+/// Starts the api in `local` mode behind wrk playing the ALB, and waits until it answers.
+async fn start_api(
+    s: &BenchSettings,
+    api_binary: &Path,
+    pg: &Postgres,
+    moto: &Moto,
+    pool: &UserPool,
+    secret: &SecretString,
+    http: &reqwest::Client,
+) -> Result<BenchApi> {
+    let port = free_port()?;
+    let base = format!("http://127.0.0.1:{port}");
+    let mut env = vec![
+        ("TOLLGATE_ENV".to_owned(), "local".to_owned()),
+        ("TOLLGATE_LOG_FORMAT".to_owned(), "json".to_owned()),
+        ("DATABASE_URL".to_owned(), pg.url()),
+        (
+            "TOLLGATE_SECRET_CURRENT".to_owned(),
+            secret.expose_secret().to_owned(),
+        ),
+        (
+            "TOLLGATE__API__LISTEN".to_owned(),
+            format!("127.0.0.1:{port}"),
+        ),
+        // wrk plays the ALB: it names the client in X-Forwarded-For.
+        (
+            "TOLLGATE__GUARD__TRUSTED_PROXIES".to_owned(),
+            "127.0.0.1/32".to_owned(),
+        ),
+        ("TOLLGATE__AWS__ENDPOINT_URL".to_owned(), moto.endpoint()),
+    ];
+    env.extend(pool.api_env());
+    let mut process = Process::start("api", api_binary, &env, &s.dir.join("api.log"))?;
+    process.wait_ready(http, &format!("{base}/healthz")).await?;
+    Ok(BenchApi { env, base, process })
+}
+
+/// Registers one user (the replay run's), then runs wrk on each route and kind of request.
+async fn wrk_runs(
+    s: &BenchSettings,
+    api: &BenchApi,
+    secret: &SecretString,
+    id_token: &str,
+    http: &reqwest::Client,
+) -> Result<Runs> {
+    let vars = api.env.iter().cloned().collect();
+    let contract = shared_auth::load_for(Component::Api, &vars)
+        .context("the bench's api settings")?
+        .guard;
+    let bodies = Bodies::new(&contract, secret);
+    let (replay_headers, replay_body) = bodies.signed(0);
+    let mut first = http
+        .post(format!("{}/user", api.base))
+        .body(replay_body.clone());
+    for (k, v) in with_client(&replay_headers, "127.0.0.1") {
+        first = first.header(k, v);
+    }
+    let status = first.send().await?.status();
+    if status.as_u16() != 201 {
+        bail!(
+            "the bench's first registration got {status}; see {}",
+            api.process.log().display()
+        );
+    }
+    let wrk = |name: &str, script: String| run_wrk(s, s.seconds, &api.base, name, &script);
+    let wrong = testkit::secrets::new_secret()?;
+    let (forged_headers, forged_body) = Bodies::new(&contract, &wrong).signed(1);
+    Ok(Runs {
+        healthz: wrk("healthz", script_get("/healthz", &[]))?,
+        outsider: wrk(
+            "refused-allowlist",
+            script_post(&with_client(&replay_headers, OUTSIDER), &replay_body),
+        )?,
+        forged: wrk(
+            "refused-secret",
+            script_post(&with_client(&forged_headers, "127.0.0.1"), &forged_body),
+        )?,
+        replay: wrk(
+            "replay",
+            script_post(&with_client(&replay_headers, "127.0.0.1"), &replay_body),
+        )?,
+        me: wrk(
+            "users-me",
+            script_get(
+                "/users/me",
+                &[("Authorization".into(), format!("Bearer {id_token}"))],
+            ),
+        )?,
+    })
+}
+
+impl Runs {
+    /// A warning for each run whose answers were not all as expected.
+    fn warn_about_errors(&self, s: &BenchSettings) {
+        for (name, run, expected) in [
+            ("healthz", &self.healthz, "2xx"),
+            ("replay", &self.replay, "2xx"),
+            ("users-me", &self.me, "2xx"),
+        ] {
+            if run.errors > 0.0 {
+                eprintln!(
+                    "· warning: {name}: {} responses were not {expected}; see {}",
+                    run.errors,
+                    s.dir.join("api.log").display()
+                );
+            }
+        }
+    }
+
+    /// The table's rows: each figure beside its reference from the same run.
+    fn rows(&self, accepted: f64, statements: f64) -> Vec<Row> {
+        let row = |name, ours, reference, reference_name, goal| Row {
+            name,
+            ours,
+            reference,
+            unit: "req/s",
+            reference_name,
+            goal,
+            lower_is_better: false,
+        };
+        let healthz = self.healthz.rps;
+        vec![
+            row(
+                "POST /user refused by the allowlist ÷ GET /healthz",
+                self.outsider.rps,
+                healthz,
+                "GET /healthz",
+                Some(0.95),
+            ),
+            row(
+                "POST /user refused by a bad secret ÷ GET /healthz",
+                self.forged.rps,
+                healthz,
+                "GET /healthz",
+                Some(0.90),
+            ),
+            row(
+                "accepted POST /user (new sub each) ÷ pgbench",
+                accepted,
+                statements,
+                "pgbench, the api's statement, pool size",
+                Some(0.80),
+            ),
+            row(
+                "replayed POST /user (same sub) ÷ accepted",
+                self.replay.rps,
+                accepted,
+                "accepted POST /user",
+                None,
+            ),
+            row(
+                "GET /users/me (RS256 ID token) ÷ GET /healthz",
+                self.me.rps,
+                healthz,
+                "GET /healthz",
+                None,
+            ),
+        ]
+    }
+}
+
+/// Accepted registrations, a new user each, counted as users created per second. wrk cannot
+/// compute an HMAC per request, so this run uses an api in `static` mode (the credential is a
+/// fixed header; the body, with a fresh `sub`, is made in Lua): the same guard, handler and
+/// INSERT, with a constant-time compare in place of the HMAC (a few hundred nanoseconds).
+async fn accepted_run(
+    s: &BenchSettings,
+    api_binary: &Path,
+    env: &[(String, String)],
+    base: &str,
+    http: &reqwest::Client,
+    pg: &Postgres,
+) -> Result<(WrkRun, cpu::PerRequest)> {
+    let mut env = env.to_vec();
+    env.push(("TOLLGATE__GUARD__MODE".into(), "static".into()));
+    let secret = env
+        .iter()
+        .find(|(k, _)| k == "TOLLGATE_SECRET_CURRENT")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    let header = shared_auth::load_for(Component::Api, &env.iter().cloned().collect())?
+        .guard
+        .static_header;
+    let mut api = Process::start(
+        "api (static)",
+        api_binary,
+        &env,
+        &s.dir.join("api-static.log"),
+    )?;
+    api.wait_ready(http, &format!("{base}/healthz")).await?;
+    let db = sqlx::PgPool::connect(&pg.url()).await?;
+    let users = || sqlx::query_scalar::<_, i64>("SELECT count(*) FROM users").fetch_one(&db);
+    let before = users().await?;
+    let (api_pid, postmaster) = (api.id(), pg.server_pid()?);
+    let cpu_before = cpu::sample(api_pid, postmaster)?;
+    let mut run = run_wrk(
+        s,
+        s.seconds,
+        base,
+        "accepted",
+        &script_new_users(&header, &secret),
+    )?;
+    let cpu_after = cpu::sample(api_pid, postmaster)?;
+    let created = users().await? - before;
+    api.stop();
+    eprintln!(
+        "· accepted: {created} users created, {} requests answered",
+        run.requests
+    );
+    if run.errors > 0.0 || (created as f64) < run.requests * 0.99 {
+        bail!(
+            "the accepted run created {created} users for {} answers ({} not 2xx); see {}",
+            run.requests,
+            run.errors,
+            s.dir.join("api-static.log").display()
+        );
+    }
+    run.rps = created as f64 / run.elapsed_s.max(1e-3);
+    let split = cpu::per_request(cpu_before, cpu_after, created as f64)?;
+    Ok((run, split))
+}
+
+/// Each request registers a new user: thread number and a counter make its `sub`.
+fn script_new_users(header: &str, secret: &str) -> String {
+    format!(
+        r#"local threads = 0
+function setup(thread)
+  thread:set("tid", threads)
+  threads = threads + 1
+end
+function init(args)
+  n = 0
+  headers = {{ ["Content-Type"] = "application/json", ["X-Forwarded-For"] = "127.0.0.1", [{header}] = {secret} }}
+end
+function request()
+  n = n + 1
+  local sub = string.format("00000000-0000-4000-%04x-%012x", 32768 + tid, n)
+  local body = string.format('{{"sub":"%s","email":"u%d@example.com","email_verified":true,"username":"u%d"}}', sub, n, n)
+  return wrk.format("POST", "/user", headers, body)
+end
+"#,
+        header = lua_string(header),
+        secret = lua_string(secret),
+    )
+}
+
+/// Signed registration bodies for the bench's contract and secret.
+struct Bodies<'a> {
+    contract: &'a GuardContract,
+    secret: &'a SecretString,
+    now: u64,
+}
+
+impl<'a> Bodies<'a> {
+    fn new(contract: &'a GuardContract, secret: &'a SecretString) -> Self {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Self {
+            contract,
+            secret,
+            now,
+        }
+    }
+
+    /// The credential headers and body registering user number `n`.
+    fn signed(&self, n: usize) -> (Vec<(String, String)>, String) {
+        let sub = format!("00000000-0000-4000-8000-{n:012}");
+        let body = format!(
+            r#"{{"sub":"{sub}","email":"user{n}@example.com","email_verified":true,"username":"user{n}"}}"#
+        );
+        let headers = self
+            .contract
+            .credentials(self.secret, &self.contract.path, body.as_bytes(), self.now)
+            .iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        (headers, body)
+    }
+}
+
+fn with_client(headers: &[(String, String)], client: &str) -> Vec<(String, String)> {
+    let mut all = headers.to_vec();
+    all.push(("Content-Type".into(), "application/json".into()));
+    all.push(("X-Forwarded-For".into(), client.into()));
+    all
+}
+
+fn lua_string(s: &str) -> String {
+    format!("{s:?}")
+}
+
+fn script_get(path: &str, headers: &[(String, String)]) -> String {
+    let mut lua = format!("wrk.method = \"GET\"\nwrk.path = {}\n", lua_string(path));
+    for (k, v) in headers {
+        let _ = writeln!(lua, "wrk.headers[{}] = {}", lua_string(k), lua_string(v));
+    }
+    lua
+}
+
+fn script_post(headers: &[(String, String)], body: &str) -> String {
+    let mut lua = format!(
+        "wrk.method = \"POST\"\nwrk.path = \"/user\"\nwrk.body = {}\n",
+        lua_string(body)
+    );
+    for (k, v) in headers {
+        let _ = writeln!(lua, "wrk.headers[{}] = {}", lua_string(k), lua_string(v));
+    }
+    lua
+}
+
+#[derive(Debug)]
+struct WrkRun {
+    rps: f64,
+    requests: f64,
+    /// The run's length as wrk reports it (`N requests in 4.10s`).
+    elapsed_s: f64,
+    errors: f64,
+}
+
+fn run_wrk(
+    s: &BenchSettings,
+    seconds: u64,
+    base: &str,
+    name: &str,
+    script: &str,
+) -> Result<WrkRun> {
+    let path = s.dir.join(format!("{name}.lua"));
+    std::fs::write(&path, script)?;
+    eprintln!("· wrk: {name} ({seconds} s, {} connections)", s.connections);
+    let out = cmd::output(Command::new("wrk").args([
+        "-t2",
+        &format!("-c{}", s.connections),
+        &format!("-d{seconds}s"),
+        "--timeout",
+        "5s",
+        "-s",
+        &path.display().to_string(),
+        base,
+    ]))
+    .with_context(|| format!("wrk {name}"))?;
+    let summary = out
+        .lines()
+        .find(|l| l.contains("requests in"))
+        .unwrap_or("");
+    let mut words = summary.split_whitespace();
+    let requests = words.next().and_then(|n| n.parse().ok()).unwrap_or(0.0);
+    let elapsed_s = words
+        .nth(2)
+        .and_then(|d| d.trim_end_matches(',').strip_suffix('s'))
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(0.0);
+    std::fs::write(s.dir.join(format!("{name}.wrk.txt")), &out)?;
+    Ok(WrkRun {
+        rps: number_after(&out, "Requests/sec:")?,
+        requests,
+        elapsed_s,
+        errors: number_after(&out, "Non-2xx or 3xx responses:").unwrap_or(0.0),
+    })
+}
+
+/// The api's registration statement (`db::register_user`), from `pgbench` with the pool's
+/// connection count and prepared statements, as sqlx runs it: the most the database gives this
+/// statement here. Statements per second, and the CPU split per statement.
+fn run_pgbench(s: &BenchSettings, pg: &Postgres) -> Result<(f64, cpu::PerRequest)> {
+    let pgbench = pg_bin("pgbench").context("pgbench not found")?;
+    let script = s.dir.join("register.sql");
+    std::fs::write(&script, pgbench_script(&api_statement()?))?;
+    let connections = shared_auth::load_for(
+        Component::Api,
+        &[("TOLLGATE_ENV".to_owned(), "local".to_owned())]
+            .into_iter()
+            .collect(),
+    )?
+    .api
+    .db_max_connections;
+    eprintln!(
+        "· pgbench: the api's registration statement, {connections} connections, {} s",
+        s.seconds
+    );
+    let postmaster = pg.server_pid()?;
+    let before = cpu::sample(None, postmaster)?;
+    let out = cmd::output(Command::new(pgbench).args([
+        "-n",
+        "-M",
+        "prepared",
+        "-c",
+        &connections.to_string(),
+        "-j",
+        "2",
+        "-T",
+        &s.seconds.to_string(),
+        "-f",
+        &script.display().to_string(),
+        &pg.url(),
+    ]))?;
+    let after = cpu::sample(None, postmaster)?;
+    std::fs::write(s.dir.join("pgbench.txt"), &out)?;
+    let statements = number_after(&out, "number of transactions actually processed:")?;
+    Ok((
+        number_after(&out, "tps =")?,
+        cpu::per_request(before, after, statements)?,
+    ))
+}
+
+/// The registration statement as the api runs it, from sqlx's offline cache (`.sqlx/`, which
+/// `cargo xtask sqlx-prepare --check` keeps equal to the code).
+fn api_statement() -> Result<String> {
+    let dir = workspace_root().join(".sqlx");
+    let mut found = Vec::new();
+    for entry in
+        std::fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))?
+    {
+        let text = std::fs::read_to_string(entry?.path())?;
+        let query: serde_json::Value = serde_json::from_str(&text)?;
+        if let Some(sql) = query["query"]
+            .as_str()
+            .filter(|q| q.contains("WITH ins AS"))
+        {
+            found.push(sql.to_owned());
+        }
+    }
+    match found.as_slice() {
+        [one] => Ok(one.clone()),
+        _ => bail!(
+            "expected one registration statement (`WITH ins AS …`) in {}, found {}",
+            dir.display(),
+            found.len()
+        ),
+    }
+}
+
+/// A pgbench script running `statement` for a new user each time: `$1` (the `sub`) becomes a
+/// random UUID made from a pgbench variable, the other parameters the bench user's values.
+fn pgbench_script(statement: &str) -> String {
+    let sql = statement
+        .replace(
+            "$1",
+            "('00000000-0000-4000-8000-' || lpad(to_hex(:n::bigint), 12, '0'))::uuid",
+        )
+        .replace("$2", "'bench@example.com'")
+        .replace("$3", "true")
+        .replace("$4", "'bench'")
+        .replace("$5", "1::bigint");
+    // On one line: a pgbench script's SQL command ends at its `;`, whatever the version.
+    let one_line = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+    format!("\\set n random(1, 281474976710655)\n{one_line};\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pgbench_script_runs_the_api_statement_with_every_parameter_bound() {
+        let statement = api_statement().expect("the registration statement in .sqlx");
+        assert!(statement.contains("$5") && !statement.contains("$6"));
+        let script = pgbench_script(&statement);
+        let mut lines = script.lines();
+        assert_eq!(lines.next(), Some("\\set n random(1, 281474976710655)"));
+        let sql = lines.next().expect("the statement");
+        assert!(lines.next().is_none(), "one statement, one line");
+        assert!(!sql.contains('$'), "{sql}");
+        assert_eq!(
+            sql.matches(":n::bigint").count(),
+            statement.matches("$1").count()
+        );
+        assert!(sql.ends_with(';'));
+    }
+
+    #[test]
+    fn lua_strings_escape_quotes_and_newlines() {
+        assert_eq!(lua_string(r#"{"a":"b"}"#), r#""{\"a\":\"b\"}""#);
+        assert_eq!(lua_string("a\nb"), r#""a\nb""#);
+    }
+}

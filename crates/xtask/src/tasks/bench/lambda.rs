@@ -1,0 +1,239 @@
+//! The Lambda binary against a bare `lambda_runtime` echo function, both started cold under
+//! the same local Runtime API in the same run: process start to first completed invocation
+//! (the real one reads its secret from moto and makes one signed POST), then warm invocations.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use secrecy::ExposeSecret;
+use shared_auth::{Component, SecretSet};
+use testkit::receiver::Receiver;
+use testkit::runtime_api::{Outcome, RuntimeApi};
+use testkit::services::Moto;
+
+use super::{BenchSettings, Binaries, Row, median, percentile};
+use crate::support::artifacts;
+use crate::support::context::settings_for;
+
+const SIGN_UP: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../post-confirm/tests/fixtures/sign-up.json"
+));
+/// Warm invocations measured per function.
+const WARM: usize = 200;
+/// The Lambda package size the issue sets as the goal, in MB.
+const ZIP_GOAL_MB: f64 = 3.0;
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A receiver verifying as the api does, and the environment the real function gets: the
+/// local contract, a secret in moto, the receiver as its api.
+async fn receiver_and_env(moto: &Moto) -> Result<(Receiver, Vec<(String, String)>)> {
+    let aws = shared_auth::AwsSettings {
+        region: Some("ap-northeast-1".into()),
+        endpoint_url: Some(moto.endpoint()),
+    };
+    let sm = aws_sdk_secretsmanager::Client::new(&testkit::sdk_config(&aws).await);
+    let secret = testkit::secrets::new_secret()?;
+    let secret_id = format!("tollgate/bench/{}", uuid::Uuid::new_v4().simple());
+    testkit::secrets::put_secret(&sm, &secret_id, &secret).await?;
+    let contract = shared_auth::load_for(
+        Component::Lambda,
+        &[("TOLLGATE_ENV".to_owned(), "local".to_owned())]
+            .into_iter()
+            .collect(),
+    )?
+    .guard;
+    let receiver = Receiver::start(
+        contract,
+        SecretSet::new(secret.expose_secret().into(), None).context("secret")?,
+    )
+    .await;
+    let env = vec![
+        ("TOLLGATE_ENV".to_owned(), "local".to_owned()),
+        (
+            "TOLLGATE__LAMBDA__API_BASE_URL".to_owned(),
+            receiver.base_url(),
+        ),
+        ("TOLLGATE__GUARD__SECRET_ID".to_owned(), secret_id),
+        ("TOLLGATE__AWS__ENDPOINT_URL".to_owned(), moto.endpoint()),
+    ];
+    Ok((receiver, env))
+}
+
+/// Times of each function, in milliseconds: cold starts, then warm invocations.
+struct Timings {
+    real_cold: Vec<f64>,
+    echo_cold: Vec<f64>,
+    real_warm: Vec<f64>,
+    echo_warm: Vec<f64>,
+}
+
+pub async fn rows(s: &BenchSettings, bin: &Binaries, moto: &Moto) -> Result<Vec<Row>> {
+    let (receiver, real_env) = receiver_and_env(moto).await?;
+    let (real_log, echo_log) = (s.dir.join("post-confirm.log"), s.dir.join("echo.log"));
+    // The runs block (the Runtime API answers on threads); the receiver needs this runtime
+    // free meanwhile.
+    let (post_confirm, echo, cold_starts) =
+        (bin.post_confirm.clone(), bin.echo.clone(), s.cold_starts);
+    let Timings {
+        mut real_cold,
+        mut echo_cold,
+        mut real_warm,
+        mut echo_warm,
+    } = tokio::task::spawn_blocking(move || -> Result<Timings> {
+        eprintln!("· Lambda: {cold_starts} cold starts of each function, alternating");
+        let (mut real_cold, mut echo_cold) = (Vec::new(), Vec::new());
+        for _ in 0..cold_starts {
+            real_cold.push(cold_start(&post_confirm, &real_env, &real_log)?);
+            echo_cold.push(cold_start(&echo, &[], &echo_log)?);
+        }
+        eprintln!("· Lambda: {WARM} warm invocations of each function");
+        Ok(Timings {
+            real_cold,
+            echo_cold,
+            real_warm: warm(&post_confirm, &real_env, &real_log)?,
+            echo_warm: warm(&echo, &[], &echo_log)?,
+        })
+    })
+    .await
+    .context("the Lambda runs")??;
+    if receiver.calls().iter().any(|c| !c.verified) {
+        bail!("the receiver could not verify a bench registration");
+    }
+
+    let zip = artifacts::lambda_zip(&settings_for("local")?)?;
+    let zip_mb = std::fs::metadata(&zip)?.len() as f64 / 1e6;
+    Ok(table(
+        &mut real_cold,
+        &mut echo_cold,
+        &mut real_warm,
+        &mut echo_warm,
+        zip_mb,
+    ))
+}
+
+/// The rows: each timing beside the echo's, and the zip beside its goal.
+fn table(
+    real_cold: &mut [f64],
+    echo_cold: &mut [f64],
+    real_warm: &mut [f64],
+    echo_warm: &mut [f64],
+    zip_mb: f64,
+) -> Vec<Row> {
+    let real_median = median(real_cold);
+    let echo_median = median(echo_cold);
+    vec![
+        Row {
+            name: "Lambda start → first invocation (median) ÷ echo",
+            ours: real_median,
+            reference: echo_median,
+            unit: "ms",
+            reference_name: "bare lambda_runtime echo",
+            goal: Some(1.5),
+            lower_is_better: true,
+        },
+        Row {
+            name: "Lambda start → first invocation (median) ÷ 15 ms",
+            ours: real_median,
+            reference: 15.0,
+            unit: "ms",
+            reference_name: "the goal itself",
+            goal: Some(1.0),
+            lower_is_better: true,
+        },
+        Row {
+            name: "Lambda warm invocation p50 ÷ echo",
+            ours: percentile(real_warm, 50.0),
+            reference: percentile(echo_warm, 50.0),
+            unit: "ms",
+            reference_name: "bare lambda_runtime echo",
+            goal: None,
+            lower_is_better: true,
+        },
+        Row {
+            name: "Lambda warm invocation p99 ÷ echo",
+            ours: percentile(real_warm, 99.0),
+            reference: percentile(echo_warm, 99.0),
+            unit: "ms",
+            reference_name: "bare lambda_runtime echo",
+            goal: None,
+            lower_is_better: true,
+        },
+        Row {
+            name: "bootstrap.zip size ÷ 3 MB",
+            ours: zip_mb,
+            reference: ZIP_GOAL_MB,
+            unit: "MB",
+            reference_name: "the goal itself",
+            goal: Some(1.0),
+            lower_is_better: true,
+        },
+    ]
+}
+
+fn spawn(
+    binary: &Path,
+    runtime: &RuntimeApi,
+    env: &[(String, String)],
+    log: &Path,
+) -> Result<Killed> {
+    let log = std::fs::File::create(log)?;
+    let child = Command::new(binary)
+        .env_clear()
+        .envs(runtime.lambda_env("bench"))
+        .envs(env.iter().cloned())
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .with_context(|| format!("cannot start {}", binary.display()))?;
+    Ok(Killed(child))
+}
+
+/// Milliseconds from spawning the process to its first invocation's result.
+fn cold_start(binary: &Path, env: &[(String, String)], log: &Path) -> Result<f64> {
+    let runtime = RuntimeApi::start()?;
+    let started = Instant::now();
+    let _process = spawn(binary, &runtime, env, log)?;
+    let outcome = runtime.invoke(SIGN_UP, Duration::from_secs(5));
+    let elapsed = started.elapsed().as_secs_f64() * 1e3;
+    match outcome {
+        Outcome::Response(_) => Ok(elapsed),
+        other => bail!(
+            "{}: {other:?} (its log: {})",
+            binary.display(),
+            log.display()
+        ),
+    }
+}
+
+/// Milliseconds per invocation of one warm process, after a first one.
+fn warm(binary: &Path, env: &[(String, String)], log: &Path) -> Result<Vec<f64>> {
+    let runtime = RuntimeApi::start()?;
+    let _process = spawn(binary, &runtime, env, log)?;
+    runtime.invoke(SIGN_UP, Duration::from_secs(5));
+    let mut samples = Vec::with_capacity(WARM);
+    for _ in 0..WARM {
+        let started = Instant::now();
+        match runtime.invoke(SIGN_UP, Duration::from_secs(5)) {
+            Outcome::Response(_) => samples.push(started.elapsed().as_secs_f64() * 1e3),
+            other => bail!(
+                "{}: {other:?} (its log: {})",
+                binary.display(),
+                log.display()
+            ),
+        }
+    }
+    Ok(samples)
+}

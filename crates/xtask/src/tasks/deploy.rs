@@ -1,0 +1,262 @@
+//! `cargo xtask deploy --env E`: from source to a running stack in one command.
+//!
+//! 1. Refuse at once, naming every value only the user can supply, if any is missing.
+//! 2. Build the Lambda zips and the api image.
+//! 3. Before the stack: the image repository and both secrets' shells exist (a targeted apply
+//!    on the first deploy), each secret has its first version, the image is pushed, and in
+//!    `static` mode the WAF rule group accepts the secret. So no task or rotation schedule
+//!    ever starts before what it reads exists.
+//! 4. Plan and apply, the image named by digest (new code rolls the service; unchanged code
+//!    plans nothing). The apply waits for the service to be steady, and only then attaches the
+//!    rotation schedule, whose configuration test calls the api.
+
+use anyhow::{Context, Result, bail};
+use aws_sdk_secretsmanager::Client as SecretsManager;
+use secrecy::{ExposeSecret, SecretString};
+use testkit::aws::explain;
+use testkit::cmd;
+
+use shared_auth::aws::versions;
+use shared_auth::waf::{GuardRuleGroup, rule_group_name};
+use shared_auth::{Settings, SigningMode};
+
+use crate::flags;
+use crate::support::context::{block_on, check_local_aws, confirm, require_supplied, settings_for};
+use crate::support::render::{DB_APP_LOGIN, db_app_secret_name};
+use crate::support::{artifacts, image, terraform};
+
+impl flags::Deploy {
+    pub fn run(self) -> Result<()> {
+        let env = &self.env;
+        let settings = settings_for(env)?;
+        require_supplied(&settings)?;
+        eprintln!(
+            "· contract for `{env}` is valid (mode {}, route {} {}, api at {})",
+            settings.guard.mode,
+            settings.guard.method,
+            settings.guard.path,
+            settings.public_base_url()
+        );
+        check_local_aws(&settings)?;
+        let zip = artifacts::lambda_zip(&settings)?;
+        let api_image = artifacts::api_image(&settings, self.api_binary.as_deref())?;
+        let registry = block_on(image::registry_for(&settings))?;
+        let reference =
+            image::Reference::new(&registry, &image::repository(env), &api_image).to_string();
+        let dir = terraform::prepare(&settings, &zip, &reference)?;
+        if !self.plan {
+            block_on(before_the_stack(&settings, &dir, self.yes))?;
+            block_on(image::push(&settings, &registry, &api_image))?;
+        }
+        eprintln!("· terraform plan (in {})", dir.display());
+        cmd::run(terraform::terraform(&dir).args([
+            "plan",
+            "-input=false",
+            "-out=tollgate.tfplan",
+        ]))?;
+        if self.plan {
+            eprintln!("· --plan: stopping before apply");
+            return Ok(());
+        }
+        confirm(&format!("Apply this plan to `{env}`?"), self.yes)?;
+        eprintln!(
+            "· terraform apply (a full stack takes minutes; it ends once the api service is steady)"
+        );
+        cmd::run(terraform::terraform(&dir).args(["apply", "-input=false", "tollgate.tfplan"]))?;
+        if settings.aws.endpoint_url.is_some() {
+            block_on(clear_configuration_test_copy(&settings))?;
+        }
+        terraform::print_outputs(&terraform::outputs(env)?);
+        eprintln!("\nnext: cargo xtask verify --env {env}");
+        Ok(())
+    }
+}
+
+/// The resources every later one reads, with their first contents: the image repository, the
+/// guard secret and the api's login secret (a targeted apply creates the shells when missing),
+/// each secret's first version, and in `static` mode the WAF rule group.
+async fn before_the_stack(settings: &Settings, dir: &std::path::Path, yes: bool) -> Result<()> {
+    let env = &settings.env;
+    let sdk = testkit::sdk_config(&settings.aws).await;
+    let sm = SecretsManager::new(&sdk);
+    let login_secret = db_app_secret_name(env);
+    let mut missing = Vec::new();
+    if !image::repository_exists(settings).await? {
+        missing.push(("aws_ecr_repository.api", "the image repository"));
+    }
+    if !secret_exists(&sm, &settings.guard.secret_id).await? {
+        missing.push(("aws_secretsmanager_secret.guard", "the guard secret"));
+    }
+    if !secret_exists(&sm, &login_secret).await? {
+        missing.push(("aws_secretsmanager_secret.db_app", "the api's login secret"));
+    }
+    if !missing.is_empty() {
+        let what: Vec<&str> = missing.iter().map(|(_, what)| *what).collect();
+        confirm(
+            &format!("First deploy of `{env}`: create {} now?", what.join(", ")),
+            yes,
+        )?;
+        eprintln!(
+            "· creating {} before the stack that reads them",
+            what.join(", ")
+        );
+        let mut apply = terraform::terraform(dir);
+        apply.args(["apply", "-input=false", "-auto-approve"]);
+        apply.args(
+            missing
+                .iter()
+                .map(|(target, _)| format!("-target={target}")),
+        );
+        cmd::run(&mut apply)?;
+    }
+    ensure_first_version(&sm, "guard secret", &settings.guard.secret_id, || {
+        generated_secret()
+    })
+    .await?;
+    ensure_first_version(&sm, "api's login", &login_secret, || {
+        let password = generated_secret()?;
+        let json =
+            serde_json::json!({"username": DB_APP_LOGIN, "password": password.expose_secret()});
+        Ok(SecretString::from(json.to_string()))
+    })
+    .await?;
+    if settings.guard.mode == SigningMode::Static {
+        guard_rule_group(settings, &sm, &sdk).await?;
+    }
+    Ok(())
+}
+
+fn generated_secret() -> Result<SecretString> {
+    shared_auth::generate_secret()
+        .map_err(|e| anyhow::anyhow!("the system's random source failed: {e}"))
+}
+
+async fn secret_exists(sm: &SecretsManager, id: &str) -> Result<bool> {
+    match sm.describe_secret().secret_id(id).send().await {
+        Ok(_) => Ok(true),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_not_found_exception()) =>
+        {
+            Ok(false)
+        }
+        Err(e) => bail!("cannot read the secret `{id}`: {}", explain(&e)),
+    }
+}
+
+/// `static` mode: the WAF rule group that checks the secret header must accept the secret's
+/// versions before the plan reads it by name. Values go through the WAF API only, never
+/// Terraform.
+async fn guard_rule_group(
+    settings: &Settings,
+    sm: &SecretsManager,
+    sdk: &aws_config::SdkConfig,
+) -> Result<()> {
+    let accepted = versions::accepted(sm, &settings.guard.secret_id).await?;
+    let name = rule_group_name(&settings.env);
+    let arn = GuardRuleGroup {
+        client: aws_sdk_wafv2::Client::new(sdk),
+    }
+    .ensure(&name, &settings.guard, &accepted)
+    .await?;
+    let ids: Vec<&str> = accepted.all().map(|(_, v)| v.id.as_str()).collect();
+    eprintln!(
+        "· WAF rule group {arn} accepts versions {} (values not shown)",
+        ids.join(", ")
+    );
+    Ok(())
+}
+
+/// Gives a secret its first version (from `make`) when it has none. The value is never
+/// printed.
+async fn ensure_first_version(
+    sm: &SecretsManager,
+    what: &str,
+    id: &str,
+    make: impl FnOnce() -> Result<SecretString>,
+) -> Result<()> {
+    let current = sm
+        .get_secret_value()
+        .secret_id(id)
+        .version_stage("AWSCURRENT")
+        .send()
+        .await;
+    match current {
+        Ok(_) => {
+            eprintln!("· {what} `{id}` already has a version");
+            Ok(())
+        }
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_not_found_exception()) =>
+        {
+            sm.put_secret_value()
+                .secret_id(id)
+                .secret_string(make()?.expose_secret())
+                .send()
+                .await
+                .map_err(|e| anyhow::anyhow!(explain(&e)))
+                .with_context(|| format!("cannot write the first version of `{id}`"))?;
+            eprintln!("· {what} `{id}`: first version written (value not shown)");
+            Ok(())
+        }
+        Err(e) => bail!("cannot read the {what} `{id}`: {}", explain(&e)),
+    }
+}
+
+/// A local AWS only. When a rotation schedule is attached without rotating at once,
+/// Secrets Manager tests the configuration: it stages an `AWSPENDING` version (empty, or a
+/// copy of the current value), runs the function's testSecret, "and then removes it"
+/// (RotateSecret, `RotateImmediately`). moto leaves it staged, which would read as a rotation
+/// stuck half-way (and block the next one): remove it as AWS does. Only an empty version or a
+/// copy of the current value is touched; no function runs on a local AWS that could be
+/// writing one.
+async fn clear_configuration_test_copy(settings: &Settings) -> Result<()> {
+    let sm = SecretsManager::new(&testkit::sdk_config(&settings.aws).await);
+    let id = &settings.guard.secret_id;
+    let stages = sm
+        .describe_secret()
+        .secret_id(id)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!(explain(&e)))?
+        .version_ids_to_stages
+        .unwrap_or_default();
+    let holder = |stage: &str| {
+        stages
+            .iter()
+            .find(|(_, s)| s.iter().any(|s| s == stage))
+            .map(|(v, _)| v.clone())
+    };
+    let (Some(pending), Some(current)) = (holder("AWSPENDING"), holder("AWSCURRENT")) else {
+        return Ok(());
+    };
+    // Each read names the stage too: moto otherwise looks for AWSCURRENT on any version id.
+    let value = |version: String, stage: &'static str| {
+        let sm = sm.clone();
+        async move {
+            sm.get_secret_value()
+                .secret_id(id)
+                .version_id(version)
+                .version_stage(stage)
+                .send()
+                .await
+                .ok()
+                .and_then(|o| o.secret_string)
+        }
+    };
+    let copy = value(pending.clone(), "AWSPENDING").await;
+    if pending != current && (copy.is_none() || copy == value(current, "AWSCURRENT").await) {
+        sm.update_secret_version_stage()
+            .secret_id(id)
+            .version_stage("AWSPENDING")
+            .remove_from_version_id(&pending)
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!(explain(&e)))?;
+        eprintln!(
+            "· local AWS: removed the AWSPENDING version its rotation-configuration test left on {pending} (AWS removes it itself)"
+        );
+    }
+    Ok(())
+}

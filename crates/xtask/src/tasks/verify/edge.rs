@@ -1,0 +1,752 @@
+//! The edge: the WAF holds every NAT address, blocks the guarded path from anywhere else
+//! (found by meaning: decoded, normalised, lower-cased, any method), never rate-limits or
+//! lets a managed rule see that path, checks the credential's shape (hmac) or value (static,
+//! through the rule group xtask and the rotation function keep), samples nothing, and logs
+//! with every credential header redacted.
+
+use std::collections::BTreeSet;
+
+use anyhow::{Context, Result, bail};
+use aws_config::SdkConfig;
+use aws_sdk_secretsmanager::operation::describe_secret::DescribeSecretOutput as SecretDescription;
+use aws_sdk_wafv2::types::{Scope, Statement, TextTransformationType};
+use shared_auth::GuardContract;
+use testkit::aws::AwsContext;
+
+use super::Outputs;
+use super::rotation::described;
+use crate::support::report::Report;
+use crate::support::terraform::output_str;
+
+/// What the edge's checks read: the stack, the contract, the secret's description.
+pub(super) struct Edge<'a> {
+    pub sdk: &'a SdkConfig,
+    pub outputs: &'a Outputs,
+    pub nat_eips: &'a [String],
+    pub contract: &'a GuardContract,
+    pub env: &'a str,
+    pub secret: Result<&'a SecretDescription, &'a anyhow::Error>,
+}
+
+impl Edge<'_> {
+    /// The WAF's IP set, its web ACL's rules, and its logging, each a line of the report.
+    pub(super) async fn checks(&self, report: &mut Report) -> Result<()> {
+        let path = self.contract.path.as_str();
+        let waf = aws_sdk_wafv2::Client::new(self.sdk);
+        let ip_set_arn = self.ip_set(&waf, report).await?;
+        let acl = waf
+            .get_web_acl()
+            .scope(Scope::Regional)
+            .name(output_str(self.outputs, "web_acl_name")?)
+            .id(output_str(self.outputs, "web_acl_id")?)
+            .send()
+            .await
+            .aws("WAF")?
+            .web_acl
+            .context("WAF returned no web ACL")?;
+        let rules = acl.rules();
+        report.record(
+            "WAF blocks the guarded path from other sources",
+            waf_rule_ok(rules, path, &ip_set_arn),
+        );
+        report.record(
+            "no WAF rate rule counts the guarded path",
+            rate_rules_spare_the_guarded_path(rules, path),
+        );
+        report.record(
+            "WAF managed rules spare the guarded path",
+            managed_rules_spare_the_guarded_path(rules, path),
+        );
+        report.record(
+            &format!(
+                "WAF checks the credential's shape ({} mode)",
+                self.contract.mode
+            ),
+            self.credential(&waf, rules).await,
+        );
+        report.record("WAF keeps no sampled requests", no_sampled_requests(&acl));
+        report.record(
+            "WAF logs redact every credential header",
+            self.log_redaction(&waf, acl.arn()).await,
+        );
+        Ok(())
+    }
+
+    /// Records whether the IP set holds every NAT EIP; returns its ARN.
+    async fn ip_set(&self, waf: &aws_sdk_wafv2::Client, report: &mut Report) -> Result<String> {
+        let ip_set = waf
+            .get_ip_set()
+            .scope(Scope::Regional)
+            .name(output_str(self.outputs, "ip_set_name")?)
+            .id(output_str(self.outputs, "ip_set_id")?)
+            .send()
+            .await
+            .aws("WAF")?
+            .ip_set
+            .context("WAF returned no IP set")?;
+        let addresses = ip_set.addresses();
+        let missing: Vec<String> = self
+            .nat_eips
+            .iter()
+            .map(|ip| format!("{ip}/32"))
+            .filter(|cidr| !addresses.contains(cidr))
+            .collect();
+        report.record(
+            "WAF IP set holds every NAT EIP",
+            if missing.is_empty() {
+                Ok(format!(
+                    "{} among {} address(es)",
+                    self.nat_eips.join(", "),
+                    addresses.len()
+                ))
+            } else {
+                Err(anyhow::anyhow!("{missing:?} missing from {addresses:?}"))
+            },
+        );
+        Ok(ip_set.arn().to_owned())
+    }
+
+    /// The web ACL's logging configuration redacts every credential header.
+    async fn log_redaction(&self, waf: &aws_sdk_wafv2::Client, acl_arn: &str) -> Result<String> {
+        let logging = waf
+            .get_logging_configuration()
+            .resource_arn(acl_arn)
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "no logging configuration on the web ACL: {}",
+                    testkit::aws::explain(&e)
+                )
+            })?;
+        let redacted: Vec<String> = logging
+            .logging_configuration()
+            .map(|l| {
+                l.redacted_fields()
+                    .iter()
+                    .filter_map(|f| f.single_header().map(|h| h.name().to_ascii_lowercase()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        redaction_covers(&redacted, &self.contract.credential_headers())
+    }
+
+    /// The web ACL's credential rule for the contract's mode.
+    async fn credential(
+        &self,
+        waf: &aws_sdk_wafv2::Client,
+        rules: &[aws_sdk_wafv2::types::Rule],
+    ) -> Result<String> {
+        match self.contract.mode {
+            shared_auth::SigningMode::Static => self.secret_rule_group(waf, rules).await,
+            shared_auth::SigningMode::Hmac => signature_shape(rules, self.contract),
+        }
+    }
+
+    /// `static`: a reference to the rule group xtask and the rotation function keep, accepting
+    /// exactly the secret's versions (ids from its description, one header match per id).
+    async fn secret_rule_group(
+        &self,
+        waf: &aws_sdk_wafv2::Client,
+        rules: &[aws_sdk_wafv2::types::Rule],
+    ) -> Result<String> {
+        let (env, secret) = (self.env, self.secret);
+        let arn = rules
+            .iter()
+            .find_map(|r| {
+                r.statement()
+                    .and_then(|s| s.rule_group_reference_statement())
+                    .map(|g| g.arn().to_owned())
+            })
+            .context("no rule refers to the secret's rule group")?;
+        let group = waf
+            .get_rule_group()
+            .arn(&arn)
+            .send()
+            .await
+            .aws("WAF")?
+            .rule_group
+            .context("empty rule group")?;
+        let expected_name = shared_auth::waf::rule_group_name(env);
+        if group.name() != expected_name {
+            bail!(
+                "the web ACL refers to `{}`, not `{expected_name}`",
+                group.name()
+            );
+        }
+        let ids = shared_auth::waf::accepted_ids(group.description().unwrap_or_default());
+        let described = described(secret)?;
+        let held: BTreeSet<String> = described
+            .version_ids_to_stages()
+            .map(|m| {
+                m.iter()
+                    .filter(|(_, stages)| !stages.is_empty())
+                    .map(|(id, _)| id.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let accepted: BTreeSet<String> = ids.iter().cloned().collect();
+        let [rule] = group.rules() else {
+            bail!(
+                "`{expected_name}` holds {} rules, not one",
+                group.rules().len()
+            );
+        };
+        let matches = shared_auth::waf::accepted_values(rule).map_or(0, |v| v.len());
+        if accepted.is_empty() || !accepted.is_subset(&held) || matches != accepted.len() {
+            bail!(
+                "`{expected_name}` accepts {ids:?} with {matches} header match(es); the secret holds {held:?}"
+            );
+        }
+        Ok(format!(
+            "`{expected_name}` accepts versions {}",
+            ids.join(", ")
+        ))
+    }
+}
+
+/// `hmac`: a block of the guarded path unless both the timestamp and signature headers match
+/// their shapes.
+fn signature_shape(
+    rules: &[aws_sdk_wafv2::types::Rule],
+    contract: &GuardContract,
+) -> Result<String> {
+    let rule = rules
+        .iter()
+        .find(|r| r.name() == "registration-signature-shape")
+        .context("no registration-signature-shape rule")?;
+    if rule.action().and_then(|a| a.block()).is_none() {
+        bail!("registration-signature-shape does not block");
+    }
+    let shapes: Vec<(String, String)> = rule
+        .statement()
+        .and_then(|s| s.and_statement())
+        .and_then(|a| a.statements().get(1))
+        .and_then(|n| n.not_statement())
+        .and_then(|n| n.statement())
+        .and_then(|s| s.and_statement())
+        .map(|a| {
+            a.statements()
+                .iter()
+                .filter_map(|s| s.regex_match_statement())
+                .filter_map(|r| {
+                    Some((
+                        r.field_to_match()?
+                            .single_header()?
+                            .name()
+                            .to_ascii_lowercase(),
+                        r.regex_string().to_owned(),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let names: BTreeSet<&str> = shapes.iter().map(|(h, _)| h.as_str()).collect();
+    let needed: BTreeSet<String> = [&contract.timestamp_header, &contract.signature_header]
+        .iter()
+        .map(|h| h.to_ascii_lowercase())
+        .collect();
+    if names != needed.iter().map(String::as_str).collect() {
+        bail!("the shape rule checks {names:?}, the contract signs with {needed:?}");
+    }
+    Ok(format!(
+        "{} well-formed",
+        needed.into_iter().collect::<Vec<_>>().join(" and ")
+    ))
+}
+
+fn redaction_covers(redacted: &[String], needed: &[String]) -> Result<String> {
+    let missing: Vec<&String> = needed.iter().filter(|h| !redacted.contains(h)).collect();
+    if missing.is_empty() {
+        Ok(format!(
+            "{} redacted: {}",
+            redacted.len(),
+            needed.join(", ")
+        ))
+    } else {
+        bail!("WAF logs would keep the values of {missing:?}")
+    }
+}
+
+/// Sampled requests keep headers unredacted: none may be kept, by the web ACL's default
+/// action or by any rule.
+fn no_sampled_requests(acl: &aws_sdk_wafv2::types::WebAcl) -> Result<String> {
+    let mut sampling: Vec<&str> = acl
+        .rules()
+        .iter()
+        .filter(|r| {
+            r.visibility_config()
+                .is_some_and(|v| v.sampled_requests_enabled())
+        })
+        .map(|r| r.name())
+        .collect();
+    if acl
+        .visibility_config()
+        .is_some_and(|v| v.sampled_requests_enabled())
+    {
+        sampling.push("(default action)");
+    }
+    if sampling.is_empty() {
+        Ok(format!(
+            "off for the default action and {} rule(s)",
+            acl.rules().len()
+        ))
+    } else {
+        bail!("sampled requests (headers unredacted) kept by {sampling:?}")
+    }
+}
+
+/// Whether `b` matches exactly the guarded path as WAF reads it (decoded, normalised,
+/// lower-cased). Compared by meaning: WAF returns the search string as bytes and the
+/// transformations in any order.
+fn matches_guarded_path(b: &aws_sdk_wafv2::types::ByteMatchStatement, path: &str) -> bool {
+    let transforms: BTreeSet<&str> = b
+        .text_transformations()
+        .iter()
+        .map(|t| t.r#type().as_str())
+        .collect();
+    let wanted = [
+        TextTransformationType::UrlDecode,
+        TextTransformationType::NormalizePath,
+        TextTransformationType::Lowercase,
+    ];
+    b.field_to_match().is_some_and(|f| f.uri_path().is_some())
+        && b.search_string().as_ref() == path.as_bytes()
+        && b.positional_constraint().as_str() == "EXACTLY"
+        && wanted.iter().all(|t| transforms.contains(t.as_str()))
+}
+
+/// A blocking rule must refuse the guarded path (any method) from sources outside the IP set.
+/// Found by what it does, not by its place: WAF returns rules in any order, and the hmac
+/// mode's shape rule is a blocking AND on the same path too.
+fn waf_rule_ok(
+    rules: &[aws_sdk_wafv2::types::Rule],
+    path: &str,
+    ip_set_arn: &str,
+) -> Result<String> {
+    let judged: Vec<(&str, bool, bool, usize)> = rules
+        .iter()
+        .filter(|r| r.action().is_some_and(|a| a.block().is_some()))
+        .filter_map(|r| {
+            let parts = r.statement()?.and_statement()?.statements();
+            let path_ok = parts
+                .iter()
+                .filter_map(Statement::byte_match_statement)
+                .any(|b| matches_guarded_path(b, path));
+            let not_in_set = parts.iter().any(|s| {
+                s.not_statement()
+                    .and_then(|n| n.statement())
+                    .and_then(|s| s.ip_set_reference_statement())
+                    .is_some_and(|r| r.arn() == ip_set_arn)
+            });
+            Some((r.name(), path_ok, not_in_set, parts.len()))
+        })
+        .collect();
+    // Any further condition (a method, a header) would narrow the block: it must be these two.
+    if let Some((name, ..)) = judged.iter().find(|(_, p, s, n)| *p && *s && *n == 2) {
+        return Ok(format!(
+            "rule `{name}`: {path} (any method) from outside the IP set"
+        ));
+    }
+    let seen: Vec<String> = judged
+        .iter()
+        .map(|(name, p, s, n)| format!("`{name}` (path {p}, ip set {s}, {n} condition(s))"))
+        .collect();
+    bail!(
+        "no blocking rule is exactly `path = {path} (decoded, normalised, lower-cased) AND NOT in the IP set`; blocking AND rules: {}",
+        if seen.is_empty() {
+            "none".to_owned()
+        } else {
+            seen.join(", ")
+        }
+    )
+}
+
+/// Whether a rule's scope-down is exactly `NOT (the guarded path)`, so the rule never sees it.
+fn spares_the_guarded_path(scope_down: Option<&Statement>, path: &str) -> bool {
+    scope_down
+        .and_then(|s| s.not_statement())
+        .and_then(|n| n.statement())
+        .and_then(|s| s.byte_match_statement())
+        .is_some_and(|b| matches_guarded_path(b, path))
+}
+
+/// No rate-based rule may count the guarded path: every legitimate sign-up leaves through the
+/// one NAT address, so counting it would block real registrations. Each rate rule must be
+/// scoped down to `NOT (the guarded path)`.
+fn rate_rules_spare_the_guarded_path(
+    rules: &[aws_sdk_wafv2::types::Rule],
+    path: &str,
+) -> Result<String> {
+    let rate: Vec<_> = rules
+        .iter()
+        .filter_map(|r| Some((r.name(), r.statement()?.rate_based_statement()?)))
+        .collect();
+    let counting: Vec<&str> = rate
+        .iter()
+        .filter(|(_, statement)| !spares_the_guarded_path(statement.scope_down_statement(), path))
+        .map(|(name, _)| *name)
+        .collect();
+    if counting.is_empty() {
+        Ok(format!(
+            "{} rate rule(s), each scoped to everything but {path}",
+            rate.len()
+        ))
+    } else {
+        bail!(
+            "rate rule(s) {counting:?} may count {path}, where every sign-up shares the NAT address"
+        )
+    }
+}
+
+/// Every AWS managed rule group is scoped to everything but the guarded path: a managed rule
+/// (no User-Agent, an address's reputation) must never refuse a real sign-up, which the
+/// source address and the credential already vouch for.
+fn managed_rules_spare_the_guarded_path(
+    rules: &[aws_sdk_wafv2::types::Rule],
+    path: &str,
+) -> Result<String> {
+    let managed: Vec<_> = rules
+        .iter()
+        .filter_map(|r| Some((r.name(), r.statement()?.managed_rule_group_statement()?)))
+        .collect();
+    let unscoped: Vec<&str> = managed
+        .iter()
+        .filter(|(_, statement)| !spares_the_guarded_path(statement.scope_down_statement(), path))
+        .map(|(name, _)| *name)
+        .collect();
+    if unscoped.is_empty() {
+        Ok(format!(
+            "{} managed group(s), each scoped to everything but {path}",
+            managed.len()
+        ))
+    } else {
+        bail!("managed rule group(s) {unscoped:?} also inspect {path}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The regex `infra/edge.tf` gives local `name`, as WAF receives it.
+    fn edge_shape(name: &str) -> regex_lite::Regex {
+        let edge = include_str!("../../../../../infra/edge.tf");
+        let line = edge
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} in infra/edge.tf"));
+        let value = line
+            .split_once('"')
+            .and_then(|(_, rest)| rest.rsplit_once('"'))
+            .map(|(v, _)| v)
+            .expect("a quoted string");
+        regex_lite::Regex::new(value).expect("a valid regex")
+    }
+
+    /// The edge's hmac rule must let every real credential through and stop malformed ones:
+    /// its shapes are checked against what the sender really signs.
+    #[test]
+    fn the_wafs_header_shapes_accept_every_real_signature_and_refuse_malformed_ones() {
+        let (timestamp, signature) = (edge_shape("timestamp_shape"), edge_shape("signature_shape"));
+        for n in 0..200u64 {
+            let secret = shared_auth::generate_secret().expect("random");
+            let ts = 1_700_000_000 + n * 7_919;
+            let sig = shared_auth::sign(
+                &secret,
+                ts,
+                "POST",
+                "/user",
+                format!("{{\"n\":{n}}}").as_bytes(),
+            );
+            assert!(timestamp.is_match(&ts.to_string()), "{ts}");
+            assert!(signature.is_match(&sig), "{sig}");
+            // During a rotation the sender may send two entries; a future version may add one.
+            assert!(signature.is_match(&format!("{sig} {sig}")));
+            assert!(signature.is_match(&format!("v2=abc {sig}")));
+        }
+        for bad in [
+            "",
+            "-1",
+            "12.5",
+            " 1700000000",
+            "1700000000 ",
+            "1234567890123",
+            "0x10",
+        ] {
+            assert!(!timestamp.is_match(bad), "timestamp {bad:?}");
+        }
+        let good = shared_auth::sign(&"k".repeat(43).into(), 1, "POST", "/user", b"{}");
+        for bad in [
+            String::new(),
+            "v1=".to_owned(),
+            "v1=abc".to_owned(),
+            good.replace("v1=", "v2="),
+            good.trim_end_matches('=').to_owned(),
+            format!("{good}x"),
+            format!("x{good}"),
+        ] {
+            assert!(!signature.is_match(&bad), "signature {bad:?}");
+        }
+    }
+
+    use aws_sdk_wafv2::primitives::Blob;
+    use aws_sdk_wafv2::types::{
+        ByteMatchStatement, FieldToMatch, NotStatement, PositionalConstraint, RateBasedStatement,
+        RateBasedStatementAggregateKeyType, Rule, TextTransformation, UriPath, VisibilityConfig,
+    };
+
+    use super::*;
+
+    fn path_match(path: &str, constraint: PositionalConstraint) -> Statement {
+        let mut b = ByteMatchStatement::builder()
+            .search_string(Blob::new(path))
+            .positional_constraint(constraint)
+            .field_to_match(
+                FieldToMatch::builder()
+                    .uri_path(UriPath::builder().build())
+                    .build(),
+            );
+        // Returned by WAF in any order.
+        for (priority, t) in [
+            TextTransformationType::Lowercase,
+            TextTransformationType::UrlDecode,
+            TextTransformationType::NormalizePath,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            b = b.text_transformations(
+                TextTransformation::builder()
+                    .priority(priority as i32)
+                    .r#type(t)
+                    .build()
+                    .expect("transformation"),
+            );
+        }
+        Statement::builder()
+            .byte_match_statement(b.build().expect("byte match"))
+            .build()
+    }
+
+    fn not(statement: Statement) -> Statement {
+        Statement::builder()
+            .not_statement(NotStatement::builder().statement(statement).build())
+            .build()
+    }
+
+    fn rate_rule(name: &str, scope_down: Option<Statement>) -> Rule {
+        let rate = RateBasedStatement::builder()
+            .limit(300)
+            .aggregate_key_type(RateBasedStatementAggregateKeyType::Ip)
+            .set_scope_down_statement(scope_down.map(Box::new))
+            .build()
+            .expect("rate statement");
+        Rule::builder()
+            .name(name)
+            .priority(2)
+            .statement(Statement::builder().rate_based_statement(rate).build())
+            .visibility_config(
+                VisibilityConfig::builder()
+                    .sampled_requests_enabled(false)
+                    .cloud_watch_metrics_enabled(true)
+                    .metric_name(name)
+                    .build()
+                    .expect("visibility"),
+            )
+            .build()
+            .expect("rule")
+    }
+
+    fn blocking_and(name: &str, second: Statement) -> Rule {
+        let mut rule = rate_rule(name, None);
+        rule.action = Some(
+            aws_sdk_wafv2::types::RuleAction::builder()
+                .block(aws_sdk_wafv2::types::BlockAction::builder().build())
+                .build(),
+        );
+        rule.statement = Some(
+            Statement::builder()
+                .and_statement(
+                    aws_sdk_wafv2::types::AndStatement::builder()
+                        .statements(path_match("/user", PositionalConstraint::Exactly))
+                        .statements(second)
+                        .build()
+                        .expect("and"),
+                )
+                .build(),
+        );
+        rule
+    }
+
+    #[test]
+    fn the_source_rule_is_found_whatever_the_order_waf_returns_rules_in() {
+        let ip_set = "arn:aws:wafv2:ap-northeast-1:123456789012:regional/ipset/x/1";
+        let source = blocking_and(
+            "registration-from-nat-only",
+            not(Statement::builder()
+                .ip_set_reference_statement(
+                    aws_sdk_wafv2::types::IpSetReferenceStatement::builder()
+                        .arn(ip_set)
+                        .build()
+                        .expect("ip set ref"),
+                )
+                .build()),
+        );
+        // hmac mode's shape rule: a blocking AND on the same path, but not the source check.
+        let shape = blocking_and(
+            "registration-signature-shape",
+            not(path_match("/other", PositionalConstraint::Exactly)),
+        );
+        for rules in [
+            vec![shape.clone(), source.clone()],
+            vec![source.clone(), shape.clone()],
+        ] {
+            let found = waf_rule_ok(&rules, "/user", ip_set).expect("found");
+            assert!(found.contains("registration-from-nat-only"), "{found}");
+        }
+        let err = waf_rule_ok(&[shape], "/user", ip_set).expect_err("no source rule");
+        assert!(
+            err.to_string().contains("registration-signature-shape"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_rate_rule_scoped_to_everything_but_the_guarded_path_passes() {
+        let rules = [rate_rule(
+            "app",
+            Some(not(path_match("/user", PositionalConstraint::Exactly))),
+        )];
+        assert!(rate_rules_spare_the_guarded_path(&rules, "/user").is_ok());
+        assert!(rate_rules_spare_the_guarded_path(&[], "/user").is_ok());
+    }
+
+    #[test]
+    fn a_rate_rule_that_can_count_the_guarded_path_is_named() {
+        for (name, scope_down) in [
+            ("unscoped", None),
+            (
+                "on the path",
+                Some(path_match("/user", PositionalConstraint::StartsWith)),
+            ),
+            (
+                "not a prefix",
+                Some(not(path_match("/user", PositionalConstraint::StartsWith))),
+            ),
+            (
+                "not another path",
+                Some(not(path_match("/users", PositionalConstraint::Exactly))),
+            ),
+        ] {
+            let rules = [rate_rule(name, scope_down)];
+            let err = rate_rules_spare_the_guarded_path(&rules, "/user")
+                .expect_err(name)
+                .to_string();
+            assert!(err.contains(name), "{err}");
+        }
+    }
+
+    fn managed_rule(name: &str, scope_down: Option<Statement>) -> Rule {
+        Rule::builder()
+            .name(name)
+            .priority(10)
+            .statement(
+                Statement::builder()
+                    .managed_rule_group_statement(
+                        aws_sdk_wafv2::types::ManagedRuleGroupStatement::builder()
+                            .vendor_name("AWS")
+                            .name(name)
+                            .set_scope_down_statement(scope_down.map(Box::new))
+                            .build()
+                            .expect("managed group"),
+                    )
+                    .build(),
+            )
+            .visibility_config(visibility(false))
+            .build()
+            .expect("rule")
+    }
+
+    #[test]
+    fn a_managed_group_that_can_see_the_guarded_path_is_named() {
+        let scoped = managed_rule(
+            "AWSManagedRulesCommonRuleSet",
+            Some(not(path_match("/user", PositionalConstraint::Exactly))),
+        );
+        assert!(
+            managed_rules_spare_the_guarded_path(std::slice::from_ref(&scoped), "/user").is_ok()
+        );
+        for (name, scope) in [
+            ("Unscoped", None),
+            (
+                "StartsWith",
+                Some(not(path_match("/user", PositionalConstraint::StartsWith))),
+            ),
+            (
+                "OtherPath",
+                Some(not(path_match("/users", PositionalConstraint::Exactly))),
+            ),
+            (
+                "NotNegated",
+                Some(path_match("/user", PositionalConstraint::Exactly)),
+            ),
+        ] {
+            let rules = [scoped.clone(), managed_rule(name, scope)];
+            let e = managed_rules_spare_the_guarded_path(&rules, "/user").expect_err(name);
+            assert!(e.to_string().contains(name), "{e}");
+        }
+    }
+
+    fn visibility(sampled: bool) -> VisibilityConfig {
+        VisibilityConfig::builder()
+            .sampled_requests_enabled(sampled)
+            .cloud_watch_metrics_enabled(true)
+            .metric_name("acl")
+            .build()
+            .expect("visibility")
+    }
+
+    fn acl(rules: Vec<Rule>, default_sampled: bool) -> aws_sdk_wafv2::types::WebAcl {
+        aws_sdk_wafv2::types::WebAcl::builder()
+            .name("acl")
+            .id("id")
+            .arn("arn")
+            .default_action(aws_sdk_wafv2::types::DefaultAction::builder().build())
+            .set_rules(Some(rules))
+            .visibility_config(visibility(default_sampled))
+            .build()
+            .expect("web ACL")
+    }
+
+    #[test]
+    fn any_sampled_requests_are_named() {
+        let quiet = rate_rule("app", None);
+        assert!(no_sampled_requests(&acl(vec![quiet.clone()], false)).is_ok());
+        let err = no_sampled_requests(&acl(vec![quiet.clone()], true)).expect_err("default");
+        assert!(err.to_string().contains("(default action)"), "{err}");
+        let mut loud = rate_rule("loud", None);
+        loud.visibility_config = Some(visibility(true));
+        let err = no_sampled_requests(&acl(vec![quiet, loud], false)).expect_err("rule");
+        assert!(err.to_string().contains("loud"), "{err}");
+    }
+
+    #[test]
+    fn a_redaction_that_misses_a_credential_header_names_it() {
+        for mode in ["hmac", "static"] {
+            let vars = std::collections::HashMap::from([
+                ("TOLLGATE_ENV".to_owned(), "local".to_owned()),
+                ("TOLLGATE__GUARD__MODE".to_owned(), mode.to_owned()),
+            ]);
+            let contract = shared_auth::load_for(shared_auth::Component::Lambda, &vars)
+                .expect("local contract")
+                .guard;
+            let needed = contract.credential_headers();
+            assert!(redaction_covers(&needed, &needed).is_ok());
+            for dropped in &needed {
+                let partial: Vec<String> =
+                    needed.iter().filter(|h| h != &dropped).cloned().collect();
+                let err = redaction_covers(&partial, &needed).expect_err(dropped);
+                assert!(err.to_string().contains(dropped.as_str()), "{err}");
+            }
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! `cargo xtask rotate-secret --env local`, as a user runs it against a local AWS: the rotation
+//! function's built binary, invoked under a local Runtime API once per step with the event
+//! Secrets Manager sends, rotates the secret the running api accepts. xtask links neither.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use testkit::process::Process;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The holder of `stage` among the secret's versions.
+async fn holder(sm: &aws_sdk_secretsmanager::Client, id: &str, stage: &str) -> Option<String> {
+    let stages = sm
+        .describe_secret()
+        .secret_id(id)
+        .send()
+        .await
+        .expect("describe")
+        .version_ids_to_stages
+        .unwrap_or_default();
+    shared_auth::aws::versions::holder(&stages, stage).map(str::to_owned)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rotating_on_a_local_aws_runs_the_functions_binary_through_all_four_steps() {
+    let aws = testkit::local_aws();
+    let sm = shared_auth::aws::secrets_manager(&aws).await;
+    let secret_id = format!(
+        "tollgate/test/rotate-local-{}",
+        uuid::Uuid::new_v4().simple()
+    );
+    testkit::secrets::put_secret(
+        &sm,
+        &secret_id,
+        &testkit::secrets::new_secret().expect("random"),
+    )
+    .await
+    .expect("the secret");
+    let before = holder(&sm, &secret_id, "AWSCURRENT")
+        .await
+        .expect("current");
+
+    let status = Command::new(env!("CARGO"))
+        .current_dir(root())
+        .args(["build", "--quiet", "--package", "api", "--bin", "api"])
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "cargo build -p api");
+    let port = testkit::services::free_port().expect("port");
+    let api_url = format!("http://127.0.0.1:{port}");
+    let shared = [
+        ("TOLLGATE_ENV", "local".to_owned()),
+        ("TOLLGATE__GUARD__SECRET_ID", secret_id.clone()),
+        ("TOLLGATE__AWS__ENDPOINT_URL", testkit::aws_endpoint()),
+        ("TOLLGATE__API__SECRET_REFRESH_S", "1".to_owned()),
+    ];
+    let mut api_env: Vec<(String, String)> = shared
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect();
+    api_env.extend([
+        (
+            "TOLLGATE__API__LISTEN".to_owned(),
+            format!("127.0.0.1:{port}"),
+        ),
+        ("TOLLGATE__API__SECRET_SOURCE".to_owned(), "aws".to_owned()),
+        (
+            "DATABASE_URL".to_owned(),
+            testkit::fresh_database("rotate_local").await,
+        ),
+    ]);
+    let work = std::env::temp_dir().join(format!("tollgate-rotate-local-{port}"));
+    std::fs::create_dir_all(&work).expect("work dir");
+    let mut api = Process::start(
+        "api",
+        &root().join("target/debug/api"),
+        &api_env,
+        &work.join("api.log"),
+    )
+    .expect("api starts");
+    api.wait_ready(&reqwest::Client::new(), &format!("{api_url}/readyz"))
+        .await
+        .expect("api ready");
+
+    let started = Instant::now();
+    let out = tokio::task::spawn_blocking(move || {
+        let mut command = Command::new(env!("CARGO"));
+        command
+            .current_dir(root())
+            .args(["run", "--quiet", "--package", "xtask", "--"])
+            .args(["rotate-secret", "--env", "local"])
+            .envs(shared.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("TOLLGATE__LAMBDA__API_BASE_URL", &api_url);
+        command.output().expect("cargo runs")
+    })
+    .await
+    .expect("xtask");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "rotate-secret failed:\n{text}");
+    for step in ["createSecret", "setSecret", "testSecret", "finishSecret"] {
+        assert!(
+            text.contains(&format!("✓ {step}")),
+            "{step} not reported:\n{text}"
+        );
+    }
+    let after = holder(&sm, &secret_id, "AWSCURRENT")
+        .await
+        .expect("current");
+    assert_ne!(after, before, "a new version is AWSCURRENT");
+    assert_eq!(
+        holder(&sm, &secret_id, "AWSPREVIOUS").await.as_deref(),
+        Some(before.as_str())
+    );
+    assert_eq!(holder(&sm, &secret_id, "AWSPENDING").await, None);
+    eprintln!(
+        "rotated on a local AWS in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    api.stop();
+    std::fs::remove_dir_all(&work).ok();
+}

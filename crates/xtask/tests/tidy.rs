@@ -1,0 +1,358 @@
+//! The house rules, kept true by reading the tree (as rust-analyzer's `tidy` does). A rule
+//! nobody runs is a wish: each failure says what to do.
+//!
+//! 1. No function longer than [`MAX_FN_LINES`] lines in `crates/*/src`: split it into named
+//!    steps.
+//! 2. No crate depends on a deployable (`api`, `post-confirm`, `rotate-secret`): what two
+//!    crates share lives in a library (`shared-auth`, `lambda-support`), and xtask runs a
+//!    deployable's built binary rather than linking it.
+//! 3. A deployable depends on `testkit` only as a dev-dependency.
+//! 4. No `#[path]` attribute: shared code is a crate, not a file included twice.
+
+use std::path::{Path, PathBuf};
+
+/// The longest function the house accepts, signature to closing brace.
+const MAX_FN_LINES: usize = 80;
+
+/// The crates that ship: each is deployed on its own, and nothing links one.
+const DEPLOYABLES: [&str; 3] = ["api", "post-confirm", "rotate-secret"];
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("the workspace root")
+}
+
+/// Every `.rs` file under `dir`.
+fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(rust_files(&path));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            found.push(path);
+        }
+    }
+    found.sort();
+    found
+}
+
+/// The crates' folders: `crates/*` with a Cargo.toml.
+fn crates() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root().join("crates"))
+        .expect("crates/")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("Cargo.toml").is_file())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+/// `text` with comments, string and character literals blanked (newlines kept), so braces
+/// and keywords are only the code's.
+fn code_only(text: &str) -> String {
+    let b = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    let keep_newlines = |s: &[u8]| -> String {
+        s.iter()
+            .map(|&c| if c == b'\n' { '\n' } else { ' ' })
+            .collect()
+    };
+    while i < b.len() {
+        let rest = &b[i..];
+        let end = if rest.starts_with(b"//") {
+            i + rest.iter().position(|&c| c == b'\n').unwrap_or(rest.len())
+        } else if rest.starts_with(b"/*") {
+            i + rest
+                .windows(2)
+                .position(|w| w == b"*/")
+                .map_or(rest.len(), |p| p + 2)
+        } else if let Some(len) = raw_string_len(rest) {
+            i + len
+        } else if rest[0] == b'"' {
+            let mut j = 1;
+            while j < rest.len() && rest[j] != b'"' {
+                j += if rest[j] == b'\\' { 2 } else { 1 };
+            }
+            i + (j + 1).min(rest.len())
+        } else if let Some(len) = char_literal_len(rest) {
+            i + len
+        } else {
+            out.push(rest[0] as char);
+            i += 1;
+            continue;
+        };
+        out.push_str(&keep_newlines(&b[i..end]));
+        i = end;
+    }
+    out
+}
+
+/// The length of a raw string literal (`r"…"`, `r#"…"#`, `br"…"`) at the start of `s`.
+fn raw_string_len(s: &[u8]) -> Option<usize> {
+    let start = if s.starts_with(b"br") {
+        2
+    } else if s.starts_with(b"r") {
+        1
+    } else {
+        return None;
+    };
+    let hashes = s[start..].iter().take_while(|&&c| c == b'#').count();
+    if s.get(start + hashes) != Some(&b'"') {
+        return None;
+    }
+    let body = start + hashes + 1;
+    let close: Vec<u8> = std::iter::once(b'"')
+        .chain(std::iter::repeat_n(b'#', hashes))
+        .collect();
+    let end = s[body..]
+        .windows(close.len())
+        .position(|w| w == close.as_slice())
+        .map_or(s.len(), |p| body + p + close.len());
+    Some(end)
+}
+
+/// The length of a character literal (`'x'`, `'\n'`, `'\u{7f}'`, `b'x'`) at the start of `s`;
+/// `None` for a lifetime (`'a`).
+fn char_literal_len(s: &[u8]) -> Option<usize> {
+    let start = if s.starts_with(b"b'") {
+        1
+    } else if s.first() == Some(&b'\'') {
+        0
+    } else {
+        return None;
+    };
+    let body = &s[start + 1..];
+    let len = if body.first() == Some(&b'\\') {
+        body.iter().skip(1).position(|&c| c == b'\'')? + 2
+    } else {
+        // One character (up to four UTF-8 bytes) and the closing quote.
+        let width = match body.first()? {
+            c if *c < 0x80 => 1,
+            c if *c >= 0xf0 => 4,
+            c if *c >= 0xe0 => 3,
+            _ => 2,
+        };
+        if body.get(width) != Some(&b'\'') {
+            return None;
+        }
+        width
+    };
+    Some(start + 1 + len + 1)
+}
+
+/// Every function in `text` as (name, first line, lines), signature to closing brace.
+fn functions(text: &str) -> Vec<(String, usize, usize)> {
+    let code = code_only(text);
+    let bytes = code.as_bytes();
+    let mut found = Vec::new();
+    let mut search = 0;
+    while let Some(at) = code[search..].find("fn ").map(|p| p + search) {
+        search = at + 3;
+        let word_start =
+            at == 0 || !(bytes[at - 1].is_ascii_alphanumeric() || bytes[at - 1] == b'_');
+        if !word_start {
+            continue;
+        }
+        let name: String = code[at + 3..]
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        if name.is_empty() {
+            continue;
+        }
+        // The body starts at the first `{` before any `;` (a declaration has none).
+        let Some(open) = code[at..].find(['{', ';']).map(|p| p + at) else {
+            continue;
+        };
+        if bytes[open] == b';' {
+            continue;
+        }
+        let mut depth = 0usize;
+        let mut close = open;
+        for (i, &c) in bytes.iter().enumerate().skip(open) {
+            match c {
+                b'{' => depth += 1,
+                b'}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        close = i;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let line_of = |pos: usize| code[..pos].matches('\n').count() + 1;
+        let (first, last) = (line_of(at), line_of(close));
+        found.push((name, first, last - first + 1));
+    }
+    found
+}
+
+#[test]
+fn the_scanner_sees_code_not_literals_or_comments() {
+    let text = r##"
+fn short() {
+    let s = "{ not a brace";
+    let r = r#"} nor this { "#;
+    let c = '{';
+    let l: &'static str = "x"; // fn hidden() {
+    /* fn also_hidden() { */
+}
+
+fn longer<'a>(x: &'a str) -> &'a str {
+    if x.is_empty() {
+        x
+    } else {
+        x
+    }
+}
+"##;
+    let found = functions(text);
+    let names: Vec<&str> = found.iter().map(|(n, _, _)| n.as_str()).collect();
+    assert_eq!(names, ["short", "longer"]);
+    assert_eq!(found[0].2, 7, "short spans seven lines");
+    assert_eq!(found[1].2, 7, "longer spans seven lines");
+}
+
+#[test]
+fn no_function_is_longer_than_the_house_allows() {
+    let mut long = Vec::new();
+    for krate in crates() {
+        for file in rust_files(&krate.join("src")) {
+            let text = std::fs::read_to_string(&file).expect("readable source");
+            for (name, line, lines) in functions(&text) {
+                if lines > MAX_FN_LINES {
+                    let shown = file
+                        .strip_prefix(root())
+                        .unwrap_or(&file)
+                        .display()
+                        .to_string();
+                    long.push(format!("{shown}:{line} `{name}` is {lines} lines"));
+                }
+            }
+        }
+    }
+    assert!(
+        long.is_empty(),
+        "functions over {MAX_FN_LINES} lines; split each into named steps (a function per step, \
+         called in order, reads as the list of what happens):\n  {}",
+        long.join("\n  ")
+    );
+}
+
+/// The dependency tables of a crate's manifest, as (table, dependency name).
+fn dependencies(manifest: &Path) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(manifest).expect("Cargo.toml");
+    let value: toml::Table = text.parse().expect("Cargo.toml parses");
+    let mut found = Vec::new();
+    for table in ["dependencies", "dev-dependencies", "build-dependencies"] {
+        if let Some(deps) = value.get(table).and_then(|t| t.as_table()) {
+            for (name, spec) in deps {
+                // `name = { package = "…" }` renames: the package is what is linked.
+                let package = spec
+                    .get("package")
+                    .and_then(|p| p.as_str())
+                    .unwrap_or(name)
+                    .to_owned();
+                found.push((table.to_owned(), package));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn no_crate_links_a_deployable_and_deployables_use_testkit_only_in_tests() {
+    let mut wrong = Vec::new();
+    for krate in crates() {
+        let name = krate
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("?")
+            .to_owned();
+        for (table, dependency) in dependencies(&krate.join("Cargo.toml")) {
+            if DEPLOYABLES.contains(&dependency.as_str()) {
+                wrong.push(format!(
+                    "crates/{name} depends on the deployable `{dependency}` ([{table}]): move what it \
+                     needs into a library both use (shared-auth, lambda-support), or run the built binary"
+                ));
+            }
+            if DEPLOYABLES.contains(&name.as_str())
+                && dependency == "testkit"
+                && table != "dev-dependencies"
+            {
+                wrong.push(format!(
+                    "crates/{name} depends on testkit in [{table}]: a deployable may use it in tests only \
+                     ([dev-dependencies]); production code must not ship test support"
+                ));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn no_source_file_is_included_by_path() {
+    let mut included = Vec::new();
+    for krate in crates() {
+        for file in rust_files(&krate) {
+            if file.components().any(|c| c.as_os_str() == "target") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&file).expect("readable source");
+            if code_only(&text).contains("#[path") {
+                included.push(
+                    file.strip_prefix(root())
+                        .unwrap_or(&file)
+                        .display()
+                        .to_string(),
+                );
+            }
+        }
+    }
+    assert!(
+        included.is_empty(),
+        "`#[path]` in {}: code two crates share belongs in a crate both depend on (testkit for tests)",
+        included.join(", ")
+    );
+}
+
+#[test]
+fn every_crate_is_a_workspace_member() {
+    let manifest: toml::Table = std::fs::read_to_string(root().join("Cargo.toml"))
+        .expect("Cargo.toml")
+        .parse()
+        .expect("parses");
+    let members: Vec<String> = manifest["workspace"]["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .filter_map(|m| m.as_str().map(str::to_owned))
+        .collect();
+    for krate in crates() {
+        let relative = krate
+            .strip_prefix(root())
+            .expect("under the root")
+            .display()
+            .to_string();
+        assert!(
+            members.contains(&relative),
+            "{relative} is not in [workspace] members: cargo test --workspace would skip it"
+        );
+    }
+    for dep in DEPLOYABLES {
+        assert!(
+            members.iter().any(|m| m.ends_with(dep)),
+            "the deployable `{dep}` has no crate under crates/"
+        );
+    }
+}
