@@ -331,6 +331,10 @@ fn deploying_a_shipped_contract_needs_no_allowlist_but_running_components_do() {
                 &vars(&[
                     ("TOLLGATE_ENV", env),
                     ("TOLLGATE__LAMBDA__API_BASE_URL", "https://api.example.com"),
+                    (
+                        "TOLLGATE__LAMBDA__RETRY_QUEUE",
+                        "https://sqs.ap-northeast-1.amazonaws.com/123456789012/q",
+                    ),
                 ]),
             )
             .expect_err("a running component needs whom to allow")
@@ -595,6 +599,10 @@ fn each_deployable_validates_only_the_sections_it_reads() {
             "TOLLGATE__LAMBDA__API_BASE_URL",
             "https://api.staging.example.com",
         ),
+        (
+            "TOLLGATE__LAMBDA__RETRY_QUEUE",
+            "https://sqs.ap-northeast-1.amazonaws.com/123456789012/tollgate-staging-registrations",
+        ),
         ("TOLLGATE__DEPLOY__CERTIFICATE_ARN", "FILL IN"),
     ];
     assert!(loads(api, &bad_deploy) && loads(lambda, &bad_deploy));
@@ -621,4 +629,40 @@ fn each_deployable_validates_only_the_sections_it_reads() {
             );
         }
     }
+}
+
+#[test]
+fn a_running_lambda_outside_local_needs_its_retry_queue_and_a_budget_inside_cognitos() {
+    let staging = [
+        ("TOLLGATE_ENV", "staging"),
+        ("TOLLGATE__GUARD__ALLOWED_CIDRS", "203.0.113.7/32"),
+        ("TOLLGATE__LAMBDA__API_BASE_URL", "https://api.example.com"),
+    ];
+    let msg = load_for(Component::Lambda, &vars(&staging))
+        .expect_err("no queue")
+        .to_string();
+    assert!(msg.contains("lambda.retry_queue"), "{msg}");
+    let mut with_queue = staging.to_vec();
+    with_queue.push((
+        "TOLLGATE__LAMBDA__RETRY_QUEUE",
+        "https://sqs.ap-northeast-1.amazonaws.com/123456789012/q",
+    ));
+    load_for(Component::Lambda, &vars(&with_queue)).expect("loads with its queue");
+    for budget in ["50", "4500"] {
+        let mut v = with_queue.clone();
+        v.push(("TOLLGATE__LAMBDA__TRIGGER_BUDGET_MS", budget));
+        let msg = load_for(Component::Lambda, &vars(&v))
+            .expect_err("outside the budget")
+            .to_string();
+        assert!(msg.contains("lambda.trigger_budget_ms"), "{budget}: {msg}");
+    }
+    // The sweep's window must overlap the schedule's interval; its budget fit the timeout.
+    assert!(
+        error_for(&[("TOLLGATE__DEPLOY__SWEEP_EVERY_MINUTES", "180")])
+            .contains("lambda.sweep_window_s")
+    );
+    assert!(
+        error_for(&[("TOLLGATE__DEPLOY__LAMBDA_TIMEOUT_S", "30")])
+            .contains("deploy.lambda_timeout_s")
+    );
 }

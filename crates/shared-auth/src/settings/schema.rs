@@ -265,6 +265,24 @@ pub struct LambdaSettings {
     pub deadline_margin_ms: u64,
     /// Most HTTP attempts per invocation (the deadline may stop earlier).
     pub max_attempts: u32,
+    /// How long the PostConfirmation trigger tries to register before it hands the
+    /// registration to the retry queue instead: well inside Cognito's 5 s, so the person
+    /// signing up never waits for, or sees, the api's trouble.
+    pub trigger_budget_ms: u64,
+    /// The SQS queue (URL) registrations the trigger could not finish wait in; the same
+    /// function drains it. Rendered by Terraform; required outside `local`.
+    pub retry_queue: Option<String>,
+    /// The dead-letter queue (URL): registrations the api refuses for good go there at once,
+    /// with the reason; the retry queue's redrive policy sends the ones that keep failing.
+    pub dead_letter_queue: Option<String>,
+    /// A queued registration's first retry waits this long; each later one twice the last, up
+    /// to 15 minutes.
+    pub retry_backoff_s: u64,
+    /// The scheduled sweep registers confirmed users created this far back: longer than the
+    /// schedule's interval, so consecutive sweeps overlap.
+    pub sweep_window_s: u64,
+    /// How long one sweep invocation works before it queues its cursor for the next.
+    pub sweep_budget_ms: u64,
 }
 
 impl Default for LambdaSettings {
@@ -275,6 +293,12 @@ impl Default for LambdaSettings {
             attempt_timeout_ms: 1_500,
             deadline_margin_ms: 300,
             max_attempts: 4,
+            trigger_budget_ms: 2_500,
+            retry_queue: None,
+            dead_letter_queue: None,
+            retry_backoff_s: 30,
+            sweep_window_s: 2 * 3_600,
+            sweep_budget_ms: 40_000,
         }
     }
 }
@@ -342,6 +366,18 @@ pub struct DeploySettings {
     pub ses_from_address: Option<String>,
     /// Deletion protection on the database, ALB and user pool (off only for throwaway stacks).
     pub deletion_protection: bool,
+    /// The sign-up function's timeout: Cognito still waits only 5 s (the trigger works to
+    /// `lambda.trigger_budget_ms`), but draining the queue and sweeping take longer.
+    pub lambda_timeout_s: u64,
+    /// Receives of a queued registration before the retry queue moves it to the dead-letter
+    /// queue.
+    pub retry_max_receives: u32,
+    /// Minutes between the scheduled sweeps (EventBridge Scheduler).
+    pub sweep_every_minutes: u32,
+    /// An SNS topic the alarms notify; absent: the alarms are only in CloudWatch.
+    pub alarm_topic_arn: Option<String>,
+    /// Refusals of the guarded route in 5 minutes that raise the refusal alarm.
+    pub refusal_alarm_threshold: u32,
 }
 
 impl Default for DeploySettings {
@@ -369,6 +405,11 @@ impl Default for DeploySettings {
             ses_source_arn: None,
             ses_from_address: None,
             deletion_protection: true,
+            lambda_timeout_s: 60,
+            retry_max_receives: 5,
+            sweep_every_minutes: 60,
+            alarm_topic_arn: None,
+            refusal_alarm_threshold: 100,
         }
     }
 }

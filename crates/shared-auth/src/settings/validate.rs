@@ -21,7 +21,8 @@ impl Settings {
             Component::Api => self.validate_api(),
             Component::Lambda => {
                 self.validate_lambda()?;
-                self.require_https_api()
+                self.require_https_api()?;
+                self.require_retry_queue()
             }
             Component::Deploy => {
                 self.validate_api()?;
@@ -69,8 +70,42 @@ impl Settings {
             ("lambda.connect_timeout_ms", lambda.connect_timeout_ms),
             ("lambda.attempt_timeout_ms", lambda.attempt_timeout_ms),
             ("lambda.max_attempts", u64::from(lambda.max_attempts)),
+            ("lambda.retry_backoff_s", lambda.retry_backoff_s),
+            ("lambda.sweep_window_s", lambda.sweep_window_s),
+            ("lambda.sweep_budget_ms", lambda.sweep_budget_ms),
         ])?;
+        if !(100..=4_000).contains(&lambda.trigger_budget_ms) {
+            return Err(ConfigError::invalid(
+                "lambda.trigger_budget_ms",
+                format!(
+                    "{} ms: the trigger must hand off to the queue well inside Cognito's 5 s (100 to 4000)",
+                    lambda.trigger_budget_ms
+                ),
+            ));
+        }
+        for (key, url) in [
+            ("lambda.retry_queue", &lambda.retry_queue),
+            ("lambda.dead_letter_queue", &lambda.dead_letter_queue),
+        ] {
+            if let Some(url) = url {
+                check_http_url(key, url, false)?;
+            }
+        }
         check_http_url("lambda.api_base_url", &lambda.api_base_url, true)
+    }
+
+    /// The running Lambda outside `local` hands what it cannot register to a queue: without
+    /// one a confirmed sign-up could be lost (deploy renders it from the stack).
+    fn require_retry_queue(&self) -> Result<(), ConfigError> {
+        if self.env != DEFAULT_ENV && self.lambda.retry_queue.is_none() {
+            return Err(ConfigError::invalid(
+                "lambda.retry_queue",
+                format!(
+                    "is not set; outside `{DEFAULT_ENV}` the trigger hands what it cannot register to it (deploy renders its URL)"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// The running Lambda outside `local` calls the api over HTTPS only (deploy renders the
@@ -183,6 +218,36 @@ impl Settings {
                 format!(
                     "{} tasks at most and {} at least: need 1 ≤ api_min_count ≤ api_max_count",
                     d.api_max_count, d.api_min_count
+                ),
+            ));
+        }
+        if !(10..=900).contains(&d.lambda_timeout_s)
+            || d.lambda_timeout_s * 1_000 <= self.lambda.sweep_budget_ms + 5_000
+        {
+            return Err(ConfigError::invalid(
+                "deploy.lambda_timeout_s",
+                format!(
+                    "{} s: Lambda allows 10 to 900 here, and it must exceed lambda.sweep_budget_ms ({} ms) by 5 s",
+                    d.lambda_timeout_s, self.lambda.sweep_budget_ms
+                ),
+            ));
+        }
+        if d.retry_max_receives == 0 || d.retry_max_receives > 1_000 {
+            return Err(ConfigError::invalid(
+                "deploy.retry_max_receives",
+                format!(
+                    "{}: SQS's redrive policy takes 1 to 1000",
+                    d.retry_max_receives
+                ),
+            ));
+        }
+        let interval_s = u64::from(d.sweep_every_minutes) * 60;
+        if d.sweep_every_minutes == 0 || self.lambda.sweep_window_s < interval_s + 300 {
+            return Err(ConfigError::invalid(
+                "lambda.sweep_window_s",
+                format!(
+                    "{} s must exceed the sweep's interval (deploy.sweep_every_minutes = {}) by 5 minutes, so consecutive sweeps overlap",
+                    self.lambda.sweep_window_s, d.sweep_every_minutes
                 ),
             ));
         }
