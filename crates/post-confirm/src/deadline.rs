@@ -36,6 +36,10 @@ impl std::fmt::Display for Implausible {
     }
 }
 
+/// What an invocation that no one waits on (a queue batch, a sweep, a probe) may work with
+/// when the runtime's deadline cannot be right: the function's usual timeout.
+pub const FALLBACK_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// The budget of one invocation, measured from its arrival.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Budget {
@@ -48,6 +52,16 @@ pub struct Budget {
 /// The work budget for an invocation that arrived at `now_epoch_ms` with the runtime deadline
 /// `deadline_epoch_ms`: the earlier of that deadline and Cognito's 5 s, less `margin`.
 pub fn budget(deadline_epoch_ms: u64, now_epoch_ms: u64, margin: Duration) -> Budget {
+    capped_budget(deadline_epoch_ms, now_epoch_ms, margin, COGNITO_BUDGET)
+}
+
+/// As [`budget`], capped at `cap` instead of Cognito's 5 s.
+fn capped_budget(
+    deadline_epoch_ms: u64,
+    now_epoch_ms: u64,
+    margin: Duration,
+    cap: Duration,
+) -> Budget {
     let runtime_left = if deadline_epoch_ms == 0 {
         Err(Implausible::Absent)
     } else if deadline_epoch_ms <= now_epoch_ms {
@@ -61,8 +75,8 @@ pub fn budget(deadline_epoch_ms: u64, now_epoch_ms: u64, margin: Duration) -> Bu
         }
     };
     let (total, ignored) = match runtime_left {
-        Ok(left) => (left.min(COGNITO_BUDGET), None),
-        Err(why) => (COGNITO_BUDGET, Some(why)),
+        Ok(left) => (left.min(cap), None),
+        Err(why) => (cap.min(FALLBACK_TIMEOUT), Some(why)),
     };
     Budget {
         work: total.saturating_sub(margin),
@@ -70,20 +84,35 @@ pub fn budget(deadline_epoch_ms: u64, now_epoch_ms: u64, margin: Duration) -> Bu
     }
 }
 
-/// The instant to work to, for an invocation that arrived at `arrived`; logs one warning when
-/// the runtime's deadline had to be ignored.
+/// The instant a Cognito trigger works to, for an invocation that arrived at `arrived`; logs
+/// one warning when the runtime's deadline had to be ignored.
 pub fn work_deadline(deadline_epoch_ms: u64, arrived: Instant, margin: Duration) -> Instant {
+    deadline_within(deadline_epoch_ms, arrived, margin, COGNITO_BUDGET)
+}
+
+/// The instant an invocation nobody waits on (a queue batch, a sweep) works to: the runtime's
+/// deadline less `margin`, or [`FALLBACK_TIMEOUT`] when that deadline cannot be right.
+pub fn runtime_deadline(deadline_epoch_ms: u64, arrived: Instant, margin: Duration) -> Instant {
+    deadline_within(deadline_epoch_ms, arrived, margin, MAX_FUNCTION_TIMEOUT)
+}
+
+fn deadline_within(
+    deadline_epoch_ms: u64,
+    arrived: Instant,
+    margin: Duration,
+    cap: Duration,
+) -> Instant {
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0);
-    let budget = budget(deadline_epoch_ms, now_ms, margin);
+    let budget = capped_budget(deadline_epoch_ms, now_ms, margin, cap);
     if let Some(why) = budget.ignored {
         tracing::warn!(
             deadline_ms = deadline_epoch_ms,
             reason = %why,
             budget_ms = budget.work.as_millis() as u64,
-            "ignoring the runtime deadline; working to Cognito's 5 s budget"
+            "ignoring the runtime deadline; working to the fallback budget"
         );
     }
     arrived + budget.work
@@ -146,6 +175,18 @@ mod tests {
         let b = budget(NOW + 15 * 60_000, NOW, MARGIN);
         assert_eq!(b.ignored, None);
         assert_eq!(b.work, COGNITO_BUDGET - MARGIN);
+    }
+
+    #[test]
+    fn an_invocation_nobody_waits_on_works_to_the_runtimes_deadline() {
+        let b = capped_budget(NOW + 60_000, NOW, MARGIN, MAX_FUNCTION_TIMEOUT);
+        assert_eq!(b.work, Duration::from_millis(60_000) - MARGIN);
+        let b = capped_budget(600_000, NOW, MARGIN, MAX_FUNCTION_TIMEOUT);
+        assert_eq!(
+            b.work,
+            FALLBACK_TIMEOUT - MARGIN,
+            "a relative deadline falls back"
+        );
     }
 
     #[test]

@@ -7,11 +7,11 @@ use aws_lambda_events::event::cognito::{
 use serde::Serialize;
 use serde_json::Value;
 
-/// The body of `POST /user` (the API's `RegistrationRequest`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// The body of `POST /user` (the API's `RegistrationRequest`), and what the retry queue keeps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Registration {
     pub sub: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub email: Option<String>,
     pub email_verified: bool,
     pub username: String,
@@ -69,25 +69,36 @@ pub fn action(raw: &Value) -> Result<Action, EventError> {
         ));
     }
     let attrs = &event.request.user_attributes;
-    let sub = attrs
-        .get("sub")
-        .filter(|s| !s.is_empty())
-        .ok_or(EventError::MissingAttribute("sub"))?
-        .clone();
-    let username = header
-        .user_name
-        .clone()
-        .filter(|u| !u.is_empty())
-        .ok_or(EventError::MissingUserName)?;
-    let email = attrs.get("email").filter(|e| !e.is_empty()).cloned();
-    let email_verified = email.is_some()
-        && attrs
-            .get("email_verified")
-            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
-    Ok(Action::Register(Registration {
-        sub,
-        email,
-        email_verified,
-        username,
-    }))
+    Registration::from_attributes(header.user_name.as_deref().unwrap_or_default(), |name| {
+        attrs.get(name).map(String::as_str)
+    })
+    .map(Action::Register)
+}
+
+impl Registration {
+    /// The registration of user `username` with the attributes `attribute` names (Cognito's
+    /// strings: `email_verified` is `"true"`), from a trigger's event or a user pool listing.
+    pub fn from_attributes<'a>(
+        username: &str,
+        attribute: impl Fn(&str) -> Option<&'a str>,
+    ) -> Result<Self, EventError> {
+        let sub = attribute("sub")
+            .filter(|s| !s.is_empty())
+            .ok_or(EventError::MissingAttribute("sub"))?
+            .to_owned();
+        if username.is_empty() {
+            return Err(EventError::MissingUserName);
+        }
+        let email = attribute("email")
+            .filter(|e| !e.is_empty())
+            .map(str::to_owned);
+        let email_verified = email.is_some()
+            && attribute("email_verified").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        Ok(Registration {
+            sub,
+            email,
+            email_verified,
+            username: username.to_owned(),
+        })
+    }
 }

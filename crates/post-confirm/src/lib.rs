@@ -1,38 +1,50 @@
-//! # post-confirm: the Cognito PostConfirmation Lambda
+//! # post-confirm: the sign-up function
 //!
-//! After a user confirms sign-up, Cognito invokes this function; it registers the user with the
-//! API's guarded `POST /user`, signing the request with the shared secret by the rules in
-//! `shared-auth`, and returns the event unchanged (Cognito requires it).
+//! One Lambda function, three ways in, told apart by the event's shape:
 //!
-//! If the API cannot be reached before the deadline the invocation fails with a safe message;
-//! the user stays confirmed in Cognito, and the API's `GET /users/me` provisioning recovers the
-//! row at the user's first authenticated call.
+//! - **Cognito's PostConfirmation trigger** ([`trigger`]): registers the confirmed user with
+//!   the api's guarded `POST /user` (signed by the rules in `shared-auth`), or hands the
+//!   registration to the retry queue; it always returns the event unchanged, as Cognito
+//!   requires, so a confirmed user never sees an error for an account that works.
+//! - **The retry queue** ([`queue`], an SQS event source mapping): the same function, in the
+//!   same subnets, so through the same NAT address, retries what the trigger queued.
+//! - **The sweep** ([`sweep`], EventBridge Scheduler, and `cargo xtask reconcile`): registers
+//!   the pool's confirmed users the database may lack.
+//!
+//! And `cargo xtask verify`'s [`probe`]: a dry run through the whole path.
 
 pub mod client;
 pub mod deadline;
 pub mod event;
+pub mod outcome;
 pub mod probe;
+pub mod queue;
+pub mod sweep;
+pub mod trigger;
 
 use std::time::{Duration, Instant};
 
 use lambda_runtime::LambdaEvent;
+use lambda_support::route::GuardedRoute;
+use lambda_support::secret::{SecretCache, SecretSource};
 use serde_json::Value;
 use shared_auth::Settings;
 
-use lambda_support::route::GuardedRoute;
-use lambda_support::secret::{SecretCache, SecretSource};
-
 use crate::client::Registrar;
 use crate::event::Action;
+use crate::queue::RetryQueue;
 
-/// The message Cognito (and so the signing-up user's app) sees when registration fails.
-pub use shared_auth::REGISTRATION_FAILED as SAFE_FAILURE;
+pub use crate::outcome::METRIC;
 
 /// What one execution environment builds once and every invocation reuses.
 #[derive(Debug)]
 pub struct Deps {
     pub registrar: Registrar,
     pub settings: Settings,
+    /// The retry queue, when `lambda.retry_queue` names one.
+    pub queue: Option<RetryQueue>,
+    /// For the sweep's listing of the user pool.
+    pub cognito: Option<aws_sdk_cognitoidentityprovider::Client>,
 }
 
 impl Deps {
@@ -43,10 +55,13 @@ impl Deps {
             client,
             secret_id: settings.guard.secret_id.clone(),
         };
-        Self::with_secret_source(settings, source)
+        Self::with_secret_source(settings, source).await
     }
 
-    pub fn with_secret_source(settings: Settings, source: SecretSource) -> anyhow::Result<Self> {
+    pub async fn with_secret_source(
+        settings: Settings,
+        source: SecretSource,
+    ) -> anyhow::Result<Self> {
         // Plain HTTP only on a developer's machine; the ALB listens on HTTPS.
         let http = lambda_support::http::client(
             &settings.lambda,
@@ -58,128 +73,100 @@ impl Deps {
             settings: settings.lambda.clone(),
             secrets: SecretCache::new(source, Duration::from_secs(settings.guard.secret_ttl_s)),
         };
+        let sdk = shared_auth::aws::sdk_config(&settings.aws).await;
+        let queue = settings.lambda.retry_queue.clone().map(|url| RetryQueue {
+            sqs: aws_sdk_sqs::Client::new(&sdk),
+            url,
+            dead_letters: settings.lambda.dead_letter_queue.clone(),
+        });
         Ok(Self {
             registrar,
+            queue,
+            cognito: Some(aws_sdk_cognitoidentityprovider::Client::new(&sdk)),
             settings,
         })
     }
 }
 
-/// Handles one PostConfirmation invocation; returns the event exactly as received.
+/// Handles one invocation, whichever way it came in.
 pub async fn handle(
     deps: &Deps,
     event: LambdaEvent<Value>,
 ) -> Result<Value, lambda_runtime::Error> {
     let arrived = Instant::now();
     let (raw, context) = event.into_parts();
-    let deadline = || {
-        deadline::work_deadline(
-            context.deadline,
-            arrived,
-            Duration::from_millis(deps.settings.lambda.deadline_margin_ms),
-        )
+    let deadline = |cognito: bool| {
+        let margin = Duration::from_millis(deps.settings.lambda.deadline_margin_ms);
+        if cognito {
+            deadline::work_deadline(context.deadline, arrived, margin)
+        } else {
+            deadline::runtime_deadline(context.deadline, arrived, margin)
+        }
     };
     if probe::is_probe(&raw) {
-        let (status, verified_with) = deps.registrar.dry_run(deadline()).await.map_err(|e| {
-            tracing::error!(cause = %e, "probe failed");
-            lambda_runtime::Error::from(e.to_string())
-        })?;
-        tracing::info!(status, verified_with, "probe answered");
-        return Ok(probe::answer(status, &verified_with));
+        return answer_probe(deps, deadline(false)).await;
     }
-    let registration = match event::action(&raw) {
-        Ok(Action::Register(r)) => r,
+    if let Some(cursor) = sweep::requested(&raw, deps.settings.lambda.sweep_window_s) {
+        let counts = sweep::run(deps, cursor?, deadline(false)).await;
+        tracing::info!(?counts, "sweep done");
+        return Ok(serde_json::to_value(counts)?);
+    }
+    if is_sqs_batch(&raw) {
+        let batch = serde_json::from_value(raw)?;
+        let failed = queue::drain(deps, batch, deadline(false)).await;
+        return Ok(serde_json::to_value(failed)?);
+    }
+    match event::action(&raw) {
+        Ok(Action::Register(registration)) => {
+            trigger::on_sign_up(deps, &registration, deadline(true)).await;
+            Ok(raw)
+        }
         Ok(Action::Skip(why)) => {
             tracing::debug!(reason = %why, "not a sign-up; nothing to register");
-            return Ok(raw);
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "cannot read the event");
-            return Err(e.to_string().into());
-        }
-    };
-    let result = deps.registrar.deliver(&registration, deadline()).await;
-    emit_outcome(&result);
-    match result {
-        Ok(delivered) => {
-            tracing::info!(sub = %registration.sub, status = delivered.status, attempts = delivered.attempts, "user registered");
             Ok(raw)
         }
         Err(e) => {
-            tracing::error!(
-                sub = %registration.sub,
-                attempts = e.attempts(),
-                cause = %e,
-                "registration failed; the user stays confirmed and GET /users/me will create the row"
-            );
-            Err(SAFE_FAILURE.into())
+            tracing::error!(error = %e, "cannot read the event");
+            Err(e.to_string().into())
         }
     }
 }
 
-/// The metric every invocation that registers someone counts once (namespace
-/// [`shared_auth::emf::NAMESPACE`], dimension `Outcome`), with its attempts.
-pub const METRIC: &str = "Registration";
-
-/// How a registration ended, as the `Outcome` dimension: `registered` (201), `replay` (200,
-/// the user was there), `rejected` (the api refused or redirected; not retried), `gave_up`
-/// (no answer in time, or no secret).
-pub fn outcome(result: &Result<client::Delivered, client::DeliveryError>) -> &'static str {
-    use client::DeliveryError as E;
-    match result {
-        Ok(d) if d.status == 201 => "registered",
-        Ok(_) => "replay",
-        Err(E::Rejected { .. } | E::Redirected { .. }) => "rejected",
-        Err(E::Exhausted { .. } | E::SecretTimedOut | E::Secret(_)) => "gave_up",
-    }
+/// Whether `raw` is a batch from an SQS event source mapping.
+fn is_sqs_batch(raw: &Value) -> bool {
+    raw.get("Records")
+        .and_then(Value::as_array)
+        .and_then(|records| records.first())
+        .and_then(|r| r.get("eventSource"))
+        .and_then(Value::as_str)
+        == Some("aws:sqs")
 }
 
-/// One EMF line on stdout per registration: CloudWatch counts outcomes from the Lambda's log.
-fn emit_outcome(result: &Result<client::Delivered, client::DeliveryError>) {
-    let attempts = match result {
-        Ok(d) => d.attempts,
-        Err(e) => e.attempts(),
-    };
-    let line = shared_auth::emf::line(
-        "post-confirm",
-        ("Outcome", outcome(result)),
-        &[
-            (METRIC, 1, "Count"),
-            ("Attempts", u64::from(attempts), "Count"),
-        ],
-    );
-    println!("{line}");
+async fn answer_probe(deps: &Deps, deadline: Instant) -> Result<Value, lambda_runtime::Error> {
+    let (status, verified_with) = deps.registrar.dry_run(deadline).await.map_err(|e| {
+        tracing::error!(cause = %e, "probe failed");
+        lambda_runtime::Error::from(e.to_string())
+    })?;
+    tracing::info!(status, verified_with, "probe answered");
+    Ok(probe::answer(status, &verified_with))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use client::{Delivered, DeliveryError};
+    use serde_json::json;
 
     #[test]
-    fn each_ending_has_its_outcome() {
-        let ok = |status| {
-            Ok(Delivered {
-                status,
-                attempts: 1,
-            })
-        };
-        assert_eq!(outcome(&ok(201)), "registered");
-        assert_eq!(outcome(&ok(200)), "replay");
-        assert_eq!(
-            outcome(&Err(DeliveryError::Rejected {
-                status: 403,
-                attempts: 2
-            })),
-            "rejected"
-        );
-        assert_eq!(
-            outcome(&Err(DeliveryError::Exhausted {
-                attempts: 4,
-                last: "timeout".into()
-            })),
-            "gave_up"
-        );
-        assert_eq!(outcome(&Err(DeliveryError::SecretTimedOut)), "gave_up");
+    fn an_sqs_batch_is_told_by_its_event_source() {
+        assert!(is_sqs_batch(
+            &json!({"Records": [{"eventSource": "aws:sqs", "body": "{}"}]})
+        ));
+        for other in [
+            json!({"Records": [{"eventSource": "aws:s3"}]}),
+            json!({"Records": []}),
+            json!({"triggerSource": "PostConfirmation_ConfirmSignUp"}),
+        ] {
+            assert!(!is_sqs_batch(&other), "{other}");
+        }
     }
 }

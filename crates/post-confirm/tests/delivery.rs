@@ -1,15 +1,20 @@
-//! The handler against a receiver on loopback: success, replays, retries, permanent refusals,
-//! secret rotation, and an API that never answers.
+//! The handler against a receiver on loopback and moto's SQS: success, replays, retries,
+//! secret rotation; and every way the api can fail (a refusal, a redirect, no answer, an
+//! endless body, TLS refused, the secret unreadable) ends the same for the person signing up:
+//! Cognito sees success and the registration waits in the retry queue with its reason (or is
+//! dead-lettered with it), the secret never in either, nobody registered twice.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lambda_runtime::{Context, LambdaEvent};
 use lambda_support::secret::SecretSource;
-use post_confirm::{Deps, SAFE_FAILURE, handle};
+use post_confirm::queue::{DeadLetter, Message};
+use post_confirm::{Deps, handle};
 use serde_json::Value;
 use shared_auth::aws::secrets_manager;
 use shared_auth::{SecretSet, Settings};
+use testkit::queues::{Queues, Received};
 use testkit::receiver::{Receiver, Script};
 
 const SECRET: &str = "lambda-test-secret-0123456789abcdefghijklmn";
@@ -45,15 +50,123 @@ fn invocation(payload: Value, budget: Duration) -> LambdaEvent<Value> {
     LambdaEvent::new(payload, context)
 }
 
+/// A receiver, a retry queue (and its dead-letter queue) in moto, and the function's
+/// dependencies pointed at both; `extra` settings on top.
 async fn setup(extra: &[(&str, &str)]) -> (Receiver, Deps) {
+    let (receiver, deps, _) = harness(extra).await;
+    (receiver, deps)
+}
+
+async fn harness(extra: &[(&str, &str)]) -> (Receiver, Deps, Queues) {
     let s = settings("http://127.0.0.1:9", extra);
     let receiver = Receiver::start(s.guard.clone(), secrets(SECRET)).await;
-    let deps = Deps::with_secret_source(
-        settings(&receiver.base_url(), extra),
+    let queues = queues().await;
+    let deps = deps_for(
+        &receiver.base_url(),
+        &queues,
+        extra,
         SecretSource::Fixed(SECRET.into()),
     )
-    .expect("deps");
-    (receiver, deps)
+    .await;
+    (receiver, deps, queues)
+}
+
+async fn queues() -> Queues {
+    let sdk = testkit::sdk_config(&testkit::local_aws()).await;
+    Queues::create(&sdk, "delivery", 3)
+        .await
+        .expect("moto makes the queues")
+}
+
+async fn deps_for(
+    api: &str,
+    queues: &Queues,
+    extra: &[(&str, &str)],
+    source: SecretSource,
+) -> Deps {
+    let endpoint = testkit::aws_endpoint();
+    let env = queues.lambda_env();
+    let mut all: Vec<(&str, &str)> = vec![
+        ("TOLLGATE__AWS__ENDPOINT_URL", endpoint.as_str()),
+        ("TOLLGATE__LAMBDA__RETRY_BACKOFF_S", "1"),
+    ];
+    all.extend(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    all.extend_from_slice(extra);
+    Deps::with_secret_source(settings(api, &all), source)
+        .await
+        .expect("deps")
+}
+
+/// The registrations waiting in the retry queue (received once, so hidden for 30 s), with
+/// their reasons.
+async fn queued(queues: &Queues) -> (Vec<(String, String)>, Vec<Received>) {
+    let batch = queues
+        .receive(&queues.retry, 30)
+        .await
+        .expect("read the queue");
+    let waiting = batch
+        .iter()
+        .map(|m| {
+            assert!(
+                !m.body.contains(SECRET),
+                "the secret left in a queue message: {}",
+                m.body
+            );
+            match serde_json::from_str::<Message>(&m.body).expect("a queue message") {
+                Message::Registration {
+                    registration,
+                    reason,
+                    ..
+                } => (registration.sub, reason),
+                Message::Sweep(_) => panic!("a sweep cursor in the retry queue: {}", m.body),
+            }
+        })
+        .collect();
+    (waiting, batch)
+}
+
+/// One sign-up that the api does not take: Cognito sees the event back, within its budget,
+/// and the registration waits in the retry queue, its reason naming `cause`. Returns the
+/// received message, for the queue's turn.
+async fn sign_up_is_queued(
+    deps: &Deps,
+    queues: &Queues,
+    runtime_budget: Duration,
+    cause: &str,
+) -> Vec<Received> {
+    let start = Instant::now();
+    let event = fixture("sign-up");
+    let returned = handle(deps, invocation(event.clone(), runtime_budget))
+        .await
+        .expect("a confirmed sign-up never fails");
+    let took = start.elapsed();
+    assert_eq!(returned, event, "Cognito gets the event back unchanged");
+    assert!(
+        took < Duration::from_secs(3),
+        "the trigger took {took:?}: Cognito waits 5 s at most"
+    );
+    let (waiting, batch) = queued(queues).await;
+    assert_eq!(waiting.len(), 1, "{waiting:?}");
+    assert_eq!(waiting[0].0, "7d8ca528-4931-4254-9273-ea5ee853f271");
+    assert!(
+        waiting[0].1.contains(cause),
+        "the reason {:?} does not say {cause:?}",
+        waiting[0].1
+    );
+    batch
+}
+
+/// Lambda's poller, played once: `batch` (from the retry queue) through the handler.
+async fn drain(deps: &Deps, queues: &Queues, batch: Vec<Received>) -> (usize, usize) {
+    queues
+        .hand_over(batch, |event| async move {
+            let answer = handle(deps, invocation(event, Duration::from_secs(30)))
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            Ok(answer)
+        })
+        .await
+        .expect("a poll")
 }
 
 #[tokio::test]
@@ -123,17 +236,48 @@ async fn transient_failures_are_retried_until_success() {
 }
 
 #[tokio::test]
-async fn a_permanent_refusal_fails_at_once_with_the_safe_message() {
-    let (receiver, deps) = setup(&[]).await;
+async fn a_refusal_is_queued_then_dead_lettered_at_once_with_its_reason() {
+    let (receiver, deps, queues) = harness(&[]).await;
     receiver.script(&[Script::Status(422)]);
-    let err = handle(
-        &deps,
-        invocation(fixture("sign-up"), Duration::from_secs(5)),
-    )
-    .await
-    .expect_err("refused");
-    assert_eq!(err.to_string(), SAFE_FAILURE);
-    assert_eq!(receiver.calls().len(), 1, "a 422 is not retried");
+    let batch = sign_up_is_queued(&deps, &queues, Duration::from_secs(5), "422").await;
+    assert_eq!(
+        receiver.calls().len(),
+        1,
+        "a 422 is not retried by the trigger"
+    );
+    // The queue's turn: the api refuses it again, and a refusal is final.
+    receiver.script(&[Script::Status(422)]);
+    let (handed, failed) = drain(&deps, &queues, batch).await;
+    assert_eq!((handed, failed), (1, 0), "dead-lettered, so done with");
+    assert!(queued(&queues).await.0.is_empty());
+    let letters = queues.peek_all(&queues.dead).await.expect("dead letters");
+    assert_eq!(letters.len(), 1);
+    let letter: DeadLetter = serde_json::from_str(&letters[0]).expect("a dead letter");
+    assert!(letter.reason.contains("422"), "{}", letter.reason);
+    assert!(!letters[0].contains(SECRET));
+    assert_eq!(receiver.calls().len(), 2);
+}
+
+#[tokio::test]
+async fn a_queued_registration_is_registered_once_the_api_takes_it() {
+    let (receiver, deps, queues) = harness(&[]).await;
+    // Every attempt the trigger makes (lambda.max_attempts) meets a 503.
+    receiver.script(&vec![Script::Status(503); 4]);
+    let batch = sign_up_is_queued(&deps, &queues, Duration::from_secs(5), "503").await;
+    assert_eq!(receiver.calls().len(), 4);
+    // The queue's turn: the api takes it now.
+    let (handed, failed) = drain(&deps, &queues, batch).await;
+    assert_eq!((handed, failed), (1, 0));
+    assert!(
+        queued(&queues).await.0.is_empty(),
+        "deleted once registered"
+    );
+    let registered: Vec<u16> = receiver.calls().iter().map(|c| c.status).collect();
+    assert_eq!(
+        registered,
+        [503, 503, 503, 503, 201],
+        "registered exactly once"
+    );
 }
 
 #[tokio::test]
@@ -150,20 +294,11 @@ async fn a_password_reset_calls_nothing() {
 }
 
 #[tokio::test]
-async fn an_api_that_never_answers_fails_before_the_deadline() {
-    let (receiver, deps) = setup(&[("TOLLGATE__LAMBDA__ATTEMPT_TIMEOUT_MS", "5000")]).await;
+async fn an_api_that_never_answers_is_queued_within_the_trigger_budget() {
+    let (receiver, deps, queues) =
+        harness(&[("TOLLGATE__LAMBDA__ATTEMPT_TIMEOUT_MS", "5000")]).await;
     receiver.script(&[Script::Hang, Script::Hang, Script::Hang, Script::Hang]);
-    let budget = Duration::from_millis(1_500);
-    let start = Instant::now();
-    let err = handle(&deps, invocation(fixture("sign-up"), budget))
-        .await
-        .expect_err("gave up");
-    let took = start.elapsed();
-    assert_eq!(err.to_string(), SAFE_FAILURE);
-    assert!(
-        took < budget,
-        "returned after {took:?}, past the {budget:?} deadline"
-    );
+    sign_up_is_queued(&deps, &queues, Duration::from_secs(5), "timeout").await;
 }
 
 #[tokio::test]
@@ -182,47 +317,25 @@ async fn a_relative_deadline_like_cargo_lambdas_still_delivers_within_cognitos_b
 }
 
 #[tokio::test]
-async fn a_hung_api_under_a_long_runtime_deadline_is_given_up_within_cognitos_budget() {
-    let (receiver, deps) = setup(&[("TOLLGATE__LAMBDA__ATTEMPT_TIMEOUT_MS", "10000")]).await;
+async fn a_hung_api_under_a_long_runtime_deadline_is_queued_within_cognitos_budget() {
+    let (receiver, deps, queues) =
+        harness(&[("TOLLGATE__LAMBDA__ATTEMPT_TIMEOUT_MS", "10000")]).await;
     receiver.script(&[Script::Hang, Script::Hang, Script::Hang, Script::Hang]);
-    let start = Instant::now();
     // A function configured for 60 s: Cognito still stops waiting after 5 s.
-    let err = handle(
-        &deps,
-        invocation(fixture("sign-up"), Duration::from_secs(60)),
-    )
-    .await
-    .expect_err("gave up");
-    assert_eq!(err.to_string(), SAFE_FAILURE);
-    let took = start.elapsed();
-    assert!(
-        took < post_confirm::deadline::COGNITO_BUDGET,
-        "returned after {took:?}, past Cognito's 5 s"
-    );
+    sign_up_is_queued(&deps, &queues, Duration::from_secs(60), "timeout").await;
 }
 
 #[tokio::test]
 async fn a_redirect_is_never_followed_and_nothing_reaches_the_other_host() {
-    let (receiver, deps) = setup(&[]).await;
     let (elsewhere, _) = setup(&[]).await;
     for status_location in [
         format!("{}/user", elsewhere.base_url()),
         "https://attacker.example/user".to_owned(),
     ] {
+        let (receiver, deps, queues) = harness(&[]).await;
         receiver.script(&[Script::Redirect(status_location.clone())]);
-        let before = receiver.calls().len();
-        let err = handle(
-            &deps,
-            invocation(fixture("sign-up"), Duration::from_secs(5)),
-        )
-        .await
-        .expect_err("a redirect is a failure");
-        assert_eq!(err.to_string(), SAFE_FAILURE);
-        assert_eq!(
-            receiver.calls().len(),
-            before + 1,
-            "not retried: {status_location}"
-        );
+        sign_up_is_queued(&deps, &queues, Duration::from_secs(5), "redirecting").await;
+        assert_eq!(receiver.calls().len(), 1, "not retried: {status_location}");
     }
     assert!(
         elsewhere.calls().is_empty(),
@@ -249,26 +362,25 @@ async fn an_endless_response_body_is_not_waited_for() {
 }
 
 /// One sign-up delivered by a Lambda configured as in AWS (HTTPS only, public roots) to
-/// `api_base_url`; it must fail with the safe message.
-async fn deliver_as_staging(api_base_url: &str, why: &str) {
+/// `api_base_url`: nothing reaches it, and the registration waits in the queue.
+async fn deliver_as_staging(api_base_url: &str, cause: &str) {
     // Loaded as staging renders it (HTTPS), then pointed at `api_base_url` directly: the
     // client's own refusals are what is tested, whatever got past the settings.
-    let mut staging = settings(
-        "https://api.staging.example.com",
-        &[
-            ("TOLLGATE_ENV", "staging"),
-            ("TOLLGATE__GUARD__ALLOWED_CIDRS", "203.0.113.7/32"),
-        ],
-    );
+    let queues = queues().await;
+    let endpoint = testkit::aws_endpoint();
+    let mut vars = vec![
+        ("TOLLGATE_ENV", "staging"),
+        ("TOLLGATE__GUARD__ALLOWED_CIDRS", "203.0.113.7/32"),
+        ("TOLLGATE__AWS__ENDPOINT_URL", endpoint.as_str()),
+    ];
+    let env = queues.lambda_env();
+    vars.extend(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let mut staging = settings("https://api.staging.example.com", &vars);
     staging.lambda.api_base_url = api_base_url.to_owned();
-    let deps = Deps::with_secret_source(staging, SecretSource::Fixed(SECRET.into())).expect("deps");
-    let err = handle(
-        &deps,
-        invocation(fixture("sign-up"), Duration::from_secs(2)),
-    )
-    .await
-    .expect_err(why);
-    assert_eq!(err.to_string(), SAFE_FAILURE, "{why}");
+    let deps = Deps::with_secret_source(staging, SecretSource::Fixed(SECRET.into()))
+        .await
+        .expect("deps");
+    sign_up_is_queued(&deps, &queues, Duration::from_secs(5), cause).await;
 }
 
 #[tokio::test]
@@ -293,7 +405,7 @@ async fn plain_http_is_refused_outside_local() {
         "{refused}"
     );
     // ...and the client refuses it too, should such a URL ever get past them.
-    deliver_as_staging(&receiver.base_url(), "http:// refused").await;
+    deliver_as_staging(&receiver.base_url(), "request error").await;
     assert!(
         receiver.calls().is_empty(),
         "nothing was sent in clear text"
@@ -352,7 +464,7 @@ async fn an_api_whose_certificate_no_public_root_signs_is_refused() {
     assert_eq!(handshakes.load(Ordering::SeqCst), 1, "control handshake");
 
     // The Lambda trusts only the compiled-in public roots: no handshake, nothing sent.
-    deliver_as_staging(&url, "an unknown issuer is refused").await;
+    deliver_as_staging(&url, "connect error").await;
     assert_eq!(
         handshakes.load(Ordering::SeqCst),
         1,
@@ -377,40 +489,34 @@ async fn a_hung_secrets_manager_is_given_up_within_the_budget() {
         region: Some("ap-northeast-1".into()),
         endpoint_url: Some(endpoint),
     };
-    let (receiver, _) = setup(&[]).await;
-    let deps = Deps::with_secret_source(
-        settings(&receiver.base_url(), &[]),
+    let s = settings("http://127.0.0.1:9", &[]);
+    let receiver = Receiver::start(s.guard.clone(), secrets(SECRET)).await;
+    let queues = queues().await;
+    let deps = deps_for(
+        &receiver.base_url(),
+        &queues,
+        &[],
         SecretSource::SecretsManager {
             client: secrets_manager(&aws).await,
             secret_id: "tollgate/test/hung".into(),
         },
     )
-    .expect("deps");
-    let budget = Duration::from_millis(1_500);
-    let start = Instant::now();
-    let err = handle(&deps, invocation(fixture("sign-up"), budget))
-        .await
-        .expect_err("no secret, no registration");
-    let took = start.elapsed();
-    assert_eq!(err.to_string(), SAFE_FAILURE);
-    assert!(
-        took < budget,
-        "returned after {took:?}, past the {budget:?} deadline"
-    );
+    .await;
+    sign_up_is_queued(&deps, &queues, Duration::from_secs(5), "secret").await;
     assert!(receiver.calls().is_empty());
 }
 
 #[tokio::test]
-async fn an_unreachable_api_fails_within_the_deadline() {
-    let s = settings("http://127.0.0.1:9", &[]);
-    let deps = Deps::with_secret_source(s, SecretSource::Fixed(SECRET.into())).expect("deps");
-    let budget = Duration::from_secs(2);
-    let start = Instant::now();
-    let err = handle(&deps, invocation(fixture("sign-up"), budget))
-        .await
-        .expect_err("unreachable");
-    assert_eq!(err.to_string(), SAFE_FAILURE);
-    assert!(start.elapsed() < budget);
+async fn an_unreachable_api_is_queued_within_the_trigger_budget() {
+    let queues = queues().await;
+    let deps = deps_for(
+        "http://127.0.0.1:9",
+        &queues,
+        &[],
+        SecretSource::Fixed(SECRET.into()),
+    )
+    .await;
+    sign_up_is_queued(&deps, &queues, Duration::from_secs(5), "connect").await;
 }
 
 #[tokio::test]
@@ -429,14 +535,16 @@ async fn a_rotated_secret_is_refetched_after_one_403() {
 
     let s = settings("http://127.0.0.1:9", &[]);
     let receiver = Receiver::start(s.guard.clone(), secrets(old)).await;
-    let deps = Deps::with_secret_source(
-        settings(&receiver.base_url(), &[]),
+    let deps = deps_for(
+        &receiver.base_url(),
+        &queues().await,
+        &[],
         SecretSource::SecretsManager {
             client: secrets_manager(&aws).await,
             secret_id: secret_id.clone(),
         },
     )
-    .expect("deps");
+    .await;
     handle(
         &deps,
         invocation(fixture("sign-up"), Duration::from_secs(5)),
