@@ -116,6 +116,32 @@ impl UserPool {
         Ok(out.user_sub().to_owned())
     }
 
+    /// Signs up and confirms `username` (no sign-in, no tokens: cheap enough for hundreds);
+    /// returns its `sub`.
+    pub async fn confirmed_user(&self, username: &str, email: &str) -> Result<String> {
+        let sub = self.sign_up_unconfirmed(username, email).await?;
+        self.cognito
+            .admin_confirm_sign_up()
+            .user_pool_id(&self.id)
+            .username(username)
+            .send()
+            .await
+            .aws(&format!("cannot confirm `{username}`"))?;
+        Ok(sub)
+    }
+
+    /// Disables `username`: confirmed still, but unable to sign in.
+    pub async fn disable(&self, username: &str) -> Result<()> {
+        self.cognito
+            .admin_disable_user()
+            .user_pool_id(&self.id)
+            .username(username)
+            .send()
+            .await
+            .aws(&format!("cannot disable `{username}`"))?;
+        Ok(())
+    }
+
     /// Signs up and confirms `username`, then signs in: real tokens, and the PostConfirmation
     /// event Cognito would send for the confirmation.
     pub async fn sign_up(&self, username: &str, email: &str) -> Result<PoolUser> {

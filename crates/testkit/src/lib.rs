@@ -12,16 +12,20 @@
 //! - [`receiver`]: a scripted `POST /user` that verifies signatures as the api does;
 //! - [`cognito`]: a user pool in moto, sign-up and confirmation, the PostConfirmation event;
 //! - [`secrets`]: new random secrets and writing them as Secrets Manager versions;
+//! - [`queues`]: the retry and dead-letter queues in moto, and Lambda's SQS poller played here;
+//! - [`stack`]: the real api and sign-up function binaries, as the other crates' tests run them;
 //! - [`aws`]: one way to give an AWS SDK error its context.
 
 pub mod aws;
 pub mod cmd;
 pub mod cognito;
 pub mod process;
+pub mod queues;
 pub mod receiver;
 pub mod runtime_api;
 pub mod secrets;
 pub mod services;
+pub mod stack;
 pub mod tls;
 
 pub use shared_auth::aws::sdk_config;

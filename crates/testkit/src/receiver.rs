@@ -40,6 +40,8 @@ struct Inner {
     script: Arc<Mutex<VecDeque<Script>>>,
     calls: Arc<Mutex<Vec<Call>>>,
     registered: Arc<Mutex<HashSet<String>>>,
+    /// `sub`s answered with a fixed status, whatever the script says (a poison message).
+    refused: Arc<Mutex<std::collections::HashMap<String, u16>>>,
 }
 
 pub struct Receiver {
@@ -63,6 +65,7 @@ impl Receiver {
             script: Arc::default(),
             calls: Arc::default(),
             registered: Arc::default(),
+            refused: Arc::default(),
         };
         let app = axum::Router::new()
             .route(&contract.path, post(receive))
@@ -86,6 +89,15 @@ impl Receiver {
             .lock()
             .expect("script")
             .extend(steps.iter().cloned());
+    }
+
+    /// Answers every verified registration of `sub` with `status` from now on.
+    pub fn refuse(&self, sub: &str, status: u16) {
+        self.inner
+            .refused
+            .lock()
+            .expect("refused")
+            .insert(sub.to_owned(), status);
     }
 
     /// Accept these secrets from now on (a rotation on the receiving side).
@@ -142,7 +154,12 @@ async fn receive(
                 .into_response()
         }
         Ok(_) => {
-            let step = inner.script.lock().expect("script").pop_front();
+            let sub = json["sub"].as_str().unwrap_or_default();
+            let refused = inner.refused.lock().expect("refused").get(sub).copied();
+            let step = match refused {
+                Some(status) => Some(Script::Status(status)),
+                None => inner.script.lock().expect("script").pop_front(),
+            };
             let (status, response) = scripted(&inner, step, &json).await;
             record(status, json);
             response
