@@ -117,3 +117,36 @@ output "api_dns_record" {
   description = "The alias record from domain_name to the ALB, when the stack manages the hosted zone (null otherwise: point the name at alb_dns_name yourself)."
   value       = one(aws_route53_record.api[*].fqdn)
 }
+
+output "retry_queue_url" {
+  description = "The retry queue the trigger hands unfinished registrations to (drained by the same function)."
+  value       = aws_sqs_queue.retry.url
+}
+
+output "retry_queue_arn" {
+  description = "The retry queue's ARN (cargo xtask verify finds the function's event source mapping by it)."
+  value       = aws_sqs_queue.retry.arn
+}
+
+output "dead_letter_queue_url" {
+  description = "Registrations refused for good or failing too often, with their reasons (cargo xtask redrive moves them back)."
+  value       = aws_sqs_queue.dead_letters.url
+}
+
+output "alarm_names" {
+  description = "The stack's CloudWatch alarms, for the operator's dashboards and runbooks."
+  value = concat(
+    [
+      aws_cloudwatch_metric_alarm.dead_letters.alarm_name,
+      aws_cloudwatch_metric_alarm.queue_age.alarm_name,
+      aws_cloudwatch_metric_alarm.refusals.alarm_name,
+      aws_cloudwatch_metric_alarm.api_5xx.alarm_name,
+    ],
+    [for a in aws_cloudwatch_metric_alarm.registration_outcome : a.alarm_name],
+  )
+}
+
+output "sweep_schedule_name" {
+  description = "The EventBridge Scheduler schedule that sweeps the user pool."
+  value       = aws_scheduler_schedule.sweep.name
+}

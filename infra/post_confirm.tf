@@ -41,7 +41,7 @@ resource "aws_security_group" "post_confirm" {
 }
 
 resource "aws_vpc_security_group_egress_rule" "post_confirm_https" {
-  description       = "HTTPS to Secrets Manager and the ALB (through the NAT gateway)"
+  description       = "HTTPS to Secrets Manager, SQS, Cognito and the ALB (through the NAT gateway)"
   security_group_id = aws_security_group.post_confirm.id
   cidr_ipv4         = "0.0.0.0/0"
   from_port         = 443
@@ -57,7 +57,7 @@ resource "aws_cloudwatch_log_group" "post_confirm" {
 }
 
 resource "aws_lambda_function" "post_confirm" {
-  #checkov:skip=CKV_AWS_116:Cognito invokes it synchronously; a DLQ is for asynchronous invocations (reconcile replays failures)
+  #checkov:skip=CKV_AWS_116:Cognito and the sweep's schedule invoke it synchronously and the queue is its retry path (queue.tf); a Lambda DLQ is for asynchronous invocations
   #checkov:skip=CKV_AWS_115:a concurrency cap would make Cognito fail sign-ups under load
   #checkov:skip=CKV_AWS_272:the artifact is built and hash-checked by cargo xtask from source; no code-signing profile
   #checkov:skip=CKV_AWS_173:the environment holds the contract and ids only, no secret
@@ -76,7 +76,12 @@ resource "aws_lambda_function" "post_confirm" {
     security_group_ids = [aws_security_group.post_confirm.id]
   }
   environment {
-    variables = merge(local.contract_env, var.lambda_env, { TOLLGATE_ENV = var.env })
+    variables = merge(local.contract_env, var.lambda_env, {
+      TOLLGATE_ENV                         = var.env
+      TOLLGATE__LAMBDA__RETRY_QUEUE        = aws_sqs_queue.retry.url
+      TOLLGATE__LAMBDA__DEAD_LETTER_QUEUE  = aws_sqs_queue.dead_letters.url
+      TOLLGATE__DEPLOY__RETRY_MAX_RECEIVES = tostring(var.retry_max_receives)
+    })
   }
   depends_on = [aws_cloudwatch_log_group.post_confirm, aws_iam_role_policy_attachment.post_confirm_vpc]
 }

@@ -25,7 +25,9 @@ provider "aws" {
     rds                    = var.aws_endpoint_url
     route53                = var.aws_endpoint_url
     s3                     = var.aws_endpoint_url
+    scheduler              = var.aws_endpoint_url
     secretsmanager         = var.aws_endpoint_url
+    sqs                    = var.aws_endpoint_url
     sts                    = var.aws_endpoint_url
     wafv2                  = var.aws_endpoint_url
   }

@@ -100,12 +100,54 @@ variable "lambda_zip" {
 
 variable "lambda_timeout_s" {
   type        = number
-  default     = 5
-  description = "Lambda timeout; Cognito waits 5 s for a trigger."
+  default     = 60
+  description = "The sign-up function's timeout (deploy.lambda_timeout_s). Cognito still waits 5 s for the trigger, which hands off to the queue within lambda.trigger_budget_ms; draining the queue and sweeping take longer."
   validation {
-    condition     = var.lambda_timeout_s >= 1 && var.lambda_timeout_s <= 5
-    error_message = "lambda_timeout_s must be 1 to 5 seconds (Cognito's trigger budget)."
+    condition     = var.lambda_timeout_s >= 10 && var.lambda_timeout_s <= 900
+    error_message = "lambda_timeout_s must be 10 to 900 seconds."
   }
+}
+
+variable "retry_max_receives" {
+  type        = number
+  default     = 5
+  description = "Receives of a queued registration before the retry queue's redrive policy moves it to the dead-letter queue (deploy.retry_max_receives)."
+  validation {
+    condition     = var.retry_max_receives >= 1 && var.retry_max_receives <= 1000
+    error_message = "retry_max_receives must be 1 to 1000."
+  }
+}
+
+variable "sweep_every_minutes" {
+  type        = number
+  default     = 60
+  description = "Minutes between the scheduled sweeps that register confirmed users the database lacks (deploy.sweep_every_minutes)."
+  validation {
+    condition     = var.sweep_every_minutes >= 1 && var.sweep_every_minutes <= 1440
+    error_message = "sweep_every_minutes must be 1 to 1440."
+  }
+}
+
+variable "sweep_window_s" {
+  type        = number
+  default     = 7200
+  description = "How far back each scheduled sweep looks for confirmed users (lambda.sweep_window_s); longer than the interval, so sweeps overlap."
+}
+
+variable "alarm_topic_arn" {
+  type        = string
+  default     = null
+  description = "An SNS topic the alarms notify (deploy.alarm_topic_arn); null: the alarms are only in CloudWatch."
+  validation {
+    condition     = var.alarm_topic_arn == null || can(regex("^arn:aws[a-z-]*:sns:", var.alarm_topic_arn))
+    error_message = "alarm_topic_arn must be an SNS topic ARN."
+  }
+}
+
+variable "refusal_alarm_threshold" {
+  type        = number
+  default     = 100
+  description = "Refusals of the guarded route in 5 minutes that raise the refusal alarm (deploy.refusal_alarm_threshold)."
 }
 
 variable "api_image" {

@@ -57,6 +57,10 @@ pub fn lambda_env(settings: &Settings) -> Env {
             ("ATTEMPT_TIMEOUT_MS", l.attempt_timeout_ms.to_string()),
             ("DEADLINE_MARGIN_MS", l.deadline_margin_ms.to_string()),
             ("MAX_ATTEMPTS", l.max_attempts.to_string()),
+            ("TRIGGER_BUDGET_MS", l.trigger_budget_ms.to_string()),
+            ("RETRY_BACKOFF_S", l.retry_backoff_s.to_string()),
+            ("SWEEP_WINDOW_S", l.sweep_window_s.to_string()),
+            ("SWEEP_BUDGET_MS", l.sweep_budget_ms.to_string()),
         ]
         .map(|(k, v)| (format!("TOLLGATE__LAMBDA__{k}"), v)),
     );
@@ -111,48 +115,91 @@ pub const LOCAL_DOMAIN: &str = "api.tollgate.local";
 /// Terraform's input variables for an environment, deploying `lambda_zip` and the api image
 /// `api_image` (a reference by digest).
 pub fn tfvars(settings: &Settings, lambda_zip: &Path, api_image: &str) -> Value {
+    let mut vars = serde_json::Map::new();
+    for part in [
+        stack_vars(settings),
+        function_vars(settings, lambda_zip),
+        service_vars(settings, api_image),
+        edge_vars(settings),
+    ] {
+        if let Value::Object(part) = part {
+            vars.extend(part);
+        }
+    }
+    Value::Object(vars)
+}
+
+/// The environment, its network, names and database.
+fn stack_vars(settings: &Settings) -> Value {
     let d = &settings.deploy;
     json!({
         "env": settings.env,
         "region": settings.aws.region.clone().unwrap_or_else(|| "ap-northeast-1".into()),
         "aws_endpoint_url": settings.aws.endpoint_url,
         "vpc_cidr": d.vpc_cidr.to_string(),
+        "nat_gateways": d.nat_gateways,
         "certificate_arn": d.certificate_arn,
         "domain_name": d.domain.clone().unwrap_or_else(|| LOCAL_DOMAIN.to_owned()),
         "hosted_zone_id": d.hosted_zone_id,
-        "alb_idle_timeout_s": d.alb_idle_timeout_s,
         "db_app_secret_name": db_app_secret_name(&settings.env),
         "db_app_username": DB_APP_LOGIN,
         "db_instance_class": d.db_instance_class,
+        "db_multi_az": d.db_multi_az,
         "deletion_protection": d.deletion_protection,
+        "log_retention_days": d.log_retention_days,
+        "alarm_topic_arn": d.alarm_topic_arn,
+        "ses_source_arn": d.ses_source_arn,
+        "ses_from_address": d.ses_from_address,
+    })
+}
+
+/// The two functions, their queue and their schedules.
+fn function_vars(settings: &Settings, lambda_zip: &Path) -> Value {
+    let d = &settings.deploy;
+    json!({
         "lambda_architecture": d.lambda_architecture,
+        "lambda_timeout_s": d.lambda_timeout_s,
         "lambda_zip": lambda_zip.display().to_string(),
+        "lambda_env": lambda_env(settings),
+        "retry_max_receives": d.retry_max_receives,
+        "sweep_every_minutes": d.sweep_every_minutes,
+        "sweep_window_s": settings.lambda.sweep_window_s,
         "rotation_zip": crate::support::artifacts::rotation_zip(lambda_zip).display().to_string(),
-        "secret_rotation_days": d.secret_rotation_days,
         "rotation_env": rotation_env(settings),
         // One step may wait `step_budget`; the function gets that plus room to report.
         "rotation_timeout_s": shared_auth::rotation::step_budget(settings.api.secret_refresh_s).as_secs() + 30,
+        "secret_rotation_days": d.secret_rotation_days,
+    })
+}
+
+/// The api's service.
+fn service_vars(settings: &Settings, api_image: &str) -> Value {
+    let d = &settings.deploy;
+    json!({
         "api_image": api_image,
         "api_architecture": d.api_architecture,
         "api_port": settings.api.listen.port(),
         "api_min_count": d.api_min_count,
         "api_max_count": d.api_max_count,
-        "db_multi_az": d.db_multi_az,
-        "nat_gateways": d.nat_gateways,
-        "log_retention_days": d.log_retention_days,
-        "waf_managed_rules": d.waf_managed_rules,
-        "ses_source_arn": d.ses_source_arn,
-        "ses_from_address": d.ses_from_address,
-        "credential_headers": settings.guard.credential_headers(),
-        "guard_secret_name": settings.guard.secret_id,
-        "guard_path": settings.guard.path,
-        "guard_mode": settings.guard.mode.to_string(),
-        "guard_timestamp_header": settings.guard.timestamp_header.to_ascii_lowercase(),
-        "guard_signature_header": settings.guard.signature_header.to_ascii_lowercase(),
-        "extra_allowed_cidrs": settings.guard.allowed_cidrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "contract_env": contract_env(settings),
-        "lambda_env": lambda_env(settings),
         "api_env": api_env(settings),
+        "contract_env": contract_env(settings),
+    })
+}
+
+/// The ALB, the WAF and what they check.
+fn edge_vars(settings: &Settings) -> Value {
+    let (d, guard) = (&settings.deploy, &settings.guard);
+    json!({
+        "alb_idle_timeout_s": d.alb_idle_timeout_s,
+        "waf_managed_rules": d.waf_managed_rules,
+        "refusal_alarm_threshold": d.refusal_alarm_threshold,
+        "credential_headers": guard.credential_headers(),
+        "guard_secret_name": guard.secret_id,
+        "guard_path": guard.path,
+        "guard_mode": guard.mode.to_string(),
+        "guard_timestamp_header": guard.timestamp_header.to_ascii_lowercase(),
+        "guard_signature_header": guard.signature_header.to_ascii_lowercase(),
+        "extra_allowed_cidrs": guard.allowed_cidrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
     })
 }
 
@@ -170,7 +217,19 @@ pub fn deployed_envs(settings: &Settings, nat_eip: &str) -> (Env, Env) {
         env.insert("TOLLGATE_ENV".into(), settings.env.clone());
         env
     };
-    (with_env(lambda_env(settings)), with_env(api_env(settings)))
+    // infra/post_confirm.tf adds the queues it creates.
+    let mut lambda = lambda_env(settings);
+    let queue =
+        |name: &str| format!("https://sqs.ap-northeast-1.amazonaws.com/123456789012/{name}");
+    lambda.insert(
+        "TOLLGATE__LAMBDA__RETRY_QUEUE".into(),
+        queue("registrations"),
+    );
+    lambda.insert(
+        "TOLLGATE__LAMBDA__DEAD_LETTER_QUEUE".into(),
+        queue("registrations-dead"),
+    );
+    (with_env(lambda), with_env(api_env(settings)))
 }
 
 #[cfg(test)]
@@ -180,18 +239,24 @@ mod tests {
     use super::*;
 
     fn settings(env: &str) -> Settings {
-        let vars = HashMap::from([
+        let mut vars = HashMap::from([
             ("TOLLGATE_ENV".to_owned(), env.to_owned()),
             (ALLOWED_CIDRS_VAR.to_owned(), "198.51.100.0/28".to_owned()),
         ]);
+        if env != "local" {
+            vars.insert(
+                "TOLLGATE__DEPLOY__DOMAIN".into(),
+                format!("api.{env}.example.com"),
+            );
+        }
         shared_auth::load_for(shared_auth::Component::Deploy, &vars)
             .expect("deploy/<env>.toml loads")
     }
 
-    fn reload(env: &Env) -> Settings {
+    /// The rendered environment loaded as the running `component` loads it.
+    fn reload(env: &Env, component: shared_auth::Component) -> Settings {
         let vars: HashMap<String, String> = env.clone().into_iter().collect();
-        shared_auth::load_for(shared_auth::Component::Deploy, &vars)
-            .expect("rendered environment loads")
+        shared_auth::load_for(component, &vars).expect("rendered environment loads")
     }
 
     #[test]
@@ -199,7 +264,8 @@ mod tests {
         for env in ["local", "staging", "production"] {
             let settings = settings(env);
             let (lambda, api) = deployed_envs(&settings, "203.0.113.7");
-            let (from_lambda, from_api) = (reload(&lambda), reload(&api));
+            let from_lambda = reload(&lambda, shared_auth::Component::Lambda);
+            let from_api = reload(&api, shared_auth::Component::Api);
             assert_eq!(from_lambda.guard, from_api.guard, "{env}");
             let mut expected = settings.guard.clone();
             expected
@@ -209,8 +275,13 @@ mod tests {
                 from_lambda.guard, expected,
                 "{env}: the contract plus the NAT EIP"
             );
+            let mut expected_lambda = settings.lambda.clone();
+            expected_lambda.api_base_url = settings.public_base_url();
+            expected_lambda.retry_queue = from_lambda.lambda.retry_queue.clone();
+            expected_lambda.dead_letter_queue = from_lambda.lambda.dead_letter_queue.clone();
+            assert!(from_lambda.lambda.retry_queue.is_some(), "{env}: the queue");
             assert_eq!(
-                from_lambda.lambda, settings.lambda,
+                from_lambda.lambda, expected_lambda,
                 "{env}: the Lambda's own section"
             );
             assert_eq!(
