@@ -27,6 +27,7 @@ pub enum Task {
     SqlxPrepare(SqlxPrepare),
     Timing(Timing),
     Reconcile(Reconcile),
+    Redrive(Redrive),
     Fuzz(Fuzz),
     Registry(ServeRegistry),
     Moto(Moto),
@@ -165,6 +166,20 @@ pub struct Reconcile {
     /// Local only: the api to register with; default `lambda.api_base_url`.
     #[arg(long)]
     pub api_url: Option<String>,
+}
+
+/// Move the registrations in the dead-letter queue back to the retry queue, where the sign-up
+/// function takes them again (after fixing what sent them there: each holds its reason).
+#[derive(Debug, Args)]
+pub struct Redrive {
+    #[arg(long)]
+    pub env: String,
+    /// The dead-letter queue's URL; default: the deployed stack's `dead_letter_queue_url`.
+    #[arg(long, value_name = "URL")]
+    pub from: Option<String>,
+    /// The retry queue's URL; default: the deployed stack's `retry_queue_url`.
+    #[arg(long, value_name = "URL")]
+    pub to: Option<String>,
 }
 
 /// Run every fuzz target of the contract's parsers for a bounded time each (nightly and

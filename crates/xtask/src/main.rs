@@ -31,6 +31,7 @@ fn main() -> ExitCode {
         flags::Task::SqlxPrepare(task) => task.run(),
         flags::Task::Timing(task) => task.run(),
         flags::Task::Reconcile(task) => task.run(),
+        flags::Task::Redrive(task) => task.run(),
         flags::Task::Fuzz(task) => task.run(),
         flags::Task::Registry(task) => task.run(),
         flags::Task::Moto(task) => task.run(),

@@ -219,6 +219,7 @@ async fn the_shipped_staging_stack_deploys_verifies_catches_a_mismatch_and_destr
         "✓  secret rotation: function, schedule, versions accepted",
         "every 30 days by tollgate-staging-rotate-secret",
         "points at the ALB",
+        "✓  retry queue drained by the sign-up function",
     ] {
         assert!(stdout.contains(line), "missing `{line}`:\n{stdout}");
     }

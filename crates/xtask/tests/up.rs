@@ -20,12 +20,14 @@ fn the_local_flow_passes_end_to_end() {
         .lines()
         .filter(|l| l.starts_with('✓') || l.starts_with('✗'))
         .collect();
-    assert_eq!(table.len(), 10, "{stdout}");
+    assert_eq!(table.len(), 11, "{stdout}");
     assert!(table.iter().all(|l| l.starts_with('✓')), "{stdout}");
     for line in [
         "Lambda registration accepted",
         "Cognito retry replayed",
         "forged: spoofed X-Forwarded-For",
+        "api down at sign-up",
+        "registered from the queue when the api came back",
         "lost registration recovered",
     ] {
         assert!(stdout.contains(line), "missing `{line}`:\n{stdout}");

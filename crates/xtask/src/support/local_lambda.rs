@@ -63,9 +63,4 @@ impl LocalLambda {
             other => bail!("{other:?} (log: {})", self.log.display()),
         }
     }
-
-    /// The function's log so far.
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
 }

@@ -9,6 +9,7 @@ pub mod migrate;
 pub mod moto;
 pub mod package;
 pub mod reconcile;
+pub mod redrive;
 pub mod registry;
 pub mod rotate_secret;
 pub mod sqlx_prepare;

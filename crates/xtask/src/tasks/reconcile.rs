@@ -1,206 +1,126 @@
-//! `cargo xtask reconcile --env E`: nothing confirmed is lost. Lists the user pool's confirmed
-//! users (paginated) and replays Cognito's PostConfirmation event for each through the Lambda,
-//! whose registration is idempotent: a user the api has answers 200, a missing one 201.
+//! `cargo xtask reconcile --env E`: nothing confirmed is lost. A full sweep of the user pool,
+//! by the very code the scheduled sweep runs: the sign-up function is sent a sweep event with
+//! no window, lists the pool's confirmed, enabled users and registers each (idempotent: a
+//! registered user answers 200). The counts it returns are printed.
 //!
-//! The Lambda, not xtask, sends the registrations: it alone leaves through the NAT address the
-//! edge allows and holds the contract's signing code. In AWS the deployed function is invoked;
-//! locally the real binary runs under `testkit`'s Lambda Runtime API, as in `cargo xtask up`.
+//! The function, not xtask, sends the registrations: it alone leaves through the NAT address
+//! the edge allows and holds the contract's signing code. In AWS the deployed function is
+//! invoked; with a local AWS its binary runs here under a local Runtime API.
 
 use std::time::Duration;
 
-use anyhow::{Result, bail};
-use aws_config::SdkConfig;
-use aws_sdk_cognitoidentityprovider::Client as Cognito;
-use aws_sdk_cognitoidentityprovider::types::UserStatusType;
-use serde_json::Value;
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
 use shared_auth::Settings;
 use testkit::aws::AwsContext;
 
 use crate::flags;
 use crate::support::context::{block_on, check_local_aws, settings_for};
 use crate::support::local_lambda::LocalLambda;
-use crate::support::{lambda_log, terraform};
+use crate::support::terraform;
 
-/// Cognito's page size limit for ListUsers.
-const PAGE: i32 = 60;
-/// What a replayed invocation may take (Cognito's own budget).
-const BUDGET: Duration = Duration::from_secs(5);
-
-/// How one replay ended.
-#[derive(Debug, Default)]
-struct Tally {
-    created: usize,
-    present: usize,
-    /// Registered, but the log did not say which (AWS log tail cut short).
-    registered: usize,
-    failed: Vec<String>,
-}
+/// What one sweep invocation may take (the function's own budget ends it sooner).
+const BUDGET: Duration = Duration::from_secs(15 * 60);
 
 impl flags::Reconcile {
     pub fn run(self) -> Result<()> {
         let settings = settings_for(&self.env)?;
         check_local_aws(&settings)?;
-        block_on(self.reconcile(&settings))
-    }
-
-    async fn reconcile(&self, settings: &Settings) -> Result<()> {
-        let sdk = testkit::sdk_config(&settings.aws).await;
         let pool_id = match &self.user_pool_id {
             Some(id) => id.clone(),
             None => terraform::output_str(&terraform::outputs(&self.env)?, "user_pool_id")?,
         };
-        let events = confirmed_users(&sdk, &pool_id).await?;
-        eprintln!("· {} confirmed user(s) in {pool_id}", events.len());
-        let mut replay = if settings.aws.endpoint_url.is_some() {
+        // No window: every confirmed user, however old.
+        let event = json!({"tollgate": "sweep", "user_pool_id": pool_id, "window_s": null});
+        eprintln!("· sweeping every confirmed user of {pool_id}");
+        let counts = if settings.aws.endpoint_url.is_some() {
             let api_url = self
                 .api_url
                 .clone()
                 .unwrap_or_else(|| settings.lambda.api_base_url.clone());
-            Replay::Local(LocalSignUp::start(settings, &api_url)?)
+            sweep_here(&settings, &api_url, &event)?
         } else {
-            let outputs = terraform::outputs(&self.env)?;
-            Replay::Deployed {
-                client: aws_sdk_lambda::Client::new(&sdk),
-                function: terraform::output_str(&outputs, "lambda_function_name")?,
-            }
+            block_on(sweep_in_aws(&settings, &self.env, &event))?
         };
-        let mut tally = Tally::default();
-        for (n, (sub, event)) in events.iter().enumerate() {
-            let outcome = replay.invoke(sub, event).await;
-            let mark = match &outcome {
-                Ok(Some(201)) => "registered (was missing)",
-                Ok(Some(_)) => "already registered",
-                Ok(None) => "registered",
-                Err(_) => "FAILED",
-            };
-            eprintln!("  [{}/{}] {sub}: {mark}", n + 1, events.len());
-            match outcome {
-                Ok(Some(201)) => tally.created += 1,
-                Ok(Some(_)) => tally.present += 1,
-                Ok(None) => tally.registered += 1,
-                Err(e) => tally.failed.push(format!("{sub}: {e:#}")),
-            }
+        report(&counts)
+    }
+}
+
+/// The sweep through the function's binary here.
+fn sweep_here(settings: &Settings, api_url: &str, event: &Value) -> Result<Value> {
+    let mut env = settings.guard.to_env_vars();
+    env.push(("TOLLGATE_ENV".into(), settings.env.clone()));
+    if let Some(endpoint) = &settings.aws.endpoint_url {
+        env.push(("TOLLGATE__AWS__ENDPOINT_URL".into(), endpoint.clone()));
+    }
+    env.push(("TOLLGATE__LAMBDA__API_BASE_URL".into(), api_url.to_owned()));
+    for (key, queue) in [
+        (
+            "TOLLGATE__LAMBDA__RETRY_QUEUE",
+            &settings.lambda.retry_queue,
+        ),
+        (
+            "TOLLGATE__LAMBDA__DEAD_LETTER_QUEUE",
+            &settings.lambda.dead_letter_queue,
+        ),
+    ] {
+        if let Some(url) = queue {
+            env.push((key.into(), url.clone()));
         }
+    }
+    let function = LocalLambda::start("post-confirm", &env)?;
+    let answer = function.invoke(&event.to_string(), BUDGET)?;
+    serde_json::from_str(&answer).context("the sweep's answer is not JSON")
+}
+
+/// The sweep through the deployed function.
+async fn sweep_in_aws(settings: &Settings, env: &str, event: &Value) -> Result<Value> {
+    let function = terraform::output_str(&terraform::outputs(env)?, "lambda_function_name")?;
+    let sdk = testkit::sdk_config(&settings.aws).await;
+    let out = aws_sdk_lambda::Client::new(&sdk)
+        .invoke()
+        .function_name(&function)
+        .payload(aws_sdk_lambda::primitives::Blob::new(event.to_string()))
+        .send()
+        .await
+        .aws(&format!("cannot invoke {function}"))?;
+    let body = out
+        .payload()
+        .map(|p| String::from_utf8_lossy(p.as_ref()).into_owned())
+        .unwrap_or_default();
+    if let Some(error) = out.function_error() {
+        bail!("{function} failed the sweep ({error}): {body}");
+    }
+    serde_json::from_str(&body).context("the sweep's answer is not JSON")
+}
+
+/// Prints the counts; an error when some user could be neither registered nor queued.
+fn report(counts: &Value) -> Result<()> {
+    let n = |key: &str| counts[key].as_u64().unwrap_or(0);
+    println!(
+        "\nreconciled: {} user(s) listed, {} confirmed and enabled; {} were missing and are registered now, \
+         {} were already registered, {} disabled (skipped), {} queued for retry, {} failed",
+        n("listed"),
+        n("candidates"),
+        n("registered"),
+        n("already"),
+        n("disabled"),
+        n("queued"),
+        n("failed"),
+    );
+    if counts["continued"].as_bool() == Some(true) {
         println!(
-            "\nreconciled {} user(s): {} were missing and are registered now, {} were already registered, {} registered (status not logged), {} failed",
-            events.len(),
-            tally.created,
-            tally.present,
-            tally.registered,
-            tally.failed.len()
+            "the pool has more pages: the sweep continues from the retry queue (see the function's log)"
         );
-        if !tally.failed.is_empty() {
-            bail!(
-                "{} user(s) could not be registered (rerun: reconcile is idempotent):\n  {}",
-                tally.failed.len(),
-                tally.failed.join("\n  ")
-            );
-        }
-        Ok(())
     }
-}
-
-/// Every confirmed user, as (sub, the PostConfirmation event Cognito sent for it).
-async fn confirmed_users(sdk: &SdkConfig, pool_id: &str) -> Result<Vec<(String, Value)>> {
-    let cognito = Cognito::new(sdk);
-    let region = sdk
-        .region()
-        .map(ToString::to_string)
-        .unwrap_or_else(|| "ap-northeast-1".into());
-    let mut events = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let page = cognito
-            .list_users()
-            .user_pool_id(pool_id)
-            .limit(PAGE)
-            .set_pagination_token(token.take())
-            .send()
-            .await
-            .aws(&format!("cannot list the users of {pool_id}"))?;
-        for user in page.users() {
-            if user.user_status() != Some(&UserStatusType::Confirmed) {
-                continue;
-            }
-            let username = user.username().unwrap_or_default();
-            let event = testkit::cognito::post_confirmation_event(
-                &region,
-                pool_id,
-                "tollgate-reconcile",
-                username,
-                user.attributes(),
-            );
-            if let Some(sub) = event["request"]["userAttributes"]["sub"].as_str() {
-                events.push((sub.to_owned(), event));
-            }
-        }
-        match page.pagination_token() {
-            Some(next) if !next.is_empty() => token = Some(next.to_owned()),
-            _ => return Ok(events),
-        }
+    if let Some(error) = counts["error"].as_str() {
+        bail!("the sweep stopped early: {error}");
     }
-}
-
-/// Where the replayed events go.
-enum Replay {
-    Local(LocalSignUp),
-    Deployed {
-        client: aws_sdk_lambda::Client,
-        function: String,
-    },
-}
-
-impl Replay {
-    /// Replays one event; the api's status for it when the Lambda's log says.
-    async fn invoke(&mut self, sub: &str, event: &Value) -> Result<Option<u16>> {
-        match self {
-            Replay::Local(lambda) => lambda.invoke(sub, event),
-            Replay::Deployed { client, function } => {
-                let out = client
-                    .invoke()
-                    .function_name(function.as_str())
-                    .log_type(aws_sdk_lambda::types::LogType::Tail)
-                    .payload(aws_sdk_lambda::primitives::Blob::new(event.to_string()))
-                    .send()
-                    .await
-                    .aws(&format!("cannot invoke {function}"))?;
-                if let Some(error) = out.function_error() {
-                    let body = out
-                        .payload()
-                        .map(|p| String::from_utf8_lossy(p.as_ref()).into_owned())
-                        .unwrap_or_default();
-                    bail!("{error}: {body}");
-                }
-                let log = out
-                    .log_result()
-                    .and_then(|tail| {
-                        use base64::Engine as _;
-                        base64::engine::general_purpose::STANDARD.decode(tail).ok()
-                    })
-                    .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
-                    .unwrap_or_default();
-                Ok(lambda_log::registered_status(&log, sub))
-            }
-        }
+    if n("failed") > 0 {
+        bail!(
+            "{} user(s) could be neither registered nor queued (rerun: reconcile is idempotent)",
+            n("failed")
+        );
     }
-}
-
-/// The post-confirm binary under a local Lambda Runtime API.
-struct LocalSignUp(LocalLambda);
-
-impl LocalSignUp {
-    fn start(settings: &Settings, api_url: &str) -> Result<Self> {
-        let mut env = settings.guard.to_env_vars();
-        env.push(("TOLLGATE_ENV".into(), settings.env.clone()));
-        if let Some(endpoint) = &settings.aws.endpoint_url {
-            env.push(("TOLLGATE__AWS__ENDPOINT_URL".into(), endpoint.clone()));
-        }
-        env.push(("TOLLGATE__LAMBDA__API_BASE_URL".into(), api_url.to_owned()));
-        LocalLambda::start("post-confirm", &env).map(Self)
-    }
-
-    fn invoke(&self, sub: &str, event: &Value) -> Result<Option<u16>> {
-        self.0.invoke(&event.to_string(), BUDGET)?;
-        Ok(lambda_log::registered_status(&self.0.log_text(), sub))
-    }
+    Ok(())
 }

@@ -23,6 +23,7 @@ use shared_auth::{Component, GuardContract};
 use testkit::cmd;
 use testkit::cognito::{PoolUser, UserPool};
 use testkit::process::Process;
+use testkit::queues::Queues;
 use testkit::runtime_api::{Outcome, RuntimeApi};
 use testkit::services::{Moto, Postgres, free_port};
 
@@ -72,6 +73,8 @@ struct Stack {
     contract: GuardContract,
     secret: SecretString,
     pool: UserPool,
+    /// The retry queue and its dead-letter queue, in moto.
+    queues: Queues,
     /// The contract and AWS variables both deployables get.
     shared_env: Vec<(String, String)>,
     api_env: Vec<(String, String)>,
@@ -180,6 +183,13 @@ async fn provision(
         .await
         .context("cannot create the Cognito user pool in moto")?;
     eprintln!("· user pool {} with app client {}", pool.id, pool.client_id);
+    let queues = Queues::create(&sdk, "local", settings.deploy.retry_max_receives)
+        .await
+        .context("cannot create the retry queue in moto")?;
+    eprintln!(
+        "· retry queue {} (dead letters: {})",
+        queues.retry, queues.dead
+    );
 
     let port = if std::net::TcpListener::bind(("127.0.0.1", 8080)).is_ok() {
         8080
@@ -208,6 +218,7 @@ async fn provision(
         contract: settings.guard,
         secret,
         pool,
+        queues,
         shared_env,
         api_env,
         api_url: format!("http://127.0.0.1:{port}"),
@@ -268,6 +279,7 @@ impl Stack {
             "TOLLGATE__LAMBDA__API_BASE_URL".into(),
             self.api_url.clone(),
         ));
+        env.extend(self.queues.lambda_env());
         env
     }
 
@@ -289,8 +301,9 @@ impl Stack {
         Ok(lambda)
     }
 
-    /// Signs up users, lets the Lambda register them, attacks the guarded route, and loses a
-    /// registration on purpose to see `/users/me` recover it.
+    /// Signs up users, lets the Lambda register them, attacks the guarded route, signs one up
+    /// with the api down (to see the queue register it), and sees `/users/me` create the row
+    /// of a user no registration reached.
     async fn run_flow(
         &mut self,
         runtime: &RuntimeApi,
@@ -324,28 +337,60 @@ impl Stack {
         for (name, attack) in Attack::ALL {
             report.record(name, forger.attempt(attack, &db).await);
         }
-        let recovered = self.lose_and_recover(runtime, &db).await;
+        let queued = self.sign_up_while_down(runtime, &db).await;
+        report.record("api down at sign-up", queued);
+        let recovered = self.recover_by_users_me(&db).await;
         report.record("lost registration recovered by /users/me", recovered);
         Ok((report, ada))
     }
 
-    /// The Lambda fails while the api is down; the user's first `/users/me` creates the row.
-    async fn lose_and_recover(
+    /// A sign-up while the api is down: Cognito sees success, the registration waits in the
+    /// retry queue, and Lambda's poller (played here) registers it once the api is back.
+    async fn sign_up_while_down(
         &mut self,
         runtime: &RuntimeApi,
         db: &sqlx::PgPool,
     ) -> Result<String> {
         let bob = self.pool.sign_up("bob", "bob@example.com").await?;
         self.api = None;
-        let lost = invoke(runtime, &bob.event).await;
+        let answered = invoke(runtime, &bob.event).await;
         self.start_api().await.context("the api did not restart")?;
-        match lost {
-            Outcome::Error(report) if report.contains(shared_auth::REGISTRATION_FAILED) => {}
-            other => bail!("expected the Lambda to fail while the api was down, got {other:?}"),
+        match answered {
+            Outcome::Response(body)
+                if serde_json::from_str::<Value>(&body).ok() == Some(bob.event.clone()) => {}
+            other => bail!("Cognito would have seen {other:?}"),
         }
-        let detail = self.users_me(&bob).await?;
+        if rows_for(db, &bob.sub).await? != 0 {
+            bail!("registered while the api was down?");
+        }
+        let (handed, failed) = self
+            .queues
+            .poll_once(30, |event| async move {
+                match tokio::task::block_in_place(|| {
+                    runtime.invoke(&event.to_string(), LAMBDA_BUDGET * 6)
+                }) {
+                    Outcome::Response(body) => Ok(serde_json::from_str(&body)?),
+                    other => bail!("the queue's batch failed: {other:?}"),
+                }
+            })
+            .await?;
+        if (handed, failed) != (1, 0) {
+            bail!("the queue held {handed} registration(s), {failed} failed again");
+        }
         one_row(db, &bob.sub).await?;
-        Ok(format!("Lambda failed while the api was down; {detail}"))
+        Ok("Cognito saw success; registered from the queue when the api came back".into())
+    }
+
+    /// A confirmed user whose registration never happened (no trigger ran): the first
+    /// `/users/me` with their ID token creates the row.
+    async fn recover_by_users_me(&self, db: &sqlx::PgPool) -> Result<String> {
+        let carol = self.pool.sign_up("carol", "carol@example.com").await?;
+        if rows_for(db, &carol.sub).await? != 0 {
+            bail!("carol is registered already");
+        }
+        let detail = self.users_me(&carol).await?;
+        one_row(db, &carol.sub).await?;
+        Ok(format!("no registration reached the api; {detail}"))
     }
 
     async fn users_me(&self, user: &PoolUser) -> Result<String> {

@@ -1,8 +1,10 @@
 //! `cargo xtask verify --env E`: reads the deployed system back through the AWS APIs and proves
 //! the two controls are wired as designed. Exits non-zero on any mismatch. One room per thing
 //! checked: the deployables and their public face ([`service`]), the edge and its WAF
-//! ([`edge`]), the network ([`network`]), the secret's rotation ([`rotation`]).
+//! ([`edge`]), the network ([`network`]), the secret's rotation ([`rotation`]), durable
+//! delivery ([`delivery`]).
 
+mod delivery;
 mod edge;
 mod network;
 mod rotation;
@@ -89,6 +91,10 @@ async fn checks(settings: &Settings, outputs: &Outputs) -> Result<Report> {
     report.record(
         &format!("{} points at the ALB", settings.public_base_url()),
         service::api_name(settings, outputs).await,
+    );
+    report.record(
+        "retry queue drained by the sign-up function",
+        delivery::queue_drained_by_the_function(&sdk, outputs).await,
     );
     service::live_checks(&mut report, settings, &sdk, outputs).await;
     Ok(report)
