@@ -1,6 +1,7 @@
-# The guard secret's rotation function (post-confirm's second binary, rotate-secret), in the
-# post-confirm Lambda's subnets: it proves a new version through the NAT gateway, the WAF and
-# the ALB exactly as the sender will use it. Secrets Manager runs its four steps on a schedule.
+# The guard secret's rotation function (rotate-secret), in the post-confirm Lambda's subnets:
+# it proves a new version through the NAT gateway, the WAF and the ALB exactly as the sender
+# will use it, and asks every running api task directly (its private address, from ECS)
+# whether it holds the version. Secrets Manager runs its four steps on a schedule.
 
 resource "aws_iam_role" "rotation" {
   name               = "${local.name}-rotate-secret"
@@ -25,18 +26,95 @@ data "aws_iam_policy_document" "rotation_secret" {
   }
 }
 
+# Where the api's tasks are: the service's task list and each task's private address.
+data "aws_iam_policy_document" "rotation_tasks" {
+  statement {
+    sid       = "ListTheServicesTasks"
+    actions   = ["ecs:ListTasks"]
+    resources = ["*"]
+    condition {
+      test     = "ArnEquals"
+      variable = "ecs:cluster"
+      values   = [aws_ecs_cluster.this.arn]
+    }
+  }
+  statement {
+    sid       = "DescribeTheClustersTasks"
+    actions   = ["ecs:DescribeTasks"]
+    resources = ["${replace(aws_ecs_cluster.this.arn, ":cluster/", ":task/")}/*"]
+  }
+}
+
+resource "aws_iam_role_policy" "rotation_tasks" {
+  name   = "find-api-tasks"
+  role   = aws_iam_role.rotation.id
+  policy = data.aws_iam_policy_document.rotation_tasks.json
+}
+
+# Its own group: HTTPS out (Secrets Manager, the ALB through the NAT gateway) and the api
+# port on the api tasks. The sign-up function keeps only the first.
+resource "aws_security_group" "rotation" {
+  name        = "${local.name}-rotate-secret"
+  description = "rotate-secret Lambda: HTTPS out, and the api tasks' port"
+  vpc_id      = aws_vpc.this.id
+  tags        = { Name = "${local.name}-rotate-secret" }
+}
+
+resource "aws_security_group_rule" "rotation_https" {
+  type              = "egress"
+  description       = "HTTPS to Secrets Manager, ECS and the ALB (through the NAT gateway)"
+  security_group_id = aws_security_group.rotation.id
+  cidr_blocks       = ["0.0.0.0/0"]
+  from_port         = 443
+  to_port           = 443
+  protocol          = "tcp"
+}
+
+resource "aws_security_group_rule" "rotation_to_api" {
+  type                     = "egress"
+  description              = "GET /readyz on each api task"
+  security_group_id        = aws_security_group.rotation.id
+  source_security_group_id = aws_security_group.api.id
+  from_port                = var.api_port
+  to_port                  = var.api_port
+  protocol                 = "tcp"
+}
+
+resource "aws_security_group_rule" "api_from_rotation" {
+  type                     = "ingress"
+  description              = "The rotation function asks each task which secret versions it holds"
+  security_group_id        = aws_security_group.api.id
+  source_security_group_id = aws_security_group.rotation.id
+  from_port                = var.api_port
+  to_port                  = var.api_port
+  protocol                 = "tcp"
+}
+
 resource "aws_iam_role_policy" "rotation_secret" {
   name   = "rotate-guard-secret"
   role   = aws_iam_role.rotation.id
   policy = data.aws_iam_policy_document.rotation_secret.json
 }
 
-# static mode: the function keeps the WAF's rule group in step with the secret's versions.
+# static mode: the function keeps the WAF's rule group in step with the secret's versions. It
+# writes the group whole (UpdateRuleGroup, with the lock token ListRuleGroups gives) and never
+# reads its rules, which hold the secret: GetRuleGroup on the group is denied outright.
 data "aws_iam_policy_document" "rotation_waf" {
   count = var.guard_mode == "static" ? 1 : 0
   statement {
-    sid       = "KeepTheGuardRuleGroup"
-    actions   = ["wafv2:GetRuleGroup", "wafv2:UpdateRuleGroup"]
+    sid       = "FindTheGuardRuleGroup"
+    actions   = ["wafv2:ListRuleGroups"]
+    resources = ["*"]
+  }
+  statement {
+    sid       = "WriteTheGuardRuleGroup"
+    actions   = ["wafv2:UpdateRuleGroup"]
+    resources = [data.aws_wafv2_rule_group.guard_secret[0].arn]
+  }
+  statement {
+    sid       = "NeverReadTheSecretBack"
+    effect    = "Deny"
+    actions   = ["wafv2:GetRuleGroup"]
     resources = [data.aws_wafv2_rule_group.guard_secret[0].arn]
   }
 }
@@ -72,17 +150,22 @@ resource "aws_lambda_function" "rotation" {
   timeout          = var.rotation_timeout_s
   vpc_config {
     subnet_ids         = aws_subnet.private[*].id
-    security_group_ids = [aws_security_group.post_confirm.id]
+    security_group_ids = [aws_security_group.rotation.id]
   }
   environment {
     variables = merge(
       local.contract_env,
       var.rotation_env,
-      { TOLLGATE_ENV = var.env },
+      {
+        TOLLGATE_ENV                  = var.env
+        TOLLGATE_ROTATION_ECS_CLUSTER = aws_ecs_cluster.this.name
+        TOLLGATE_ROTATION_ECS_SERVICE = aws_ecs_service.api.name
+        TOLLGATE_ROTATION_API_PORT    = tostring(var.api_port)
+      },
       var.guard_mode == "static" ? { TOLLGATE_GUARD_RULE_GROUP_ARN = data.aws_wafv2_rule_group.guard_secret[0].arn } : {},
     )
   }
-  depends_on = [aws_cloudwatch_log_group.rotation, aws_iam_role_policy_attachment.rotation_vpc]
+  depends_on = [aws_cloudwatch_log_group.rotation, aws_iam_role_policy_attachment.rotation_vpc, aws_iam_role_policy.rotation_tasks]
 }
 
 resource "aws_lambda_permission" "secrets_manager" {

@@ -58,6 +58,13 @@ data "aws_iam_policy_document" "api_task" {
       aws_db_instance.this.master_user_secret[0].secret_arn,
     ]
   }
+  # Before GET /users/me creates a missing row from a token: does the pool still have the
+  # user, enabled?
+  statement {
+    sid       = "LookUpAUserToProvision"
+    actions   = ["cognito-idp:AdminGetUser"]
+    resources = [aws_cognito_user_pool.this.arn]
+  }
 }
 
 resource "aws_iam_role" "api_task" {
@@ -130,7 +137,7 @@ resource "aws_ecs_task_definition" "api" {
   requires_compatibilities = ["FARGATE"]
   network_mode             = "awsvpc"
   cpu                      = 256
-  memory                   = 512
+  memory                   = var.api_task_memory_mib
   execution_role_arn       = aws_iam_role.api_execution.arn
   task_role_arn            = aws_iam_role.api_task.arn
   runtime_platform {

@@ -150,6 +150,12 @@ variable "refusal_alarm_threshold" {
   description = "Refusals of the guarded route in 5 minutes that raise the refusal alarm (deploy.refusal_alarm_threshold)."
 }
 
+variable "api_task_memory_mib" {
+  type        = number
+  default     = 512
+  description = "The api task's memory in MiB, rendered from shared-auth's capacity table: api.max_connections × api.max_header_bytes is checked against it."
+}
+
 variable "api_image" {
   type        = string
   description = "The api's container image by digest (registry/repository@sha256:…), pushed by cargo xtask deploy. A tag is refused: every deploy of new code must roll the service, and an unchanged image must change nothing."

@@ -1,9 +1,11 @@
 //! The registration guard: a layer bound to the `POST /user` handler, so no spelling of the
 //! path (`/user/`, `//user`, `/USER`, `/%75ser`) can reach the handler without it.
 //!
-//! Order matters: the source address is checked before the body is read (an outsider cannot
-//! make the service buffer anything), then the body is read under a limit, then the secret is
-//! verified over the exact bytes received. Every refusal gets the same `403` body; the reason
+//! Order matters: the source address and the credential's presence and shape are checked
+//! from the headers alone, before the body is read (an outsider cannot make the service
+//! buffer anything, and without a credential every source is refused at the same point, so
+//! the body limit and timeout reveal nothing about the source check); then the body is read
+//! under a limit, then the secret is verified over the exact bytes received. Every refusal gets the same `403` body; the reason
 //! is counted and, boundedly, logged ([`crate::refusals`]). A request that passes and carries
 //! [`shared_auth::DRY_RUN_HEADER`] is answered `204` here and never reaches the handler.
 
@@ -34,6 +36,17 @@ pub async fn registration_guard(
         Ok(client) => client,
         Err((reason, client)) => return deny(&state, reason, client),
     };
+    let lines = |name: &str| {
+        request
+            .headers()
+            .get_all(name)
+            .iter()
+            .map(|v| v.as_bytes())
+            .collect()
+    };
+    if let Err(reason) = state.settings.guard.precheck(lines, state.clock.now()) {
+        return deny(&state, reason, Some(client));
+    }
     let (parts, body) = request.into_parts();
     let bytes = match read_body(&state, &parts, body).await {
         Ok(bytes) => bytes,

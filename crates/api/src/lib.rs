@@ -5,12 +5,14 @@
 //! both by the rules in `shared-auth`). `GET /users/me` serves app users holding a Cognito ID
 //! token ([`jwt`]) and creates their row if the sign-up registration was lost.
 
+pub mod budget;
 pub mod connection;
 pub mod database;
 pub mod domain;
 pub mod error;
 pub mod extract;
 pub mod guard;
+pub mod identity;
 pub mod jwt;
 pub mod refusals;
 pub mod routes;

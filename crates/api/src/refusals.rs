@@ -12,28 +12,21 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::IpAddr;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use shared_auth::DenyReason;
+
+use crate::budget::Budget;
 
 /// The metric's name (namespace [`shared_auth::emf::NAMESPACE`], dimension `Reason`).
 pub const METRIC: &str = "RegistrationRefused";
 
-#[derive(Debug, Default)]
-struct Tally {
-    window_start: Option<Instant>,
-    logged: u32,
-    /// Refusals not logged since the last summary.
-    not_logged: u64,
-    /// Refusals not yet reported as a metric.
-    unreported: u64,
-}
-
 /// Counts and (boundedly) logs refusals by reason.
 #[derive(Debug)]
 pub struct Refusals {
-    window: Duration,
-    tallies: Mutex<BTreeMap<&'static str, Tally>>,
+    log: Budget<&'static str>,
+    /// Refusals not yet reported as a metric, by reason.
+    unreported: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Default for Refusals {
@@ -50,40 +43,25 @@ impl Refusals {
 
     pub fn new(window: Duration) -> Self {
         Self {
-            window,
-            tallies: Mutex::new(BTreeMap::new()),
+            log: Budget::new(window),
+            unreported: Mutex::new(BTreeMap::new()),
         }
     }
 
     /// Counts one refusal; logs it unless this reason's window already logged its share.
     pub fn record(&self, reason: DenyReason, client: Option<IpAddr>) {
         let code = reason.code();
-        let now = Instant::now();
-        let (log, summary) = {
-            let mut tallies = self.tallies.lock().unwrap_or_else(|e| e.into_inner());
-            let tally = tallies.entry(code).or_default();
-            tally.unreported += 1;
-            let mut summary = None;
-            if tally
-                .window_start
-                .is_none_or(|start| now.duration_since(start) >= self.window)
-            {
-                summary = Some(std::mem::take(&mut tally.not_logged)).filter(|n| *n > 0);
-                tally.window_start = Some(now);
-                tally.logged = 0;
-            }
-            let log = tally.logged < Self::LOG_PER_WINDOW;
-            if log {
-                tally.logged += 1;
-            } else {
-                tally.not_logged += 1;
-            }
-            (log, summary)
-        };
-        if let Some(n) = summary {
+        *self
+            .unreported
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(code)
+            .or_default() += 1;
+        let admit = self.log.admit(code, Self::LOG_PER_WINDOW);
+        if let Some(n) = admit.not_logged_before {
             not_logged_summary(code, n);
         }
-        if log {
+        if admit.log {
             tracing::warn!(
                 deny_reason = code,
                 client = client
@@ -98,29 +76,16 @@ impl Refusals {
     /// The counts since the last flush as EMF lines (one per reason with refusals), and a
     /// summary log line for refusals not logged. Resets the counts.
     pub fn flush(&self) -> Vec<String> {
-        let taken: Vec<(&'static str, u64, u64)> = {
-            let mut tallies = self.tallies.lock().unwrap_or_else(|e| e.into_inner());
-            tallies
-                .iter_mut()
-                .map(|(code, t)| {
-                    (
-                        *code,
-                        std::mem::take(&mut t.unreported),
-                        std::mem::take(&mut t.not_logged),
-                    )
-                })
-                .collect()
-        };
-        let mut lines = Vec::new();
-        for (code, count, not_logged) in taken {
-            if not_logged > 0 {
-                not_logged_summary(code, not_logged);
-            }
-            if count > 0 {
-                lines.push(emf_line(code, count));
-            }
+        for (code, not_logged) in self.log.take_not_logged() {
+            not_logged_summary(code, not_logged);
         }
-        lines
+        let counts =
+            std::mem::take(&mut *self.unreported.lock().unwrap_or_else(|e| e.into_inner()));
+        counts
+            .into_iter()
+            .filter(|(_, count)| *count > 0)
+            .map(|(code, count)| emf_line(code, count))
+            .collect()
     }
 
     /// Flushes to stdout (where the awslogs driver and Lambda pick EMF up).
@@ -179,20 +144,13 @@ mod tests {
     }
 
     #[test]
-    fn a_new_window_logs_again() {
+    fn a_new_window_logs_again_and_every_refusal_is_still_counted() {
         let refusals = Refusals::new(Duration::from_millis(1));
         for _ in 0..20 {
             refusals.record(DenyReason::SignatureMismatch, None);
         }
         std::thread::sleep(Duration::from_millis(5));
         refusals.record(DenyReason::SignatureMismatch, None);
-        let tallies = refusals.tallies.lock().expect("lock");
-        let tally = &tallies["signature_mismatch"];
-        assert_eq!(tally.logged, 1, "the new window starts its own share");
-        assert_eq!(
-            tally.not_logged, 0,
-            "the old window's count went to its summary"
-        );
-        assert_eq!(tally.unreported, 21);
+        assert_eq!(total(&refusals.flush(), "signature_mismatch"), 21);
     }
 }

@@ -11,6 +11,7 @@ use crate::domain::{NewUser, RegistrationRequest};
 use crate::error::ApiError;
 use crate::extract::ProblemJson;
 use crate::guard::SignedAt;
+use crate::identity::Standing;
 use crate::jwt::TokenError;
 use crate::state::AppState;
 use crate::users::{self, Registered, User};
@@ -99,19 +100,19 @@ pub async fn me(State(state): State<AppState>, headers: HeaderMap) -> Result<Jso
         Some(token) => verifier.verify(token, state.clock.now()).await,
     };
     let claims = claims.map_err(|e| {
+        // The reason goes to the log only: the answer never says whether a signature was valid.
         tracing::info!(reason = %e, "token refused");
         match e {
             TokenError::KeysUnavailable => {
                 ApiError::Unavailable("the identity provider's keys are unavailable")
             }
-            other => ApiError::Unauthorized(match other {
-                TokenError::Missing => "a Cognito ID token is required (Authorization: Bearer …)",
-                TokenError::Expired => "the token has expired",
-                TokenError::WrongUse => "an ID token is required, not an access token",
-                _ => "the token is not valid for this service",
-            }),
+            _ => ApiError::Unauthorized(INVALID_TOKEN),
         }
     })?;
+    let username = claims
+        .username
+        .clone()
+        .unwrap_or_else(|| claims.sub.clone());
     let user = NewUser::parse(RegistrationRequest {
         sub: claims.sub,
         email: claims.email,
@@ -120,8 +121,35 @@ pub async fn me(State(state): State<AppState>, headers: HeaderMap) -> Result<Jso
     })
     .map_err(|e| {
         tracing::warn!(error = %e, "token claims cannot form a user");
-        ApiError::Unauthorized("the token's claims are incomplete")
+        ApiError::Unauthorized(INVALID_TOKEN)
     })?;
+    let sub = user.sub();
+    let existing = state
+        .db
+        .with_fresh_credentials(|pool| async move { users::find_by_sub(&pool, sub).await })
+        .await?;
+    if let Some(existing) = existing {
+        return Ok(Json(existing));
+    }
+    // Missing: created from the token only for a user Cognito still has, enabled.
+    if let Some(directory) = &state.directory {
+        match directory.standing(&username).await {
+            Ok(Standing::Enabled) => {}
+            Ok(standing) => {
+                tracing::warn!(
+                    ?standing,
+                    "token of a user Cognito no longer has enabled: not provisioned"
+                );
+                return Err(ApiError::Unauthorized(INVALID_TOKEN));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot ask Cognito about a user to provision");
+                return Err(ApiError::Unavailable(
+                    "the identity provider is unavailable",
+                ));
+            }
+        }
+    }
     let user = &user;
     let (user, created) = state
         .db
@@ -132,6 +160,9 @@ pub async fn me(State(state): State<AppState>, headers: HeaderMap) -> Result<Jso
     }
     Ok(Json(user))
 }
+
+/// Every refused token gets this text, whatever the reason (logged, never answered).
+const INVALID_TOKEN: &str = "invalid token";
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {

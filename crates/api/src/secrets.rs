@@ -11,6 +11,8 @@ use shared_auth::aws::{secrets_manager, versions};
 use shared_auth::{SecretSet, Settings};
 use tokio::sync::watch;
 
+use crate::state::Clock;
+
 /// Environment variable holding the current secret when `api.secret_source = "env"`.
 pub const CURRENT_VAR: &str = "TOLLGATE_SECRET_CURRENT";
 /// Environment variable holding the previous secret (optional), same source.
@@ -24,11 +26,12 @@ const UNLOADED_RETRY: Duration = Duration::from_secs(5);
 pub enum SecretProvider {
     /// Values given at start (from `TOLLGATE_SECRET_*`, or by a test).
     Fixed(SecretSet),
-    /// Secrets Manager: versions `AWSCURRENT`, `AWSPREVIOUS` and, during a rotation,
-    /// `AWSPENDING` of one secret.
+    /// Secrets Manager: versions `AWSCURRENT`, `AWSPREVIOUS` during its grace and, during a
+    /// rotation, `AWSPENDING` of one secret ([`versions`] decides).
     SecretsManager {
         client: SecretsManager,
         secret_id: String,
+        acceptance: versions::Acceptance,
     },
 }
 
@@ -67,32 +70,30 @@ impl SecretProvider {
             shared_auth::SecretSource::Aws => Ok(SecretProvider::SecretsManager {
                 client: secrets_manager(&settings.aws).await,
                 secret_id: settings.guard.secret_id.clone(),
+                acceptance: versions::Acceptance::for_settings(settings),
             }),
         }
     }
 
-    pub async fn fetch(&self) -> Result<Loaded, SecretFetchError> {
+    /// What to accept at `now_s` (unix seconds).
+    pub async fn fetch(&self, now_s: u64) -> Result<Loaded, SecretFetchError> {
         match self {
             SecretProvider::Fixed(set) => Ok(Loaded {
                 set: set.clone(),
                 versions: VersionIds::default(),
+                left_out: Vec::new(),
             }),
-            SecretProvider::SecretsManager { client, secret_id } => {
+            SecretProvider::SecretsManager {
+                client,
+                secret_id,
+                acceptance,
+            } => {
                 // Which versions count is decided once, for the WAF and the api alike.
-                let accepted = versions::accepted(client, secret_id)
+                let now_s = i64::try_from(now_s).unwrap_or(i64::MAX);
+                let accepted = versions::accepted(client, secret_id, *acceptance, now_s)
                     .await
                     .map_err(|e| SecretFetchError::from_versions(e, secret_id))?;
-                let value = |v: &Option<versions::Version>| v.as_ref().map(|v| v.value.clone());
-                let id = |v: &Option<versions::Version>| v.as_ref().map(|v| v.id.clone());
-                Ok(Loaded {
-                    set: SecretSet::new(accepted.current.value.clone(), value(&accepted.previous))?
-                        .with_pending(value(&accepted.pending))?,
-                    versions: VersionIds {
-                        current: Some(accepted.current.id.clone()),
-                        previous: id(&accepted.previous),
-                        pending: id(&accepted.pending),
-                    },
-                })
+                Ok(Loaded::from_versions(accepted)?)
             }
         }
     }
@@ -125,6 +126,52 @@ pub struct VersionIds {
 pub struct Loaded {
     pub set: SecretSet,
     pub versions: VersionIds,
+    /// Stages holding a value that is not accepted, and why (never the value).
+    pub left_out: Vec<versions::LeftOut>,
+}
+
+/// The metric counting secret versions left out because their value cannot be a secret
+/// (namespace [`shared_auth::emf::NAMESPACE`], dimension `Stage`).
+pub const UNUSABLE_METRIC: &str = "SecretVersionUnusable";
+
+impl Loaded {
+    /// The guard's set from the accepted versions. A current value that cannot be a secret
+    /// fails the load; a previous or pending one is left out, warned about and counted, so a
+    /// bad staged value can never stop the current one from working.
+    fn from_versions(accepted: versions::Versions) -> Result<Self, SecretFetchError> {
+        let mut left_out = accepted.left_out;
+        let mut usable = |stage: &'static str, v: Option<versions::Version>| {
+            let v = v?;
+            if SecretSet::usable(&v.value) {
+                return Some(v);
+            }
+            tracing::warn!(stage, version = %v.id, "secret version left out: its value is too short to be a secret");
+            println!(
+                "{}",
+                shared_auth::emf::line("api", ("Stage", stage), &[(UNUSABLE_METRIC, 1, "Count")])
+            );
+            left_out.push(versions::LeftOut {
+                stage,
+                id: v.id,
+                why: "its value is too short to be a secret",
+            });
+            None
+        };
+        let previous = usable(versions::PREVIOUS, accepted.previous);
+        let pending = usable(versions::PENDING, accepted.pending);
+        let value = |v: &Option<versions::Version>| v.as_ref().map(|v| v.value.clone());
+        let id = |v: &Option<versions::Version>| v.as_ref().map(|v| v.id.clone());
+        Ok(Loaded {
+            set: SecretSet::new(accepted.current.value.clone(), value(&previous))?
+                .with_pending(value(&pending))?,
+            versions: VersionIds {
+                current: Some(accepted.current.id.clone()),
+                previous: id(&previous),
+                pending: id(&pending),
+            },
+            left_out,
+        })
+    }
 }
 
 /// The value at `stage` of a secret; `None` when no version holds the stage (or it holds no
@@ -151,13 +198,18 @@ impl SecretStore {
         self.rx.borrow().clone()
     }
 
-    /// Fetches once, then keeps refreshing every `interval` in a background task. A failed
-    /// refresh keeps the last good set (and is logged); while nothing was ever loaded, it
-    /// retries every few seconds.
+    /// [`SecretStore::start_at`] by the system clock.
     pub async fn start(provider: SecretProvider, interval: Duration) -> Self {
-        let first = match provider.fetch().await {
+        Self::start_at(provider, interval, Clock::system()).await
+    }
+
+    /// Fetches once, then keeps refreshing every `interval` in a background task, judging the
+    /// versions' windows by `clock`. A failed refresh keeps the last good set (and is logged);
+    /// while nothing was ever loaded, it retries every few seconds.
+    pub async fn start_at(provider: SecretProvider, interval: Duration, clock: Clock) -> Self {
+        let first = match provider.fetch(clock.now()).await {
             Ok(loaded) => {
-                tracing::info!(versions = ?loaded.versions, "secret loaded");
+                tracing::info!(versions = ?loaded.versions, left_out = ?loaded.left_out, "secret loaded");
                 Some(Arc::new(loaded))
             }
             Err(e) => {
@@ -167,7 +219,7 @@ impl SecretStore {
         };
         let (tx, rx) = watch::channel(first);
         if !matches!(provider, SecretProvider::Fixed(_)) {
-            tokio::spawn(refresh(provider, interval, tx));
+            tokio::spawn(refresh(provider, interval, clock, tx));
         }
         SecretStore { rx }
     }
@@ -176,6 +228,7 @@ impl SecretStore {
 async fn refresh(
     provider: SecretProvider,
     interval: Duration,
+    clock: Clock,
     tx: watch::Sender<Option<Arc<Loaded>>>,
 ) {
     loop {
@@ -189,13 +242,13 @@ async fn refresh(
         if tx.is_closed() {
             return;
         }
-        match provider.fetch().await {
+        match provider.fetch(clock.now()).await {
             Ok(loaded) => {
                 let changed = tx.borrow().as_ref().is_none_or(|old| {
                     old.versions != loaded.versions || !old.set.same_as(&loaded.set)
                 });
                 if changed {
-                    tracing::info!(versions = ?loaded.versions, "secret loaded (new version)");
+                    tracing::info!(versions = ?loaded.versions, left_out = ?loaded.left_out, "secret loaded (versions changed)");
                     tx.send_replace(Some(Arc::new(loaded)));
                 }
             }

@@ -23,6 +23,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, OnResponse, TraceLayer};
 use tracing::Level;
 
+use crate::budget::Budget;
 use crate::database::Database;
 use crate::jwt::JwtVerifier;
 use crate::refusals::Refusals;
@@ -37,6 +38,11 @@ pub struct Application {
     router: Router,
     limits: connection::Limits,
     refusals: Arc<Refusals>,
+    access: Arc<Budget<u16>>,
+    /// Connections served at once (`api.max_connections`).
+    max_connections: usize,
+    /// hyper's read buffer limit: the largest request head (`api.max_header_bytes`).
+    max_header_bytes: usize,
 }
 
 impl Application {
@@ -46,6 +52,8 @@ impl Application {
         clock: Clock,
     ) -> anyhow::Result<Self> {
         let listen = settings.api.listen;
+        let max_connections = settings.api.max_connections as usize;
+        let max_header_bytes = settings.api.max_header_bytes;
         let limits = connection::Limits {
             header_read: Duration::from_millis(settings.api.header_read_timeout_ms),
             keep_alive_idle: Duration::from_secs(settings.api.keep_alive_idle_s),
@@ -56,6 +64,9 @@ impl Application {
             .with_context(|| format!("cannot listen on {listen} (api.listen)"))?;
         Ok(Self {
             refusals: state.refusals.clone(),
+            access: state.access.clone(),
+            max_connections,
+            max_header_bytes,
             router: router(state)?,
             listener,
             limits,
@@ -79,23 +90,39 @@ impl Application {
     ) -> std::io::Result<()> {
         let graceful = GracefulShutdown::new();
         let mut shutdown = std::pin::pin!(shutdown);
-        // Refusal counts leave as metrics once a window, and once more on the way out.
-        let refusals = self.refusals.clone();
+        // Refusal counts leave as metrics once a window, and once more on the way out; the
+        // access log's unlogged counts are summarised as often.
+        let (refusals, access) = (self.refusals.clone(), self.access.clone());
         let metrics = tokio::spawn(async move {
             let mut every = tokio::time::interval(Refusals::WINDOW);
             every.tick().await;
             loop {
                 every.tick().await;
                 refusals.flush_to_stdout();
+                for (status, not_logged) in access.take_not_logged() {
+                    tracing::info!(
+                        status,
+                        not_logged,
+                        "responses counted but not logged (log bound)"
+                    );
+                }
             }
         });
         let mut http = http1::Builder::new();
         // hyper's own header timeout also runs while a kept-alive connection is idle: off, and
-        // `connection::Timed` keeps both limits instead.
+        // `connection::Timed` keeps both limits instead. Its read buffer is capped, so a head
+        // larger than `api.max_header_bytes` is answered 431 and the connection closed.
         http.timer(TokioTimer::new())
             .header_read_timeout(None)
-            .keep_alive(true);
+            .keep_alive(true)
+            .max_buf_size(self.max_header_bytes);
+        // At most `api.max_connections` at once: the next waits in the listen backlog.
+        let slots = Arc::new(tokio::sync::Semaphore::new(self.max_connections));
         loop {
+            let slot = tokio::select! {
+                slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+                () = &mut shutdown => break,
+            };
             let (stream, peer) = tokio::select! {
                 accepted = self.listener.accept() => match accepted {
                     Ok(accepted) => accepted,
@@ -117,6 +144,7 @@ impl Application {
             let io = connection::Timed::new(TokioIo::new(stream), self.limits);
             let connection = graceful.watch(http.serve_connection(io, service));
             tokio::spawn(async move {
+                let _slot = slot;
                 if let Err(e) = connection.await {
                     tracing::debug!(error = %e, client = %peer, "connection ended with an error");
                 }
@@ -157,13 +185,19 @@ pub async fn build_state(
             "invalid setting `api.jwt_issuer`: api.jwt_issuer and api.jwt_client_id must be set together"
         ),
     };
+    let directory = match &jwt {
+        Some(_) => crate::identity::UserDirectory::from_settings(&settings).await,
+        None => None,
+    };
     Ok(AppState::new(Inner {
         settings,
         db,
         secrets,
         jwt,
+        directory,
         clock,
         refusals: Arc::new(Refusals::default()),
+        access: Arc::new(Budget::new(AccessLog::WINDOW)),
     }))
 }
 
@@ -194,7 +228,7 @@ pub fn router(state: AppState) -> anyhow::Result<Router> {
                 .layer(
                     TraceLayer::new_for_http()
                         .make_span_with(request_span)
-                        .on_response(AccessLog),
+                        .on_response(AccessLog(state.access.clone())),
                 )
                 .layer(PropagateRequestIdLayer::x_request_id())
                 .layer(TimeoutLayer::with_status_code(
@@ -205,21 +239,59 @@ pub fn router(state: AppState) -> anyhow::Result<Router> {
         .with_state(state))
 }
 
-/// The access log: one INFO line per response, except refusals of the guarded route, which
-/// [`crate::refusals`] counts and logs boundedly (a forged flood must not log per request).
-#[derive(Debug, Clone, Copy)]
-struct AccessLog;
+/// The access log: one INFO line per response within its status's share of each window
+/// ([`crate::budget`]), so a flood of any status (404s, 405s, 200s from a health-check storm)
+/// logs a few lines per minute and a count. Refusals of the guarded route are left to
+/// [`crate::refusals`], which counts every one in a metric.
+#[derive(Debug, Clone)]
+struct AccessLog(Arc<Budget<u16>>);
+
+impl AccessLog {
+    const WINDOW: Duration = Duration::from_secs(60);
+
+    /// Lines per status per window: successes generously (10 a second), errors like refusals.
+    fn share(status: StatusCode) -> u32 {
+        if status.is_client_error() || status.is_server_error() {
+            20
+        } else {
+            600
+        }
+    }
+}
 
 impl<B> OnResponse<B> for AccessLog {
     fn on_response(self, response: &Response<B>, latency: Duration, span: &tracing::Span) {
         if response.extensions().get::<guard::Refused>().is_some() {
             return;
         }
-        DefaultOnResponse::new()
-            .level(Level::INFO)
-            .latency_unit(tower_http::LatencyUnit::Millis)
-            .on_response(response, latency, span);
+        let status = response.status();
+        let admit = self.0.admit(status.as_u16(), Self::share(status));
+        if let Some(not_logged) = admit.not_logged_before {
+            tracing::info!(
+                status = status.as_u16(),
+                not_logged,
+                "responses counted but not logged (log bound)"
+            );
+        }
+        if admit.log {
+            DefaultOnResponse::new()
+                .level(Level::INFO)
+                .latency_unit(tower_http::LatencyUnit::Millis)
+                .on_response(response, latency, span);
+        }
     }
+}
+
+/// A request's method as logged: one of HTTP's own, else `OTHER` (the caller chooses an
+/// extension method's bytes, and would choose a long one).
+fn logged_method(method: &Method) -> &'static str {
+    const KNOWN: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+    ];
+    KNOWN
+        .into_iter()
+        .find(|m| *m == method.as_str())
+        .unwrap_or("OTHER")
 }
 
 /// The longest caller-supplied `x-request-id` kept (a UUID is 36).
@@ -259,7 +331,12 @@ fn request_span<B>(request: &Request<B>) -> tracing::Span {
         .get::<axum::extract::MatchedPath>()
         .map(|p| p.as_str())
         .unwrap_or("(unmatched)");
-    tracing::info_span!("request", request_id, method = %request.method(), route)
+    tracing::info_span!(
+        "request",
+        request_id,
+        method = logged_method(request.method()),
+        route
+    )
 }
 
 /// Completes on SIGTERM (ECS stopping the task) or Ctrl-C.

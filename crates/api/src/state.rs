@@ -5,7 +5,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use shared_auth::Settings;
 
+use crate::budget::Budget;
 use crate::database::Database;
+use crate::identity::UserDirectory;
 use crate::jwt::JwtVerifier;
 use crate::refusals::Refusals;
 use crate::secrets::SecretStore;
@@ -52,9 +54,13 @@ pub struct Inner {
     pub db: Database,
     pub secrets: SecretStore,
     pub jwt: Option<JwtVerifier>,
+    /// The token issuer's user pool, asked before a user is created from a token.
+    pub directory: Option<UserDirectory>,
     pub clock: Clock,
     /// Refusals of the guarded route, counted by reason (logged boundedly).
     pub refusals: Arc<Refusals>,
+    /// The access log's budget, by response status ([`crate::budget`]).
+    pub access: Arc<Budget<u16>>,
 }
 
 impl std::ops::Deref for AppState {

@@ -660,6 +660,62 @@ fn static_cases(app: &TestApp) -> Vec<Case> {
     cases
 }
 
+/// The source-check oracle: without a usable credential, an allowed and a denied source get
+/// the same 403 before the body is read or limited — never 413 for its size, never a wait for
+/// a body that does not come. `credentials` are header sets with no credential or one of the
+/// wrong shape.
+fn oracle_cases(credentials: Vec<(&'static str, Vec<String>)>) -> Vec<Case> {
+    let bodies = [
+        ("10 MB announced, none sent", "Content-Length: 10485760", ""),
+        (
+            "100 bytes announced, 10 sent",
+            "Content-Length: 100",
+            "{\"sub\": 1",
+        ),
+        (
+            "chunked, never finished",
+            "Transfer-Encoding: chunked",
+            "10000\r\n{\"sub\":",
+        ),
+        (
+            "10 MB announced behind Expect",
+            "Content-Length: 10485760\r\nExpect: 100-continue",
+            "",
+        ),
+    ];
+    let sources = [
+        ("allowed source", None),
+        ("denied source", Some("203.0.113.9")),
+    ];
+    let mut cases = Vec::new();
+    for (credential, headers) in &credentials {
+        for (framing, length, body) in bodies {
+            for (source, forwarded) in sources {
+                let mut text = format!(
+                    "POST /user HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\n{length}\r\n"
+                );
+                for h in headers
+                    .iter()
+                    .cloned()
+                    .chain(forwarded.map(|ip| format!("X-Forwarded-For: {ip}")))
+                {
+                    text.push_str(&h);
+                    text.push_str("\r\n");
+                }
+                text.push_str("\r\n");
+                text.push_str(body);
+                cases.push(Case {
+                    family: "oracle",
+                    name: format!("{credential}, {framing}, {source}"),
+                    request: text,
+                    refused: FORBIDDEN,
+                });
+            }
+        }
+    }
+    cases
+}
+
 /// `v1=` signature of an arbitrary request, as a sender with `secret` would compute it.
 fn sign_raw(secret: &str, ts: u64, method: &str, path: &str, body: &str) -> String {
     shared_auth::sign(
@@ -706,9 +762,27 @@ async fn forged_registrations_in_hmac_mode_are_refused_and_store_nothing() {
     .await;
     let mut cases = hmac_cases(&app);
     cases.extend(forwarded_cases(&app));
+    let (ts_h, sig_h) = (
+        app.settings.guard.timestamp_header.clone(),
+        app.settings.guard.signature_header.clone(),
+    );
+    cases.extend(oracle_cases(vec![
+        ("no credential", vec![]),
+        (
+            "signature of the wrong shape",
+            vec![format!("{ts_h}: {}", now()), format!("{sig_h}: v1=zz")],
+        ),
+        (
+            "timestamp not a number",
+            vec![
+                format!("{ts_h}: soon"),
+                format!("{sig_h}: v1={}", "0".repeat(64)),
+            ],
+        ),
+    ]));
     let total = run(&app, cases).await;
     println!("hmac mode: {total} forged requests refused, `users` unchanged");
-    assert!(total >= 120, "only {total} cases");
+    assert!(total >= 144, "only {total} cases");
 }
 
 #[tokio::test]
@@ -721,10 +795,18 @@ async fn forged_registrations_in_static_mode_are_refused_and_store_nothing() {
     .await;
     let body = victim_body();
     let header = app.settings.guard.static_header.clone();
-    control(&app, vec![(header, CURRENT.to_owned())], &body).await;
+    control(&app, vec![(header.clone(), CURRENT.to_owned())], &body).await;
     let mut cases = static_cases(&app);
     cases.extend(forwarded_cases(&app));
+    cases.extend(oracle_cases(vec![
+        ("no credential", vec![]),
+        ("an empty value", vec![format!("{header}: ")]),
+        (
+            "a value too long to be one",
+            vec![format!("{header}: {}", "a".repeat(600))],
+        ),
+    ]));
     let total = run(&app, cases).await;
     println!("static mode: {total} forged requests refused, `users` unchanged");
-    assert!(total >= 35, "only {total} cases");
+    assert!(total >= 59, "only {total} cases");
 }

@@ -359,6 +359,71 @@ async fn an_outsider_is_refused_before_the_body_is_read() {
     assert_eq!((status, body.as_str()), (403, FORBIDDEN_BODY));
 }
 
+/// Without a credential (or with one no request could pass), an allowed source and a denied
+/// one are refused alike, before the body: the same 403 for a huge declared body and for a
+/// body that never comes. Reading the body first answered the allowed source 413, or 503
+/// once the body timed out: an oracle for the source check.
+#[tokio::test]
+async fn without_a_credential_every_source_gets_the_same_403_before_the_body() {
+    for mode in ["hmac", "static"] {
+        let allowed = spawn_with(Options::default().var("TOLLGATE__GUARD__MODE", mode)).await;
+        let denied = spawn_with(
+            Options::default()
+                .var("TOLLGATE__GUARD__MODE", mode)
+                .var("TOLLGATE__GUARD__ALLOWED_CIDRS", "203.0.113.7/32"),
+        )
+        .await;
+        let stale = (now() - 3_600).to_string();
+        let credentials: [(&str, Vec<String>); 4] = [
+            ("none", vec![]),
+            (
+                "empty",
+                vec!["x-tollgate-signature:".into(), "x-custom-auth:".into()],
+            ),
+            (
+                "misshapen",
+                vec![
+                    format!("x-tollgate-timestamp: {stale}"),
+                    format!("x-tollgate-signature: v1={}", "A".repeat(44)),
+                    "x-custom-auth: short".into(),
+                ],
+            ),
+            (
+                "twice",
+                vec![
+                    "x-custom-auth: a".into(),
+                    "x-custom-auth: b".into(),
+                    "x-tollgate-timestamp: 1".into(),
+                    "x-tollgate-timestamp: 2".into(),
+                ],
+            ),
+        ];
+        for (what, lines) in &credentials {
+            for (body_case, length, body) in [("huge", "100000000", "{"), ("never sent", "50", "")]
+            {
+                let mut request = format!(
+                    "POST /user HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n"
+                );
+                for line in lines {
+                    request.push_str(line);
+                    request.push_str("\r\n");
+                }
+                request.push_str("\r\n");
+                request.push_str(body);
+                for (source, app) in [("allowed", &allowed), ("denied", &denied)] {
+                    let (status, text) = app.raw(&request).await;
+                    assert_eq!(
+                        (status, text.as_str()),
+                        (403, FORBIDDEN_BODY),
+                        "{mode}, credential {what}, body {body_case}, source {source}"
+                    );
+                }
+            }
+        }
+        assert_eq!(allowed.user_count().await, 0);
+    }
+}
+
 #[tokio::test]
 async fn no_loaded_secret_means_503_not_a_pass() {
     let app = spawn_with(Options {
@@ -369,6 +434,10 @@ async fn no_loaded_secret_means_503_not_a_pass() {
             })
             .await,
             secret_id: "missing".into(),
+            acceptance: shared_auth::aws::versions::Acceptance {
+                previous_grace_s: 3_600,
+                rotation_s: 960,
+            },
         }),
         ..Options::default()
     })

@@ -17,9 +17,40 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
 async fn signed_status(app: &TestApp, secret: &str, sub: &str) -> StatusCode {
+    signed_status_at(app, secret, sub, now()).await
+}
+
+/// The status of a signed registration, asked every 100 ms until it is `expected` (4 s at most,
+/// four refresh intervals here); the last one seen.
+async fn signed_status_within(
+    app: &TestApp,
+    secret: &str,
+    sub: &str,
+    expected: StatusCode,
+) -> StatusCode {
+    let mut status = signed_status(app, secret, sub).await;
+    for _ in 0..40 {
+        if status == expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        status = signed_status(app, secret, sub).await;
+    }
+    status
+}
+
+/// The status of a registration signed at `at` (unix seconds).
+async fn signed_status_at(app: &TestApp, secret: &str, sub: &str, at: u64) -> StatusCode {
     let body = body_for(sub, "ada@example.com");
-    let headers = app.credentials(secret, "/user", body.as_bytes(), now());
+    let headers = app.credentials(secret, "/user", body.as_bytes(), at);
     app.post_user(body.as_bytes(), &headers).await.status()
+}
+
+/// The contract's windows as the local settings give them.
+fn acceptance() -> shared_auth::aws::versions::Acceptance {
+    let settings = shared_auth::load_for(shared_auth::Component::Api, &Default::default())
+        .expect("local settings");
+    shared_auth::aws::versions::Acceptance::for_settings(&settings)
 }
 
 /// A new secret in moto holding `value`, and an app reading it from there every second.
@@ -32,15 +63,137 @@ async fn app_on_secrets_manager(value: &str) -> (TestApp, SecretsManager, String
         .send()
         .await
         .expect("moto creates the secret");
-    let app = spawn_with(Options {
+    let app = app_reading(&secret_id, api::Clock::system()).await;
+    (app, sm, secret_id)
+}
+
+/// An app reading `secret_id` from moto every second, by `clock`.
+async fn app_reading(secret_id: &str, clock: api::Clock) -> TestApp {
+    spawn_with(Options {
         provider: Some(SecretProvider::SecretsManager {
             client: secrets_manager(&local_aws()).await,
-            secret_id: secret_id.clone(),
+            secret_id: secret_id.to_owned(),
+            acceptance: acceptance(),
         }),
+        clock,
         ..Options::default().var("TOLLGATE__API__SECRET_REFRESH_S", "1")
     })
-    .await;
-    (app, sm, secret_id)
+    .await
+}
+
+async fn stage_pending(sm: &SecretsManager, secret_id: &str, value: &str) -> String {
+    let token = uuid::Uuid::new_v4().to_string();
+    sm.put_secret_value()
+        .secret_id(secret_id)
+        .client_request_token(&token)
+        .secret_string(value)
+        .version_stages("AWSPENDING")
+        .send()
+        .await
+        .expect("put pending");
+    token
+}
+
+/// After a rotation the version before it is accepted for `guard.previous_grace_s`, then
+/// refused: a leaked value dies with the grace instead of living until the next rotation.
+#[tokio::test]
+async fn the_previous_version_is_refused_once_its_grace_has_passed() {
+    let first = "first-secret-version-0123456789abcdefghijkl";
+    let second = "second-secret-version-0123456789abcdefghijk";
+    let (_app, sm, secret_id) = app_on_secrets_manager(first).await;
+    sm.put_secret_value()
+        .secret_id(&secret_id)
+        .secret_string(second)
+        .send()
+        .await
+        .expect("rotate: second is current, first previous");
+    let grace = acceptance().previous_grace_s;
+    for (shift, previous_accepted) in [(0, true), (grace - 60, true), (grace + 5, false)] {
+        let app = app_reading(&secret_id, api::Clock::shifted(shift as i64)).await;
+        let at = now() + shift;
+        let sub = uuid::Uuid::new_v4().to_string();
+        let expected = if previous_accepted {
+            StatusCode::CREATED
+        } else {
+            StatusCode::FORBIDDEN
+        };
+        assert_eq!(
+            signed_status_at(&app, first, &sub, at).await,
+            expected,
+            "previous, {shift} s after the promotion"
+        );
+        let sub = uuid::Uuid::new_v4().to_string();
+        assert_eq!(
+            signed_status_at(&app, second, &sub, at).await,
+            StatusCode::CREATED,
+            "current, {shift} s after the promotion"
+        );
+    }
+}
+
+/// `AWSPENDING` opens the door only while a rotation can be running: a version staged by
+/// hand, or left behind by a failed rotation, is refused once that time has passed.
+#[tokio::test]
+async fn a_pending_version_is_refused_once_no_rotation_can_be_running() {
+    let first = "first-secret-version-0123456789abcdefghijkl";
+    let pending = "pending-secret-version-0123456789abcdefghij";
+    let (app, sm, secret_id) = app_on_secrets_manager(first).await;
+    stage_pending(&sm, &secret_id, pending).await;
+    assert_eq!(
+        signed_status_within(&app, pending, SUB, StatusCode::CREATED).await,
+        StatusCode::CREATED,
+        "accepted while a rotation can be running"
+    );
+    let later = acceptance().rotation_s + 5;
+    let stale = app_reading(&secret_id, api::Clock::shifted(later as i64)).await;
+    let sub = uuid::Uuid::new_v4().to_string();
+    assert_eq!(
+        signed_status_at(&stale, pending, &sub, now() + later).await,
+        StatusCode::FORBIDDEN,
+        "refused {later} s after it was staged"
+    );
+    assert_eq!(
+        signed_status_at(&stale, first, &sub, now() + later).await,
+        StatusCode::CREATED,
+        "the current version is untouched"
+    );
+    let readyz: Value = stale
+        .http
+        .get(format!("{}/readyz", stale.base))
+        .send()
+        .await
+        .expect("readyz")
+        .json()
+        .await
+        .expect("json");
+    assert!(readyz["secret_versions"]["pending"].is_null(), "{readyz}");
+}
+
+/// A staged value too short to be a secret is left out, warned about and counted; it never
+/// stops a freshly started task from serving the current one.
+#[tokio::test]
+async fn a_malformed_pending_value_is_left_out_and_the_current_one_still_works() {
+    let first = "first-secret-version-0123456789abcdefghijkl";
+    let (_app, sm, secret_id) = app_on_secrets_manager(first).await;
+    let token = stage_pending(&sm, &secret_id, "short").await;
+    let fresh = app_reading(&secret_id, api::Clock::system()).await;
+    assert_eq!(
+        signed_status(&fresh, first, SUB).await,
+        StatusCode::CREATED,
+        "the current secret works on a task started with a bad pending value"
+    );
+    let readyz: Value = fresh
+        .http
+        .get(format!("{}/readyz", fresh.base))
+        .send()
+        .await
+        .expect("readyz")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(readyz["secret"], true, "{readyz}");
+    assert!(readyz["secret_versions"]["pending"].is_null(), "{readyz}");
+    assert_ne!(readyz["secret_versions"]["current"], token.as_str());
 }
 
 #[tokio::test]
@@ -61,16 +214,12 @@ async fn a_rotation_in_secrets_manager_is_picked_up_and_the_old_secret_still_pas
         .send()
         .await
         .expect("rotate");
-    // Accepted within one refresh interval (1 s here); bounded wait.
-    let mut accepted = false;
-    for _ in 0..40 {
-        if signed_status(&app, second, SUB).await == StatusCode::OK {
-            accepted = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(accepted, "the new secret was not accepted within 4 s");
+    // Accepted within one refresh interval (1 s here).
+    assert_eq!(
+        signed_status_within(&app, second, SUB, StatusCode::OK).await,
+        StatusCode::OK,
+        "the new secret was not accepted within 4 s"
+    );
     assert_eq!(
         signed_status(&app, first, SUB).await,
         StatusCode::OK,

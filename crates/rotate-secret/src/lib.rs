@@ -9,8 +9,8 @@
 //! | step | what it does | why no sender is refused |
 //! |---|---|---|
 //! | `createSecret` | a new random value ([`shared_auth::generate_secret`]) as `AWSPENDING` under the rotation's token | nothing uses it yet |
-//! | `setSecret` | waits until the api reports the pending version id on `GET /readyz`, then one more refresh interval, and checks again | every api task refreshes once per `api.secret_refresh_s`; a full interval after the value was first seen, every task has read it |
-//! | `testSecret` | sends dry runs ([`shared_auth::DRY_RUN_HEADER`]) signed with the pending value; each must come back `204` verified with `pending` | proves the whole path (ALB, WAF, guard) accepts it; no row is written |
+//! | `setSecret` | waits until **every** running api task reports the pending version id on its own `GET /readyz` ([`verifiers`]: the tasks' private addresses from ECS) | no task is taken on trust: one whose refresh fails holds the rotation back instead of refusing the promoted value |
+//! | `testSecret` | sends dry runs ([`shared_auth::DRY_RUN_HEADER`]) signed with the pending value, each of which must come back `204` verified with `pending`, and asks every task again | proves the whole path (ALB, WAF, guard) accepts it; no row is written |
 //! | `finishSecret` | moves `AWSCURRENT` to the token (the old value becomes `AWSPREVIOUS`, still accepted) and removes `AWSPENDING` | senders switch at their next fetch; the api still accepts what they hold |
 //!
 //! In `static` mode the WAF checks the header too ([`shared_auth::waf`]): `setSecret` first makes
@@ -29,10 +29,13 @@ use aws_sdk_secretsmanager::Client as SecretsManager;
 use aws_sdk_secretsmanager::error::DisplayErrorContext;
 use lambda_support::route::{self, GuardedRoute};
 use secrecy::{ExposeSecret, SecretString};
-use shared_auth::aws::versions::{self, CURRENT, PENDING, Versions, VersionsError};
+use shared_auth::aws::versions::{self, Acceptance, CURRENT, PENDING, Versions, VersionsError};
 use shared_auth::rotation::{Step, UnknownStep};
 use shared_auth::waf::GuardRuleGroup;
 use shared_auth::{Settings, SigningMode};
+pub use verifiers::Verifiers;
+
+pub mod verifiers;
 
 /// Why a step failed. Secrets Manager retries the step; the message is logged and names no
 /// secret value.
@@ -48,12 +51,14 @@ pub enum RotationError {
     NotPending { secret: String, token: String },
     #[error("`{0}` has no AWSCURRENT version")]
     NoCurrent(String),
-    #[error("the api did not report pending version {token} within {waited:?} (last seen: {seen})")]
+    #[error("not every api task reports pending version {token} after {waited:?}: {seen}")]
     NotLearned {
         token: String,
         waited: Duration,
         seen: String,
     },
+    #[error("cannot find the api's tasks: {0}")]
+    Tasks(#[from] verifiers::FindError),
     #[error("the api did not accept the pending version on a dry run: {0}")]
     TestFailed(String),
     #[error("Secrets Manager: {0}")]
@@ -83,14 +88,16 @@ pub struct Rotator {
     pub sm: SecretsManager,
     /// The guarded route, as the post-confirm Lambda reaches it (the verifiers are there).
     pub route: GuardedRoute,
-    /// How often each api task re-reads the secret (`api.secret_refresh_s`).
-    pub refresh: Duration,
     /// Longest a waiting step (`setSecret`) may take before it fails and is retried.
     pub budget: Duration,
     /// Dry runs `testSecret` sends; each must pass.
     pub test_requests: u32,
     /// Pause between `/readyz` polls.
     pub poll: Duration,
+    /// Every api task, asked directly.
+    pub verifiers: Verifiers,
+    /// When `AWSPREVIOUS` and `AWSPENDING` count (the contract's windows).
+    pub acceptance: Acceptance,
     /// `static` mode: the WAF rule group that checks the header at the edge, and its ARN
     /// ([`crate::waf`]); `setSecret` adds the pending value, `finishSecret` drops the oldest.
     pub waf: Option<(GuardRuleGroup, String)>,
@@ -105,23 +112,25 @@ impl Rotator {
             settings.env != "local",
             concat!("tollgate-rotate-secret/", env!("CARGO_PKG_VERSION")),
         )?;
+        let sdk = shared_auth::aws::sdk_config(&settings.aws).await;
+        let local_api = (settings.env == shared_auth::settings::DEFAULT_ENV)
+            .then_some(settings.lambda.api_base_url.as_str());
+        let verifiers = Verifiers::from_vars(&|k| std::env::var(k).ok(), &sdk, local_api)?;
         Ok(Self {
+            verifiers,
+            acceptance: Acceptance::for_settings(settings),
             sm: shared_auth::aws::secrets_manager(&settings.aws).await,
             route: GuardedRoute::new(http, settings.guard.clone(), &settings.lambda.api_base_url),
-            refresh: Duration::from_secs(settings.api.secret_refresh_s),
             budget,
             test_requests: 3,
             poll: Duration::from_millis(500),
             waf: match std::env::var(shared_auth::waf::RULE_GROUP_ARN_VAR) {
-                Ok(arn) if !arn.is_empty() && settings.guard.mode == SigningMode::Static => {
-                    let sdk = shared_auth::aws::sdk_config(&settings.aws).await;
-                    Some((
-                        GuardRuleGroup {
-                            client: aws_sdk_wafv2::Client::new(&sdk),
-                        },
-                        arn,
-                    ))
-                }
+                Ok(arn) if !arn.is_empty() && settings.guard.mode == SigningMode::Static => Some((
+                    GuardRuleGroup {
+                        client: aws_sdk_wafv2::Client::new(&sdk),
+                    },
+                    arn,
+                )),
                 _ => None,
             },
         })
@@ -129,7 +138,7 @@ impl Rotator {
 
     /// Every version the verifiers should accept now (the one reader's rule).
     pub async fn accepted_versions(&self, secret_id: &str) -> Result<Versions, RotationError> {
-        versions::accepted(&self.sm, secret_id)
+        versions::accepted(&self.sm, secret_id, self.acceptance, versions::now_s())
             .await
             .map_err(|e| read(e, secret_id))
     }
@@ -249,45 +258,38 @@ impl Rotator {
         }
         // The edge first: the WAF accepts the pending value before the api is asked to.
         self.sync_waf(secret_id).await?;
-        let deadline = Instant::now() + self.budget;
-        self.wait_reported(token, deadline).await?;
-        // Seen by one task, so the value was written before now; every task refreshes within
-        // one interval, so after one more interval every task has read it.
-        tokio::time::sleep(self.refresh + self.poll).await;
-        self.wait_reported(token, deadline + self.refresh).await
+        self.wait_every_task(token, Instant::now() + self.budget)
+            .await
     }
 
-    /// Polls `GET /readyz` until it reports `token` as pending (or already current).
-    async fn wait_reported(&self, token: &str, deadline: Instant) -> Result<(), RotationError> {
+    /// Polls every running task's `GET /readyz` until each reports `token` as pending (or
+    /// already current). The task list is read again on every poll: a task started meanwhile
+    /// must hold it too.
+    async fn wait_every_task(&self, token: &str, deadline: Instant) -> Result<(), RotationError> {
         let started = Instant::now();
-        let url = format!("{}/readyz", self.route.base_url);
         loop {
-            let seen;
-            match self
-                .route
-                .http
-                .get(&url)
-                .timeout(Duration::from_secs(3))
-                .send()
-                .await
-            {
-                Ok(response) => match response.json::<serde_json::Value>().await {
-                    Ok(body) => {
-                        let versions = &body["secret_versions"];
-                        if versions["pending"] == token || versions["current"] == token {
-                            return Ok(());
-                        }
-                        seen = versions.to_string();
-                    }
-                    Err(e) => seen = format!("unreadable /readyz: {e}"),
-                },
-                Err(e) => seen = format!("{e}"),
+            let answers = self.verifiers.ask(&self.route.http).await?;
+            let lagging: Vec<String> = answers
+                .iter()
+                .filter(|a| !a.holds(token))
+                .map(|a| match &a.versions {
+                    Ok(v) => format!("{} holds {v}", a.url),
+                    Err(e) => format!("{} did not answer ({e})", a.url),
+                })
+                .collect();
+            if lagging.is_empty() {
+                tracing::info!(
+                    version = token,
+                    tasks = answers.len(),
+                    "every api task holds the version"
+                );
+                return Ok(());
             }
             if Instant::now() + self.poll > deadline {
                 return Err(RotationError::NotLearned {
                     token: token.to_owned(),
                     waited: started.elapsed(),
-                    seen,
+                    seen: lagging.join("; "),
                 });
             }
             tokio::time::sleep(self.poll).await;
@@ -317,6 +319,11 @@ impl Rotator {
         };
         for _ in 0..self.test_requests.max(1) {
             self.dry_run(&secret, expected).await?;
+        }
+        if expected == "pending" {
+            // The dry runs reached the tasks the ALB chose; each task must hold it.
+            self.wait_every_task(token, Instant::now() + self.poll)
+                .await?;
         }
         Ok(())
     }

@@ -26,6 +26,7 @@ struct Stack {
     secret_id: String,
     sm: SecretsManager,
     db: sqlx::PgPool,
+    db_url: String,
     /// `TOLLGATE_…` variables both ends share.
     shared_env: Vec<(String, String)>,
     work: PathBuf,
@@ -53,6 +54,36 @@ fn binary(package: &str) -> PathBuf {
         .expect("cargo runs");
     assert!(status.success(), "cargo build -p {package} failed");
     dir.join(package)
+}
+
+/// The api binary on `db_url`, reading the secret from moto; ready when this returns.
+async fn start_api(
+    shared_env: &[(String, String)],
+    db_url: &str,
+    log: &Path,
+    extra: &[(&str, &str)],
+) -> (Process, String) {
+    let port = testkit::services::free_port().expect("port");
+    let mut env = shared_env.to_vec();
+    env.extend([
+        (
+            "TOLLGATE__API__LISTEN".to_owned(),
+            format!("127.0.0.1:{port}"),
+        ),
+        ("TOLLGATE__API__SECRET_SOURCE".to_owned(), "aws".to_owned()),
+        ("DATABASE_URL".to_owned(), db_url.to_owned()),
+    ]);
+    env.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    let mut api = Process::start("api", &binary("api"), &env, log).expect("api starts");
+    let url = format!("http://127.0.0.1:{port}");
+    api.wait_ready(&reqwest::Client::new(), &format!("{url}/readyz"))
+        .await
+        .expect("api ready");
+    (api, url)
 }
 
 async fn fresh_database() -> String {
@@ -83,22 +114,8 @@ impl Stack {
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
         let db_url = fresh_database().await;
-        let port = testkit::services::free_port().expect("port");
-        let mut env = shared_env.clone();
-        env.extend([
-            (
-                "TOLLGATE__API__LISTEN".to_owned(),
-                format!("127.0.0.1:{port}"),
-            ),
-            ("TOLLGATE__API__SECRET_SOURCE".to_owned(), "aws".to_owned()),
-            ("DATABASE_URL".to_owned(), db_url.clone()),
-        ]);
         let api_log = work.join("api.log");
-        let mut api = Process::start("api", &binary("api"), &env, &api_log).expect("api starts");
-        let api_url = format!("http://127.0.0.1:{port}");
-        api.wait_ready(&reqwest::Client::new(), &format!("{api_url}/readyz"))
-            .await
-            .expect("api ready");
+        let (api, api_url) = start_api(&shared_env, &db_url, &api_log, &[]).await;
         let db = sqlx::PgPool::connect(&db_url).await.expect("test pool");
         Stack {
             _api: api,
@@ -107,9 +124,16 @@ impl Stack {
             secret_id,
             sm,
             db,
+            db_url,
             shared_env,
             work,
         }
+    }
+
+    /// A second api task on the same secret and database, with `extra` settings.
+    async fn another_api(&self, label: &str, extra: &[(&str, &str)]) -> (Process, String) {
+        let log = self.work.join(format!("api-{label}.log"));
+        start_api(&self.shared_env, &self.db_url, &log, extra).await
     }
 
     /// Settings as the rotation function gets them: the shared contract plus the api's URL.
@@ -286,6 +310,49 @@ async fn each_step_run_twice_is_idempotent_and_the_rotation_promotes_the_new_ver
 /// Secrets Manager tests a newly attached rotation (`rotate_immediately = false`) by running
 /// testSecret alone on a pending version that copies the current value. The api matches such
 /// a dry run as `current` (it checks current first); the step must still pass.
+/// setSecret asks every task, not whichever the load balancer picks: a task that has not
+/// learned the pending version (its refresh failed, or is slow) holds the rotation back, and
+/// nothing is promoted that a task would refuse.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_task_that_has_not_learned_the_pending_version_holds_the_rotation_back() {
+    let stack = Stack::start("hmac", "every-task").await;
+    // This task read the secret at start and will not read it again during the test.
+    let (_lagging, lagging_url) = stack
+        .another_api("lagging", &[("TOLLGATE__API__SECRET_REFRESH_S", "3600")])
+        .await;
+    let mut rotator = stack.rotator().await;
+    rotator.budget = Duration::from_secs(4);
+    rotator.verifiers =
+        rotate_secret::Verifiers::Fixed(vec![stack.api_url.clone(), lagging_url.clone()]);
+    let token = uuid::Uuid::new_v4().to_string();
+    rotator
+        .run(Step::Create, &stack.secret_id, &token)
+        .await
+        .expect("create");
+    let before = stack.stages().await;
+    let e = rotator.run(Step::Set, &stack.secret_id, &token).await;
+    match &e {
+        Err(RotationError::NotLearned { seen, .. }) => {
+            assert!(
+                seen.contains(&lagging_url),
+                "names the lagging task: {seen}"
+            );
+            assert!(
+                !seen.contains(&format!("{} ", stack.api_url)),
+                "not the one that learned: {seen}"
+            );
+        }
+        other => panic!("setSecret passed with a task that refuses the value: {other:?}"),
+    }
+    assert_eq!(stack.stages().await, before, "nothing promoted");
+    // Asking one task alone (what polling through the ALB amounts to) would have passed.
+    rotator.verifiers = rotate_secret::Verifiers::Fixed(vec![stack.api_url.clone()]);
+    rotator
+        .run(Step::Set, &stack.secret_id, &token)
+        .await
+        .expect("one task alone would have let it through");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_configuration_test_passes_when_the_pending_version_copies_the_current_one() {
     let stack = Stack::start("hmac", "configuration").await;

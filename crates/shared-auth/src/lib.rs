@@ -167,6 +167,27 @@ impl GuardContract {
         headers
     }
 
+    /// The receiver's first look, from the headers alone and before the body is read or
+    /// limited: is a credential there, once, in a shape that could pass? Without one, every
+    /// source gets the same refusal at the same point, so the body limit and timeout reveal
+    /// nothing about the source check.
+    pub fn precheck<'a>(
+        &self,
+        header: impl Fn(&str) -> Vec<&'a [u8]>,
+        now: u64,
+    ) -> Result<(), DenyReason> {
+        match self.mode {
+            SigningMode::Static => secret::check_static_shape(&header(&self.static_header)),
+            SigningMode::Hmac => signing::check_shape(
+                &header(&self.timestamp_header),
+                &header(&self.signature_header),
+                now,
+                self.max_skew_s,
+            )
+            .map(|_| ()),
+        }
+    }
+
     /// The receiver's side: checks the credential of a request in the contract's mode.
     ///
     /// `header` returns every line of the named header; `path` is the path as received,

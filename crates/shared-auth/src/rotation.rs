@@ -53,6 +53,17 @@ pub fn step_budget(refresh_s: u64) -> Duration {
     Duration::from_secs(refresh_s.saturating_mul(3).saturating_add(30).min(600))
 }
 
+/// The rotation function's timeout: one step's wait, with room to start and report.
+pub fn function_timeout(refresh_s: u64) -> Duration {
+    step_budget(refresh_s) + Duration::from_secs(30)
+}
+
+/// The longest a rotation runs: its four steps, each up to the function's timeout. An
+/// `AWSPENDING` version older than this belongs to a rotation that failed.
+pub fn longest(refresh_s: u64) -> Duration {
+    function_timeout(refresh_s) * 4
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -77,6 +77,11 @@ impl SecretSet {
         Ok(self)
     }
 
+    /// Whether `value` can be a secret here (long enough).
+    pub fn usable(value: &SecretString) -> bool {
+        value.expose_secret().len() >= MIN_SECRET_LEN
+    }
+
     pub fn current(&self) -> &SecretString {
         &self.current
     }
@@ -123,6 +128,24 @@ impl fmt::Debug for SecretSet {
             .field("previous", &self.previous.as_ref().map(|_| "[redacted]"))
             .field("pending", &self.pending.as_ref().map(|_| "[redacted]"))
             .finish()
+    }
+}
+
+/// Longest static credential a request may present: more than any generated secret, far less
+/// than a header limit.
+pub const MAX_STATIC_LEN: usize = 512;
+
+/// What can be checked of a static credential before the body is read: exactly one non-empty
+/// line, of a length a secret can have.
+pub fn check_static_shape(presented: &[&[u8]]) -> Result<(), DenyReason> {
+    match presented {
+        [] => Err(DenyReason::CredentialMissing),
+        [[]] => Err(DenyReason::CredentialEmpty),
+        [one] if !(MIN_SECRET_LEN..=MAX_STATIC_LEN).contains(&one.len()) => {
+            Err(DenyReason::CredentialMismatch)
+        }
+        [_] => Ok(()),
+        _ => Err(DenyReason::CredentialDuplicated),
     }
 }
 

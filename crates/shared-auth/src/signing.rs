@@ -76,21 +76,7 @@ pub fn verify_signature(
     now: u64,
     max_skew_s: u64,
 ) -> Verdict {
-    let timestamp = match req.timestamp {
-        [] => return Err(DenyReason::TimestampMissing),
-        [one] => parse_timestamp(one)?,
-        _ => return Err(DenyReason::CredentialDuplicated),
-    };
-    let header = match req.signature {
-        [] => return Err(DenyReason::CredentialMissing),
-        [[]] => return Err(DenyReason::CredentialEmpty),
-        [one] => std::str::from_utf8(one).map_err(|_| DenyReason::SignatureMalformed)?,
-        _ => return Err(DenyReason::CredentialDuplicated),
-    };
-    let entries = parse_signatures(header)?;
-    if now.abs_diff(timestamp) > max_skew_s {
-        return Err(DenyReason::TimestampOutOfWindow);
-    }
+    let (timestamp, entries) = check_shape(req.timestamp, req.signature, now, max_skew_s)?;
     let message = string_to_sign(timestamp, req.method, req.path, req.body);
     for (version, secret) in secrets.accepted() {
         let mac = keyed(secret, &message);
@@ -102,6 +88,33 @@ pub fn verify_signature(
         }
     }
     Err(DenyReason::SignatureMismatch)
+}
+
+/// What can be checked of a signed request from its headers alone, before its body is read:
+/// one timestamp, within `max_skew_s` of `now`, and one signature header holding well-formed
+/// `v1=` entries. Returns the timestamp and the decoded tags.
+pub fn check_shape(
+    timestamp: &[&[u8]],
+    signature: &[&[u8]],
+    now: u64,
+    max_skew_s: u64,
+) -> Result<(u64, Vec<Vec<u8>>), DenyReason> {
+    let timestamp = match timestamp {
+        [] => return Err(DenyReason::TimestampMissing),
+        [one] => parse_timestamp(one)?,
+        _ => return Err(DenyReason::CredentialDuplicated),
+    };
+    let header = match signature {
+        [] => return Err(DenyReason::CredentialMissing),
+        [[]] => return Err(DenyReason::CredentialEmpty),
+        [one] => std::str::from_utf8(one).map_err(|_| DenyReason::SignatureMalformed)?,
+        _ => return Err(DenyReason::CredentialDuplicated),
+    };
+    let entries = parse_signatures(header)?;
+    if now.abs_diff(timestamp) > max_skew_s {
+        return Err(DenyReason::TimestampOutOfWindow);
+    }
+    Ok((timestamp, entries))
 }
 
 /// Unix seconds as plain ASCII digits: no sign, no spaces, no fraction.

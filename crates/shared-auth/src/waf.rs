@@ -14,8 +14,8 @@ use aws_sdk_wafv2::error::DisplayErrorContext;
 use aws_sdk_wafv2::primitives::Blob;
 use aws_sdk_wafv2::types::{
     AndStatement, ByteMatchStatement, FieldToMatch, NotStatement, OrStatement,
-    PositionalConstraint, Rule, RuleAction, Scope, SingleHeader, Statement, TextTransformation,
-    TextTransformationType, UriPath, VisibilityConfig,
+    PositionalConstraint, Rule, RuleAction, RuleGroupSummary, Scope, SingleHeader, Statement,
+    TextTransformation, TextTransformationType, UriPath, VisibilityConfig,
 };
 use secrecy::ExposeSecret;
 
@@ -235,6 +235,19 @@ impl GuardRuleGroup {
 
     /// The ARN of the group `name`, if it exists.
     pub async fn find(&self, name: &str) -> Result<Option<String>, WafError> {
+        Ok(self
+            .summary(|g| g.name() == Some(name))
+            .await?
+            .and_then(|g| g.arn))
+    }
+
+    /// The first group `wanted` picks, as `ListRuleGroups` gives it: name, id, ARN, lock token
+    /// and description, which is all an update or a delete needs. Its rules are never read:
+    /// they hold the secret, so no identity here needs `wafv2:GetRuleGroup` on the group.
+    async fn summary(
+        &self,
+        wanted: impl Fn(&RuleGroupSummary) -> bool,
+    ) -> Result<Option<RuleGroupSummary>, WafError> {
         let mut marker = None;
         loop {
             let page = self
@@ -246,8 +259,8 @@ impl GuardRuleGroup {
                 .send()
                 .await
                 .map_err(aws)?;
-            if let Some(found) = page.rule_groups().iter().find(|g| g.name() == Some(name)) {
-                return Ok(found.arn().map(str::to_owned));
+            if let Some(found) = page.rule_groups().iter().find(|g| wanted(g)) {
+                return Ok(Some(found.clone()));
             }
             match page.next_marker {
                 Some(next) if !next.is_empty() && !page.rule_groups().is_empty() => {
@@ -269,26 +282,22 @@ impl GuardRuleGroup {
         let accepted: Vec<&Version> = versions.all().map(|(_, v)| v).collect();
         let accepted = accepted.as_slice();
         for _ in 0..5 {
-            let got = self
-                .client
-                .get_rule_group()
-                .arn(arn)
-                .send()
-                .await
-                .map_err(aws)?;
-            let (Some(group), Some(lock)) = (got.rule_group, got.lock_token) else {
-                return Err(WafError::Aws(format!("GetRuleGroup {arn}: empty answer")));
+            let group = self.summary(|g| g.arn() == Some(arn)).await?;
+            let Some((Some(name), Some(id), Some(lock))) =
+                group.map(|g| (g.name, g.id, g.lock_token))
+            else {
+                return Err(WafError::Aws(format!("ListRuleGroups: no group {arn}")));
             };
             let result = self
                 .client
                 .update_rule_group()
-                .name(group.name())
-                .id(group.id())
+                .name(&name)
+                .id(id)
                 .scope(Scope::Regional)
                 .lock_token(lock)
                 .description(description(accepted))
-                .rules(rule(contract, group.name(), accepted)?)
-                .visibility_config(visibility(group.name()))
+                .rules(rule(contract, &name, accepted)?)
+                .visibility_config(visibility(&name))
                 .send()
                 .await;
             match result {
@@ -307,23 +316,14 @@ impl GuardRuleGroup {
 
     /// Deletes the group `name` if it exists (after the web ACL stopped referring to it).
     pub async fn delete(&self, name: &str) -> Result<bool, WafError> {
-        let Some(arn) = self.find(name).await? else {
-            return Ok(false);
-        };
-        let got = self
-            .client
-            .get_rule_group()
-            .arn(&arn)
-            .send()
-            .await
-            .map_err(aws)?;
-        let (Some(group), Some(lock)) = (got.rule_group, got.lock_token) else {
+        let group = self.summary(|g| g.name() == Some(name)).await?;
+        let Some((Some(id), Some(lock))) = group.map(|g| (g.id, g.lock_token)) else {
             return Ok(false);
         };
         self.client
             .delete_rule_group()
-            .name(group.name())
-            .id(group.id())
+            .name(name)
+            .id(id)
             .scope(Scope::Regional)
             .lock_token(lock)
             .send()

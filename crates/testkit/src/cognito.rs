@@ -26,6 +26,8 @@ pub struct UserPool {
     pub issuer: String,
     /// Where moto serves the pool's signing keys.
     pub jwks_url: String,
+    /// The AWS endpoint the pool lives in.
+    pub endpoint: String,
 }
 
 /// A confirmed user: its `sub`, the PostConfirmation event for it, and its tokens.
@@ -73,6 +75,7 @@ impl UserPool {
             .context("moto returned no client id")?
             .to_owned();
         Ok(Self {
+            endpoint: endpoint.trim_end_matches('/').to_owned(),
             issuer: format!("https://cognito-idp.{region}.amazonaws.com/{id}"),
             jwks_url: format!(
                 "{}/{id}/.well-known/jwks.json",
@@ -94,6 +97,9 @@ impl UserPool {
                 self.client_id.clone(),
             ),
             ("TOLLGATE__API__JWKS_URL".into(), self.jwks_url.clone()),
+            // The pool's AWS: the api asks it whether a user to provision still exists.
+            ("TOLLGATE__AWS__ENDPOINT_URL".into(), self.endpoint.clone()),
+            ("TOLLGATE__AWS__REGION".into(), self.region.clone()),
         ]
     }
 
@@ -139,6 +145,18 @@ impl UserPool {
             .send()
             .await
             .aws(&format!("cannot disable `{username}`"))?;
+        Ok(())
+    }
+
+    /// Deletes `username` from the pool.
+    pub async fn delete(&self, username: &str) -> Result<()> {
+        self.cognito
+            .admin_delete_user()
+            .user_pool_id(&self.id)
+            .username(username)
+            .send()
+            .await
+            .aws(&format!("cannot delete `{username}`"))?;
         Ok(())
     }
 

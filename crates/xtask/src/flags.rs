@@ -113,6 +113,10 @@ pub struct Verify {
 pub struct RotateSecret {
     #[arg(long)]
     pub env: String,
+    /// Instead of rotating, stop accepting the version before the current one now rather than
+    /// at the end of its grace (guard.previous_grace_s): after a leak, rotate, then revoke.
+    #[arg(long)]
+    pub revoke_previous: bool,
 }
 
 /// Delete every resource of an environment.

@@ -25,8 +25,44 @@ async fn holder(sm: &aws_sdk_secretsmanager::Client, id: &str, stage: &str) -> O
     shared_auth::aws::versions::holder(&stages, stage).map(str::to_owned)
 }
 
+/// A dry run of the guarded route signed with `secret`: the status and the version it matched.
+async fn dry_run(api_url: &str, secret_id: &str, secret: &secrecy::SecretString) -> (u16, String) {
+    let vars = std::collections::HashMap::from([
+        ("TOLLGATE_ENV".to_owned(), "local".to_owned()),
+        (
+            "TOLLGATE__GUARD__SECRET_ID".to_owned(),
+            secret_id.to_owned(),
+        ),
+    ]);
+    let guard = shared_auth::load_for(shared_auth::Component::Api, &vars)
+        .expect("local contract")
+        .guard;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let body = b"{}";
+    let mut request = reqwest::Client::new()
+        .post(format!("{api_url}{}", guard.path))
+        .header("content-type", "application/json")
+        .header(shared_auth::DRY_RUN_HEADER, "1")
+        .body(body.to_vec());
+    for (name, value) in guard.credentials(secret, &guard.path, body, now).iter() {
+        request = request.header(name, value);
+    }
+    let response = request.send().await.expect("dry run");
+    let verified = response
+        .headers()
+        .get(shared_auth::VERIFIED_WITH_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    (response.status().as_u16(), verified)
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn rotating_on_a_local_aws_runs_the_functions_binary_through_all_four_steps() {
+async fn rotating_on_a_local_aws_runs_the_functions_binary_through_all_four_steps_and_revoking_ends_the_grace()
+ {
     let aws = testkit::local_aws();
     let sm = shared_auth::aws::secrets_manager(&aws).await;
     let secret_id = format!(
@@ -87,24 +123,29 @@ async fn rotating_on_a_local_aws_runs_the_functions_binary_through_all_four_step
         .expect("api ready");
 
     let started = Instant::now();
-    let out = tokio::task::spawn_blocking(move || {
-        let mut command = Command::new(env!("CARGO"));
-        command
-            .current_dir(root())
-            .args(["run", "--quiet", "--package", "xtask", "--"])
-            .args(["rotate-secret", "--env", "local"])
-            .envs(shared.iter().map(|(k, v)| (*k, v.as_str())))
-            .env("TOLLGATE__LAMBDA__API_BASE_URL", &api_url);
-        command.output().expect("cargo runs")
-    })
-    .await
-    .expect("xtask");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "rotate-secret failed:\n{text}");
+    let xtask = |extra: &'static [&'static str]| {
+        let shared = shared.clone();
+        let api_url = api_url.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut command = Command::new(env!("CARGO"));
+            command
+                .current_dir(root())
+                .args(["run", "--quiet", "--package", "xtask", "--"])
+                .args(["rotate-secret", "--env", "local"])
+                .args(extra)
+                .envs(shared.iter().map(|(k, v)| (*k, v.as_str())))
+                .env("TOLLGATE__LAMBDA__API_BASE_URL", &api_url);
+            let out = command.output().expect("cargo runs");
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            (out.status.success(), text)
+        })
+    };
+    let (ok, text) = xtask(&[]).await.expect("xtask");
+    assert!(ok, "rotate-secret failed:\n{text}");
     for step in ["createSecret", "setSecret", "testSecret", "finishSecret"] {
         assert!(
             text.contains(&format!("✓ {step}")),
@@ -123,6 +164,43 @@ async fn rotating_on_a_local_aws_runs_the_functions_binary_through_all_four_step
     eprintln!(
         "rotated on a local AWS in {:.1} s",
         started.elapsed().as_secs_f64()
+    );
+
+    // The old value still passes, as `previous`, during its grace; revoked, it is refused.
+    let value = |id: String| {
+        let sm = sm.clone();
+        let secret_id = secret_id.clone();
+        async move {
+            let v = sm
+                .get_secret_value()
+                .secret_id(&secret_id)
+                .version_id(&id)
+                .send()
+                .await
+                .expect("value")
+                .secret_string
+                .expect("string");
+            secrecy::SecretString::from(v)
+        }
+    };
+    let (old, new) = (value(before.clone()).await, value(after.clone()).await);
+    assert_eq!(
+        dry_run(&api_url, &secret_id, &old).await,
+        (204, "previous".into())
+    );
+    let (ok, text) = xtask(&["--revoke-previous"]).await.expect("xtask");
+    assert!(ok, "rotate-secret --revoke-previous failed:\n{text}");
+    assert!(text.contains("no longer accepts"), "{text}");
+    assert_eq!(holder(&sm, &secret_id, "AWSPREVIOUS").await, None);
+    assert_eq!(dry_run(&api_url, &secret_id, &old).await.0, 403, "revoked");
+    assert_eq!(
+        dry_run(&api_url, &secret_id, &new).await,
+        (204, "current".into())
+    );
+    let (ok, text) = xtask(&["--revoke-previous"]).await.expect("xtask");
+    assert!(
+        ok && text.contains("nothing to revoke"),
+        "a second revoke changes nothing:\n{text}"
     );
     api.stop();
     std::fs::remove_dir_all(&work).ok();

@@ -95,9 +95,10 @@ pub async fn spawn_with(opts: Options) -> TestApp {
             SecretSet::new(CURRENT.into(), Some(PREVIOUS.into())).expect("valid test secrets"),
         )
     });
-    let secrets = SecretStore::start(
+    let secrets = SecretStore::start_at(
         provider,
         std::time::Duration::from_secs(settings.api.secret_refresh_s),
+        opts.clock,
     )
     .await;
     let app = Application::build(settings.clone(), secrets, opts.clock)

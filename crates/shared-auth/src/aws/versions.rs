@@ -8,6 +8,13 @@
 //! - `AWSPREVIOUS` and `AWSPENDING` count only when they hold a value, on a version other than
 //!   one already counted, with a value other than one already counted (a rotation's
 //!   configuration test stages a copy of the current value; counting it adds nothing).
+//! - `AWSPREVIOUS` counts only for `guard.previous_grace_s` after the current version was
+//!   created: long enough for every sender's cache, and no longer, so a leaked value dies
+//!   with the grace (or at once, when `cargo xtask rotate-secret --revoke-previous` removes
+//!   the stage).
+//! - `AWSPENDING` counts only while a rotation can be in progress: its version is newer than
+//!   the current one and younger than the longest a rotation runs. A pending version a
+//!   failed rotation left behind, or one staged by hand, opens nothing.
 //! - Nothing here judges a value's length or shape: [`crate::SecretSet`] does, for the
 //!   verifier.
 
@@ -43,23 +50,78 @@ impl fmt::Debug for Version {
     }
 }
 
+/// How long the stages besides `AWSCURRENT` count, in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Acceptance {
+    /// `AWSPREVIOUS` counts until this long after the current version was created.
+    pub previous_grace_s: u64,
+    /// `AWSPENDING` counts until this long after it was created (a rotation's longest run).
+    pub rotation_s: u64,
+}
+
+impl Acceptance {
+    /// The contract's windows: `guard.previous_grace_s`, and the longest rotation for the api's
+    /// refresh interval.
+    pub fn for_settings(settings: &crate::Settings) -> Self {
+        Self {
+            previous_grace_s: settings.guard.previous_grace_s,
+            rotation_s: crate::rotation::longest(settings.api.secret_refresh_s).as_secs(),
+        }
+    }
+}
+
+/// A stage holding a value that does not count now, and why (for logs; never the value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeftOut {
+    pub stage: &'static str,
+    pub id: String,
+    pub why: &'static str,
+}
+
 /// The versions a verifier should accept, by stage.
 #[derive(Debug, Clone)]
 pub struct Versions {
     pub current: Version,
     pub previous: Option<Version>,
     pub pending: Option<Version>,
+    /// Stages with a value that did not count, and why.
+    pub left_out: Vec<LeftOut>,
 }
 
 impl Versions {
-    /// Applies the rule to what the stages hold.
+    /// Applies the rule to what the stages hold, at `now_s` (unix seconds).
     pub fn from_stages(
         current: Option<Version>,
         previous: Option<Version>,
         pending: Option<Version>,
+        acceptance: Acceptance,
+        now_s: i64,
     ) -> Result<Self, VersionsError> {
         let usable = |v: Option<Version>| v.filter(|v| !v.value.expose_secret().is_empty());
         let current = usable(current).ok_or(VersionsError::NoCurrent)?;
+        let mut left_out = Vec::new();
+        let previous = usable(previous).filter(|p| {
+            let within = within(current.created_s, acceptance.previous_grace_s, now_s);
+            if !within {
+                left_out.push(LeftOut::of(
+                    PREVIOUS,
+                    p,
+                    "its grace after the promotion has passed",
+                ));
+            }
+            within
+        });
+        let pending = usable(pending).filter(|p| {
+            let newer = match (p.created_s, current.created_s) {
+                (Some(p), Some(c)) => p >= c,
+                _ => true,
+            };
+            let in_progress = newer && within(p.created_s, acceptance.rotation_s, now_s);
+            if !in_progress && p.id != current.id {
+                left_out.push(LeftOut::of(PENDING, p, "no rotation is in progress"));
+            }
+            in_progress
+        });
         let mut counted = vec![current.clone()];
         let mut keep = |v: Option<Version>| {
             let v = usable(v)?;
@@ -78,7 +140,15 @@ impl Versions {
             current,
             previous,
             pending,
+            left_out,
         })
+    }
+
+    /// The current version alone, as a sender signs with it.
+    pub fn current_only(current: Option<Version>) -> Result<Version, VersionsError> {
+        current
+            .filter(|v| !v.value.expose_secret().is_empty())
+            .ok_or(VersionsError::NoCurrent)
     }
 
     /// Every accepted version with its stage, current first.
@@ -87,6 +157,24 @@ impl Versions {
             .chain(self.previous.iter().map(|v| (SecretVersion::Previous, v)))
             .chain(self.pending.iter().map(|v| (SecretVersion::Pending, v)))
     }
+}
+
+impl LeftOut {
+    fn of(stage: &'static str, version: &Version, why: &'static str) -> Self {
+        Self {
+            stage,
+            id: version.id.clone(),
+            why,
+        }
+    }
+}
+
+/// Whether `now_s` is less than `window_s` after `since_s`; a version without a date counts
+/// (Secrets Manager always gives one).
+fn within(since_s: Option<i64>, window_s: u64, now_s: i64) -> bool {
+    since_s.is_none_or(|since| {
+        now_s < since.saturating_add(i64::try_from(window_s).unwrap_or(i64::MAX))
+    })
 }
 
 /// Why the versions could not be read.
@@ -159,17 +247,29 @@ async fn read(
     }
 }
 
-/// The versions of `secret_id` a verifier accepts now ([`Versions::from_stages`]).
-pub async fn accepted(sm: &SecretsManager, secret_id: &str) -> Result<Versions, VersionsError> {
+/// The versions of `secret_id` a verifier accepts at `now_s` ([`Versions::from_stages`]).
+pub async fn accepted(
+    sm: &SecretsManager,
+    secret_id: &str,
+    acceptance: Acceptance,
+    now_s: i64,
+) -> Result<Versions, VersionsError> {
     let current = at_stage(sm, secret_id, CURRENT).await?;
     let previous = at_stage(sm, secret_id, PREVIOUS).await?;
     let pending = at_stage(sm, secret_id, PENDING).await?;
-    Versions::from_stages(current, previous, pending)
+    Versions::from_stages(current, previous, pending, acceptance, now_s)
 }
 
 /// The current version alone: what a sender signs with.
 pub async fn current(sm: &SecretsManager, secret_id: &str) -> Result<Version, VersionsError> {
-    Versions::from_stages(at_stage(sm, secret_id, CURRENT).await?, None, None).map(|v| v.current)
+    Versions::current_only(at_stage(sm, secret_id, CURRENT).await?)
+}
+
+/// Unix seconds now, by this machine's clock.
+pub fn now_s() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]
@@ -177,31 +277,97 @@ mod tests {
     use super::*;
 
     fn v(id: &str, value: &str) -> Option<Version> {
+        at(id, value, None)
+    }
+
+    fn at(id: &str, value: &str, created_s: Option<i64>) -> Option<Version> {
         Some(Version {
             id: id.into(),
             value: value.into(),
-            created_s: None,
+            created_s,
         })
+    }
+
+    const WINDOWS: Acceptance = Acceptance {
+        previous_grace_s: 3_600,
+        rotation_s: 960,
+    };
+    const NOW: i64 = 1_800_000_000;
+
+    fn stages(
+        current: Option<Version>,
+        previous: Option<Version>,
+        pending: Option<Version>,
+    ) -> Result<Versions, VersionsError> {
+        Versions::from_stages(current, previous, pending, WINDOWS, NOW)
+    }
+
+    #[test]
+    fn the_previous_version_counts_only_during_its_grace_after_the_promotion() {
+        for (promoted_ago, counted) in [(0, true), (3_599, true), (3_600, false), (90_000, false)] {
+            let set = stages(
+                at("c", "one", Some(NOW - promoted_ago)),
+                at("p", "two", Some(NOW - promoted_ago - 86_400 * 30)),
+                None,
+            )
+            .expect("ok");
+            assert_eq!(
+                set.previous.is_some(),
+                counted,
+                "promoted {promoted_ago} s ago"
+            );
+            assert_eq!(
+                set.left_out
+                    .iter()
+                    .any(|l| l.stage == PREVIOUS && l.id == "p"),
+                !counted,
+                "what is left out is named"
+            );
+        }
+    }
+
+    #[test]
+    fn a_pending_version_counts_only_while_a_rotation_can_be_running() {
+        let current = || at("c", "one", Some(NOW - 86_400));
+        let cases = [
+            (Some(NOW - 10), true, "staged 10 s ago"),
+            (Some(NOW - 959), true, "within the longest rotation"),
+            (
+                Some(NOW - 960),
+                false,
+                "older than any rotation: a failed one",
+            ),
+            (Some(NOW - 90_000), false, "older than the current version"),
+        ];
+        for (created, counted, what) in cases {
+            let set = stages(current(), None, at("n", "three", created)).expect("ok");
+            assert_eq!(set.pending.is_some(), counted, "{what}");
+            assert_eq!(
+                set.left_out.iter().any(|l| l.stage == PENDING),
+                !counted,
+                "{what}"
+            );
+        }
     }
 
     #[test]
     fn one_rule_for_empty_duplicated_and_copied_versions() {
-        let all = Versions::from_stages(v("c", "one"), v("p", "two"), v("n", "three")).expect("ok");
+        let all = stages(v("c", "one"), v("p", "two"), v("n", "three")).expect("ok");
         let ids: Vec<&str> = all.all().map(|(_, v)| v.id.as_str()).collect();
         assert_eq!(ids, ["c", "p", "n"]);
         // Pending on the current version (moto after a promotion), or a copy of its value (a
         // configuration test), or empty (staged, not yet written): not counted.
         for pending in [v("c", "one"), v("n", "one"), v("n", "")] {
-            let set = Versions::from_stages(v("c", "one"), v("p", "two"), pending).expect("ok");
+            let set = stages(v("c", "one"), v("p", "two"), pending).expect("ok");
             assert!(set.pending.is_none());
             assert_eq!(set.previous.as_ref().map(|p| p.id.as_str()), Some("p"));
         }
         assert!(matches!(
-            Versions::from_stages(v("c", ""), None, None),
+            stages(v("c", ""), None, None),
             Err(VersionsError::NoCurrent)
         ));
         assert!(matches!(
-            Versions::from_stages(None, v("p", "two"), None),
+            stages(None, v("p", "two"), None),
             Err(VersionsError::NoCurrent)
         ));
         assert!(

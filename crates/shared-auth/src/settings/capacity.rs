@@ -12,6 +12,22 @@
 //! `superuser_reserved_connections` (3) and RDS `rds.rds_superuser_reserved_connections` (2)
 //! for administrators.
 
+/// The api task's memory (MiB), as Terraform sets it (`api_task_memory_mib`, rendered from
+/// here).
+pub const API_TASK_MEMORY_MIB: u64 = 512;
+/// What one open connection costs the api besides its read buffer (hyper's connection state,
+/// the task, the socket's user-space side), erring high.
+pub const CONNECTION_OVERHEAD_BYTES: u64 = 16 * 1024;
+/// The share of the task's memory hostile connections may take at most, in percent: the
+/// rest is the service's own working set and headroom.
+pub const CONNECTION_MEMORY_PERCENT: u64 = 50;
+
+/// The most `max_connections` connections, each holding `max_header_bytes` of unfinished
+/// headers, can make the task hold.
+pub fn connection_memory_bytes(max_connections: u32, max_header_bytes: usize) -> u64 {
+    u64::from(max_connections) * (max_header_bytes as u64 + CONNECTION_OVERHEAD_BYTES)
+}
+
 /// Bytes of instance memory per connection in RDS's default `max_connections` formula.
 pub const BYTES_PER_CONNECTION: u64 = 9_531_392;
 /// RDS's ceiling on the default `max_connections`.

@@ -67,6 +67,12 @@ pub struct GuardContract {
     /// Largest accepted difference between the signing time and the receiver's clock.
     #[serde(default = "defaults::max_skew_s")]
     pub max_skew_s: u64,
+    /// How long after a rotation the version before it (`AWSPREVIOUS`) stays accepted, counted
+    /// from the current version's creation: at least a rotation's longest run, a sender's
+    /// `secret_ttl_s` and `max_skew_s`, so no sender's cached value is refused; no longer,
+    /// so a leaked value dies with it.
+    #[serde(default = "defaults::previous_grace_s")]
+    pub previous_grace_s: u64,
 }
 
 /// How the sender proves it knows the shared secret.
@@ -170,6 +176,13 @@ pub struct ApiSettings {
     pub keep_alive_idle_s: u64,
     /// Largest accepted request body on the guarded route.
     pub body_limit_bytes: usize,
+    /// Connections served at once; more wait in the listen backlog. With
+    /// `max_header_bytes`, bounds what hostile connections can make the task hold
+    /// ([`super::capacity::connection_memory_bytes`]).
+    pub max_connections: u32,
+    /// Largest request head (request line and headers) a connection may send: hyper's read
+    /// buffer limit. 8 KiB to 64 KiB (the ALB forwards at most 64 KiB of headers).
+    pub max_header_bytes: usize,
     /// Cognito issuer, `https://cognito-idp.<region>.amazonaws.com/<pool id>`.
     pub jwt_issuer: Option<String>,
     /// Cognito app client id: the ID token's `aud`.
@@ -199,6 +212,8 @@ impl Default for ApiSettings {
             header_read_timeout_ms: 10_000,
             keep_alive_idle_s: 75,
             body_limit_bytes: 16 * 1024,
+            max_connections: 2_048,
+            max_header_bytes: 32 * 1024,
             jwt_issuer: None,
             jwt_client_id: None,
             jwks_url: None,
@@ -433,6 +448,9 @@ mod defaults {
     pub fn secret_ttl_s() -> u64 {
         300
     }
+    pub fn previous_grace_s() -> u64 {
+        3_600
+    }
     pub fn max_skew_s() -> u64 {
         crate::signing::DEFAULT_MAX_SKEW_S
     }
@@ -492,6 +510,7 @@ impl GuardContract {
             (key("allowed_cidrs"), join(&self.allowed_cidrs)),
             (key("trusted_proxies"), join(&self.trusted_proxies)),
             (key("max_skew_s"), self.max_skew_s.to_string()),
+            (key("previous_grace_s"), self.previous_grace_s.to_string()),
         ]
     }
 }

@@ -9,6 +9,7 @@ impl Settings {
     /// `component` reads.
     pub fn validate_for(&self, component: Component) -> Result<(), ConfigError> {
         self.guard.validate()?;
+        self.check_previous_grace()?;
         if component != Component::Deploy {
             // A running component must know whom to allow. Deploying does not: the NAT
             // gateway's Elastic IP is added from the Terraform outputs when rendering.
@@ -32,6 +33,26 @@ impl Settings {
         }
     }
 
+    /// `AWSPREVIOUS` must outlive every sender's copy: the rotation's longest run (the value
+    /// is promoted at its end), then a sender's cache, then a signature's allowed skew.
+    fn check_previous_grace(&self) -> Result<(), ConfigError> {
+        let guard = &self.guard;
+        let rotation = crate::rotation::longest(self.api.secret_refresh_s).as_secs();
+        let needed = rotation + guard.secret_ttl_s + guard.max_skew_s;
+        if guard.previous_grace_s < needed {
+            return Err(ConfigError::invalid(
+                "guard.previous_grace_s",
+                format!(
+                    "{} s is shorter than a rotation's longest run ({rotation} s, from \
+                     api.secret_refresh_s) + guard.secret_ttl_s ({}) + guard.max_skew_s ({}) = \
+                     {needed} s: a sender's cached secret would be refused after a rotation",
+                    guard.previous_grace_s, guard.secret_ttl_s, guard.max_skew_s
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     fn validate_api(&self) -> Result<(), ConfigError> {
         let api = &self.api;
         positive(&[
@@ -44,7 +65,9 @@ impl Settings {
             ("api.keep_alive_idle_s", api.keep_alive_idle_s),
             ("api.body_limit_bytes", api.body_limit_bytes as u64),
             ("api.db_max_lifetime_s", api.db_max_lifetime_s),
+            ("api.max_connections", u64::from(api.max_connections)),
         ])?;
+        self.check_connection_memory()?;
         if let Some(file) = &api.db_ca_file
             && !file.is_file()
         {
@@ -60,6 +83,40 @@ impl Settings {
             if let Some(url) = value {
                 check_http_url(key, url, false)?;
             }
+        }
+        Ok(())
+    }
+
+    /// Hostile connections, each holding the largest unfinished head, must fit in half the
+    /// task's memory.
+    fn check_connection_memory(&self) -> Result<(), ConfigError> {
+        let api = &self.api;
+        if !(8 * 1024..=64 * 1024).contains(&api.max_header_bytes) {
+            return Err(ConfigError::invalid(
+                "api.max_header_bytes",
+                format!(
+                    "{} is outside 8192..=65536 (hyper's smallest buffer; the ALB's largest head)",
+                    api.max_header_bytes
+                ),
+            ));
+        }
+        let worst = capacity::connection_memory_bytes(api.max_connections, api.max_header_bytes);
+        let allowed =
+            capacity::API_TASK_MEMORY_MIB * 1024 * 1024 * capacity::CONNECTION_MEMORY_PERCENT / 100;
+        if worst > allowed {
+            return Err(ConfigError::invalid(
+                "api.max_connections",
+                format!(
+                    "{} connections × ({} header bytes + {} overhead) = {} MiB, more than {} % of \
+                     the task's {} MiB: lower api.max_connections or api.max_header_bytes",
+                    api.max_connections,
+                    api.max_header_bytes,
+                    capacity::CONNECTION_OVERHEAD_BYTES,
+                    worst / (1024 * 1024),
+                    capacity::CONNECTION_MEMORY_PERCENT,
+                    capacity::API_TASK_MEMORY_MIB
+                ),
+            ));
         }
         Ok(())
     }

@@ -166,8 +166,8 @@ fn function_vars(settings: &Settings, lambda_zip: &Path) -> Value {
         "sweep_window_s": settings.lambda.sweep_window_s,
         "rotation_zip": crate::support::artifacts::rotation_zip(lambda_zip).display().to_string(),
         "rotation_env": rotation_env(settings),
-        // One step may wait `step_budget`; the function gets that plus room to report.
-        "rotation_timeout_s": shared_auth::rotation::step_budget(settings.api.secret_refresh_s).as_secs() + 30,
+        // The longest step may wait `step_budget`; the function gets that plus room to report.
+        "rotation_timeout_s": shared_auth::rotation::function_timeout(settings.api.secret_refresh_s).as_secs(),
         "secret_rotation_days": d.secret_rotation_days,
     })
 }
@@ -179,6 +179,7 @@ fn service_vars(settings: &Settings, api_image: &str) -> Value {
         "api_image": api_image,
         "api_architecture": d.api_architecture,
         "api_port": settings.api.listen.port(),
+        "api_task_memory_mib": shared_auth::settings::capacity::API_TASK_MEMORY_MIB,
         "api_min_count": d.api_min_count,
         "api_max_count": d.api_max_count,
         "api_env": api_env(settings),

@@ -152,7 +152,13 @@ async fn guard_rule_group(
     sm: &SecretsManager,
     sdk: &aws_config::SdkConfig,
 ) -> Result<()> {
-    let accepted = versions::accepted(sm, &settings.guard.secret_id).await?;
+    let accepted = versions::accepted(
+        sm,
+        &settings.guard.secret_id,
+        versions::Acceptance::for_settings(settings),
+        versions::now_s(),
+    )
+    .await?;
     let name = rule_group_name(&settings.env);
     let arn = GuardRuleGroup {
         client: aws_sdk_wafv2::Client::new(sdk),

@@ -3,12 +3,17 @@
 //! rotation function (the `rotate-secret` crate); where Secrets Manager cannot invoke a
 //! function (moto, `aws.endpoint_url` set) it invokes the same function's binary here, under a
 //! local Runtime API, once per step, in order, as Secrets Manager would.
+//!
+//! `--revoke-previous` ends the previous version's grace at once: it removes `AWSPREVIOUS`
+//! from that version, brings the WAF rule group in line (static mode) and waits until the api
+//! reports it no longer holds it.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use aws_sdk_secretsmanager::Client as SecretsManager;
-use shared_auth::rotation::{Step, step_budget};
+use shared_auth::aws::versions::{self, Acceptance, PREVIOUS};
+use shared_auth::rotation::{Step, function_timeout};
 use shared_auth::waf::{GuardRuleGroup, rule_group_name};
 use shared_auth::{Settings, SigningMode};
 
@@ -21,7 +26,9 @@ impl flags::RotateSecret {
         let settings = settings_for(&self.env)?;
         check_local_aws(&settings)?;
         multi_thread(async {
-            if settings.aws.endpoint_url.is_some() {
+            if self.revoke_previous {
+                revoke_previous(&settings).await
+            } else if settings.aws.endpoint_url.is_some() {
                 rotate_here(&settings).await
             } else {
                 rotate_in_aws(&settings).await
@@ -68,7 +75,7 @@ async fn rotate_here(settings: &Settings) -> Result<()> {
          rotation function); the api at {} must be running",
         settings.lambda.api_base_url
     );
-    let budget = step_budget(settings.api.secret_refresh_s) + Duration::from_secs(30);
+    let budget = function_timeout(settings.api.secret_refresh_s);
     for step in Step::ALL {
         let started = Instant::now();
         let event = serde_json::json!({
@@ -105,6 +112,95 @@ async fn static_rule_group(settings: &Settings) -> Result<Vec<(String, String)>>
     })
 }
 
+/// `--revoke-previous`: the version before the current one is refused from now on, not at the
+/// end of its grace. Senders holding it get one 403, read the secret again and retry.
+async fn revoke_previous(settings: &Settings) -> Result<()> {
+    let secret_id = &settings.guard.secret_id;
+    let sdk = testkit::sdk_config(&settings.aws).await;
+    let sm = SecretsManager::new(&sdk);
+    let stages = sm
+        .describe_secret()
+        .secret_id(secret_id)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!(testkit::aws::explain(&e)))
+        .with_context(|| format!("cannot read `{secret_id}`"))?
+        .version_ids_to_stages
+        .unwrap_or_default();
+    let Some(previous) = versions::holder(&stages, PREVIOUS).map(str::to_owned) else {
+        eprintln!("· `{secret_id}` has no AWSPREVIOUS version: nothing to revoke");
+        return Ok(());
+    };
+    sm.update_secret_version_stage()
+        .secret_id(secret_id)
+        .version_stage(PREVIOUS)
+        .remove_from_version_id(&previous)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!(testkit::aws::explain(&e)))
+        .context("cannot remove AWSPREVIOUS")?;
+    eprintln!("· version {previous} is no longer AWSPREVIOUS in Secrets Manager");
+    if settings.guard.mode == SigningMode::Static {
+        let group = GuardRuleGroup {
+            client: aws_sdk_wafv2::Client::new(&sdk),
+        };
+        if let Some(arn) = group.find(&rule_group_name(&settings.env)).await? {
+            let accepted = versions::accepted(
+                &sm,
+                secret_id,
+                Acceptance::for_settings(settings),
+                versions::now_s(),
+            )
+            .await?;
+            group.update(&arn, &settings.guard, &accepted).await?;
+            eprintln!("· the WAF rule group {arn} no longer accepts it");
+        }
+    }
+    wait_dropped(settings, &previous).await
+}
+
+/// Until the api, asked through `lambda.api_base_url`, answers three times in a row without
+/// `id` (the load balancer spreads the answers over its tasks); bounded by three refresh
+/// intervals.
+async fn wait_dropped(settings: &Settings, id: &str) -> Result<()> {
+    let url = format!(
+        "{}/readyz",
+        settings.lambda.api_base_url.trim_end_matches('/')
+    );
+    let http = reqwest::Client::builder()
+        .user_agent(concat!("tollgate-xtask/", env!("CARGO_PKG_VERSION")))
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    let limit = Duration::from_secs(settings.api.secret_refresh_s * 3 + 10);
+    let begun = Instant::now();
+    let mut clean = 0;
+    let mut last = String::from("no answer yet");
+    while begun.elapsed() < limit {
+        match http.get(&url).send().await {
+            Ok(r) => {
+                let body: serde_json::Value = r.json().await.unwrap_or_default();
+                let held = &body["secret_versions"];
+                clean = if held["previous"] == id { 0 } else { clean + 1 };
+                last = held.to_string();
+            }
+            Err(e) => last = e.to_string(),
+        }
+        if clean >= 3 {
+            eprintln!(
+                "· done: the api no longer accepts version {id} ({:.0} s)",
+                begun.elapsed().as_secs_f64()
+            );
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    bail!(
+        "the api at {url} still reports version {id} after {} s (last: {last}); every task drops \
+         it within api.secret_refresh_s of its next refresh: check the tasks' logs",
+        limit.as_secs()
+    )
+}
+
 /// `RotateSecret`, then the version's stages until it is `AWSCURRENT`.
 async fn rotate_in_aws(settings: &Settings) -> Result<()> {
     let secret_id = &settings.guard.secret_id;
@@ -136,7 +232,8 @@ async fn rotate_in_aws(settings: &Settings) -> Result<()> {
         function.rsplit(':').next().unwrap_or("")
     );
     // createSecret + setSecret + testSecret + finishSecret, each bounded by the step budget.
-    let limit = step_budget(settings.api.secret_refresh_s) * 4 + Duration::from_secs(60);
+    let limit =
+        shared_auth::rotation::longest(settings.api.secret_refresh_s) + Duration::from_secs(60);
     follow(&sm, secret_id, &token, limit).await
 }
 
