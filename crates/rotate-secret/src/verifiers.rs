@@ -245,4 +245,32 @@ mod tests {
         assert!(!ok("", "v1").holds("v2"));
         assert!(!answer(Err("connection refused".into())).holds("v2"));
     }
+
+    /// The address is read from the task's network interface attachment as DescribeTasks gives
+    /// it on Fargate (awsvpc); a task without one (not yet attached) is not asked.
+    #[test]
+    fn a_task_is_asked_at_the_address_of_its_network_interface() {
+        use aws_sdk_ecs::types::{Attachment, KeyValuePair, Task};
+        let detail =
+            |name: &str, value: &str| KeyValuePair::builder().name(name).value(value).build();
+        let attached = Task::builder()
+            .attachments(
+                Attachment::builder()
+                    .r#type("ElasticNetworkInterface")
+                    .details(detail("subnetId", "subnet-1"))
+                    .details(detail("privateIPv4Address", "10.0.3.17"))
+                    .build(),
+            )
+            .build();
+        assert_eq!(private_address(&attached).as_deref(), Some("10.0.3.17"));
+        let pending = Task::builder()
+            .attachments(
+                Attachment::builder()
+                    .r#type("ElasticNetworkInterface")
+                    .build(),
+            )
+            .build();
+        assert_eq!(private_address(&pending), None);
+        assert_eq!(private_address(&Task::builder().build()), None);
+    }
 }
