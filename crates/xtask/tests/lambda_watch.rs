@@ -278,7 +278,7 @@ async fn reconcile_registers_users_confirmed_while_the_api_missed_them(stack: &S
     let first = reconcile(stack, &pool.id);
     assert!(
         first.contains(&format!(
-            "reconciled {CONFIRMED} user(s): {CONFIRMED} were missing"
+            "{CONFIRMED} confirmed and enabled; {CONFIRMED} were missing and are registered now"
         )),
         "{first}"
     );
