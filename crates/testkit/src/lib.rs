@@ -14,11 +14,14 @@
 //! - [`secrets`]: new random secrets and writing them as Secrets Manager versions;
 //! - [`queues`]: the retry and dead-letter queues in moto, and Lambda's SQS poller played here;
 //! - [`stack`]: the real api and sign-up function binaries, as the other crates' tests run them;
+//! - [`netns`]: the network as deployed (private subnet, NAT, an appending proxy, an attacker),
+//!   in network namespaces;
 //! - [`aws`]: one way to give an AWS SDK error its context.
 
 pub mod aws;
 pub mod cmd;
 pub mod cognito;
+pub mod netns;
 pub mod process;
 pub mod queues;
 pub mod receiver;

@@ -23,21 +23,27 @@ impl Process {
     /// Starts `program` with `env` added to this process's environment, appending its stdout
     /// and stderr to `log`.
     pub fn start(name: &str, program: &Path, env: &[(String, String)], log: &Path) -> Result<Self> {
+        let mut command = Command::new(program);
+        command.envs(env.iter().map(|(k, v)| (k, v)));
+        Self::spawn(name, command, log)
+    }
+
+    /// Starts `command` as it is (program, arguments, environment), appending its stdout and
+    /// stderr to `log`: for a program run through a wrapper, such as `ip netns exec`.
+    pub fn spawn(name: &str, mut command: Command, log: &Path) -> Result<Self> {
         let out = File::options()
             .create(true)
             .append(true)
             .open(log)
             .with_context(|| format!("cannot write {}", log.display()))?;
-        let mut command = Command::new(program);
         command
-            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out);
         cmd::echo(&command);
         let child = command
             .spawn()
-            .with_context(|| format!("cannot start {}", program.display()))?;
+            .with_context(|| format!("cannot start {name}"))?;
         Ok(Self {
             child: Some(child),
             name: name.to_owned(),
