@@ -16,11 +16,14 @@
 //! - [`stack`]: the real api and sign-up function binaries, as the other crates' tests run them;
 //! - [`netns`]: the network as deployed (private subnet, NAT, an appending proxy, an attacker),
 //!   in network namespaces;
+//! - [`iam`]: IAM's policy evaluation (explicit deny, identity ∩ boundary, conditions), so a
+//!   test can ask what the rendered policies allow;
 //! - [`aws`]: one way to give an AWS SDK error its context.
 
 pub mod aws;
 pub mod cmd;
 pub mod cognito;
+pub mod iam;
 pub mod netns;
 pub mod process;
 pub mod queues;
