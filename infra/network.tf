@@ -128,8 +128,9 @@ data "aws_iam_policy_document" "flow_assume" {
 }
 
 resource "aws_iam_role" "flow" {
-  name               = "${local.name}-vpc-flow-logs"
-  assume_role_policy = data.aws_iam_policy_document.flow_assume.json
+  name                 = "${local.name}-vpc-flow-logs"
+  assume_role_policy   = data.aws_iam_policy_document.flow_assume.json
+  permissions_boundary = local.permissions_boundary
 }
 
 data "aws_iam_policy_document" "flow_write" {

@@ -150,3 +150,13 @@ output "sweep_schedule_name" {
   description = "The EventBridge Scheduler schedule that sweeps the user pool."
   value       = aws_scheduler_schedule.sweep.name
 }
+
+output "migrate_task_definition_arn" {
+  description = "The one-off migration task (api --migrate as the database owner); deploy runs it before the service rolls."
+  value       = aws_ecs_task_definition.migrate.arn
+}
+
+output "api_security_group_id" {
+  description = "The api tasks' security group (the migration task runs in it too)."
+  value       = aws_security_group.api.id
+}

@@ -37,6 +37,9 @@ provider "aws" {
       Project     = "tollgate"
       Environment = var.env
       ManagedBy   = "terraform"
+      # What the deploy roles' conditions read (aws:ResourceTag / aws:RequestTag): a role of
+      # one environment can neither touch nor create the other's resources.
+      "tollgate:env" = var.env
     }
   }
 }

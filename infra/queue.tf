@@ -129,8 +129,9 @@ data "aws_iam_policy_document" "scheduler_assume" {
 }
 
 resource "aws_iam_role" "sweep_schedule" {
-  name               = "${local.name}-sweep-schedule"
-  assume_role_policy = data.aws_iam_policy_document.scheduler_assume.json
+  name                 = "${local.name}-sweep-schedule"
+  assume_role_policy   = data.aws_iam_policy_document.scheduler_assume.json
+  permissions_boundary = local.permissions_boundary
 }
 
 data "aws_iam_policy_document" "sweep_schedule" {

@@ -4,8 +4,9 @@
 # whether it holds the version. Secrets Manager runs its four steps on a schedule.
 
 resource "aws_iam_role" "rotation" {
-  name               = "${local.name}-rotate-secret"
-  assume_role_policy = data.aws_iam_policy_document.lambda_assume.json
+  name                 = "${local.name}-rotate-secret"
+  assume_role_policy   = data.aws_iam_policy_document.lambda_assume.json
+  permissions_boundary = local.permissions_boundary
 }
 
 resource "aws_iam_role_policy_attachment" "rotation_vpc" {

@@ -38,8 +38,9 @@ data "aws_iam_policy_document" "ecs_assume" {
 }
 
 resource "aws_iam_role" "api_execution" {
-  name               = "${local.name}-api-execution"
-  assume_role_policy = data.aws_iam_policy_document.ecs_assume.json
+  name                 = "${local.name}-api-execution"
+  assume_role_policy   = data.aws_iam_policy_document.ecs_assume.json
+  permissions_boundary = local.permissions_boundary
 }
 
 resource "aws_iam_role_policy_attachment" "api_execution" {
@@ -47,15 +48,14 @@ resource "aws_iam_role_policy_attachment" "api_execution" {
   policy_arn = "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
 }
 
-# The task itself reads the guard secret (both versions), its serving credentials, and the
-# owner's (RDS-managed) credentials to migrate at start — and nothing else.
+# The serving task reads the guard secret (both versions) and its serving credentials — never
+# the owner's: migrations run in their own task (migrate.tf), whose role alone reads those.
 data "aws_iam_policy_document" "api_task" {
   statement {
     actions = ["secretsmanager:GetSecretValue"]
     resources = [
       aws_secretsmanager_secret.guard.arn,
       aws_secretsmanager_secret.db_app.arn,
-      aws_db_instance.this.master_user_secret[0].secret_arn,
     ]
   }
   # Before GET /users/me creates a missing row from a token: does the pool still have the
@@ -68,8 +68,9 @@ data "aws_iam_policy_document" "api_task" {
 }
 
 resource "aws_iam_role" "api_task" {
-  name               = "${local.name}-api-task"
-  assume_role_policy = data.aws_iam_policy_document.ecs_assume.json
+  name                 = "${local.name}-api-task"
+  assume_role_policy   = data.aws_iam_policy_document.ecs_assume.json
+  permissions_boundary = local.permissions_boundary
 }
 
 resource "aws_iam_role_policy" "api_task" {
@@ -119,16 +120,20 @@ resource "aws_security_group_rule" "api_to_db" {
 }
 
 locals {
-  api_environment = merge(local.contract_env, var.api_env, {
+  # Where the database is, and the serving login's secret: for the service and the migration.
+  database_environment = {
+    # Host and database only: the user and password come from the secrets, re-read as they
+    # rotate. TLS is verify-full against the RDS CA bundle built into the api.
+    DATABASE_URL                = "postgres://${local.db_app_username}@${aws_db_instance.this.endpoint}/${aws_db_instance.this.db_name}"
+    TOLLGATE__API__DB_SECRET_ID = aws_secretsmanager_secret.db_app.arn
+  }
+  api_environment = merge(local.contract_env, var.api_env, local.database_environment, {
     TOLLGATE_ENV                 = var.env
     TOLLGATE__API__LISTEN        = "0.0.0.0:${var.api_port}"
     TOLLGATE__API__JWT_ISSUER    = local.jwt_issuer
     TOLLGATE__API__JWT_CLIENT_ID = aws_cognito_user_pool_client.app.id
-    # Host and database only: the user and password come from the secrets below, re-read as
-    # they rotate. TLS is verify-full against the RDS CA bundle built into the api.
-    DATABASE_URL                      = "postgres://${local.db_app_username}@${aws_db_instance.this.endpoint}/${aws_db_instance.this.db_name}"
-    TOLLGATE__API__DB_SECRET_ID       = aws_secretsmanager_secret.db_app.arn
-    TOLLGATE__API__DB_OWNER_SECRET_ID = aws_db_instance.this.master_user_secret[0].secret_arn
+    # Never the owner's secret: the serving task does not migrate (migrate.tf does).
+    TOLLGATE__API__MIGRATE_ON_START = "false"
   })
 }
 

@@ -111,7 +111,9 @@ fn effect(statement: &Value) -> &str {
         .unwrap_or("")
 }
 
-fn strings(value: Option<&Value>) -> Vec<&str> {
+/// A policy element that is one string or a list of them (`Action`, `Resource`, a
+/// condition's values), as a list.
+pub fn strings(value: Option<&Value>) -> Vec<&str> {
     match value {
         Some(Value::String(s)) => vec![s.as_str()],
         Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).collect(),

@@ -188,9 +188,25 @@ async fn the_shipped_staging_stack_deploys_verifies_catches_a_mismatch_and_destr
     REGISTRY.set(registry.host()).expect("set once");
     let config = testkit::sdk_config(&testkit::local_aws()).await;
     STAGING.set(user_values("staging").await).expect("set once");
+    // What an administrator applies once per account before any deploy: the boundaries every
+    // stack role must carry (IAM refuses a role naming a missing one; the stack looks it up).
+    let bootstrap = testkit::iam::apply_bootstrap(
+        root(),
+        &storage.join("bootstrap"),
+        &testkit::aws_endpoint(),
+        &["staging", "production"],
+        &["arn:aws:s3:::tollgate-state-*"],
+    );
     let out = xtask(&["deploy", "--env", "staging", "--yes"]);
     let teardown = Teardown;
     assert!(out.status.success(), "deploy failed:\n{}", text(&out));
+    assert!(
+        text(&out).contains("· migrations: task definition"),
+        "deploy applies the migration task before the service rolls:\n{}",
+        text(&out)
+    );
+    assert_only_the_migration_task_holds_the_owner_secret(&ecs_client(&config)).await;
+    assert_the_stack_roles_hold_no_more_than_their_jobs(&bootstrap.state);
     let ecs = aws_sdk_ecs::Client::new(&config);
     let first = built_digest();
     let repository = format!("{}/tollgate-staging-api", registry.host());
@@ -360,6 +376,7 @@ async fn the_shipped_staging_stack_deploys_verifies_catches_a_mismatch_and_destr
     );
 
     drop(teardown);
+    drop(bootstrap);
     let gone = lambda
         .get_function_configuration()
         .function_name(name)
@@ -433,4 +450,213 @@ fn changed_binary(dir: &Path) -> PathBuf {
     let changed = dir.join("api-changed");
     std::fs::write(&changed, bytes).expect("write the changed binary");
     changed
+}
+
+/// The staging stack's roles as applied, judged by IAM's rules (`testkit::iam`) under the
+/// boundary bootstrap made: each carries the boundary; every permission its policies grant
+/// survives the boundary (else it would fail only in AWS); and the table of what each must not
+/// reach, above all the database owner's secret outside the migration task.
+fn assert_the_stack_roles_hold_no_more_than_their_jobs(bootstrap: &serde_json::Value) {
+    use testkit::iam::{Decision, Identity, Request, document, resources};
+    let shown = Command::new("terraform")
+        .current_dir(root().join("target/tollgate/tf/staging"))
+        .args(["show", "-json", "-no-color"])
+        .output()
+        .expect("terraform runs");
+    let stack = resources(&serde_json::from_slice(&shown.stdout).expect("terraform show -json"));
+    let boot = resources(bootstrap);
+    let boundary_arn = boot["aws_iam_policy.boundary[\"staging\"]"]["arn"]
+        .as_str()
+        .expect("arn")
+        .to_owned();
+    let boundary = document(
+        boot["aws_iam_policy.boundary[\"staging\"]"]["policy"]
+            .as_str()
+            .expect("policy"),
+    );
+    let identity = |role: &str| {
+        let name = format!("tollgate-staging-{role}");
+        let address = stack
+            .iter()
+            .find(|(a, r)| a.starts_with("aws_iam_role.") && r["name"] == name.as_str())
+            .unwrap_or_else(|| panic!("no role {name}"))
+            .1;
+        assert_eq!(
+            address["permissions_boundary"],
+            boundary_arn.as_str(),
+            "{name} carries the boundary"
+        );
+        let policies = stack
+            .iter()
+            .filter(|(a, r)| a.starts_with("aws_iam_role_policy.") && r["role"] == name.as_str())
+            .map(|(_, r)| document(r["policy"].as_str().expect("policy")))
+            .collect();
+        Identity {
+            name,
+            policies,
+            boundary: Some(boundary.clone()),
+        }
+    };
+    let every_role: Vec<&str> = stack
+        .iter()
+        .filter(|(a, _)| a.starts_with("aws_iam_role."))
+        .filter_map(|(_, r)| r["name"].as_str())
+        .collect();
+    let mut wrong = Vec::new();
+    for name in &every_role {
+        let who = identity(name.trim_start_matches("tollgate-staging-"));
+        for policy in &who.policies {
+            for statement in policy["Statement"].as_array().into_iter().flatten() {
+                if statement["Effect"] != "Allow" {
+                    continue;
+                }
+                for action in testkit::iam::strings(Some(&statement["Action"]))
+                    .into_iter()
+                    .filter(|a| !a.contains('*'))
+                {
+                    for resource in testkit::iam::strings(Some(&statement["Resource"])) {
+                        let request = satisfying(
+                            statement,
+                            Request::new(action, resource)
+                                .with("aws:ResourceTag/tollgate:env", "staging"),
+                        );
+                        if who.decide(&request) != Decision::Allow {
+                            wrong.push(format!("{name}: {action} on {resource} is granted but the boundary refuses it"));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let arn = |address: &str, key: &str| {
+        stack[address][key]
+            .as_str()
+            .unwrap_or_else(|| panic!("{address}.{key}"))
+            .to_owned()
+    };
+    let master = stack["aws_db_instance.this"]["master_user_secret"][0]["secret_arn"]
+        .as_str()
+        .expect("the master secret")
+        .to_owned();
+    let (guard, login) = (
+        arn("aws_secretsmanager_secret.guard", "arn"),
+        arn("aws_secretsmanager_secret.db_app", "arn"),
+    );
+    let read = |secret: &str| {
+        Request::new("secretsmanager:GetSecretValue", secret)
+            .with("aws:ResourceTag/tollgate:env", "staging")
+    };
+    use Decision::{Allow, ExplicitDeny, ImplicitDeny};
+    let table = [
+        ("api-task", read(&guard), Allow),
+        ("api-task", read(&login), Allow),
+        ("api-task", read(&master), ImplicitDeny),
+        ("api-task", Request::new("iam:PassRole", "*"), ExplicitDeny),
+        ("migrate", read(&master), Allow),
+        ("migrate", read(&login), Allow),
+        ("migrate", read(&guard), ImplicitDeny),
+        ("post-confirm", read(&guard), Allow),
+        ("post-confirm", read(&master), ImplicitDeny),
+        ("post-confirm", read(&login), ImplicitDeny),
+        (
+            "rotate-secret",
+            Request::new("secretsmanager:PutSecretValue", &guard),
+            Allow,
+        ),
+        ("rotate-secret", read(&master), ImplicitDeny),
+        (
+            "rotate-secret",
+            Request::new(
+                "iam:AttachRolePolicy",
+                &format!(
+                    "arn:aws:iam::123456789012:role/{}",
+                    "tollgate-staging-rotate-secret"
+                ),
+            ),
+            ExplicitDeny,
+        ),
+    ];
+    let mut report = String::new();
+    for (role, request, expected) in table {
+        let got = identity(role).decide(&request);
+        let mark = if got == expected { "✓" } else { "✗" };
+        report.push_str(&format!(
+            "{mark} {role:<14} {:<13} {} on {}\n",
+            format!("{got:?}"),
+            request.action,
+            request.resource
+        ));
+        if got != expected {
+            wrong.push(format!(
+                "{role}: {} on {}: expected {expected:?}, got {got:?}",
+                request.action, request.resource
+            ));
+        }
+    }
+    println!("the staging stack's roles:\n{report}");
+    assert!(wrong.is_empty(), "{}\n\n{report}", wrong.join("\n"));
+}
+
+fn ecs_client(config: &aws_config::SdkConfig) -> aws_sdk_ecs::Client {
+    aws_sdk_ecs::Client::new(config)
+}
+
+/// The migration task runs the api's image as `api --migrate` with the owner's secret; the
+/// serving task has no such variable and never migrates at start.
+async fn assert_only_the_migration_task_holds_the_owner_secret(ecs: &aws_sdk_ecs::Client) {
+    let env_of = |family: &'static str| async move {
+        let found = ecs
+            .describe_task_definition()
+            .task_definition(family)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{family}: {e:?}"));
+        let container = found
+            .task_definition()
+            .expect("a task definition")
+            .container_definitions()[0]
+            .clone();
+        let env: std::collections::HashMap<String, String> = container
+            .environment()
+            .iter()
+            .filter_map(|kv| Some((kv.name()?.to_owned(), kv.value()?.to_owned())))
+            .collect();
+        (container.command().to_vec(), env)
+    };
+    let (command, migrate) = env_of("tollgate-staging-migrate").await;
+    assert_eq!(command, ["--migrate"]);
+    assert!(
+        migrate.contains_key("TOLLGATE__API__DB_OWNER_SECRET_ID"),
+        "{migrate:?}"
+    );
+    let (_, serving) = env_of("tollgate-staging-api").await;
+    assert!(
+        !serving.contains_key("TOLLGATE__API__DB_OWNER_SECRET_ID"),
+        "{serving:?}"
+    );
+    assert_eq!(
+        serving
+            .get("TOLLGATE__API__MIGRATE_ON_START")
+            .map(String::as_str),
+        Some("false")
+    );
+}
+
+/// `request` with the context keys `statement`'s own positive conditions ask for (their first
+/// value): what AWS sees when the role uses the permission as written.
+fn satisfying(
+    statement: &serde_json::Value,
+    mut request: testkit::iam::Request,
+) -> testkit::iam::Request {
+    for (operator, keys) in statement["Condition"].as_object().into_iter().flatten() {
+        if operator.contains("Not") || operator == "Null" {
+            continue;
+        }
+        for (key, values) in keys.as_object().into_iter().flatten() {
+            if let Some(first) = testkit::iam::strings(Some(values)).first() {
+                request = request.with(key, first);
+            }
+        }
+    }
+    request
 }

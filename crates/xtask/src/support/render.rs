@@ -79,7 +79,8 @@ pub fn rotation_env(settings: &Settings) -> Env {
 }
 
 /// The api task's own variables (Terraform adds the listen address, JWT issuer and client,
-/// `DATABASE_URL` without credentials, and the ids of the serving and owner secrets).
+/// `DATABASE_URL` without credentials, the serving secret's id, and `migrate_on_start = false`:
+/// the migration task of `infra/migrate.tf` migrates).
 pub fn api_env(settings: &Settings) -> Env {
     let a = &settings.api;
     let mut env = aws_env(settings);
@@ -87,7 +88,6 @@ pub fn api_env(settings: &Settings) -> Env {
         [
             ("SECRET_SOURCE", "aws".to_owned()),
             ("SECRET_REFRESH_S", a.secret_refresh_s.to_string()),
-            ("MIGRATE_ON_START", a.migrate_on_start.to_string()),
             ("DB_SSLMODE", String::from(a.db_sslmode)),
             ("DB_MAX_LIFETIME_S", a.db_max_lifetime_s.to_string()),
             ("DB_MAX_CONNECTIONS", a.db_max_connections.to_string()),
@@ -148,6 +148,7 @@ fn stack_vars(settings: &Settings) -> Value {
         "deletion_protection": d.deletion_protection,
         "log_retention_days": d.log_retention_days,
         "alarm_topic_arn": d.alarm_topic_arn,
+        "permissions_boundary": d.permissions_boundary,
         "ses_source_arn": d.ses_source_arn,
         "ses_from_address": d.ses_from_address,
     })

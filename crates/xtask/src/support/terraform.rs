@@ -188,3 +188,17 @@ pub fn print_outputs(outputs: &HashMap<String, Value>) {
         println!("  {k:<width$}  {v}");
     }
 }
+
+/// The managed resources in the state of the folder `dir`, by address (`aws_subnet.private[0]`)
+/// → their attributes: what a targeted apply made, before the stack has outputs.
+pub fn state_resources(dir: &Path) -> Result<HashMap<String, Value>> {
+    let text = cmd::output(terraform(dir).args(["show", "-json", "-no-color"]))?;
+    let state: Value = serde_json::from_str(&text).context("terraform show is not JSON")?;
+    Ok(state["values"]["root_module"]["resources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["mode"] == "managed")
+        .filter_map(|r| Some((r["address"].as_str()?.to_owned(), r["values"].clone())))
+        .collect())
+}

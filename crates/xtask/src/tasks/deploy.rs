@@ -6,9 +6,13 @@
 //!    on the first deploy), each secret has its first version, the image is pushed, and in
 //!    `static` mode the WAF rule group accepts the secret. So no task or rotation schedule
 //!    ever starts before what it reads exists.
-//! 4. Plan and apply, the image named by digest (new code rolls the service; unchanged code
+//! 4. Migrations: the one-off migration task (the new image, `api --migrate` as the database
+//!    owner) is applied with what it needs, run, and waited for; a failure stops here.
+//! 5. Plan and apply, the image named by digest (new code rolls the service; unchanged code
 //!    plans nothing). The apply waits for the service to be steady, and only then attaches the
 //!    rotation schedule, whose configuration test calls the api.
+
+mod migration;
 
 use anyhow::{Context, Result, bail};
 use aws_sdk_secretsmanager::Client as SecretsManager;
@@ -47,6 +51,7 @@ impl flags::Deploy {
         if !self.plan {
             block_on(before_the_stack(&settings, &dir, self.yes))?;
             block_on(image::push(&settings, &registry, &api_image))?;
+            block_on(migration::run(&settings, &dir))?;
         }
         eprintln!("· terraform plan (in {})", dir.display());
         cmd::run(terraform::terraform(&dir).args([
