@@ -78,6 +78,9 @@ struct Stack {
     /// The contract and AWS variables both deployables get.
     shared_env: Vec<(String, String)>,
     api_env: Vec<(String, String)>,
+    /// What the migration adds to the api's environment: the owner's secret (on the cluster
+    /// `up` started; none on a DATABASE_URL of the user's, where the api migrates at start).
+    migrate_env: Option<Vec<(String, String)>>,
     api_url: String,
     /// The api, once started.
     api: Option<Process>,
@@ -97,7 +100,8 @@ async fn up(flags: flags::Up) -> Result<()> {
     let (moto, pg, database_url) = start_services(&work)?;
     steps.next("creating the guard secret and a Cognito user pool in moto");
     let mut stack = provision(work, bin, moto, pg, database_url).await?;
-    steps.next("starting the api");
+    steps.next("migrating the database, then starting the api");
+    stack.migrate()?;
     stack.start_api().await?;
     if flags.no_lambda {
         let env_file = stack.write_lambda_env_file()?;
@@ -200,7 +204,8 @@ async fn provision(
     shared_env.push(("TOLLGATE_ENV".into(), "local".into()));
     shared_env.push(("TOLLGATE__AWS__ENDPOINT_URL".into(), moto.endpoint()));
     let mut api_env = shared_env.clone();
-    api_env.extend(database_env(&sm, pg.as_ref(), &database_url).await?);
+    let (serving, migrate_env) = database_env(&sm, pg.as_ref(), &database_url).await?;
+    api_env.extend(serving);
     api_env.extend([
         (
             "TOLLGATE__API__LISTEN".to_owned(),
@@ -221,6 +226,7 @@ async fn provision(
         queues,
         shared_env,
         api_env,
+        migrate_env,
         api_url: format!("http://127.0.0.1:{port}"),
         api: None,
         http: reqwest::Client::builder()
@@ -229,17 +235,20 @@ async fn provision(
     })
 }
 
-/// The api's database settings. On the cluster `up` started, as in AWS: the api serves as
-/// `tollgate_api` with credentials from a secret shaped like RDS's, and migrates as the owner
-/// from another; TLS verify-full against the cluster's CA. On a DATABASE_URL of the user's,
-/// that URL as it is.
+/// The api's database settings, and what its migration adds. On the cluster `up` started, as
+/// in AWS: the api serves as `tollgate_api` with credentials from a secret shaped like RDS's,
+/// never holding the owner's, and `api --migrate` runs first as the owner from another secret
+/// (the migration task's part in AWS); TLS verify-full against the cluster's CA. On a
+/// DATABASE_URL of the user's, that URL as it is, migrated at start.
+type DatabaseEnv = (Vec<(String, String)>, Option<Vec<(String, String)>>);
+
 async fn database_env(
     sm: &SecretsManager,
     pg: Option<&Postgres>,
     database_url: &str,
-) -> Result<Vec<(String, String)>> {
+) -> Result<DatabaseEnv> {
     let Some(pg) = pg else {
-        return Ok(vec![("DATABASE_URL".into(), database_url.to_owned())]);
+        return Ok((vec![("DATABASE_URL".into(), database_url.to_owned())], None));
     };
     let (app_id, owner_id) = ("tollgate/local/db-app", "tollgate/local/db-owner");
     let app = testkit::secrets::new_db_credentials(DB_LOGIN)?;
@@ -248,14 +257,30 @@ async fn database_env(
     let owner = SecretString::from(r#"{"username":"postgres","password":"unused"}"#.to_owned());
     testkit::secrets::put_secret(sm, owner_id, &owner).await?;
     eprintln!("· database credentials in moto: `{app_id}` ({DB_LOGIN}), `{owner_id}` (owner)");
-    Ok(vec![
+    let serving = vec![
         ("DATABASE_URL".into(), pg.url_for(DB_LOGIN, "postgres")),
         ("TOLLGATE__API__DB_SECRET_ID".into(), app_id.into()),
-        ("TOLLGATE__API__DB_OWNER_SECRET_ID".into(), owner_id.into()),
-    ])
+        ("TOLLGATE__API__MIGRATE_ON_START".into(), "false".into()),
+    ];
+    let migrate = vec![("TOLLGATE__API__DB_OWNER_SECRET_ID".into(), owner_id.into())];
+    Ok((serving, Some(migrate)))
 }
 
 impl Stack {
+    /// `api --migrate` as the owner, before the api starts (the migration task's part in AWS).
+    fn migrate(&self) -> Result<()> {
+        let Some(extra) = &self.migrate_env else {
+            return Ok(());
+        };
+        let mut migrate = Command::new(self.bin.join("api"));
+        migrate
+            .arg("--migrate")
+            .envs(self.api_env.iter().chain(extra).map(|(k, v)| (k, v)));
+        let out = cmd::output(&mut migrate).context("the migration failed")?;
+        eprintln!("· {}", out.trim());
+        Ok(())
+    }
+
     /// (Re)starts the api binary and waits until it is ready.
     async fn start_api(&mut self) -> Result<()> {
         self.api = None;
