@@ -61,18 +61,23 @@ pub struct Postgres {
     bin_dir: PathBuf,
     as_postgres_user: bool,
     tls: bool,
+    /// The address it listens on (127.0.0.1, or an address inside `netns`).
+    host: String,
+    /// The network namespace it runs in, if not this one.
+    netns: Option<String>,
     pub port: u16,
 }
 
 /// Who may connect, and how: TLS only over TCP; the superuser without a password (tests and
 /// xtask administer the cluster), everyone else by password.
-const HBA_TLS: &str = "local all all trust\n\
-                       hostssl all postgres 127.0.0.1/32 trust\n\
-                       hostssl all all 127.0.0.1/32 scram-sha-256\n";
-/// The same without TLS, for proving that clients refuse a plain-text server.
-const HBA_PLAIN: &str = "local all all trust\n\
-                         host all postgres 127.0.0.1/32 trust\n\
-                         host all all 127.0.0.1/32 scram-sha-256\n";
+/// Without TLS (`host` rather than `hostssl`) only for proving that clients refuse a
+/// plain-text server. Clients connect from the server's own address.
+fn hba_for(tls: bool, host: &str) -> String {
+    let kind = if tls { "hostssl" } else { "host" };
+    format!(
+        "local all all trust\n{kind} all postgres {host}/32 trust\n{kind} all all {host}/32 scram-sha-256\n"
+    )
+}
 
 impl Postgres {
     /// Finds the PostgreSQL server binaries: on PATH, else the newest under
@@ -108,15 +113,21 @@ impl Postgres {
     /// Creates and starts a new cluster that requires TLS. As root, runs it as the `postgres`
     /// user (the server refuses to run as root).
     pub fn start() -> Result<Self> {
-        Self::start_with(true)
+        Self::start_with(true, "127.0.0.1", None)
     }
 
     /// A cluster without TLS: only for proving that the api refuses one.
     pub fn start_plain() -> Result<Self> {
-        Self::start_with(false)
+        Self::start_with(false, "127.0.0.1", None)
     }
 
-    fn start_with(tls: bool) -> Result<Self> {
+    /// A TLS cluster inside the network namespace `netns`, on its address `host` (the api's
+    /// subnet of the deployed network, `netns::World`).
+    pub fn start_in_namespace(netns: &str, host: &str) -> Result<Self> {
+        Self::start_with(true, host, Some(netns.to_owned()))
+    }
+
+    fn start_with(tls: bool, host: &str, netns: Option<String>) -> Result<Self> {
         let bin_dir = Self::find_binaries()?;
         let as_postgres_user = running_as_root();
         if as_postgres_user && cmd::which("runuser").is_none() {
@@ -139,6 +150,8 @@ impl Postgres {
             bin_dir,
             as_postgres_user,
             tls,
+            host: host.to_owned(),
+            netns,
             port: free_port()?,
         };
         eprintln!(
@@ -166,8 +179,9 @@ impl Postgres {
             ""
         };
         let options = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300{tls}",
+            "-p {} -c listen_addresses={} -k {} -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300{tls}",
             pg.port,
+            pg.host,
             pg.data_dir.display()
         );
         let mut pg_ctl = pg.tool("pg_ctl");
@@ -183,7 +197,7 @@ impl Postgres {
             .process_group(0);
         cmd::run(&mut pg_ctl)
             .with_context(|| format!("PostgreSQL did not start; see {}", log.display()))?;
-        eprintln!("· PostgreSQL: listening on 127.0.0.1:{}", pg.port);
+        eprintln!("· PostgreSQL: listening on {}:{}", pg.host, pg.port);
         Ok(pg)
     }
 
@@ -195,7 +209,7 @@ impl Postgres {
 
     /// The URL of `database` as `user` (no password: give it separately).
     pub fn url_for(&self, user: &str, database: &str) -> String {
-        let base = format!("postgres://{user}@127.0.0.1:{}/{database}", self.port);
+        let base = format!("postgres://{user}@{}:{}/{database}", self.host, self.port);
         if self.tls {
             format!(
                 "{base}?sslmode=verify-full&sslrootcert={}",
@@ -224,11 +238,11 @@ impl Postgres {
     /// Writes pg_hba.conf and, with TLS, a new CA, the server's certificate and key.
     fn configure_access(&self) -> Result<()> {
         let hba = self.data_dir.join("pg_hba.conf");
-        std::fs::write(&hba, if self.tls { HBA_TLS } else { HBA_PLAIN })?;
+        std::fs::write(&hba, hba_for(self.tls, &self.host))?;
         let mut owned = vec![hba];
         if self.tls {
             let ca = TestCa::new("Tollgate throwaway PostgreSQL CA")?;
-            let server = ca.server_cert(&["127.0.0.1", "localhost"])?;
+            let server = ca.server_cert(&[self.host.as_str(), "127.0.0.1", "localhost"])?;
             for (name, text, mode) in [
                 ("ca.crt", ca.pem(), 0o644),
                 ("server.crt", server.cert_pem, 0o644),
@@ -250,12 +264,19 @@ impl Postgres {
         Ok(())
     }
 
-    /// A PostgreSQL program, run as the cluster's owner.
+    /// A PostgreSQL program, run as the cluster's owner (in the cluster's namespace).
     fn tool(&self, name: &str) -> Command {
-        owned_by_postgres(
-            self.as_postgres_user,
-            &self.bin_dir.join(name).to_string_lossy(),
-        )
+        let program = self.bin_dir.join(name).to_string_lossy().into_owned();
+        let Some(netns) = &self.netns else {
+            return owned_by_postgres(self.as_postgres_user, &program);
+        };
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", netns]);
+        if self.as_postgres_user {
+            command.args(["runuser", "-u", "postgres", "--"]);
+        }
+        command.arg(program);
+        command
     }
 }
 
