@@ -24,6 +24,8 @@
 //! with what is missing. Everything is torn down on drop, after a panic too; names are unique
 //! per world, so tests may build several at once.
 
+pub mod claim;
+
 use std::ffi::OsStr;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -480,7 +482,10 @@ fn preflight() -> Result<()> {
 }
 
 /// One nginx process (no master/worker split, so the process the world kills is all of it),
-/// appending the peer to `X-Forwarded-For` as the ALB's `append` mode does.
+/// appending the peer to `X-Forwarded-For` as the ALB's `append` mode does
+/// (`$proxy_add_x_forwarded_for`: the incoming lines joined, then the peer), and dropping
+/// header fields with invalid names as the ALB's `drop_invalid_header_fields` does
+/// (`ignore_invalid_headers on`, `underscores_in_headers off`: letters, digits and `-` only).
 fn nginx_conf(temp: &Path, upstream_port: u16) -> String {
     let t = temp.display();
     format!(
@@ -488,6 +493,7 @@ fn nginx_conf(temp: &Path, upstream_port: u16) -> String {
          events {{}}\n\
          http {{\n  access_log off;\n  client_body_temp_path {t}/body;\n  proxy_temp_path {t}/proxy;\n  \
          fastcgi_temp_path {t}/fastcgi;\n  uwsgi_temp_path {t}/uwsgi;\n  scgi_temp_path {t}/scgi;\n  \
+         ignore_invalid_headers on;\n  underscores_in_headers off;\n  \
          server {{\n    listen {ALB_PUBLIC}:80;\n    location / {{\n      \
          proxy_pass http://{APP}:{upstream_port};\n      proxy_http_version 1.1;\n      \
          proxy_set_header Connection \"\";\n      \

@@ -56,6 +56,11 @@ pub struct Up {
     /// `cargo lambda watch` (writes target/tollgate/post-confirm.env for it).
     #[arg(long)]
     pub no_lambda: bool,
+    /// Run the claim in the network as deployed instead (root only): the function in two
+    /// private subnets behind a real NAT, nginx appending X-Forwarded-For as the ALB, and an
+    /// attacker on the internet; print every line and exit with its status.
+    #[arg(long, conflicts_with_all = ["no_lambda", "once"])]
+    pub network: bool,
 }
 
 /// Build the Lambda's bootstrap.zip for Amazon Linux 2023 and the api's OCI image (no

@@ -39,6 +39,9 @@ const LAMBDA_BUDGET: Duration = Duration::from_secs(5);
 
 impl flags::Up {
     pub fn run(self) -> Result<()> {
+        if self.network {
+            return network();
+        }
         tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -127,6 +130,30 @@ async fn up(flags: flags::Up) -> Result<()> {
     }
     stack.print_running(&ada)?;
     stack.serve_until_interrupted().await
+}
+
+/// `up --network`: the release binaries in the network as deployed (`testkit::netns`), every
+/// check printed; fails when one does not hold.
+fn network() -> Result<()> {
+    eprintln!("[1/2] building the release binaries");
+    let bin = build(true)?;
+    eprintln!(
+        "\n[2/2] the network as deployed: two private subnets behind a NAT (an address per AZ), \
+         nginx appending X-Forwarded-For as the ALB, moto as AWS and an attacker on the internet"
+    );
+    let dir = work_dir().join("network");
+    std::fs::create_dir_all(&dir)?;
+    let checks = testkit::netns::claim::run(&bin.join("api"), &bin.join("post-confirm"), &dir)?;
+    println!();
+    for check in &checks {
+        println!("{check}");
+    }
+    let failed = checks.iter().filter(|c| !c.ok).count();
+    if failed > 0 {
+        bail!("{failed} check(s) failed; logs in {}", dir.display());
+    }
+    println!("\nevery line holds; logs in {}", dir.display());
+    Ok(())
 }
 
 /// Builds the release `api` (and `post-confirm`, unless the Lambda runs elsewhere).
