@@ -118,10 +118,38 @@ pub fn output(cmd: &mut Command) -> Result<String> {
 
 /// The path of `program` on PATH, if any.
 pub fn which(program: &str) -> Option<std::path::PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
+    std::env::split_paths(&path_with_tools())
         .map(|dir| dir.join(program))
         .find(|p| p.is_file())
+}
+
+/// Where `cargo xtask setup` puts the Python tools it installs (never the user's Python):
+/// `TOLLGATE_TOOLS_DIR`, else `target/tollgate/tools` of this workspace.
+pub fn tools_dir() -> std::path::PathBuf {
+    std::env::var_os("TOLLGATE_TOOLS_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/tollgate/tools")
+        })
+}
+
+/// The folders of the project's tool environments that hold programs.
+pub fn tool_bins() -> Vec<std::path::PathBuf> {
+    ["python", "checkov"]
+        .iter()
+        .map(|venv| tools_dir().join(venv).join("bin"))
+        .collect()
+}
+
+/// `PATH` with the project's tool environments after it: what is on the user's PATH wins, and
+/// what `cargo xtask setup` installed is found without editing PATH. Give it to a child that
+/// runs those tools (`cargo lambda`, the tests).
+pub fn path_with_tools() -> std::ffi::OsString {
+    let mut dirs: Vec<std::path::PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    dirs.extend(tool_bins());
+    std::env::join_paths(dirs).unwrap_or_default()
 }
 
 #[cfg(test)]

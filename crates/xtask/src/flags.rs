@@ -15,6 +15,7 @@ pub struct Xtask {
 
 #[derive(Debug, Subcommand)]
 pub enum Task {
+    Setup(Setup),
     Test(Test),
     Up(Up),
     #[command(alias = "build")]
@@ -32,6 +33,16 @@ pub enum Task {
     Registry(ServeRegistry),
     Moto(Moto),
     Bench(Bench),
+}
+
+/// Bring what `up` and `test` need onto this machine: Python tools into the project's own
+/// environments (target/tollgate/tools), Rust targets and components, system packages (with
+/// apt-get as root or with passwordless sudo; otherwise one message naming them all).
+#[derive(Debug, Args)]
+pub struct Setup {
+    /// Only print what is present, where from, and what is missing; change nothing.
+    #[arg(long)]
+    pub check: bool,
 }
 
 /// Run the workspace tests with the services they need (PostgreSQL, moto_server).

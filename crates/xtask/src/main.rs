@@ -1,6 +1,6 @@
 //! `cargo xtask`: Tollgate's automation, as plain Rust instead of shell scripts.
 //!
-//! Two rooms: [`tasks`], one module per task (`test`, `up`, `package`, `deploy`, `verify`,
+//! Two rooms: [`tasks`], one module per task (`setup`, `test`, `up`, `package`, `deploy`, `verify`,
 //! `rotate_secret`, `destroy`, `migrate`, `reconcile`, `sqlx_prepare`, `timing`, `fuzz`,
 //! `registry`, `moto`, `bench`), each a `run` that reads as a list of named steps; and
 //! [`support`], what several tasks use. [`flags`] is the command line. Every external command
@@ -22,6 +22,7 @@ fn main() -> ExitCode {
     let result = match flags.task {
         flags::Task::Test(task) => task.run(),
         flags::Task::Up(task) => task.run(),
+        flags::Task::Setup(task) => task.run(),
         flags::Task::Package(task) => task.run(),
         flags::Task::Deploy(task) => task.run(),
         flags::Task::Verify(task) => task.run(),

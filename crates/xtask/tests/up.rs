@@ -1,15 +1,72 @@
-//! `cargo xtask up --once`, run as a new user runs it: every line of its table must be ✓.
+//! `cargo xtask up --once`, run as a new user runs it, on a PATH without the Python tools:
+//! `setup --check` names them missing, `setup` brings them into the project's environment
+//! (a fresh one here, `TOLLGATE_TOOLS_DIR`), and `up --once` then passes with that PATH
+//! unchanged: every line of its table ✓.
 
-use std::process::Command;
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// System folders, cargo's and rustup's: none of the Python tools (pip's and pyenv's folders
+/// are left out).
+fn bare_path() -> String {
+    let cargo = Path::new(env!("CARGO")).parent().expect("cargo's folder");
+    let rustup = testkit::cmd::which("rustup").expect("rustup on PATH");
+    let rustup = rustup.parent().expect("rustup's folder");
+    format!(
+        "{}:{}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        cargo.display(),
+        rustup.display()
+    )
+}
+
+fn xtask(tools: &Path, args: &[&str]) -> Output {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    Command::new(env!("CARGO"))
+        .current_dir(&root)
+        .args(["run", "--quiet", "--package", "xtask", "--"])
+        .args(args)
+        .env("PATH", bare_path())
+        .env("TOLLGATE_TOOLS_DIR", tools)
+        .output()
+        .expect("cargo runs")
+}
 
 #[test]
 fn the_local_flow_passes_end_to_end() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let output = Command::new(env!("CARGO"))
-        .current_dir(&root)
-        .args(["run", "--quiet", "--package", "xtask", "--", "up", "--once"])
-        .output()
-        .expect("cargo runs");
+    let tools = std::env::temp_dir().join(format!("tollgate-tools-{}", std::process::id()));
+    let check = xtask(&tools, &["setup", "--check"]);
+    let table = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        !check.status.success(),
+        "nothing is missing on a bare PATH?\n{table}"
+    );
+    for tool in [
+        "moto_server",
+        "schemathesis",
+        "cargo-lambda",
+        "cargo-zigbuild",
+    ] {
+        let line = table
+            .lines()
+            .find(|l| l.starts_with(tool))
+            .unwrap_or_default();
+        assert!(
+            line.contains("missing"),
+            "{tool} not reported missing:\n{table}"
+        );
+    }
+    let setup = xtask(&tools, &["setup"]);
+    let table = String::from_utf8_lossy(&setup.stdout);
+    let moto = table
+        .lines()
+        .find(|l| l.starts_with("moto_server"))
+        .unwrap_or_default();
+    assert!(
+        moto.contains("✓") && moto.contains("project environment"),
+        "setup did not bring moto into the project's environment:\n{table}\n{}",
+        String::from_utf8_lossy(&setup.stderr)
+    );
+    let output = xtask(&tools, &["up", "--once"]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -32,4 +89,5 @@ fn the_local_flow_passes_end_to_end() {
     ] {
         assert!(stdout.contains(line), "missing `{line}`:\n{stdout}");
     }
+    std::fs::remove_dir_all(&tools).ok();
 }

@@ -118,11 +118,12 @@ pub fn lambda_zip(settings: &Settings) -> Result<PathBuf> {
 fn require_cargo_lambda() -> Result<()> {
     let installed = Command::new(cargo())
         .args(["lambda", "--version"])
+        .env("PATH", cmd::path_with_tools())
         .output()
         .is_ok_and(|o| o.status.success());
     if !installed {
         bail!(
-            "cargo-lambda is not installed.\n  Install it: `pip install cargo-lambda` (a prebuilt binary with zig, seconds)"
+            "cargo-lambda is not installed.\n  Install it: `cargo xtask setup` (into the project's environment), or `pip install cargo-lambda`"
         );
     }
     Ok(())
@@ -132,6 +133,7 @@ fn cargo_lambda_build(arch_flag: &str, extra: &[&str]) -> Result<()> {
     cmd::run(
         Command::new(cargo())
             .current_dir(workspace_root())
+            .env("PATH", cmd::path_with_tools())
             .args(["lambda", "build", "--profile", LAMBDA_PROFILE, arch_flag])
             .args(
                 FUNCTIONS

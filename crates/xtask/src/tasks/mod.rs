@@ -12,6 +12,7 @@ pub mod reconcile;
 pub mod redrive;
 pub mod registry;
 pub mod rotate_secret;
+pub mod setup;
 pub mod sqlx_prepare;
 pub mod test;
 pub mod timing;

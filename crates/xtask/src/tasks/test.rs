@@ -14,7 +14,9 @@ impl flags::Test {
     pub fn run(self) -> Result<()> {
         let need_pg = std::env::var_os("DATABASE_URL").is_none();
         let need_moto = std::env::var_os(AWS_ENDPOINT_VAR).is_none();
-        check_prerequisites(need_pg, need_moto)?;
+        // Every prerequisite before anything starts (`cargo xtask setup`): a missing one costs
+        // no time.
+        crate::tasks::setup::ensure(crate::tasks::setup::Scope::Test)?;
 
         let mut exports: Vec<(&str, String)> = Vec::new();
         let _moto = if need_moto {
@@ -39,6 +41,8 @@ impl flags::Test {
             // Every test binary runs even after one fails: a run reports every failure.
             .args(["test", "--workspace", "--no-fail-fast"])
             .args(&self.cargo_args)
+            // The tools `cargo xtask setup` put in the project's environments, for every test.
+            .env("PATH", cmd::path_with_tools())
             .envs(exports.iter().map(|(k, v)| (k, v)));
         let status = cmd::status(&mut test)?;
         if !status.success() {
@@ -46,52 +50,4 @@ impl flags::Test {
         }
         Ok(())
     }
-}
-
-/// Checks every prerequisite before starting anything, so a missing one costs no time.
-fn check_prerequisites(need_pg: bool, need_moto: bool) -> Result<()> {
-    if need_pg {
-        Postgres::find_binaries()?;
-    }
-    if need_moto && cmd::which("moto_server").is_none() {
-        bail!(
-            "moto_server not found.\n  Install it: `pip install 'moto[server]'`, or set {AWS_ENDPOINT_VAR} to one you run"
-        );
-    }
-    for (program, what) in [
-        (
-            "docker-registry",
-            "the loopback registry the image and deploy tests push to",
-        ),
-        ("skopeo", "reads the pushed image back"),
-        ("umoci", "unpacks the image to run it"),
-        (
-            "qemu-aarch64-static",
-            "runs the arm64 image's entrypoint here",
-        ),
-    ] {
-        if cmd::which(program).is_none() {
-            bail!(
-                "{program} not found ({what}).\n  Install it: `apt-get install docker-registry skopeo umoci qemu-user-static`"
-            );
-        }
-    }
-    if cmd::which("checkov").is_none() {
-        bail!(
-            "checkov not found (the policy scan of infra/).\n  Install it in its own venv (it pins an old boto3 that moto must not get):\n  \
-             `python3 -m venv /opt/checkov && /opt/checkov/bin/pip install checkov && ln -s /opt/checkov/bin/checkov /usr/local/bin/`"
-        );
-    }
-    if cmd::which("cargo-zigbuild").is_none() {
-        bail!(
-            "cargo-zigbuild not found (links the static api for its image).\n  Install it: `pip install cargo-zigbuild`"
-        );
-    }
-    if cmd::which("cargo-lambda").is_none() {
-        bail!(
-            "cargo-lambda not found (the Lambda's packaging and `cargo lambda watch` tests need it).\n  \
-             Install it: `pip install cargo-lambda`"
-        );
-    }
-    Ok(())
 }

@@ -16,6 +16,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+
+use crate::tasks::setup::Scope;
 use aws_sdk_secretsmanager::Client as SecretsManager;
 use secrecy::SecretString;
 use serde_json::Value;
@@ -39,6 +41,12 @@ const LAMBDA_BUDGET: Duration = Duration::from_secs(5);
 
 impl flags::Up {
     pub fn run(self) -> Result<()> {
+        let scope = if self.network {
+            Scope::Network
+        } else {
+            Scope::Up
+        };
+        crate::tasks::setup::ensure(scope)?;
         if self.network {
             return network();
         }

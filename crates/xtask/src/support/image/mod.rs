@@ -62,22 +62,27 @@ fn build_static_api(triple: &str) -> Result<PathBuf> {
     if cmd::which("cargo-zigbuild").is_none() {
         bail!(
             "cargo-zigbuild is not installed (it links the static api binary for the image).\n  \
-             Install it: `pip install cargo-zigbuild` (brings zig), or `cargo install cargo-zigbuild` with zig on PATH"
+             Install it: `cargo xtask setup` (into the project's environment), or `pip install cargo-zigbuild` (brings zig)"
         );
     }
     crate::support::toolchain::ensure_rust_target(triple)?;
     eprintln!("· building the api for {triple} (static; a cold build takes ~5 minutes)");
-    cmd::run(Command::new(cargo()).current_dir(workspace_root()).args([
-        "zigbuild",
-        "--release",
-        "--locked",
-        "--package",
-        "api",
-        "--bin",
-        "api",
-        "--target",
-        triple,
-    ]))?;
+    cmd::run(
+        Command::new(cargo())
+            .current_dir(workspace_root())
+            .env("PATH", cmd::path_with_tools())
+            .args([
+                "zigbuild",
+                "--release",
+                "--locked",
+                "--package",
+                "api",
+                "--bin",
+                "api",
+                "--target",
+                triple,
+            ]),
+    )?;
     Ok(workspace_root()
         .join("target")
         .join(triple)

@@ -1,0 +1,429 @@
+//! `cargo xtask setup [--check]`: brings onto this machine what the two commands (`up`, `test`)
+//! need, and says what it could not.
+//!
+//! - Python tools go into the project's own environments under `target/tollgate/tools`
+//!   (pinned in `crates/xtask/tools/*.txt`; checkov apart, it pins an old boto3), never into the
+//!   user's Python; xtask and testkit find them there without PATH edits
+//!   (`testkit::cmd::path_with_tools`). A tool already on PATH is used as it is.
+//! - Rust targets and components come through rustup.
+//! - System packages are installed with apt-get when that can run without a question (root, or
+//!   passwordless sudo, as in CI); otherwise one message lists every missing package with the
+//!   one command that installs them all, for Debian/Ubuntu and for Homebrew.
+//!
+//! `--check` prints the table (what is present, where it came from, what is missing) and
+//! changes nothing; it fails when something is missing. `up` and `test` run the same step for
+//! what they need first: instant when everything is present.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use testkit::cmd;
+
+use crate::flags;
+use crate::support::context::workspace_root;
+
+/// Where a missing tool comes from.
+#[derive(Debug, Clone, Copy)]
+enum Source {
+    /// A project environment (`python` or `checkov`), from its pin file.
+    Python(&'static str),
+    RustTarget,
+    RustComponent,
+    /// A system package: its Debian name and its Homebrew formula (None: none there).
+    System(&'static str, Option<&'static str>),
+    /// Installed by hand from this address.
+    External(&'static str),
+}
+
+/// What a task uses this tool for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Scope {
+    /// `cargo xtask up`: the local AWS and the database.
+    Up,
+    /// `cargo xtask up --network`: and the deployed network's namespaces, NAT and proxy.
+    Network,
+    /// `cargo xtask test`: everything.
+    Test,
+}
+
+struct Need {
+    name: &'static str,
+    why: &'static str,
+    scope: Scope,
+    source: Source,
+}
+
+const NEEDS: &[Need] = &[
+    Need {
+        name: "moto_server",
+        why: "the local AWS",
+        scope: Scope::Up,
+        source: Source::Python("python"),
+    },
+    Need {
+        name: "initdb",
+        why: "a throwaway PostgreSQL (TLS)",
+        scope: Scope::Up,
+        source: Source::System("postgresql", Some("postgresql@15")),
+    },
+    Need {
+        name: "nginx",
+        why: "the deployed network's load balancer",
+        scope: Scope::Network,
+        source: Source::System("nginx", None),
+    },
+    Need {
+        name: "ip",
+        why: "the deployed network's namespaces",
+        scope: Scope::Network,
+        source: Source::System("iproute2", None),
+    },
+    Need {
+        name: "iptables",
+        why: "the deployed network's NAT and security group",
+        scope: Scope::Network,
+        source: Source::System("iptables", None),
+    },
+    Need {
+        name: "schemathesis",
+        why: "the api against its own OpenAPI",
+        scope: Scope::Test,
+        source: Source::Python("python"),
+    },
+    Need {
+        name: "cargo-lambda",
+        why: "the Lambda build for Amazon Linux 2023",
+        scope: Scope::Test,
+        source: Source::Python("python"),
+    },
+    Need {
+        name: "cargo-zigbuild",
+        why: "the static api in its image",
+        scope: Scope::Test,
+        source: Source::Python("python"),
+    },
+    Need {
+        name: "checkov",
+        why: "the policy scan of infra/",
+        scope: Scope::Test,
+        source: Source::Python("checkov"),
+    },
+    Need {
+        name: "rustfmt",
+        why: "the format check",
+        scope: Scope::Test,
+        source: Source::RustComponent,
+    },
+    Need {
+        name: "clippy",
+        why: "the lint",
+        scope: Scope::Test,
+        source: Source::RustComponent,
+    },
+    Need {
+        name: "aarch64-unknown-linux-gnu",
+        why: "the arm64 Lambda",
+        scope: Scope::Test,
+        source: Source::RustTarget,
+    },
+    Need {
+        name: "aarch64-unknown-linux-musl",
+        why: "the arm64 static api",
+        scope: Scope::Test,
+        source: Source::RustTarget,
+    },
+    Need {
+        name: "docker-registry",
+        why: "a registry on loopback",
+        scope: Scope::Test,
+        source: Source::System("docker-registry", Some("distribution")),
+    },
+    Need {
+        name: "skopeo",
+        why: "reads the pushed image back",
+        scope: Scope::Test,
+        source: Source::System("skopeo", Some("skopeo")),
+    },
+    Need {
+        name: "umoci",
+        why: "unpacks the image",
+        scope: Scope::Test,
+        source: Source::System("umoci", Some("umoci")),
+    },
+    Need {
+        name: "qemu-aarch64-static",
+        why: "runs the arm64 image here",
+        scope: Scope::Test,
+        source: Source::System("qemu-user-static", None),
+    },
+    Need {
+        name: "wrk",
+        why: "the benchmark's load",
+        scope: Scope::Test,
+        source: Source::System("wrk", Some("wrk")),
+    },
+    Need {
+        name: "objdump",
+        why: "the Lambda's glibc check",
+        scope: Scope::Test,
+        source: Source::System("binutils", Some("binutils")),
+    },
+    Need {
+        name: "terraform",
+        why: "the stack and its tests (1.11+)",
+        scope: Scope::Test,
+        source: Source::External("https://developer.hashicorp.com/terraform/install"),
+    },
+];
+
+impl flags::Setup {
+    pub fn run(self) -> Result<()> {
+        if self.check {
+            let rows = survey(Scope::Test);
+            print_table(&rows);
+            let missing = rows.iter().filter(|r| r.found.is_none()).count();
+            if missing > 0 {
+                bail!("{missing} missing: `cargo xtask setup` brings what it can");
+            }
+            return Ok(());
+        }
+        ensure(Scope::Test)?;
+        print_table(&survey(Scope::Test));
+        Ok(())
+    }
+}
+
+struct Row {
+    need: &'static Need,
+    /// Where it is, when present.
+    found: Option<String>,
+}
+
+fn survey(scope: Scope) -> Vec<Row> {
+    let targets = installed(&["target", "list", "--installed"]);
+    let components = installed(&["component", "list", "--installed"]);
+    NEEDS
+        .iter()
+        .filter(|n| n.scope <= scope)
+        .map(|need| {
+            let found = match need.source {
+                Source::RustTarget => targets
+                    .iter()
+                    .any(|t| t == need.name)
+                    .then(|| "rustup".to_owned()),
+                Source::RustComponent => components
+                    .iter()
+                    .any(|c| c.starts_with(need.name))
+                    .then(|| "rustup".to_owned()),
+                _ if need.name == "initdb" => testkit::services::Postgres::find_binaries()
+                    .ok()
+                    .map(|dir| dir.display().to_string()),
+                _ => cmd::which(need.name).map(|path| describe(&path)),
+            };
+            Row { need, found }
+        })
+        .collect()
+}
+
+/// Where a program was found: the project's environment, or PATH.
+fn describe(path: &Path) -> String {
+    let project = cmd::tools_dir();
+    let in_project = std::fs::canonicalize(path)
+        .ok()
+        .zip(std::fs::canonicalize(&project).ok())
+        .is_some_and(|(p, dir)| p.starts_with(dir));
+    if in_project {
+        format!("project environment ({})", path.display())
+    } else {
+        format!("PATH ({})", path.display())
+    }
+}
+
+fn installed(args: &[&str]) -> Vec<String> {
+    cmd::output(Command::new("rustup").args(args))
+        .map(|out| out.lines().map(|l| l.trim().to_owned()).collect())
+        .unwrap_or_default()
+}
+
+fn print_table(rows: &[Row]) {
+    println!("{:<28} {:<8} {:<46} where, or how", "tool", "status", "for");
+    for row in rows {
+        let (status, place) = match &row.found {
+            Some(place) => ("✓", place.clone()),
+            None => ("missing", how(row.need.source)),
+        };
+        println!(
+            "{:<28} {status:<8} {:<46} {place}",
+            row.need.name, row.need.why
+        );
+    }
+}
+
+fn how(source: Source) -> String {
+    match source {
+        Source::Python(venv) => format!("`cargo xtask setup` (project environment `{venv}`)"),
+        Source::RustTarget => "`cargo xtask setup` (rustup target add)".to_owned(),
+        Source::RustComponent => "`cargo xtask setup` (rustup component add)".to_owned(),
+        Source::System(debian, _) => {
+            format!("`cargo xtask setup` as root, or apt-get install {debian}")
+        }
+        Source::External(url) => format!("install by hand: {url}"),
+    }
+}
+
+/// Brings everything `scope` needs that is missing: Python tools into the project's
+/// environments, Rust pieces through rustup, system packages with apt-get when it can run
+/// unattended. Fails with one message naming everything it could not bring.
+pub fn ensure(scope: Scope) -> Result<()> {
+    let missing: Vec<&Need> = survey(scope)
+        .into_iter()
+        .filter(|r| r.found.is_none())
+        .map(|r| r.need)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!(
+        "· setup: bringing {}",
+        missing
+            .iter()
+            .map(|n| n.name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    for venv in ["python", "checkov"] {
+        if missing
+            .iter()
+            .any(|n| matches!(n.source, Source::Python(v) if v == venv))
+        {
+            python_environment(venv)?;
+        }
+    }
+    for need in &missing {
+        match need.source {
+            Source::RustTarget => {
+                cmd::run(Command::new("rustup").args(["target", "add", need.name]))?
+            }
+            Source::RustComponent => {
+                cmd::run(Command::new("rustup").args(["component", "add", need.name]))?
+            }
+            _ => {}
+        }
+    }
+    system_packages(&missing)?;
+    let still: Vec<&str> = survey(scope)
+        .into_iter()
+        .filter(|r| r.found.is_none())
+        .map(|r| r.need.name)
+        .collect();
+    if !still.is_empty() {
+        bail!("still missing after setup: {}", still.join(", "));
+    }
+    Ok(())
+}
+
+/// The project environment `venv` under `target/tollgate/tools`, with its pinned tools.
+fn python_environment(venv: &str) -> Result<()> {
+    let dir: PathBuf = cmd::tools_dir().join(venv);
+    let pins = workspace_root()
+        .join("crates/xtask/tools")
+        .join(format!("{venv}.txt"));
+    if !dir.join("bin/pip").is_file() {
+        eprintln!("· setup: a Python environment in {}", dir.display());
+        cmd::run(Command::new("python3").args(["-m", "venv"]).arg(&dir)).context(
+            "python3 -m venv failed: install Python 3 with its venv module (Debian: python3-venv)",
+        )?;
+    }
+    cmd::run(
+        Command::new(dir.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
+            .arg(&pins),
+    )
+    .with_context(|| format!("pip could not install {}", pins.display()))
+}
+
+/// Installs the missing system packages with apt-get when it can run unattended; otherwise
+/// names them all, with the one command for each platform.
+fn system_packages(missing: &[&Need]) -> Result<()> {
+    let mut debian: Vec<&str> = Vec::new();
+    let mut brew: Vec<&str> = Vec::new();
+    let mut by_hand: Vec<String> = Vec::new();
+    for need in missing {
+        match need.source {
+            Source::System(deb, formula) => {
+                if !debian.contains(&deb) {
+                    debian.push(deb);
+                }
+                brew.extend(formula);
+            }
+            Source::External(url) => by_hand.push(format!("{} ({url})", need.name)),
+            _ => {}
+        }
+    }
+    if !debian.is_empty()
+        && cmd::which("apt-get").is_some()
+        && let Some(prefix) = unattended()
+    {
+        eprintln!("· setup: apt-get install {}", debian.join(" "));
+        let apt = |args: &[&str]| {
+            let mut c = Command::new(prefix[0]);
+            c.args(&prefix[1..])
+                .args(args)
+                .env("DEBIAN_FRONTEND", "noninteractive");
+            cmd::run(&mut c)
+        };
+        apt(&["update", "-qq"])?;
+        apt(&[
+            &["install", "-y", "-qq", "--no-install-recommends"][..],
+            &debian,
+        ]
+        .concat())?;
+        debian.clear();
+    }
+    if debian.is_empty() && by_hand.is_empty() {
+        return Ok(());
+    }
+    let mut message =
+        String::from("these must be installed by you (no unattended package manager here):\n");
+    if !debian.is_empty() {
+        message.push_str(&format!(
+            "  Debian/Ubuntu: sudo apt-get install -y {}\n",
+            debian.join(" ")
+        ));
+        message.push_str(&format!(
+            "  macOS (Homebrew): brew install {}  (the deployed network's test needs Linux)\n",
+            brew.join(" ")
+        ));
+    }
+    for item in &by_hand {
+        message.push_str(&format!("  {item}\n"));
+    }
+    bail!("{message}then run `cargo xtask setup --check`")
+}
+
+/// How to run apt-get without a question: as root directly, or through passwordless sudo.
+fn unattended() -> Option<Vec<&'static str>> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let root = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1))
+        == Some("0");
+    if root {
+        return Some(vec!["apt-get"]);
+    }
+    let sudo = Command::new("sudo")
+        .args(["-n", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    sudo.then(|| {
+        vec![
+            "sudo",
+            "-n",
+            "env",
+            "DEBIAN_FRONTEND=noninteractive",
+            "apt-get",
+        ]
+    })
+}
