@@ -115,13 +115,42 @@ locals {
   ]
 }
 
+# ---- What no identity of an environment may touch: another environment's resources --------
+# Every resource of the stack carries the tollgate:env tag (the provider's default_tags):
+# denied whatever is tagged for another environment, or a request that would tag it so.
+data "aws_iam_policy_document" "other_environments" {
+  for_each = var.environments
+  dynamic "statement" {
+    for_each = { NeverResourcesOfAnotherEnvironment = "aws:ResourceTag", NeverCreateForAnotherEnvironment = "aws:RequestTag" }
+    content {
+      sid       = statement.key
+      effect    = "Deny"
+      actions   = ["*"]
+      resources = ["*"]
+      condition {
+        test     = "StringNotEquals"
+        variable = "${statement.value}/tollgate:env"
+        values   = [each.key]
+      }
+      condition {
+        test     = "Null"
+        variable = "${statement.value}/tollgate:env"
+        values   = ["false"]
+      }
+    }
+  }
+}
+
 # ---- The permissions boundary: the most any role the stack creates can ever do ----------
 # The deploy role may create or change a role only with this boundary attached, and can edit
 # neither the boundary nor itself: whatever policy it writes on a stack role, that role can do
 # at most the runtime work below, in its own environment, and never IAM.
 data "aws_iam_policy_document" "boundary" {
   #checkov:skip=CKV_AWS_111:a boundary grants nothing, it caps: each role's own policy names its resources; the runtime writes on * are those AWS's managed execution policies take on * (network interfaces, log streams, metrics)
+  #checkov:skip=CKV_AWS_356:the same: a cap, not a grant; the roles' own policies name their resources, and AWS's managed execution policies take these actions on *
   for_each = var.environments
+  # Nothing tagged for another environment, whatever the role's own policy says.
+  source_policy_documents = [data.aws_iam_policy_document.other_environments[each.key].json]
   statement {
     sid     = "OwnSecrets"
     actions = ["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue", "secretsmanager:UpdateSecretVersionStage"]
@@ -155,22 +184,6 @@ data "aws_iam_policy_document" "boundary" {
     actions   = ["iam:*", "sts:AssumeRole", "organizations:*", "account:*"]
     resources = ["*"]
   }
-  statement {
-    sid       = "NeverAnotherEnvironment"
-    effect    = "Deny"
-    actions   = ["*"]
-    resources = ["*"]
-    condition {
-      test     = "StringNotEquals"
-      variable = "aws:ResourceTag/tollgate:env"
-      values   = [each.key]
-    }
-    condition {
-      test     = "Null"
-      variable = "aws:ResourceTag/tollgate:env"
-      values   = ["false"]
-    }
-  }
 }
 
 resource "aws_iam_policy" "boundary" {
@@ -184,6 +197,8 @@ resource "aws_iam_policy" "boundary" {
 # ---- The deploy role's own policy: the stack's services, its environment only -------------
 data "aws_iam_policy_document" "deploy" {
   for_each = var.environments
+  # Nothing tagged for another environment, nor created tagged for it.
+  source_policy_documents = [data.aws_iam_policy_document.other_environments[each.key].json]
   # The services the stack is made of. Their resources are told apart by the tollgate:env tag
   # every resource carries (the provider's default_tags): the denies below refuse another
   # environment's, and creating one tagged for another environment.
@@ -308,38 +323,6 @@ data "aws_iam_policy_document" "deploy" {
     effect    = "Deny"
     actions   = ["iam:DeleteRolePermissionsBoundary", "iam:CreatePolicy", "iam:CreatePolicyVersion", "iam:SetDefaultPolicyVersion", "iam:CreateUser", "iam:CreateAccessKey"]
     resources = ["*"]
-  }
-  statement {
-    sid       = "NeverResourcesOfAnotherEnvironment"
-    effect    = "Deny"
-    actions   = ["*"]
-    resources = ["*"]
-    condition {
-      test     = "StringNotEquals"
-      variable = "aws:ResourceTag/tollgate:env"
-      values   = [each.key]
-    }
-    condition {
-      test     = "Null"
-      variable = "aws:ResourceTag/tollgate:env"
-      values   = ["false"]
-    }
-  }
-  statement {
-    sid       = "NeverCreateForAnotherEnvironment"
-    effect    = "Deny"
-    actions   = ["*"]
-    resources = ["*"]
-    condition {
-      test     = "StringNotEquals"
-      variable = "aws:RequestTag/tollgate:env"
-      values   = [each.key]
-    }
-    condition {
-      test     = "Null"
-      variable = "aws:RequestTag/tollgate:env"
-      values   = ["false"]
-    }
   }
   dynamic "statement" {
     # Names of the other environments in this account: their roles, functions, queues,
