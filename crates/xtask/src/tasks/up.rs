@@ -1,8 +1,10 @@
 //! `cargo xtask up`: the whole sign-up flow on this machine, through the real components.
 //!
-//! moto_server plays AWS (Secrets Manager, Cognito), a throwaway cluster plays RDS, the release
-//! `api` binary plays the Fargate task, and the release `post-confirm` binary runs against a
-//! local Lambda Runtime API exactly as it runs in Lambda. Loopback plays the ALB: the contract
+//! moto_server plays AWS (Secrets Manager, Cognito), a throwaway cluster plays RDS, the `api`
+//! binary plays the Fargate task, and the `post-confirm` binary runs against a local Lambda
+//! Runtime API exactly as it runs in Lambda. Both are dev-profile builds, the ones the tests
+//! build too: a first `up` compiles no second, LTO'd copy of the dependencies (the deployed
+//! artifacts keep their release profiles). Loopback plays the ALB: the contract
 //! trusts 127.0.0.0/8 as a proxy, so a spoofed `X-Forwarded-For` is judged as in the cloud.
 //!
 //! `--no-lambda` stops after the api: moto, PostgreSQL and the api stay up, and
@@ -105,7 +107,7 @@ async fn up(flags: flags::Up) -> Result<()> {
     };
     let work = work_dir();
     std::fs::create_dir_all(&work)?;
-    steps.next("building the release binaries (the first build takes a few minutes)");
+    steps.next("building the binaries (the first build takes a few minutes)");
     let bin = build(!flags.no_lambda)?;
     steps.next("starting local services on loopback");
     let (moto, pg, database_url) = start_services(&work)?;
@@ -140,10 +142,10 @@ async fn up(flags: flags::Up) -> Result<()> {
     stack.serve_until_interrupted().await
 }
 
-/// `up --network`: the release binaries in the network as deployed (`testkit::netns`), every
+/// `up --network`: the binaries in the network as deployed (`testkit::netns`), every
 /// check printed; fails when one does not hold.
 fn network() -> Result<()> {
-    eprintln!("[1/2] building the release binaries");
+    eprintln!("[1/2] building the binaries");
     let bin = build(true)?;
     eprintln!(
         "\n[2/2] the network as deployed: two private subnets behind a NAT (an address per AZ), \
@@ -164,18 +166,19 @@ fn network() -> Result<()> {
     Ok(())
 }
 
-/// Builds the release `api` (and `post-confirm`, unless the Lambda runs elsewhere).
+/// Builds `api` (and `post-confirm`, unless the Lambda runs elsewhere) in the dev profile, as
+/// the tests build them.
 fn build(with_lambda: bool) -> Result<PathBuf> {
     let root = workspace_root();
     let mut build = Command::new(cargo());
     build
         .current_dir(&root)
-        .args(["build", "--release", "--package", "api"]);
+        .args(["build", "--package", "api"]);
     if with_lambda {
         build.args(["--package", "post-confirm"]);
     }
     cmd::run(&mut build).context("the build failed: fix the compile error above")?;
-    Ok(root.join("target").join("release"))
+    Ok(root.join("target").join("debug"))
 }
 
 /// moto_server, and PostgreSQL (TLS required) unless DATABASE_URL names one.
