@@ -171,9 +171,7 @@ fn network() -> Result<()> {
 fn build(with_lambda: bool) -> Result<PathBuf> {
     let root = workspace_root();
     let mut build = Command::new(cargo());
-    build
-        .current_dir(&root)
-        .args(["build", "--package", "api"]);
+    build.current_dir(&root).args(["build", "--package", "api"]);
     if with_lambda {
         build.args(["--package", "post-confirm"]);
     }
