@@ -8,6 +8,9 @@
 //!    deployable's built binary rather than linking it.
 //! 3. A deployable depends on `testkit` only as a dev-dependency.
 //! 4. No `#[path]` attribute: shared code is a crate, not a file included twice.
+//! 5. The light `cargo xtask` (no `cloud` feature, what `up` and `test` build) links no AWS SDK
+//!    that what `up` runs does not link already: the deploy-only SDKs (EC2, ECS, ECR, Lambda,
+//!    WAF) stay behind `cloud`, so a first `up` does not compile them.
 
 use std::path::{Path, PathBuf};
 
@@ -355,4 +358,57 @@ fn every_crate_is_a_workspace_member() {
             "the deployable `{dep}` has no crate under crates/"
         );
     }
+}
+
+/// The `aws-sdk-*` crates in `package`'s normal dependency tree, with `extra` cargo flags.
+fn aws_sdks(package: &str, extra: &[&str]) -> std::collections::BTreeSet<String> {
+    let out = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(root())
+        .args([
+            "tree",
+            "--locked",
+            "--package",
+            package,
+            "--edges",
+            "normal",
+            "--prefix",
+            "none",
+        ])
+        .args(["--format", "{p}"])
+        .args(extra)
+        .output()
+        .expect("cargo tree runs");
+    assert!(
+        out.status.success(),
+        "cargo tree -p {package}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| name.starts_with("aws-sdk-"))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn the_light_xtask_links_no_sdk_that_up_would_not_build_anyway() {
+    let light = aws_sdks("xtask", &["--no-default-features"]);
+    let mut built_by_up = std::collections::BTreeSet::new();
+    for package in ["api", "post-confirm", "testkit"] {
+        built_by_up.extend(aws_sdks(package, &[]));
+    }
+    let extra: Vec<&String> = light.difference(&built_by_up).collect();
+    assert!(
+        extra.is_empty(),
+        "`cargo xtask` without `cloud` links {extra:?}, which nothing `up` runs needs: make the \
+         dependency optional in crates/xtask/Cargo.toml, add it to the `cloud` feature, and put \
+         the code that uses it behind `#[cfg(feature = \"cloud\")]`"
+    );
+    // The rule is only worth its name while the full build does link more.
+    let full = aws_sdks("xtask", &[]);
+    assert!(
+        full.contains("aws-sdk-ec2") && !light.contains("aws-sdk-ec2"),
+        "the `cloud` feature no longer separates the deploy-only SDKs: light {light:?}, full {full:?}"
+    );
 }

@@ -12,7 +12,9 @@ use shared_auth::Settings;
 use testkit::cmd;
 
 use crate::support::context::{cargo, workspace_root};
-use crate::support::{image, toolchain};
+#[cfg(feature = "cloud")]
+use crate::support::image;
+use crate::support::toolchain;
 
 /// The Cargo profile the Lambda functions are built with (size-optimised; see Cargo.toml).
 pub const LAMBDA_PROFILE: &str = "lambda-release";
@@ -20,6 +22,7 @@ pub const LAMBDA_PROFILE: &str = "lambda-release";
 /// Highest glibc symbol version Amazon Linux 2023 provides.
 pub const MAX_GLIBC: (u32, u32) = (2, 34);
 
+#[cfg(feature = "cloud")]
 /// Builds the api image and writes it as an OCI layout to target/dist/<env>/api-image/
 /// (tagged `api`), with the manifest digest in `api-image.digest`.
 pub fn api_image(settings: &Settings, prebuilt: Option<&Path>) -> Result<image::Image> {
@@ -51,6 +54,7 @@ pub const FUNCTIONS: [(&str, &str); 2] = [
     ("rotate-secret", "rotate-secret.zip"),
 ];
 
+#[cfg(feature = "cloud")]
 /// Where the rotation function's zip lies, next to the registration function's `bootstrap.zip`.
 pub fn rotation_zip(lambda_zip: &Path) -> PathBuf {
     lambda_zip.with_file_name(FUNCTIONS[1].1)

@@ -2,12 +2,16 @@
 //! runtime on demand, Ctrl-C, and asking before anything destructive.
 
 use std::collections::HashMap;
+#[cfg(feature = "cloud")]
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use anyhow::{Context, Result, bail};
-use shared_auth::{Component, Settings, Unfilled};
+use anyhow::{Context, Result};
+use shared_auth::{Component, Settings};
+// What only the cloud tasks use: checking a deploy's inputs and asking before destroying.
+#[cfg(feature = "cloud")]
+use {anyhow::bail, shared_auth::Unfilled};
 
 /// Set when Ctrl-C (or SIGTERM) arrives; long-running tasks poll it and wind down.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -55,6 +59,7 @@ pub fn settings_for(env: &str) -> Result<Settings> {
     shared_auth::load_for(Component::Deploy, &vars).with_context(|| format!("deploy/{env}.toml"))
 }
 
+#[cfg(feature = "cloud")]
 /// Fails, naming every value the user must still supply (with the variable that sets it),
 /// when `settings` lack any: before anything is built or changed.
 pub fn require_supplied(settings: &Settings) -> Result<()> {
@@ -96,6 +101,7 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
+#[cfg(feature = "cloud")]
 /// Fails early with a clear message when the settings name a local AWS that is not running.
 pub fn check_local_aws(settings: &Settings) -> Result<()> {
     let Some(url) = &settings.aws.endpoint_url else {
@@ -123,6 +129,7 @@ pub fn check_local_aws(settings: &Settings) -> Result<()> {
     Ok(())
 }
 
+#[cfg(feature = "cloud")]
 /// Asks `question` on the terminal unless `yes`; fails without a terminal.
 pub fn confirm(question: &str, yes: bool) -> Result<()> {
     if yes {

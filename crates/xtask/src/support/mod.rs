@@ -5,10 +5,14 @@
 
 pub mod artifacts;
 pub mod context;
+#[cfg(feature = "cloud")]
 pub mod image;
 pub mod lambda_log;
+#[cfg(feature = "cloud")]
 pub mod local_lambda;
+#[cfg(feature = "cloud")]
 pub mod render;
 pub mod report;
+#[cfg(feature = "cloud")]
 pub mod terraform;
 pub mod toolchain;
