@@ -53,8 +53,16 @@ pub fn aws_endpoint() -> String {
 /// `aws` settings for the test moto_server.
 pub fn local_aws() -> shared_auth::AwsSettings {
     shared_auth::AwsSettings {
-        region: Some("ap-northeast-1".into()),
         endpoint_url: Some(aws_endpoint()),
+        ..local_aws_region()
+    }
+}
+
+/// The tests' region, with no endpoint: for a test that runs a moto_server of its own.
+pub fn local_aws_region() -> shared_auth::AwsSettings {
+    shared_auth::AwsSettings {
+        region: Some("ap-northeast-1".into()),
+        endpoint_url: None,
     }
 }
 

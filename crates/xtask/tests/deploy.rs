@@ -5,16 +5,25 @@
 //! nothing, new code rolls a new digest (static mode and a NAT gateway per AZ on the way, beyond
 //! what ships), a tampered deployable caught by verify, production planned as shipped, destroy
 //! (deletion protection lifted first, as a user's destroy does). Takes several minutes
-//! (release builds of the Lambda and the static api, and ~70 resources).
+//! (release builds of the Lambda and the static api, and ~70 resources). It has a moto_server
+//! of its own, so `cargo xtask test` can run it beside the other tests without either seeing
+//! the other's resources (IAM is account-wide in moto as in AWS).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use testkit::services::LocalRegistry;
+use testkit::services::{LocalRegistry, Moto};
 
 fn root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+}
+
+/// This test's own moto_server, for the whole test.
+static MOTO: OnceLock<String> = OnceLock::new();
+
+fn moto() -> String {
+    MOTO.get().expect("moto is started first").clone()
 }
 
 /// The registry the stack's image is pushed to (moto serves none), for the whole test.
@@ -46,7 +55,7 @@ fn xtask_as(values: &[(String, String)], args: &[&str], vars: &[(&str, &str)]) -
         }
     }
     command
-        .env("TOLLGATE__AWS__ENDPOINT_URL", testkit::aws_endpoint())
+        .env("TOLLGATE__AWS__ENDPOINT_URL", moto())
         .env(
             "TOLLGATE__DEPLOY__REGISTRY",
             REGISTRY.get().expect("the registry is started first"),
@@ -63,7 +72,7 @@ fn xtask_as(values: &[(String, String)], args: &[&str], vars: &[(&str, &str)]) -
 /// the service from the credential scope of the `Authorization` header ([`scope`]).
 async fn user_values(env: &str) -> Vec<(String, String)> {
     let unique = uuid::Uuid::new_v4().simple().to_string();
-    let moto = testkit::aws_endpoint();
+    let moto = moto();
     let http = reqwest::Client::new();
     let bucket = format!("tollgate-state-{env}-{}", &unique[..12]);
     for (query, body) in [
@@ -184,16 +193,23 @@ impl Drop for Teardown {
 async fn the_shipped_staging_stack_deploys_verifies_catches_a_mismatch_and_destroys() {
     let storage =
         std::env::temp_dir().join(format!("tollgate-deploy-registry-{}", std::process::id()));
+    // Declared first, so it is stopped last: the teardown's destroy still needs it.
+    let moto_server = Moto::start(&storage.join("moto")).expect("moto starts");
+    MOTO.set(moto_server.endpoint()).expect("set once");
     let registry = LocalRegistry::start(&storage, None).expect("registry starts");
     REGISTRY.set(registry.host()).expect("set once");
-    let config = testkit::sdk_config(&testkit::local_aws()).await;
+    let config = testkit::sdk_config(&shared_auth::AwsSettings {
+        endpoint_url: Some(moto()),
+        ..testkit::local_aws_region()
+    })
+    .await;
     STAGING.set(user_values("staging").await).expect("set once");
     // What an administrator applies once per account before any deploy: the boundaries every
     // stack role must carry (IAM refuses a role naming a missing one; the stack looks it up).
     let bootstrap = testkit::iam::apply_bootstrap(
         root(),
         &storage.join("bootstrap"),
-        &testkit::aws_endpoint(),
+        &moto(),
         &["staging", "production"],
         &["arn:aws:s3:::tollgate-state-*"],
     );
@@ -411,7 +427,7 @@ async fn assert_api_name_is_aliased_to_the_alb() {
     let records = reqwest::Client::new()
         .get(format!(
             "{}/2013-04-01/hostedzone/{}/rrset",
-            testkit::aws_endpoint(),
+            moto(),
             value("TOLLGATE__DEPLOY__HOSTED_ZONE_ID")
         ))
         .header("authorization", scope("route53"))

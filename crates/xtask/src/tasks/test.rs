@@ -1,14 +1,29 @@
 //! `cargo xtask test`: the workspace tests with the services they need.
+//!
+//! One `cargo test --workspace`, shaped for this machine's two cores: the staging deploy test
+//! (`crates/xtask/tests/deploy.rs`, about half the suite's time, most of it waiting on
+//! Terraform and moto) runs in a second `cargo test` beside the rest rather than after it. It
+//! has a moto_server of its own, so neither run sees the other's resources. With arguments
+//! after `--` (a package, a filter), the one plain `cargo test` runs instead.
 
-use std::process::Command;
+use std::fs::File;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use testkit::AWS_ENDPOINT_VAR;
 use testkit::cmd;
 use testkit::services::{Moto, Postgres};
 
 use crate::flags;
 use crate::support::context::{cargo, work_dir, workspace_root};
+
+/// The test run beside the others: package, test target, test name.
+const BESIDE: (&str, &str, &str) = (
+    "xtask",
+    "deploy",
+    "the_shipped_staging_stack_deploys_verifies_catches_a_mismatch_and_destroys",
+);
 
 impl flags::Test {
     pub fn run(self) -> Result<()> {
@@ -35,19 +50,96 @@ impl flags::Test {
             eprintln!("· PostgreSQL: using DATABASE_URL from the environment");
             None
         };
+        let cargo_test = |args: &[&str]| {
+            let mut test = Command::new(cargo());
+            test.current_dir(workspace_root())
+                .arg("test")
+                .args(args)
+                // The tools `cargo xtask setup` put in the project's environments.
+                .env("PATH", cmd::path_with_tools())
+                .envs(exports.iter().map(|(k, v)| (k, v)));
+            test
+        };
 
-        let mut test = Command::new(cargo());
-        test.current_dir(workspace_root())
-            // Every test binary runs even after one fails: a run reports every failure.
-            .args(["test", "--workspace", "--no-fail-fast"])
-            .args(&self.cargo_args)
-            // The tools `cargo xtask setup` put in the project's environments, for every test.
-            .env("PATH", cmd::path_with_tools())
-            .envs(exports.iter().map(|(k, v)| (k, v)));
-        let status = cmd::status(&mut test)?;
-        if !status.success() {
-            bail!("tests failed ({status})");
+        if !self.cargo_args.is_empty() {
+            let mut args = vec!["--workspace", "--no-fail-fast"];
+            args.extend(self.cargo_args.iter().map(String::as_str));
+            return outcome(&[("cargo test", cmd::status(&mut cargo_test(&args))?)]);
         }
-        Ok(())
+        // One build of every test binary first, so the two runs below never compile the same
+        // thing twice or wait on each other's build lock.
+        let built = cmd::status(&mut cargo_test(&["--workspace", "--no-run"]))?;
+        if !built.success() {
+            bail!("the tests do not build ({built})");
+        }
+        let (package, target, name) = BESIDE;
+        let log = work_dir().join("logs").join("deploy-test.log");
+        let mut beside = start_beside(
+            cargo_test(&[
+                "--package",
+                package,
+                "--test",
+                target,
+                "--",
+                "--exact",
+                name,
+            ]),
+            &log,
+        )?;
+        // Every test binary runs even after one fails: a run reports every failure.
+        let rest = cmd::status(&mut cargo_test(&[
+            "--workspace",
+            "--no-fail-fast",
+            "--",
+            "--skip",
+            name,
+            "--exact",
+        ]));
+        eprintln!(
+            "· waiting for {package}/tests/{target}.rs (log: {})",
+            log.display()
+        );
+        let beside_status = beside.wait().context("waiting for the test run beside")?;
+        print_log(&log);
+        outcome(&[
+            ("cargo test --workspace", rest?),
+            (
+                &format!("cargo test -p {package} --test {target}"),
+                beside_status,
+            ),
+        ])
     }
+}
+
+/// Starts `test` with its output in `log` (printed when it ends, so two runs' lines never mix).
+fn start_beside(mut test: Command, log: &Path) -> Result<Child> {
+    std::fs::create_dir_all(log.parent().expect("logs/ has a parent"))?;
+    let out = File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
+    test.stdout(out.try_clone()?).stderr(out);
+    cmd::echo(&test);
+    eprintln!(
+        "· running beside the other tests; its output: {}",
+        log.display()
+    );
+    test.spawn().context("cannot start cargo test")
+}
+
+fn print_log(log: &Path) {
+    match std::fs::read_to_string(log) {
+        Ok(text) => eprintln!("{text}"),
+        Err(e) => eprintln!("cannot read {}: {e}", log.display()),
+    }
+}
+
+/// Fails naming every run that failed.
+fn outcome(runs: &[(&str, ExitStatus)]) -> Result<()> {
+    let failed: Vec<String> = runs
+        .iter()
+        .filter(|(_, status)| !status.success())
+        .map(|(what, status)| format!("{what} ({status})"))
+        .collect();
+    if !failed.is_empty() {
+        bail!("tests failed: {}", failed.join("; "));
+    }
+    Ok(())
 }
