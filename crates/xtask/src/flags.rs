@@ -231,4 +231,16 @@ pub struct Bench {
     /// checkout's, for before/after figures.
     #[arg(long, value_name = "PATH")]
     pub api_binary: Option<std::path::PathBuf>,
+    /// The builds measured: `release` (the profiles that ship: `release` for the api,
+    /// `lambda-release` for the functions) or `dev` (the tests' build, nothing to compile after
+    /// `cargo xtask test`; CI uses it to prove the bench runs, its figures are not the product's).
+    #[arg(long, value_enum, default_value_t = BenchBuild::Release)]
+    pub build: BenchBuild,
+}
+
+/// Which builds `cargo xtask bench` measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchBuild {
+    Release,
+    Dev,
 }

@@ -72,7 +72,10 @@ impl flags::Bench {
         }
         let dir = work_dir().join("bench");
         std::fs::create_dir_all(&dir)?;
-        let binaries = build_release()?;
+        let binaries = match self.build {
+            flags::BenchBuild::Release => build_release()?,
+            flags::BenchBuild::Dev => build_dev()?,
+        };
         let moto = Moto::start(&dir)?;
         let pg = Postgres::start()?;
         let settings = BenchSettings {
@@ -86,7 +89,13 @@ impl flags::Bench {
         rows.extend(block_on(lambda::rows(&settings, &binaries, &moto))?);
         drop(pg);
         drop(moto);
-        let machine = machine();
+        let machine = match self.build {
+            flags::BenchBuild::Release => machine(),
+            flags::BenchBuild::Dev => format!(
+                "{} — dev builds: these figures prove the bench runs, they are not the product's",
+                machine()
+            ),
+        };
         if self.json {
             println!("{}", to_json(&rows, &splits, &machine));
         } else {
@@ -145,6 +154,34 @@ fn build_release() -> Result<Binaries> {
         post_confirm: lambda.join("post-confirm"),
         echo: lambda.join("examples").join("echo"),
     })
+}
+
+/// The tests' builds: the binaries `cargo test --workspace` builds (the dev profile, every
+/// package's features unified as the tests unify them), so after `cargo xtask test` nothing is
+/// left to compile. A `cargo build -p api` would unify fewer features and rebuild the tree.
+fn build_dev() -> Result<Binaries> {
+    eprintln!("· the tests' builds (api, post-confirm and the echo reference, dev profile)");
+    cmd::run(Command::new(cargo()).current_dir(workspace_root()).args([
+        "test",
+        "--workspace",
+        "--locked",
+        "--no-run",
+    ]))?;
+    let debug = workspace_root().join("target").join("debug");
+    let binaries = Binaries {
+        api: debug.join("api"),
+        post_confirm: debug.join("post-confirm"),
+        echo: debug.join("examples").join("echo"),
+    };
+    for binary in [&binaries.api, &binaries.post_confirm, &binaries.echo] {
+        if !binary.is_file() {
+            bail!(
+                "{} was not built by `cargo test --workspace --no-run`",
+                binary.display()
+            );
+        }
+    }
+    Ok(binaries)
 }
 
 /// A PostgreSQL client binary from PATH or the server's install folder.
