@@ -12,7 +12,7 @@ mod cpu;
 mod http;
 mod lambda;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
@@ -119,13 +119,17 @@ pub struct BenchSettings {
 #[derive(Debug)]
 pub struct Binaries {
     pub api: PathBuf,
+    /// The api's references: the same statements and token check without Tollgate.
+    pub bare: PathBuf,
     pub post_confirm: PathBuf,
+    /// The Lambda's references: the same two calls written naively, and a bare echo.
+    pub naive: PathBuf,
     pub echo: PathBuf,
 }
 
 fn build_release() -> Result<Binaries> {
     eprintln!(
-        "· building release binaries (api; post-confirm and the echo reference as Lambda builds them)"
+        "· building release binaries (api; post-confirm as Lambda builds it), then their references"
     );
     let build = |profile: &str, what: &[&str]| {
         cmd::run(
@@ -135,25 +139,41 @@ fn build_release() -> Result<Binaries> {
                 .args(what),
         )
     };
+    // Each deployable alone, as it ships: an example in the same build would unify its
+    // dev-dependencies' features into the deployable's tree.
     build("release", &["--package", "api", "--bin", "api"])?;
+    build(
+        artifacts::LAMBDA_PROFILE,
+        &["--package", "post-confirm", "--bin", "post-confirm"],
+    )?;
+    build("release", &["--package", "api", "--example", "bare"])?;
     build(
         artifacts::LAMBDA_PROFILE,
         &[
             "--package",
             "post-confirm",
-            "--bin",
-            "post-confirm",
+            "--example",
+            "naive",
             "--example",
             "echo",
         ],
     )?;
     let target = workspace_root().join("target");
-    let lambda = target.join(artifacts::LAMBDA_PROFILE);
-    Ok(Binaries {
-        api: target.join("release").join("api"),
-        post_confirm: lambda.join("post-confirm"),
-        echo: lambda.join("examples").join("echo"),
-    })
+    Ok(binaries(
+        &target.join("release"),
+        &target.join(artifacts::LAMBDA_PROFILE),
+    ))
+}
+
+/// Where the api's builds are (`api_dir`) and the functions' (`lambda_dir`).
+fn binaries(api_dir: &Path, lambda_dir: &Path) -> Binaries {
+    Binaries {
+        api: api_dir.join("api"),
+        bare: api_dir.join("examples").join("bare"),
+        post_confirm: lambda_dir.join("post-confirm"),
+        naive: lambda_dir.join("examples").join("naive"),
+        echo: lambda_dir.join("examples").join("echo"),
+    }
 }
 
 /// The tests' builds: the binaries `cargo test --workspace` builds (the dev profile, every
@@ -168,12 +188,14 @@ fn build_dev() -> Result<Binaries> {
         "--no-run",
     ]))?;
     let debug = workspace_root().join("target").join("debug");
-    let binaries = Binaries {
-        api: debug.join("api"),
-        post_confirm: debug.join("post-confirm"),
-        echo: debug.join("examples").join("echo"),
-    };
-    for binary in [&binaries.api, &binaries.post_confirm, &binaries.echo] {
+    let binaries = binaries(&debug, &debug);
+    for binary in [
+        &binaries.api,
+        &binaries.bare,
+        &binaries.post_confirm,
+        &binaries.naive,
+        &binaries.echo,
+    ] {
         if !binary.is_file() {
             bail!(
                 "{} was not built by `cargo test --workspace --no-run`",

@@ -1,6 +1,9 @@
 //! The api under `wrk`: each guarded-route case against `GET /healthz` (the cheapest route,
-//! same server, same run), and accepted registrations against `pgbench` running the api's own
-//! INSERT with the pool's connection count.
+//! same server, same run); accepted registrations and `GET /users/me` against the bare
+//! reference (`crates/api/examples/bare.rs`: the same statements and token check through the
+//! same pool, without what Tollgate adds), registrations as the median of three alternating
+//! pairs; and both against `pgbench` running the api's own statement with the pool's
+//! connection count, for where the database's share goes.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -54,25 +57,158 @@ pub async fn rows(
     let api_binary = s.api_binary.as_deref().unwrap_or(&bin.api);
     let http = reqwest::Client::new();
     let mut api = start_api(s, api_binary, pg, moto, &pool, &secret, &http).await?;
-    let runs = wrk_runs(s, &api, &secret, &user.id_token, &http).await?;
+    let (runs, me_cpu) = wrk_runs(s, &api, &secret, &user.id_token, &http, pg).await?;
     api.process.stop();
-    let (accepted, accepted_cpu) =
-        accepted_run(s, api_binary, &api.env, &api.base, &http, pg).await?;
+    let pairs = registration_pairs(s, api_binary, bin, &api, &user.id_token, &http, pg).await?;
     let (statements, pgbench_cpu) = run_pgbench(s, pg)?;
+    let split = |run, generator, per_request| Split {
+        run,
+        generator,
+        per_request,
+    };
     let splits = vec![
-        Split {
-            run: "accepted POST /user",
-            generator: "wrk",
-            per_request: accepted_cpu,
-        },
-        Split {
-            run: "pgbench, the api's statement",
-            generator: "pgbench",
-            per_request: pgbench_cpu,
-        },
+        split("accepted POST /user", "wrk", pairs.ours_cpu),
+        split("bare POST /user (reference)", "wrk", pairs.bare_cpu),
+        split("pgbench, the api's statement", "pgbench", pgbench_cpu),
+        split("GET /users/me", "wrk", me_cpu),
+        split("bare GET /users/me (reference)", "wrk", pairs.bare_me_cpu),
     ];
     runs.warn_about_errors(s);
-    Ok((runs.rows(accepted.rps, statements), splits))
+    Ok((runs.rows(&pairs, statements), splits))
+}
+
+/// Accepted registrations against the bare reference, in alternating pairs (the median pair's
+/// ratio counts), and the bare `GET /users/me` once.
+struct Pairs {
+    ours: f64,
+    bare: f64,
+    ours_cpu: cpu::PerRequest,
+    bare_cpu: cpu::PerRequest,
+    bare_me: f64,
+    bare_me_cpu: cpu::PerRequest,
+}
+
+/// How many alternating (ours, bare) registration runs the ratio is the median of.
+const PAIRS: usize = 3;
+
+async fn registration_pairs(
+    s: &BenchSettings,
+    api_binary: &Path,
+    bin: &Binaries,
+    api: &BenchApi,
+    id_token: &str,
+    http: &reqwest::Client,
+    pg: &Postgres,
+) -> Result<Pairs> {
+    let mut runs = Vec::new();
+    let mut bare_me = None;
+    for round in 0..PAIRS {
+        let (ours, ours_cpu) =
+            accepted_run(s, api_binary, &api.env, &api.base, http, pg, round).await?;
+        let mut bare = Process::start("bare", &bin.bare, &api.env, &s.dir.join("bare.log"))?;
+        bare.wait_ready(http, &format!("{}/healthz", api.base))
+            .await?;
+        let (bare_rps, bare_cpu) =
+            created_per_second(s, &api.base, "bare-accepted", &bare, pg, round).await?;
+        if round == 0 {
+            bare_me = Some(me_run(s, &api.base, "bare-users-me", id_token, &bare, pg)?);
+        }
+        bare.stop();
+        eprintln!(
+            "· registration pair {}/{PAIRS}: ours {:.0}/s, bare {bare_rps:.0}/s",
+            round + 1,
+            ours.rps
+        );
+        runs.push((ours.rps, bare_rps, ours_cpu, bare_cpu));
+    }
+    let mut ratios: Vec<f64> = runs.iter().map(|(o, b, _, _)| o / b.max(1e-9)).collect();
+    let median_ratio = super::median(&mut ratios.clone());
+    let median_pair = runs
+        .iter()
+        .find(|(o, b, _, _)| o / b.max(1e-9) == median_ratio)
+        .copied()
+        .context("a median pair")?;
+    let (bare_me, bare_me_cpu) = bare_me.context("the bare /users/me run")?;
+    ratios.sort_by(f64::total_cmp);
+    eprintln!("· accepted ÷ bare, the {PAIRS} pairs: {ratios:.3?}");
+    Ok(Pairs {
+        ours: median_pair.0,
+        bare: median_pair.1,
+        ours_cpu: median_pair.2,
+        bare_cpu: median_pair.3,
+        bare_me: bare_me.rps,
+        bare_me_cpu,
+    })
+}
+
+/// `GET /users/me` under wrk against `process`, with its CPU split.
+fn me_run(
+    s: &BenchSettings,
+    base: &str,
+    name: &str,
+    id_token: &str,
+    process: &Process,
+    pg: &Postgres,
+) -> Result<(WrkRun, cpu::PerRequest)> {
+    let before = cpu::sample(process.id(), pg.server_pid()?)?;
+    let run = run_wrk(
+        s,
+        s.seconds,
+        base,
+        name,
+        &script_get(
+            "/users/me",
+            &[("Authorization".into(), format!("Bearer {id_token}"))],
+        ),
+    )?;
+    let after = cpu::sample(process.id(), pg.server_pid()?)?;
+    if run.errors > 0.0 {
+        bail!(
+            "{name}: {} answers were not 2xx; see {}",
+            run.errors,
+            process.log().display()
+        );
+    }
+    let split = cpu::per_request(before, after, run.requests)?;
+    Ok((run, split))
+}
+
+/// New users per second through `process` (`POST /user`, a new `sub` each), counted in the
+/// database, with the run's CPU split. `round` keeps each run's `sub`s apart.
+async fn created_per_second(
+    s: &BenchSettings,
+    base: &str,
+    name: &str,
+    process: &Process,
+    pg: &Postgres,
+    round: usize,
+) -> Result<(f64, cpu::PerRequest)> {
+    let db = sqlx::PgPool::connect(&pg.url()).await?;
+    let users = || sqlx::query_scalar::<_, i64>("SELECT count(*) FROM users").fetch_one(&db);
+    let before = users().await?;
+    let postmaster = pg.server_pid()?;
+    let cpu_before = cpu::sample(process.id(), postmaster)?;
+    let run = run_wrk(
+        s,
+        s.seconds,
+        base,
+        name,
+        &script_new_users("x-unused", "", 0x9000 + 16 * round),
+    )?;
+    let cpu_after = cpu::sample(process.id(), postmaster)?;
+    let created = users().await? - before;
+    if run.errors > 0.0 || (created as f64) < run.requests * 0.99 {
+        bail!(
+            "{name}: {created} users created for {} answers ({} not 2xx); see {}",
+            run.requests,
+            run.errors,
+            process.log().display()
+        );
+    }
+    Ok((
+        created as f64 / run.elapsed_s.max(1e-3),
+        cpu::per_request(cpu_before, cpu_after, created as f64)?,
+    ))
 }
 
 /// Starts the api in `local` mode behind wrk playing the ALB, and waits until it answers.
@@ -112,14 +248,16 @@ async fn start_api(
     Ok(BenchApi { env, base, process })
 }
 
-/// Registers one user (the replay run's), then runs wrk on each route and kind of request.
+/// Registers one user (the replay run's), then runs wrk on each route and kind of request;
+/// `GET /users/me` with its CPU split.
 async fn wrk_runs(
     s: &BenchSettings,
     api: &BenchApi,
     secret: &SecretString,
     id_token: &str,
     http: &reqwest::Client,
-) -> Result<Runs> {
+    pg: &Postgres,
+) -> Result<(Runs, cpu::PerRequest)> {
     let vars = api.env.iter().cloned().collect();
     let contract = shared_auth::load_for(Component::Api, &vars)
         .context("the bench's api settings")?
@@ -140,30 +278,28 @@ async fn wrk_runs(
         );
     }
     let wrk = |name: &str, script: String| run_wrk(s, s.seconds, &api.base, name, &script);
+    let me = me_run(s, &api.base, "users-me", id_token, &api.process, pg)?;
     let wrong = testkit::secrets::new_secret()?;
     let (forged_headers, forged_body) = Bodies::new(&contract, &wrong).signed(1);
-    Ok(Runs {
-        healthz: wrk("healthz", script_get("/healthz", &[]))?,
-        outsider: wrk(
-            "refused-allowlist",
-            script_post(&with_client(&replay_headers, OUTSIDER), &replay_body),
-        )?,
-        forged: wrk(
-            "refused-secret",
-            script_post(&with_client(&forged_headers, "127.0.0.1"), &forged_body),
-        )?,
-        replay: wrk(
-            "replay",
-            script_post(&with_client(&replay_headers, "127.0.0.1"), &replay_body),
-        )?,
-        me: wrk(
-            "users-me",
-            script_get(
-                "/users/me",
-                &[("Authorization".into(), format!("Bearer {id_token}"))],
-            ),
-        )?,
-    })
+    Ok((
+        Runs {
+            healthz: wrk("healthz", script_get("/healthz", &[]))?,
+            outsider: wrk(
+                "refused-allowlist",
+                script_post(&with_client(&replay_headers, OUTSIDER), &replay_body),
+            )?,
+            forged: wrk(
+                "refused-secret",
+                script_post(&with_client(&forged_headers, "127.0.0.1"), &forged_body),
+            )?,
+            replay: wrk(
+                "replay",
+                script_post(&with_client(&replay_headers, "127.0.0.1"), &replay_body),
+            )?,
+            me: me.0,
+        },
+        me.1,
+    ))
 }
 
 impl Runs {
@@ -185,7 +321,7 @@ impl Runs {
     }
 
     /// The table's rows: each figure beside its reference from the same run.
-    fn rows(&self, accepted: f64, statements: f64) -> Vec<Row> {
+    fn rows(&self, pairs: &Pairs, statements: f64) -> Vec<Row> {
         let row = |name, ours, reference, reference_name, goal| Row {
             name,
             ours,
@@ -212,16 +348,30 @@ impl Runs {
                 Some(0.90),
             ),
             row(
+                "accepted POST /user ÷ bare handler (median of 3 pairs)",
+                pairs.ours,
+                pairs.bare,
+                "the same statement and pool, nothing else",
+                Some(0.95),
+            ),
+            row(
+                "GET /users/me (RS256 ID token) ÷ bare handler",
+                self.me.rps,
+                pairs.bare_me,
+                "jsonwebtoken, the same JWKS and select",
+                Some(0.90),
+            ),
+            row(
                 "accepted POST /user (new sub each) ÷ pgbench",
-                accepted,
+                pairs.ours,
                 statements,
                 "pgbench, the api's statement, pool size",
-                Some(0.80),
+                None,
             ),
             row(
                 "replayed POST /user (same sub) ÷ accepted",
                 self.replay.rps,
-                accepted,
+                pairs.ours,
                 "accepted POST /user",
                 None,
             ),
@@ -247,6 +397,7 @@ async fn accepted_run(
     base: &str,
     http: &reqwest::Client,
     pg: &Postgres,
+    round: usize,
 ) -> Result<(WrkRun, cpu::PerRequest)> {
     let mut env = env.to_vec();
     env.push(("TOLLGATE__GUARD__MODE".into(), "static".into()));
@@ -275,7 +426,7 @@ async fn accepted_run(
         s.seconds,
         base,
         "accepted",
-        &script_new_users(&header, &secret),
+        &script_new_users(&header, &secret, 0x8000 + 16 * round),
     )?;
     let cpu_after = cpu::sample(api_pid, postmaster)?;
     let created = users().await? - before;
@@ -297,8 +448,9 @@ async fn accepted_run(
     Ok((run, split))
 }
 
-/// Each request registers a new user: thread number and a counter make its `sub`.
-fn script_new_users(header: &str, secret: &str) -> String {
+/// Each request registers a new user: `group` (one per run) plus the thread number, and a
+/// counter, make its `sub`.
+fn script_new_users(header: &str, secret: &str, group: usize) -> String {
     format!(
         r#"local threads = 0
 function setup(thread)
@@ -311,13 +463,14 @@ function init(args)
 end
 function request()
   n = n + 1
-  local sub = string.format("00000000-0000-4000-%04x-%012x", 32768 + tid, n)
+  local sub = string.format("00000000-0000-4000-%04x-%012x", {group} + tid, n)
   local body = string.format('{{"sub":"%s","email":"u%d@example.com","email_verified":true,"username":"u%d"}}', sub, n, n)
   return wrk.format("POST", "/user", headers, body)
 end
 "#,
         header = lua_string(header),
         secret = lua_string(secret),
+        group = group,
     )
 }
 
