@@ -33,6 +33,7 @@ pub enum Task {
     Registry(ServeRegistry),
     Moto(Moto),
     Bench(Bench),
+    Soak(Soak),
 }
 
 /// Bring what `up` and `test` need onto this machine: Python tools into the project's own
@@ -236,6 +237,26 @@ pub struct Bench {
     /// `cargo xtask test`; CI uses it to prove the bench runs, its figures are not the product's).
     #[arg(long, value_enum, default_value_t = BenchBuild::Release)]
     pub build: BenchBuild,
+}
+
+/// Hold the load for N minutes on loopback: sign-ups through the real Lambda binary,
+/// `/users/me` with real tokens and a forged flood at once, a guard-secret and a database
+/// password rotation on the way; then count every sign-up's outcome and judge the api's
+/// memory, descriptors and log. Fails on a lost, duplicated or refused sign-up.
+#[derive(Debug, Args)]
+pub struct Soak {
+    /// How long the load runs, in minutes.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=120))]
+    pub minutes: u64,
+    /// Sign-ups per second (Cognito's default SignUp + ConfirmSignUp ceiling is 50 requests/s).
+    #[arg(long, default_value_t = 25, value_parser = clap::value_parser!(u32).range(1..=200))]
+    pub sign_ups_per_s: u32,
+    /// `GET /users/me` requests per second.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..=5000))]
+    pub me_per_s: u32,
+    /// Print JSON (for tracking) instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Which builds `cargo xtask bench` measures.

@@ -2,7 +2,7 @@
 //!
 //! Two rooms: [`tasks`], one module per task (`setup`, `test`, `up`, `package`, `deploy`, `verify`,
 //! `rotate_secret`, `destroy`, `migrate`, `reconcile`, `sqlx_prepare`, `timing`, `fuzz`,
-//! `registry`, `moto`, `bench`), each a `run` that reads as a list of named steps; and
+//! `registry`, `moto`, `bench`, `soak`), each a `run` that reads as a list of named steps; and
 //! [`support`], what several tasks use. [`flags`] is the command line. Every external command
 //! is echoed before it runs (`$ pg_ctl …`), so a reader sees exactly what happens. Services
 //! started here (PostgreSQL, moto_server, a registry) come from `testkit` and are owned by guards
@@ -38,6 +38,7 @@ pub fn main() -> ExitCode {
         flags::Task::Registry(task) => task.run(),
         flags::Task::Moto(task) => task.run(),
         flags::Task::Bench(task) => task.run(),
+        flags::Task::Soak(task) => task.run(),
         #[cfg(feature = "cloud")]
         flags::Task::Package(task) => task.run(),
         #[cfg(feature = "cloud")]

@@ -19,6 +19,7 @@ pub mod registry;
 #[cfg(feature = "cloud")]
 pub mod rotate_secret;
 pub mod setup;
+pub mod soak;
 pub mod sqlx_prepare;
 pub mod test;
 pub mod timing;

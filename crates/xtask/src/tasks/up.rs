@@ -37,7 +37,7 @@ use crate::support::report::Report;
 use attacks::{Attack, Forger};
 
 /// The login the api serves as (a member of `tollgate_app`), as in AWS.
-const DB_LOGIN: &str = "tollgate_api";
+pub(crate) const DB_LOGIN: &str = "tollgate_api";
 /// Cognito gives the PostConfirmation trigger 5 s.
 const LAMBDA_BUDGET: Duration = Duration::from_secs(5);
 
@@ -77,27 +77,27 @@ impl Steps {
 }
 
 /// What steps 2–4 bring up, and every address the flow needs.
-struct Stack {
-    work: PathBuf,
-    bin: PathBuf,
-    moto: Moto,
-    _pg: Option<Postgres>,
-    database_url: String,
-    contract: GuardContract,
-    secret: SecretString,
-    pool: UserPool,
+pub(crate) struct Stack {
+    pub(crate) work: PathBuf,
+    pub(crate) bin: PathBuf,
+    pub(crate) moto: Moto,
+    pub(crate) _pg: Option<Postgres>,
+    pub(crate) database_url: String,
+    pub(crate) contract: GuardContract,
+    pub(crate) secret: SecretString,
+    pub(crate) pool: UserPool,
     /// The retry queue and its dead-letter queue, in moto.
-    queues: Queues,
+    pub(crate) queues: Queues,
     /// The contract and AWS variables both deployables get.
-    shared_env: Vec<(String, String)>,
-    api_env: Vec<(String, String)>,
+    pub(crate) shared_env: Vec<(String, String)>,
+    pub(crate) api_env: Vec<(String, String)>,
     /// What the migration adds to the api's environment: the owner's secret (on the cluster
     /// `up` started; none on a DATABASE_URL of the user's, where the api migrates at start).
-    migrate_env: Option<Vec<(String, String)>>,
-    api_url: String,
+    pub(crate) migrate_env: Option<Vec<(String, String)>>,
+    pub(crate) api_url: String,
     /// The api, once started.
-    api: Option<Process>,
-    http: reqwest::Client,
+    pub(crate) api: Option<Process>,
+    pub(crate) http: reqwest::Client,
 }
 
 async fn up(flags: flags::Up) -> Result<()> {
@@ -168,7 +168,7 @@ fn network() -> Result<()> {
 
 /// Builds `api` (and `post-confirm`, unless the Lambda runs elsewhere) in the dev profile, as
 /// the tests build them.
-fn build(with_lambda: bool) -> Result<PathBuf> {
+pub(crate) fn build(with_lambda: bool) -> Result<PathBuf> {
     let root = workspace_root();
     let mut build = Command::new(cargo());
     build.current_dir(&root).args(["build", "--package", "api"]);
@@ -180,7 +180,7 @@ fn build(with_lambda: bool) -> Result<PathBuf> {
 }
 
 /// moto_server, and PostgreSQL (TLS required) unless DATABASE_URL names one.
-fn start_services(work: &Path) -> Result<(Moto, Option<Postgres>, String)> {
+pub(crate) fn start_services(work: &Path) -> Result<(Moto, Option<Postgres>, String)> {
     let moto =
         Moto::start(work).context("moto_server (install it with `pip install 'moto[server]'`)")?;
     match std::env::var("DATABASE_URL") {
@@ -197,7 +197,7 @@ fn start_services(work: &Path) -> Result<(Moto, Option<Postgres>, String)> {
 }
 
 /// The guard secret and a user pool in moto, and the environment both deployables get.
-async fn provision(
+pub(crate) async fn provision(
     work: PathBuf,
     bin: PathBuf,
     moto: Moto,
@@ -304,7 +304,7 @@ async fn database_env(
 
 impl Stack {
     /// `api --migrate` as the owner, before the api starts (the migration task's part in AWS).
-    fn migrate(&self) -> Result<()> {
+    pub(crate) fn migrate(&self) -> Result<()> {
         let Some(extra) = &self.migrate_env else {
             return Ok(());
         };
@@ -318,7 +318,7 @@ impl Stack {
     }
 
     /// (Re)starts the api binary and waits until it is ready.
-    async fn start_api(&mut self) -> Result<()> {
+    pub(crate) async fn start_api(&mut self) -> Result<()> {
         self.api = None;
         let mut api = Process::start("api", &self.bin.join("api"), &self.api_env, &self.api_log())?;
         api.wait_ready(&self.http, &format!("{}/readyz", self.api_url))
@@ -329,7 +329,7 @@ impl Stack {
         Ok(())
     }
 
-    fn api_log(&self) -> PathBuf {
+    pub(crate) fn api_log(&self) -> PathBuf {
         self.work.join("api.log")
     }
 
@@ -344,7 +344,7 @@ impl Stack {
         env
     }
 
-    fn start_lambda(&self, runtime: &RuntimeApi) -> Result<Process> {
+    pub(crate) fn start_lambda(&self, runtime: &RuntimeApi) -> Result<Process> {
         let mut env = self.lambda_env();
         env.extend(runtime.lambda_env("tollgate-local-post-confirm"));
         let lambda = Process::start(

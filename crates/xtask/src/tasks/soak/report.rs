@@ -1,0 +1,245 @@
+//! The soak's figures beside their goals, as a table or JSON, and its verdict.
+
+use std::path::Path;
+
+use anyhow::{Result, bail};
+use serde_json::json;
+
+use super::drivers::{FloodFigures, Rows, Samples, SignUps, UsersMe};
+use crate::tasks::bench::percentile;
+
+/// The part of the run memory and descriptors may grow in: the first fifth (at most 2 min).
+fn warm_up_s(seconds: f64) -> f64 {
+    (seconds / 5.0).min(120.0)
+}
+
+/// How much may memory or descriptors grow after warm-up.
+const GROWTH_GOAL: f64 = 0.05;
+
+#[derive(Debug)]
+pub struct Report {
+    pub minutes: u64,
+    pub seconds: f64,
+    pub sign_ups: SignUps,
+    pub drained: usize,
+    pub outcome: Rows,
+    pub me: UsersMe,
+    pub flood: FloodFigures,
+    pub samples: Samples,
+    pub rotations: Vec<String>,
+}
+
+/// A figure's growth after warm-up: last sample over the first one past it.
+fn growth(at_s: &[f64], values: &[u64], warm_up_s: f64) -> Option<f64> {
+    let first = at_s.iter().position(|t| *t >= warm_up_s)?;
+    let (start, end) = (*values.get(first)? as f64, *values.last()? as f64);
+    (start > 0.0).then(|| (end - start) / start)
+}
+
+impl Report {
+    fn lost(&self) -> i64 {
+        self.sign_ups.subs.len() as i64 - self.outcome.distinct
+    }
+
+    fn duplicated(&self) -> i64 {
+        self.outcome.found - self.outcome.distinct
+    }
+
+    fn server_errors(&self) -> f64 {
+        self.me.server_errors as f64 + self.flood.server_errors
+    }
+
+    fn rss_growth(&self) -> Option<f64> {
+        let s = &self.samples;
+        growth(&s.at_s, &s.rss_kb, warm_up_s(self.seconds))
+    }
+
+    fn fd_growth(&self) -> Option<f64> {
+        let s = &self.samples;
+        growth(&s.at_s, &s.fds, warm_up_s(self.seconds))
+    }
+
+    fn p99(samples: &[f64]) -> f64 {
+        percentile(&mut samples.to_vec(), 99.0)
+    }
+
+    pub fn print(&self) {
+        let mark = |ok: bool| if ok { "✓" } else { "✗" };
+        let pct = |g: Option<f64>| g.map_or("—".to_owned(), |g| format!("{:+.1} %", g * 100.0));
+        let made = self.sign_ups.subs.len();
+        println!(
+            "\nsoak: {} min ({:.0} s), {made} sign-ups ({:.1}/s), {} /users/me ({:.0}/s), {:.0} forged ({:.0}/s)\n",
+            self.minutes,
+            self.seconds,
+            made as f64 / self.seconds,
+            self.me.latencies_ms.len(),
+            self.me.latencies_ms.len() as f64 / self.seconds,
+            self.flood.requests,
+            self.flood.per_s,
+        );
+        for rotation in &self.rotations {
+            println!("  {rotation}");
+        }
+        println!("\n{:<56} {:>14} {:>10}", "measure", "figure", "goal");
+        let line = |name: &str, figure: String, goal: &str, ok: Option<bool>| {
+            println!("{name:<56} {figure:>14} {goal:>10} {}", ok.map_or("", mark));
+        };
+        line(
+            "sign-ups lost",
+            self.lost().to_string(),
+            "0",
+            Some(self.lost() == 0),
+        );
+        line(
+            "sign-ups duplicated",
+            self.duplicated().to_string(),
+            "0",
+            Some(self.duplicated() == 0),
+        );
+        line(
+            "sign-ups Cognito would have shown an error",
+            self.sign_ups.errors.to_string(),
+            "0",
+            Some(self.sign_ups.errors == 0),
+        );
+        line(
+            "registrations through the retry queue (run + drain)",
+            format!("{} + {}", self.sign_ups.requeued, self.drained),
+            "—",
+            None,
+        );
+        line(
+            "5xx answers (/users/me and the flood)",
+            format!("{:.0}", self.server_errors()),
+            "0",
+            Some(self.server_errors() == 0.0),
+        );
+        line(
+            "/users/me answers neither 200 nor 5xx, transport errors",
+            format!("{}, {}", self.me.other, self.me.transport_errors),
+            "0",
+            Some(self.me.other + self.me.transport_errors == 0),
+        );
+        line(
+            "/users/me ticks skipped (64 in flight)",
+            self.me.skipped.to_string(),
+            "—",
+            None,
+        );
+        line(
+            "api RSS growth after warm-up",
+            pct(self.rss_growth()),
+            "≤ 5 %",
+            self.rss_growth().map(|g| g <= GROWTH_GOAL),
+        );
+        line(
+            "api open descriptors growth after warm-up",
+            pct(self.fd_growth()),
+            "≤ 5 %",
+            self.fd_growth().map(|g| g <= GROWTH_GOAL),
+        );
+        let lines = self.samples.log_lines.last().copied().unwrap_or(0);
+        line(
+            "api log lines per minute (refusals summarised)",
+            format!("{:.0}", lines as f64 / (self.seconds / 60.0)),
+            "—",
+            None,
+        );
+        line(
+            "sign-up invocation p99",
+            format!("{:.1} ms", Self::p99(&self.sign_ups.latencies_ms)),
+            "—",
+            None,
+        );
+        line(
+            "GET /users/me p99",
+            format!("{:.1} ms", Self::p99(&self.me.latencies_ms)),
+            "—",
+            None,
+        );
+        line(
+            "forged POST /user p99 (wrk)",
+            format!("{:.1} ms", self.flood.p99_ms),
+            "—",
+            None,
+        );
+        self.print_samples();
+    }
+
+    fn print_samples(&self) {
+        println!(
+            "\n{:>8} {:>10} {:>6} {:>10}",
+            "at s", "RSS kB", "fds", "log lines"
+        );
+        let s = &self.samples;
+        for i in 0..s.at_s.len() {
+            println!(
+                "{:>8.0} {:>10} {:>6} {:>10}",
+                s.at_s[i], s.rss_kb[i], s.fds[i], s.log_lines[i]
+            );
+        }
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        json!({
+            "minutes": self.minutes,
+            "seconds": self.seconds,
+            "sign_ups": self.sign_ups.subs.len(),
+            "lost": self.lost(),
+            "duplicated": self.duplicated(),
+            "errors_seen_by_cognito": self.sign_ups.errors,
+            "through_retry_queue": self.sign_ups.requeued + self.drained,
+            "server_errors": self.server_errors(),
+            "users_me": self.me.latencies_ms.len(),
+            "users_me_other": self.me.other,
+            "users_me_transport_errors": self.me.transport_errors,
+            "users_me_skipped": self.me.skipped,
+            "forged": self.flood.requests,
+            "rss_growth": self.rss_growth(),
+            "fd_growth": self.fd_growth(),
+            "p99_ms": {
+                "sign_up": Self::p99(&self.sign_ups.latencies_ms),
+                "users_me": Self::p99(&self.me.latencies_ms),
+                "forged": self.flood.p99_ms,
+            },
+            "samples": {
+                "at_s": self.samples.at_s,
+                "rss_kb": self.samples.rss_kb,
+                "fds": self.samples.fds,
+                "log_lines": self.samples.log_lines,
+            },
+            "rotations": self.rotations,
+        })
+    }
+
+    /// Fails on what a user would notice: a sign-up lost, duplicated or shown an error.
+    pub fn verdict(&self, api_log: &Path, lambda_log: &Path) -> Result<()> {
+        if self.lost() != 0 || self.duplicated() != 0 || self.sign_ups.errors != 0 {
+            bail!(
+                "{} lost, {} duplicated, {} shown an error; logs: {} and {}",
+                self.lost(),
+                self.duplicated(),
+                self.sign_ups.errors,
+                api_log.display(),
+                lambda_log.display()
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn growth_is_measured_from_the_first_sample_after_warm_up() {
+        let at = [0.0, 10.0, 20.0, 30.0];
+        assert_eq!(growth(&at, &[50, 100, 104, 110], 10.0), Some(0.10));
+        assert_eq!(
+            growth(&at, &[50, 100, 104, 100], 15.0),
+            Some(100.0 / 104.0 - 1.0)
+        );
+        assert_eq!(growth(&at, &[1, 2, 3, 4], 31.0), None);
+    }
+}
