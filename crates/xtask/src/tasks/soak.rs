@@ -29,6 +29,8 @@ use drivers::{Flood, Samples, SignUps, UsersMe};
 
 /// How often the api's memory, descriptors and log are sampled.
 const SAMPLE_EVERY: Duration = Duration::from_secs(10);
+/// How long the api is down in the outage phase.
+const OUTAGE: Duration = Duration::from_secs(30);
 /// How long the retry queue may take to empty after the load stops.
 const DRAIN_FOR: Duration = Duration::from_secs(120);
 
@@ -50,9 +52,9 @@ async fn soak(flags: flags::Soak) -> Result<()> {
     let length = Duration::from_secs(flags.minutes * 60);
     let work = work_dir().join("soak");
     std::fs::create_dir_all(&work)?;
-    eprintln!("[1/4] building the binaries (dev profile, as `up`)");
+    eprintln!("[1/5] building the binaries (dev profile, as `up`)");
     let bin = up::build(true)?;
-    eprintln!("\n[2/4] starting moto, PostgreSQL (TLS), the api and post-confirm");
+    eprintln!("\n[2/5] starting moto, PostgreSQL (TLS), the api and post-confirm");
     let (moto, pg, url) = up::start_services(&work)?;
     let mut stack = up::provision(work.clone(), bin, moto, pg, url).await?;
     stack.migrate()?;
@@ -68,7 +70,7 @@ async fn soak(flags: flags::Soak) -> Result<()> {
     let template = users[0].event.clone();
     let tokens = users.into_iter().map(|u| u.id_token).collect();
     eprintln!(
-        "\n[3/4] {} min: sign-ups at {}/s, /users/me at {}/s, a forged flood; rotations at 1/3 and 2/3",
+        "\n[3/5] {} min: sign-ups at {}/s, /users/me at {}/s, a forged flood; rotations at 1/3 and 2/3",
         flags.minutes, flags.sign_ups_per_s, flags.me_per_s
     );
     let started = Instant::now();
@@ -76,8 +78,8 @@ async fn soak(flags: flags::Soak) -> Result<()> {
     let sign_ups = tokio::spawn(drivers::sign_ups(
         runtime.clone(),
         stack.queues.clone(),
-        template,
-        flags.sign_ups_per_s,
+        template.clone(),
+        (flags.sign_ups_per_s, 0),
         length,
     ));
     let me = tokio::spawn(drivers::users_me(
@@ -98,13 +100,23 @@ async fn soak(flags: flags::Soak) -> Result<()> {
     let me: UsersMe = me.await.context("the /users/me driver")??;
     let samples: Samples = samples.await.context("the sampler")??;
     let flood = flood.finish()?;
-    eprintln!("\n[4/4] draining the retry queue, then counting every sign-up in PostgreSQL");
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!("\n[4/5] draining the retry queue, then counting every sign-up in PostgreSQL");
     let drained = drivers::drain(&runtime, &stack.queues, DRAIN_FOR).await?;
     let db = sqlx::PgPool::connect(&stack.database_url).await?;
-    let outcome = drivers::count_rows(&db, &sign_ups.subs).await?;
+    let outcome = drivers::count_rows(&db, &sign_ups).await?;
+    let outage = api_down(
+        &mut stack,
+        &runtime,
+        &db,
+        template,
+        &flags,
+        sign_ups.subs.len(),
+    )
+    .await?;
     let report = report::Report {
         minutes: flags.minutes,
-        seconds: started.elapsed().as_secs_f64(),
+        seconds,
         sign_ups,
         drained,
         outcome,
@@ -112,6 +124,7 @@ async fn soak(flags: flags::Soak) -> Result<()> {
         flood,
         samples,
         rotations: rotations?,
+        outage,
     };
     if flags.json {
         println!("{}", report.json());
@@ -120,6 +133,42 @@ async fn soak(flags: flags::Soak) -> Result<()> {
     }
     drop(lambda);
     report.verdict(&stack.api_log(), &work.join("post-confirm.log"))
+}
+
+/// The api down for `OUTAGE` while sign-ups go on: each is handed to the retry queue, and the
+/// same function registers it once the api is back. How long after its return the last row
+/// landed.
+async fn api_down(
+    stack: &mut Stack,
+    runtime: &Arc<RuntimeApi>,
+    db: &sqlx::PgPool,
+    template: serde_json::Value,
+    flags: &flags::Soak,
+    first: usize,
+) -> Result<report::Outage> {
+    eprintln!(
+        "\n[5/5] the api down for {} s while sign-ups go on; then back",
+        OUTAGE.as_secs()
+    );
+    stack.api = None;
+    let made = drivers::sign_ups(
+        runtime.clone(),
+        stack.queues.clone(),
+        template,
+        (flags.sign_ups_per_s, first),
+        OUTAGE,
+    )
+    .await?;
+    stack.start_api().await?;
+    let back_ms = drivers::unix_ms();
+    let drained = drivers::drain(runtime, &stack.queues, DRAIN_FOR).await?;
+    let rows = drivers::count_rows(db, &made).await?;
+    Ok(report::Outage {
+        last_row_after_s: (rows.last_ms - back_ms) / 1e3,
+        made,
+        drained,
+        rows,
+    })
 }
 
 /// Users in the pool with real ID tokens for `/users/me`; the first one's event is the

@@ -26,6 +26,8 @@ const ME_IN_FLIGHT: usize = 64;
 #[derive(Debug, Default)]
 pub struct SignUps {
     pub subs: Vec<String>,
+    /// When each invocation began, unix milliseconds: the start of its end-to-end latency.
+    pub started_ms: Vec<f64>,
     pub latencies_ms: Vec<f64>,
     /// Invocations that did not return the event: Cognito would show the user an error.
     pub errors: usize,
@@ -35,14 +37,14 @@ pub struct SignUps {
     pub requeued: usize,
 }
 
-/// Sign-ups at `per_s` for `length`, each a new user from `template`; every `POLL_EVERY` the
-/// same function is handed what waits in the retry queue. One function instance serves both,
-/// in turn, as one warm Lambda execution environment would.
+/// Sign-ups at `per_s` for `length`, each a new user from `template` (numbered from
+/// `first`); every `POLL_EVERY` the same function is handed what waits in the retry queue. One
+/// function instance serves both, in turn, as one warm Lambda execution environment would.
 pub async fn sign_ups(
     runtime: Arc<RuntimeApi>,
     queues: Queues,
     template: Value,
-    per_s: u32,
+    (per_s, first): (u32, usize),
     length: Duration,
 ) -> Result<SignUps> {
     let mut made = SignUps::default();
@@ -51,9 +53,9 @@ pub async fn sign_ups(
     let (started, mut polled) = (Instant::now(), Instant::now());
     while started.elapsed() < length {
         tick.tick().await;
-        let n = made.subs.len();
-        let (sub, event) = new_user(&template, n);
+        let (sub, event) = new_user(&template, first + made.subs.len());
         let payload = event.to_string();
+        made.started_ms.push(unix_ms());
         let began = Instant::now();
         let outcome = tokio::task::block_in_place(|| runtime.invoke(&payload, BUDGET));
         made.latencies_ms.push(began.elapsed().as_secs_f64() * 1e3);
@@ -73,6 +75,13 @@ pub async fn sign_ups(
         }
     }
     Ok(made)
+}
+
+/// Now, in unix milliseconds.
+pub fn unix_ms() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64() * 1e3)
 }
 
 /// User number `n`, made from the template event: its own `sub`, name and address.
@@ -119,22 +128,42 @@ pub async fn drain(runtime: &RuntimeApi, queues: &Queues, limit: Duration) -> Re
     )
 }
 
-/// The rows PostgreSQL holds for the sign-ups.
+/// The rows PostgreSQL holds for the sign-ups, and each registration's end-to-end latency:
+/// from the trigger's invocation to the row (`created_at`, the inserting statement's
+/// transaction time; one statement, committed as it ends).
 #[derive(Debug)]
 pub struct Rows {
     pub found: i64,
     pub distinct: i64,
+    pub end_to_end_ms: Vec<f64>,
+    /// The newest row, unix milliseconds.
+    pub last_ms: f64,
 }
 
-pub async fn count_rows(db: &sqlx::PgPool, subs: &[String]) -> Result<Rows> {
-    let (found, distinct): (i64, i64) = sqlx::query_as(
-        "SELECT count(*), count(DISTINCT cognito_sub) FROM users
+pub async fn count_rows(db: &sqlx::PgPool, made: &SignUps) -> Result<Rows> {
+    let rows: Vec<(String, f64)> = sqlx::query_as(
+        "SELECT cognito_sub::text, (extract(epoch FROM created_at) * 1000)::float8 FROM users
           WHERE cognito_sub = ANY($1::text[]::uuid[])",
     )
-    .bind(subs)
-    .fetch_one(db)
+    .bind(&made.subs)
+    .fetch_all(db)
     .await?;
-    Ok(Rows { found, distinct })
+    let started: std::collections::HashMap<&str, f64> = made
+        .subs
+        .iter()
+        .map(String::as_str)
+        .zip(made.started_ms.iter().copied())
+        .collect();
+    let distinct: std::collections::HashSet<&str> = rows.iter().map(|(s, _)| s.as_str()).collect();
+    Ok(Rows {
+        found: rows.len() as i64,
+        distinct: distinct.len() as i64,
+        end_to_end_ms: rows
+            .iter()
+            .filter_map(|(sub, at)| started.get(sub.as_str()).map(|s| at - s))
+            .collect(),
+        last_ms: rows.iter().map(|(_, at)| *at).fold(0.0, f64::max),
+    })
 }
 
 /// `/users/me` as the app's users call it: statuses and times.

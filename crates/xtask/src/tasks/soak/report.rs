@@ -27,6 +27,23 @@ pub struct Report {
     pub flood: FloodFigures,
     pub samples: Samples,
     pub rotations: Vec<String>,
+    pub outage: Outage,
+}
+
+/// The api-down phase: the sign-ups made meanwhile, what the queue handed over after, and when
+/// the last row landed after the api came back.
+#[derive(Debug)]
+pub struct Outage {
+    pub made: SignUps,
+    pub drained: usize,
+    pub rows: Rows,
+    pub last_row_after_s: f64,
+}
+
+impl Outage {
+    fn lost(&self) -> i64 {
+        self.made.subs.len() as i64 - self.rows.distinct
+    }
 }
 
 /// A figure's growth after warm-up: last sample over the first one past it.
@@ -138,10 +155,35 @@ impl Report {
             "≤ 5 %",
             self.fd_growth().map(|g| g <= GROWTH_GOAL),
         );
-        let lines = self.samples.log_lines.last().copied().unwrap_or(0);
+        let log = &self.samples.log_lines;
+        let lines = log.last().zip(log.first()).map_or(0, |(l, f)| l - f);
         line(
             "api log lines per minute (refusals summarised)",
             format!("{:.0}", lines as f64 / (self.seconds / 60.0)),
+            "—",
+            None,
+        );
+        let e2e = &self.outcome.end_to_end_ms;
+        line(
+            "sign-up end to end (invocation → row) p50 / p99",
+            format!(
+                "{:.1} / {:.1} ms",
+                percentile(&mut e2e.clone(), 50.0),
+                Self::p99(e2e)
+            ),
+            "—",
+            None,
+        );
+        let o = &self.outage;
+        line(
+            "api down 30 s: sign-ups made, lost, shown an error",
+            format!("{}, {}, {}", o.made.subs.len(), o.lost(), o.made.errors),
+            "—, 0, 0",
+            Some(o.lost() == 0 && o.made.errors == 0),
+        );
+        line(
+            "api down 30 s: last row after the api came back",
+            format!("{:.1} s", o.last_row_after_s),
             "—",
             None,
         );
@@ -209,17 +251,29 @@ impl Report {
                 "log_lines": self.samples.log_lines,
             },
             "rotations": self.rotations,
+            "end_to_end_ms": {
+                "p50": percentile(&mut self.outcome.end_to_end_ms.clone(), 50.0),
+                "p99": Self::p99(&self.outcome.end_to_end_ms),
+            },
+            "api_down": {
+                "sign_ups": self.outage.made.subs.len(),
+                "lost": self.outage.lost(),
+                "errors_seen_by_cognito": self.outage.made.errors,
+                "through_retry_queue": self.outage.made.requeued + self.outage.drained,
+                "last_row_after_s": self.outage.last_row_after_s,
+            },
         })
     }
 
     /// Fails on what a user would notice: a sign-up lost, duplicated or shown an error.
     pub fn verdict(&self, api_log: &Path, lambda_log: &Path) -> Result<()> {
-        if self.lost() != 0 || self.duplicated() != 0 || self.sign_ups.errors != 0 {
+        let o = &self.outage;
+        let lost = self.lost() + o.lost();
+        let duplicated = self.duplicated() + (o.rows.found - o.rows.distinct);
+        let errors = self.sign_ups.errors + o.made.errors;
+        if lost != 0 || duplicated != 0 || errors != 0 {
             bail!(
-                "{} lost, {} duplicated, {} shown an error; logs: {} and {}",
-                self.lost(),
-                self.duplicated(),
-                self.sign_ups.errors,
+                "sign-ups: {lost} lost, {duplicated} duplicated, {errors} shown an error; logs: {} and {}",
                 api_log.display(),
                 lambda_log.display()
             );
