@@ -60,7 +60,10 @@ pub async fn rows(
     let (runs, me_cpu) = wrk_runs(s, &api, &secret, &user.id_token, &http, pg).await?;
     api.process.stop();
     let pairs = registration_pairs(s, api_binary, bin, &api, &user.id_token, &http, pg).await?;
-    let (statements, pgbench_cpu) = run_pgbench(s, pg)?;
+    let (statements, pgbench_cpu) = run_pgbench(s, pg, None)?;
+    // The same statements at the api's rate: PostgreSQL's cost per statement at that load
+    // (group commit and wake-ups amortise less at a lower rate), apart from how it is driven.
+    let (_, paced_cpu) = run_pgbench(s, pg, Some(pairs.ours))?;
     let split = |run, generator, per_request| Split {
         run,
         generator,
@@ -70,6 +73,7 @@ pub async fn rows(
         split("accepted POST /user", "wrk", pairs.ours_cpu),
         split("bare POST /user (reference)", "wrk", pairs.bare_cpu),
         split("pgbench, the api's statement", "pgbench", pgbench_cpu),
+        split("pgbench at the accepted rate", "pgbench", paced_cpu),
         split("GET /users/me", "wrk", me_cpu),
         split("bare GET /users/me (reference)", "wrk", pairs.bare_me_cpu),
     ];
@@ -592,7 +596,11 @@ fn run_wrk(
 /// The api's registration statement (`db::register_user`), from `pgbench` with the pool's
 /// connection count and prepared statements, as sqlx runs it: the most the database gives this
 /// statement here. Statements per second, and the CPU split per statement.
-fn run_pgbench(s: &BenchSettings, pg: &Postgres) -> Result<(f64, cpu::PerRequest)> {
+fn run_pgbench(
+    s: &BenchSettings,
+    pg: &Postgres,
+    rate: Option<f64>,
+) -> Result<(f64, cpu::PerRequest)> {
     let pgbench = pg_bin("pgbench").context("pgbench not found")?;
     let script = s.dir.join("register.sql");
     std::fs::write(&script, pgbench_script(&api_statement()?))?;
@@ -605,25 +613,33 @@ fn run_pgbench(s: &BenchSettings, pg: &Postgres) -> Result<(f64, cpu::PerRequest
     .api
     .db_max_connections;
     eprintln!(
-        "· pgbench: the api's registration statement, {connections} connections, {} s",
-        s.seconds
+        "· pgbench: the api's registration statement, {connections} connections, {} s{}",
+        s.seconds,
+        rate.map_or(String::new(), |r| format!(", paced at {r:.0}/s"))
     );
+    let pace: Vec<String> = rate
+        .map(|r| vec!["-R".to_owned(), format!("{}", r.round().max(1.0))])
+        .unwrap_or_default();
     let postmaster = pg.server_pid()?;
     let before = cpu::sample(None, postmaster)?;
-    let out = cmd::output(Command::new(pgbench).args([
-        "-n",
-        "-M",
-        "prepared",
-        "-c",
-        &connections.to_string(),
-        "-j",
-        "2",
-        "-T",
-        &s.seconds.to_string(),
-        "-f",
-        &script.display().to_string(),
-        &pg.url(),
-    ]))?;
+    let out = cmd::output(
+        Command::new(pgbench)
+            .args([
+                "-n",
+                "-M",
+                "prepared",
+                "-c",
+                &connections.to_string(),
+                "-j",
+                "2",
+                "-T",
+                &s.seconds.to_string(),
+                "-f",
+                &script.display().to_string(),
+            ])
+            .args(&pace)
+            .arg(pg.url()),
+    )?;
     let after = cpu::sample(None, postmaster)?;
     std::fs::write(s.dir.join("pgbench.txt"), &out)?;
     let statements = number_after(&out, "number of transactions actually processed:")?;
