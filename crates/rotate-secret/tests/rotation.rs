@@ -44,16 +44,7 @@ fn work_dir(label: &str) -> PathBuf {
 /// Another deployable's binary (the api, the sign-up Lambda) next to this crate's, built if
 /// this run has not built it: the tests run the real binaries, and a crate links none.
 fn binary(package: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_BIN_EXE_rotate-secret"))
-        .parent()
-        .expect("target dir")
-        .to_owned();
-    let status = std::process::Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "--package", package, "--bin", package])
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "cargo build -p {package} failed");
-    dir.join(package)
+    testkit::stack::built_binary(package).expect("the binary builds")
 }
 
 /// The api binary on `db_url`, reading the secret from moto; ready when this returns.

@@ -12,13 +12,32 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::process::Process;
 use crate::runtime_api::RuntimeApi;
 
+/// The deployables `up` runs and the tests start, built together in one `cargo build` (the dev
+/// profile). Every caller builds exactly this set, so cargo unifies their dependencies'
+/// features once: a build of `api` alone would enable fewer and compile a second copy of half
+/// the tree. (`rotate-secret` stays out: it links the WAF and ECS SDKs `up` never needs.)
+pub const DEV_BUILD: [&str; 2] = ["api", "post-confirm"];
+
+/// `cargo build` arguments for [`DEV_BUILD`].
+pub fn dev_build_args() -> Vec<&'static str> {
+    let mut args = vec!["build"];
+    for package in DEV_BUILD {
+        args.extend(["--package", package]);
+    }
+    args
+}
+
 /// The debug build of `package`'s binary of the same name, built if this run has not built
-/// it, next to the running test's own target folder.
+/// it, next to the running test's own target folder. A package of [`DEV_BUILD`] is built with
+/// the others of the set.
 pub fn built_binary(package: &str) -> Result<PathBuf> {
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "--quiet", "--package", package, "--bin", package])
-        .status()
-        .context("cargo runs")?;
+    let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    if DEV_BUILD.contains(&package) {
+        build.args(dev_build_args()).arg("--quiet");
+    } else {
+        build.args(["build", "--quiet", "--package", package, "--bin", package]);
+    }
+    let status = build.status().context("cargo runs")?;
     if !status.success() {
         bail!("cargo build -p {package} failed");
     }

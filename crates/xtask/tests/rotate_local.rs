@@ -80,12 +80,7 @@ async fn rotating_on_a_local_aws_runs_the_functions_binary_through_all_four_step
         .await
         .expect("current");
 
-    let status = Command::new(env!("CARGO"))
-        .current_dir(root())
-        .args(["build", "--quiet", "--package", "api", "--bin", "api"])
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "cargo build -p api");
+    let api_binary = testkit::stack::built_binary("api").expect("the api builds");
     let port = testkit::services::free_port().expect("port");
     let api_url = format!("http://127.0.0.1:{port}");
     let shared = [
@@ -111,13 +106,8 @@ async fn rotating_on_a_local_aws_runs_the_functions_binary_through_all_four_step
     ]);
     let work = std::env::temp_dir().join(format!("tollgate-rotate-local-{port}"));
     std::fs::create_dir_all(&work).expect("work dir");
-    let mut api = Process::start(
-        "api",
-        &root().join("target/debug/api"),
-        &api_env,
-        &work.join("api.log"),
-    )
-    .expect("api starts");
+    let mut api =
+        Process::start("api", &api_binary, &api_env, &work.join("api.log")).expect("api starts");
     api.wait_ready(&reqwest::Client::new(), &format!("{api_url}/readyz"))
         .await
         .expect("api ready");

@@ -25,14 +25,15 @@ impl LocalLambda {
     /// Builds `package` (its binary has the package's name) and starts it with `env`.
     pub fn start(package: &str, env: &[(String, String)]) -> Result<Self> {
         eprintln!("· building {package} to run it here under a local Lambda Runtime API");
-        cmd::run(Command::new(cargo()).current_dir(workspace_root()).args([
-            "build",
-            "--quiet",
-            "--package",
-            package,
-            "--bin",
-            package,
-        ]))?;
+        let mut build = Command::new(cargo());
+        build.current_dir(workspace_root());
+        if testkit::stack::DEV_BUILD.contains(&package) {
+            // The set `up` and the tests build, so this one shares their dependency builds.
+            build.args(testkit::stack::dev_build_args()).arg("--quiet");
+        } else {
+            build.args(["build", "--quiet", "--package", package, "--bin", package]);
+        }
+        cmd::run(&mut build)?;
         let runtime = RuntimeApi::start().context("cannot start the local Runtime API")?;
         let mut env = env.to_vec();
         env.extend(runtime.lambda_env(&format!("tollgate-local-{package}")));

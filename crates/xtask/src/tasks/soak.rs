@@ -53,7 +53,7 @@ async fn soak(flags: flags::Soak) -> Result<()> {
     let work = work_dir().join("soak");
     std::fs::create_dir_all(&work)?;
     eprintln!("[1/5] building the binaries (dev profile, as `up`)");
-    let bin = up::build(true)?;
+    let bin = up::build()?;
     eprintln!("\n[2/5] starting moto, PostgreSQL (TLS), the api and post-confirm");
     let (moto, pg, url) = up::start_services(&work)?;
     let mut stack = up::provision(work.clone(), bin, moto, pg, url).await?;

@@ -108,7 +108,7 @@ async fn up(flags: flags::Up) -> Result<()> {
     let work = work_dir();
     std::fs::create_dir_all(&work)?;
     steps.next("building the binaries (the first build takes a few minutes)");
-    let bin = build(!flags.no_lambda)?;
+    let bin = build()?;
     steps.next("starting local services on loopback");
     let (moto, pg, database_url) = start_services(&work)?;
     steps.next("creating the guard secret and a Cognito user pool in moto");
@@ -146,7 +146,7 @@ async fn up(flags: flags::Up) -> Result<()> {
 /// check printed; fails when one does not hold.
 fn network() -> Result<()> {
     eprintln!("[1/2] building the binaries");
-    let bin = build(true)?;
+    let bin = build()?;
     eprintln!(
         "\n[2/2] the network as deployed: two private subnets behind a NAT (an address per AZ), \
          nginx appending X-Forwarded-For as the ALB, moto as AWS and an attacker on the internet"
@@ -166,15 +166,14 @@ fn network() -> Result<()> {
     Ok(())
 }
 
-/// Builds `api` (and `post-confirm`, unless the Lambda runs elsewhere) in the dev profile, as
-/// the tests build them.
-pub(crate) fn build(with_lambda: bool) -> Result<PathBuf> {
+/// Builds `api` and `post-confirm` in the dev profile, as the tests build them (one set, so
+/// `up` and the tests share every dependency build: `testkit::stack::DEV_BUILD`).
+pub(crate) fn build() -> Result<PathBuf> {
     let root = workspace_root();
     let mut build = Command::new(cargo());
-    build.current_dir(&root).args(["build", "--package", "api"]);
-    if with_lambda {
-        build.args(["--package", "post-confirm"]);
-    }
+    build
+        .current_dir(&root)
+        .args(testkit::stack::dev_build_args());
     cmd::run(&mut build).context("the build failed: fix the compile error above")?;
     Ok(root.join("target").join("debug"))
 }
