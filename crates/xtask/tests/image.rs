@@ -46,9 +46,8 @@ fn run(program: &Path, args: &[&str]) -> Output {
 }
 
 fn package(registry: &str) -> String {
-    let out = Command::new(env!("CARGO"))
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
         .current_dir(root())
-        .args(["run", "--quiet", "--package", "xtask", "--"])
         .args(["package", "--env", "local", "--push"])
         .env("TOLLGATE__DEPLOY__REGISTRY", registry)
         .output()

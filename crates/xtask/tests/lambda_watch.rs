@@ -18,12 +18,11 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// `cargo xtask …`, as a developer runs it.
+/// `cargo xtask …`: the binary this test build made (a second `cargo run` would build xtask
+/// again with other features).
 fn xtask() -> Command {
-    let mut command = Command::new(env!("CARGO"));
-    command
-        .current_dir(root())
-        .args(["run", "--quiet", "--package", "xtask", "--"]);
+    let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    command.current_dir(root());
     command
 }
 

@@ -15,11 +15,8 @@ fn root() -> PathBuf {
 }
 
 fn xtask(args: &[&str], env: &[(String, String)]) -> Output {
-    let mut command = Command::new(env!("CARGO"));
-    command
-        .current_dir(root())
-        .args(["run", "--quiet", "--package", "xtask", "--"])
-        .args(args);
+    let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    command.current_dir(root()).args(args);
     for (key, _) in std::env::vars() {
         if key.starts_with("TOLLGATE__") {
             command.env_remove(key);

@@ -6,10 +6,9 @@ use std::path::Path;
 use std::process::Command;
 
 fn deploy_plan(env: &str) -> (bool, String) {
-    let mut command = Command::new(env!("CARGO"));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
     command
         .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
-        .args(["run", "--quiet", "--package", "xtask", "--"])
         .args(["deploy", "--env", env, "--plan"]);
     for (key, _) in std::env::vars() {
         if key.starts_with("TOLLGATE__") {

@@ -21,9 +21,8 @@ fn bare_path() -> String {
 
 fn xtask(tools: &Path, args: &[&str]) -> Output {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    Command::new(env!("CARGO"))
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
         .current_dir(&root)
-        .args(["run", "--quiet", "--package", "xtask", "--"])
         .args(args)
         .env("PATH", bare_path())
         .env("TOLLGATE_TOOLS_DIR", tools)
