@@ -49,7 +49,6 @@ impl flags::Soak {
 }
 
 async fn soak(flags: flags::Soak) -> Result<()> {
-    let length = Duration::from_secs(flags.minutes * 60);
     let work = work_dir().join("soak");
     std::fs::create_dir_all(&work)?;
     eprintln!("[1/5] building the binaries (dev profile, as `up`)");
@@ -61,11 +60,6 @@ async fn soak(flags: flags::Soak) -> Result<()> {
     stack.start_api().await?;
     let runtime = Arc::new(RuntimeApi::start().context("the local Runtime API")?);
     let lambda = stack.start_lambda(&runtime)?;
-    let api_pid = stack
-        .api
-        .as_ref()
-        .and_then(|api| api.id())
-        .context("the api's pid")?;
     let users = app_users(&stack, 10).await?;
     let template = users[0].event.clone();
     let tokens = users.into_iter().map(|u| u.id_token).collect();
@@ -73,8 +67,61 @@ async fn soak(flags: flags::Soak) -> Result<()> {
         "\n[3/5] {} min: sign-ups at {}/s, /users/me at {}/s, a forged flood; rotations at 1/3 and 2/3",
         flags.minutes, flags.sign_ups_per_s, flags.me_per_s
     );
+    let load = load(&stack, &runtime, &template, tokens, &flags).await?;
+    eprintln!("\n[4/5] draining the retry queue, then counting every sign-up in PostgreSQL");
+    let drained = drivers::drain(&runtime, &stack.queues, DRAIN_FOR).await?;
+    let db = sqlx::PgPool::connect(&stack.database_url).await?;
+    let outcome = drivers::count_rows(&db, &load.sign_ups).await?;
+    let first = load.sign_ups.subs.len();
+    let outage = api_down(&mut stack, &runtime, &db, template, &flags, first).await?;
+    let report = report::Report {
+        minutes: flags.minutes,
+        seconds: load.seconds,
+        sign_ups: load.sign_ups,
+        drained,
+        outcome,
+        me: load.me,
+        flood: load.flood,
+        samples: load.samples,
+        rotations: load.rotations,
+        outage,
+    };
+    if flags.json {
+        println!("{}", report.json());
+    } else {
+        report.print();
+    }
+    drop(lambda);
+    report.verdict(&stack.api_log(), &work.join("post-confirm.log"))
+}
+
+/// What the load phase saw.
+struct Load {
+    seconds: f64,
+    sign_ups: SignUps,
+    me: UsersMe,
+    samples: Samples,
+    flood: drivers::FloodFigures,
+    rotations: Vec<String>,
+}
+
+/// Everything at once for `--minutes`: sign-ups, `/users/me`, the flood, the sampler, and the
+/// two rotations on the way.
+async fn load(
+    stack: &Stack,
+    runtime: &Arc<RuntimeApi>,
+    template: &serde_json::Value,
+    tokens: Vec<String>,
+    flags: &flags::Soak,
+) -> Result<Load> {
+    let length = Duration::from_secs(flags.minutes * 60);
+    let api_pid = stack
+        .api
+        .as_ref()
+        .and_then(|api| api.id())
+        .context("the api's pid")?;
     let started = Instant::now();
-    let flood = Flood::start(&stack, &work, length)?;
+    let flood = Flood::start(stack, &stack.work, length)?;
     let sign_ups = tokio::spawn(drivers::sign_ups(
         runtime.clone(),
         stack.queues.clone(),
@@ -95,44 +142,15 @@ async fn soak(flags: flags::Soak) -> Result<()> {
         SAMPLE_EVERY,
         length,
     ));
-    let rotations = rotate_during(&stack, length).await;
-    let sign_ups: SignUps = sign_ups.await.context("the sign-up driver")??;
-    let me: UsersMe = me.await.context("the /users/me driver")??;
-    let samples: Samples = samples.await.context("the sampler")??;
-    let flood = flood.finish()?;
-    let seconds = started.elapsed().as_secs_f64();
-    eprintln!("\n[4/5] draining the retry queue, then counting every sign-up in PostgreSQL");
-    let drained = drivers::drain(&runtime, &stack.queues, DRAIN_FOR).await?;
-    let db = sqlx::PgPool::connect(&stack.database_url).await?;
-    let outcome = drivers::count_rows(&db, &sign_ups).await?;
-    let outage = api_down(
-        &mut stack,
-        &runtime,
-        &db,
-        template,
-        &flags,
-        sign_ups.subs.len(),
-    )
-    .await?;
-    let report = report::Report {
-        minutes: flags.minutes,
-        seconds,
-        sign_ups,
-        drained,
-        outcome,
-        me,
-        flood,
-        samples,
+    let rotations = rotate_during(stack, length).await;
+    Ok(Load {
+        sign_ups: sign_ups.await.context("the sign-up driver")??,
+        me: me.await.context("the /users/me driver")??,
+        samples: samples.await.context("the sampler")??,
+        flood: flood.finish()?,
+        seconds: started.elapsed().as_secs_f64(),
         rotations: rotations?,
-        outage,
-    };
-    if flags.json {
-        println!("{}", report.json());
-    } else {
-        report.print();
-    }
-    drop(lambda);
-    report.verdict(&stack.api_log(), &work.join("post-confirm.log"))
+    })
 }
 
 /// The api down for `OUTAGE` while sign-ups go on: each is handed to the retry queue, and the

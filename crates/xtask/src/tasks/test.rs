@@ -27,14 +27,38 @@ const BESIDE: (&str, &str, &str) = (
 
 impl flags::Test {
     pub fn run(self) -> Result<()> {
-        let need_pg = std::env::var_os("DATABASE_URL").is_none();
-        let need_moto = std::env::var_os(AWS_ENDPOINT_VAR).is_none();
         // Every prerequisite before anything starts (`cargo xtask setup`): a missing one costs
         // no time.
         crate::tasks::setup::ensure(crate::tasks::setup::Scope::Test)?;
+        let services = Services::start()?;
+        if !self.cargo_args.is_empty() {
+            let mut args = vec!["--workspace", "--no-fail-fast"];
+            args.extend(self.cargo_args.iter().map(String::as_str));
+            let status = cmd::status(&mut services.cargo_test(&args))?;
+            return outcome(&[("cargo test", status)]);
+        }
+        // One build of every test binary first, so the two runs below never compile the same
+        // thing twice or wait on each other's build lock.
+        let built = cmd::status(&mut services.cargo_test(&["--workspace", "--no-run"]))?;
+        if !built.success() {
+            bail!("the tests do not build ({built})");
+        }
+        services.run_split()
+    }
+}
 
-        let mut exports: Vec<(&str, String)> = Vec::new();
-        let _moto = if need_moto {
+/// PostgreSQL and moto_server for the tests (started here unless the environment names them),
+/// and the variables that tell the tests where they are.
+struct Services {
+    _moto: Option<Moto>,
+    _pg: Option<Postgres>,
+    exports: Vec<(&'static str, String)>,
+}
+
+impl Services {
+    fn start() -> Result<Self> {
+        let mut exports = Vec::new();
+        let moto = if std::env::var_os(AWS_ENDPOINT_VAR).is_none() {
             let moto = Moto::start(&work_dir())?;
             exports.push((AWS_ENDPOINT_VAR, moto.endpoint()));
             Some(moto)
@@ -42,7 +66,7 @@ impl flags::Test {
             eprintln!("· moto_server: using {AWS_ENDPOINT_VAR} from the environment");
             None
         };
-        let _pg = if need_pg {
+        let pg = if std::env::var_os("DATABASE_URL").is_none() {
             let pg = Postgres::start()?;
             exports.push(("DATABASE_URL", pg.url()));
             Some(pg)
@@ -50,44 +74,37 @@ impl flags::Test {
             eprintln!("· PostgreSQL: using DATABASE_URL from the environment");
             None
         };
-        let cargo_test = |args: &[&str]| {
-            let mut test = Command::new(cargo());
-            test.current_dir(workspace_root())
-                .arg("test")
-                .args(args)
-                // The tools `cargo xtask setup` put in the project's environments.
-                .env("PATH", cmd::path_with_tools())
-                .envs(exports.iter().map(|(k, v)| (k, v)));
-            test
-        };
+        Ok(Services {
+            _moto: moto,
+            _pg: pg,
+            exports,
+        })
+    }
 
-        if !self.cargo_args.is_empty() {
-            let mut args = vec!["--workspace", "--no-fail-fast"];
-            args.extend(self.cargo_args.iter().map(String::as_str));
-            return outcome(&[("cargo test", cmd::status(&mut cargo_test(&args))?)]);
-        }
-        // One build of every test binary first, so the two runs below never compile the same
-        // thing twice or wait on each other's build lock.
-        let built = cmd::status(&mut cargo_test(&["--workspace", "--no-run"]))?;
-        if !built.success() {
-            bail!("the tests do not build ({built})");
-        }
+    /// `cargo test <args>` with the services' variables and the project's tools on PATH.
+    fn cargo_test(&self, args: &[&str]) -> Command {
+        let mut test = Command::new(cargo());
+        test.current_dir(workspace_root())
+            .arg("test")
+            .args(args)
+            // The tools `cargo xtask setup` put in the project's environments.
+            .env("PATH", cmd::path_with_tools())
+            .envs(self.exports.iter().map(|(k, v)| (k, v)));
+        test
+    }
+
+    /// The deploy test in a second `cargo test` beside the rest; both must pass.
+    fn run_split(&self) -> Result<()> {
         let (package, target, name) = BESIDE;
         let log = work_dir().join("logs").join("deploy-test.log");
+        // `--workspace`, as the build: with `--package` cargo would unify fewer features and
+        // compile a second copy of the tree before the test could start.
         let mut beside = start_beside(
-            cargo_test(&[
-                "--package",
-                package,
-                "--test",
-                target,
-                "--",
-                "--exact",
-                name,
-            ]),
+            self.cargo_test(&["--workspace", "--test", target, "--", "--exact", name]),
             &log,
         )?;
         // Every test binary runs even after one fails: a run reports every failure.
-        let rest = cmd::status(&mut cargo_test(&[
+        let rest = cmd::status(&mut self.cargo_test(&[
             "--workspace",
             "--no-fail-fast",
             "--",
@@ -103,10 +120,7 @@ impl flags::Test {
         print_log(&log);
         outcome(&[
             ("cargo test --workspace", rest?),
-            (
-                &format!("cargo test -p {package} --test {target}"),
-                beside_status,
-            ),
+            (&format!("cargo test --test {target}"), beside_status),
         ])
     }
 }

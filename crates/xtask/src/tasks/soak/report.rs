@@ -13,6 +13,12 @@ fn warm_up_s(seconds: f64) -> f64 {
     (seconds / 5.0).min(120.0)
 }
 
+/// One row of the table: a figure beside its goal, ✓/✗ where the goal can be judged.
+fn line(name: &str, figure: String, goal: &str, ok: Option<bool>) {
+    let mark = ok.map_or("", |ok| if ok { "✓" } else { "✗" });
+    println!("{name:<56} {figure:>14} {goal:>10} {mark}");
+}
+
 /// How much may memory or descriptors grow after warm-up.
 const GROWTH_GOAL: f64 = 0.05;
 
@@ -81,8 +87,6 @@ impl Report {
     }
 
     pub fn print(&self) {
-        let mark = |ok: bool| if ok { "✓" } else { "✗" };
-        let pct = |g: Option<f64>| g.map_or("—".to_owned(), |g| format!("{:+.1} %", g * 100.0));
         let made = self.sign_ups.subs.len();
         println!(
             "\nsoak: {} min ({:.0} s), {made} sign-ups ({:.1}/s), {} /users/me ({:.0}/s), {:.0} forged ({:.0}/s)\n",
@@ -98,9 +102,14 @@ impl Report {
             println!("  {rotation}");
         }
         println!("\n{:<56} {:>14} {:>10}", "measure", "figure", "goal");
-        let line = |name: &str, figure: String, goal: &str, ok: Option<bool>| {
-            println!("{name:<56} {figure:>14} {goal:>10} {}", ok.map_or("", mark));
-        };
+        self.print_outcomes();
+        self.print_health();
+        self.print_latencies();
+        self.print_samples();
+    }
+
+    /// What a user would see: sign-ups lost, duplicated or refused, and errors.
+    fn print_outcomes(&self) {
         line(
             "sign-ups lost",
             self.lost().to_string(),
@@ -143,6 +152,11 @@ impl Report {
             "—",
             None,
         );
+    }
+
+    /// The api's health over the run: memory, descriptors, log volume.
+    fn print_health(&self) {
+        let pct = |g: Option<f64>| g.map_or("—".to_owned(), |g| format!("{:+.1} %", g * 100.0));
         line(
             "api RSS growth after warm-up",
             pct(self.rss_growth()),
@@ -163,6 +177,10 @@ impl Report {
             "—",
             None,
         );
+    }
+
+    /// How long things took: end to end, the outage's recovery, each route's p99.
+    fn print_latencies(&self) {
         let e2e = &self.outcome.end_to_end_ms;
         line(
             "sign-up end to end (invocation → row) p50 / p99",
@@ -205,7 +223,6 @@ impl Report {
             "—",
             None,
         );
-        self.print_samples();
     }
 
     fn print_samples(&self) {
