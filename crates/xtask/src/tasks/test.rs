@@ -103,6 +103,7 @@ impl Services {
             self.cargo_test(&["--workspace", "--test", target, "--", "--exact", name]),
             &log,
         )?;
+        let started = std::time::Instant::now();
         // Every test binary runs even after one fails: a run reports every failure.
         let rest = cmd::status(&mut self.cargo_test(&[
             "--workspace",
@@ -113,11 +114,16 @@ impl Services {
             "--exact",
         ]));
         eprintln!(
-            "· waiting for {package}/tests/{target}.rs (log: {})",
+            "· the other tests took {:.0} s; waiting for {package}/tests/{target}.rs (log: {})",
+            started.elapsed().as_secs_f64(),
             log.display()
         );
         let beside_status = beside.wait().context("waiting for the test run beside")?;
         print_log(&log);
+        eprintln!(
+            "· {package}/tests/{target}.rs ended after {:.0} s",
+            started.elapsed().as_secs_f64()
+        );
         outcome(&[
             ("cargo test --workspace", rest?),
             (&format!("cargo test --test {target}"), beside_status),
