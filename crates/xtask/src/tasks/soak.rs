@@ -211,8 +211,8 @@ async fn rotate_during(stack: &Stack, length: Duration) -> Result<Vec<String>> {
     let start = tokio::time::Instant::now();
     tokio::time::sleep_until(start + length / 3).await;
     let sdk = testkit::sdk_config(&shared_auth::AwsSettings {
-        region: Some("ap-northeast-1".into()),
         endpoint_url: Some(stack.moto.endpoint()),
+        ..testkit::local_aws_region()
     })
     .await;
     let sm = aws_sdk_secretsmanager::Client::new(&sdk);
