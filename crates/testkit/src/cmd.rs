@@ -116,6 +116,34 @@ pub fn output(cmd: &mut Command) -> Result<String> {
     Ok(String::from_utf8_lossy(&stdout).into_owned())
 }
 
+/// A finished child's stdout then stderr, as a test prints it when the child failed: without
+/// cargo's progress lines (`Compiling …`, `Blocking waiting …`), which run to hundreds when a
+/// child builds and would push the error itself out of a truncated CI log.
+pub fn transcript(out: &Output) -> String {
+    let progress = |line: &&str| {
+        let line = line.trim_start();
+        [
+            "Compiling ",
+            "Blocking waiting ",
+            "Downloaded ",
+            "Downloading ",
+        ]
+        .iter()
+        .any(|word| line.starts_with(word))
+    };
+    [&out.stdout, &out.stderr]
+        .iter()
+        .map(|bytes| {
+            String::from_utf8_lossy(bytes)
+                .lines()
+                .filter(|line| !progress(line))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// The path of `program` on PATH, if any.
 pub fn which(program: &str) -> Option<std::path::PathBuf> {
     std::env::split_paths(&path_with_tools())
@@ -155,6 +183,21 @@ pub fn path_with_tools() -> std::ffi::OsString {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_transcript_keeps_the_childs_words_and_drops_cargos_progress() {
+        use std::os::unix::process::ExitStatusExt;
+        let out = Output {
+            status: ExitStatus::from_raw(1 << 8),
+            stdout: b"reference\n".to_vec(),
+            stderr: b"   Compiling tokio v1.0.0\n    Blocking waiting for file lock on build directory\n    Finished `release`\nerror: the build failed\n".to_vec(),
+        };
+        let text = transcript(&out);
+        assert_eq!(
+            text,
+            "reference\n    Finished `release`\nerror: the build failed"
+        );
+    }
 
     #[test]
     fn echoed_commands_hide_credentials_only() {

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+use testkit::cmd::transcript;
 use testkit::services::{LocalRegistry, Moto};
 
 fn root() -> &'static Path {
@@ -166,14 +167,6 @@ async fn task_image(ecs: &aws_sdk_ecs::Client) -> String {
         .to_owned()
 }
 
-fn text(out: &Output) -> String {
-    format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 /// Destroys the stack even when an assertion fails half-way.
 struct Teardown;
 
@@ -181,7 +174,7 @@ impl Drop for Teardown {
     fn drop(&mut self) {
         let out = xtask(&["destroy", "--env", "staging", "--yes"]);
         if !out.status.success() {
-            eprintln!("destroy failed:\n{}", text(&out));
+            eprintln!("destroy failed:\n{}", transcript(&out));
         }
     }
 }
@@ -212,11 +205,11 @@ async fn the_shipped_staging_stack_deploys_verifies_catches_a_mismatch_and_destr
     );
     let out = xtask(&["deploy", "--env", "staging", "--yes"]);
     let teardown = Teardown;
-    assert!(out.status.success(), "deploy failed:\n{}", text(&out));
+    assert!(out.status.success(), "deploy failed:\n{}", transcript(&out));
     assert!(
-        text(&out).contains("· migrations: task definition"),
+        transcript(&out).contains("· migrations: task definition"),
         "deploy applies the migration task before the service rolls:\n{}",
-        text(&out)
+        transcript(&out)
     );
     assert_only_the_migration_task_holds_the_owner_secret(&ecs_client(&config)).await;
     assert_the_stack_roles_hold_no_more_than_their_jobs(&bootstrap.state);
@@ -235,14 +228,14 @@ async fn the_shipped_staging_stack_deploys_verifies_catches_a_mismatch_and_destr
         drift.status.code(),
         Some(0),
         "a plan right after apply must be empty:\n{}",
-        text(&drift)
+        transcript(&drift)
     );
 
     // hmac mode (staging's): the edge checks the signature headers' shape, and the rotation
     // schedule (every 30 days in staging) is attached to the function.
     let out = xtask(&["verify", "--env", "staging"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "verify failed:\n{}", text(&out));
+    assert!(out.status.success(), "verify failed:\n{}", transcript(&out));
     for line in [
         "✓  WAF checks the credential's shape (hmac mode)",
         "✓  secret rotation: function, schedule, versions accepted",
@@ -260,7 +253,7 @@ async fn the_shipped_staging_stack_deploys_verifies_catches_a_mismatch_and_destr
     assert!(
         out.status.success(),
         "deploy --plan failed:\n{}",
-        text(&out)
+        transcript(&out)
     );
     assert_eq!(
         built_digest(),
@@ -268,9 +261,9 @@ async fn the_shipped_staging_stack_deploys_verifies_catches_a_mismatch_and_destr
         "an unchanged api built another image"
     );
     assert!(
-        text(&out).contains("No changes."),
+        transcript(&out).contains("No changes."),
         "a redeploy of unchanged code must plan nothing:\n{}",
-        text(&out)
+        transcript(&out)
     );
 
     // New code (another binary) rolls a new task definition naming the new digest; the
@@ -289,7 +282,11 @@ async fn the_shipped_staging_stack_deploys_verifies_catches_a_mismatch_and_destr
         ],
         STATIC,
     );
-    assert!(out.status.success(), "redeploy failed:\n{}", text(&out));
+    assert!(
+        out.status.success(),
+        "redeploy failed:\n{}",
+        transcript(&out)
+    );
     let second = built_digest();
     assert_ne!(second, first, "a changed binary kept the digest");
     assert_eq!(task_image(&ecs).await, format!("{repository}@{second}"));
@@ -298,7 +295,7 @@ async fn the_shipped_staging_stack_deploys_verifies_catches_a_mismatch_and_destr
     assert!(
         out.status.success(),
         "verify failed on a fresh deploy:\n{}",
-        text(&out)
+        transcript(&out)
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let placement = stdout
@@ -360,7 +357,7 @@ async fn the_shipped_staging_stack_deploys_verifies_catches_a_mismatch_and_destr
     assert!(
         !out.status.success(),
         "verify passed a mismatched deployment:\n{}",
-        text(&out)
+        transcript(&out)
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -379,13 +376,13 @@ async fn the_shipped_staging_stack_deploys_verifies_catches_a_mismatch_and_destr
     assert!(
         out.status.success(),
         "production's plan failed:\n{}",
-        text(&out)
+        transcript(&out)
     );
     // Terraform colours `Plan:`; the counts follow it plain.
     assert!(
-        text(&out).contains(" to add, 0 to change, 0 to destroy."),
+        transcript(&out).contains(" to add, 0 to change, 0 to destroy."),
         "production's plan creates a whole stack:\n{}",
-        text(&out)
+        transcript(&out)
     );
 
     drop(teardown);

@@ -12,18 +12,11 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use testkit::cmd::transcript;
 use testkit::services::LocalRegistry;
 
 fn root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 fn require(program: &str, install: &str) -> PathBuf {
@@ -40,7 +33,7 @@ fn run(program: &Path, args: &[&str]) -> Output {
         out.status.success(),
         "{} {args:?} failed:\n{}",
         program.display(),
-        text(&out)
+        transcript(&out)
     );
     out
 }
@@ -55,7 +48,7 @@ fn package(registry: &str) -> String {
     assert!(
         out.status.success(),
         "package --push failed:\n{}",
-        text(&out)
+        transcript(&out)
     );
     String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -186,12 +179,12 @@ fn the_pushed_image_is_minimal_reproducible_and_starts_from_its_own_root_file_sy
     assert!(
         out.status.success(),
         "the image's entrypoint failed from its own root file system:\n{}",
-        text(&out)
+        transcript(&out)
     );
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("settings for `local` are valid"),
         "{}",
-        text(&out)
+        transcript(&out)
     );
     drop(registry);
     std::fs::remove_dir_all(&scratch).ok();

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use secrecy::SecretString;
+use testkit::cmd::transcript;
 use testkit::queues::Queues;
 use testkit::stack::Api;
 
@@ -24,14 +25,6 @@ fn xtask(args: &[&str], env: &[(String, String)]) -> Output {
     }
     command.envs(env.iter().map(|(k, v)| (k, v)));
     command.output().expect("cargo runs")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -97,9 +90,9 @@ async fn the_sweep_registers_exactly_the_missing_users_and_a_second_run_none() {
     assert!(
         first.status.success(),
         "reconcile failed:\n{}",
-        text(&first)
+        transcript(&first)
     );
-    let said = text(&first);
+    let said = transcript(&first);
     println!(
         "{}",
         said.lines()
@@ -121,13 +114,13 @@ async fn the_sweep_registers_exactly_the_missing_users_and_a_second_run_none() {
         );
     }
     let second = xtask(&args, &env);
-    assert!(second.status.success(), "{}", text(&second));
+    assert!(second.status.success(), "{}", transcript(&second));
     assert!(
-        text(&second).contains(&format!(
+        transcript(&second).contains(&format!(
             "0 were missing and are registered now, {CONFIRMED} were already registered"
         )),
         "{}",
-        text(&second)
+        transcript(&second)
     );
     assert_eq!(api.users().await.expect("count"), CONFIRMED as i64);
 }
@@ -165,11 +158,11 @@ async fn redrive_moves_the_dead_letters_back_unwrapped() {
         ],
         &env,
     );
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", transcript(&out));
     assert!(
-        text(&out).contains("moved 2 message(s) by receive, send and delete"),
+        transcript(&out).contains("moved 2 message(s) by receive, send and delete"),
         "{}",
-        text(&out)
+        transcript(&out)
     );
     assert_eq!(queues.count(&queues.dead).await.expect("count"), 0);
     let back = queues

@@ -26,6 +26,7 @@ pub const MAX_GLIBC: (u32, u32) = (2, 34);
 /// Builds the api image and writes it as an OCI layout to target/dist/<env>/api-image/
 /// (tagged `api`), with the manifest digest in `api-image.digest`.
 pub fn api_image(settings: &Settings, prebuilt: Option<&Path>) -> Result<image::Image> {
+    let _lock = BuildLock::acquire()?;
     let image = image::build(settings, prebuilt)?;
     let dist = dist_dir(&settings.env);
     std::fs::create_dir_all(&dist)?;
@@ -70,6 +71,7 @@ pub fn lambda_zip(settings: &Settings) -> Result<PathBuf> {
     };
     require_cargo_lambda()?;
     toolchain::ensure_rust_target(triple)?;
+    let _lock = BuildLock::acquire()?;
     eprintln!(
         "· building post-confirm and rotate-secret for {} Lambda (a cold build takes a few minutes)",
         settings.deploy.lambda_architecture
@@ -117,6 +119,47 @@ pub fn lambda_zip(settings: &Settings) -> Result<PathBuf> {
         dist.join("SHA256SUMS").display()
     );
     Ok(dist.join(FUNCTIONS[0].1))
+}
+
+/// One build of the deployables at a time in a checkout, held from the build until its output
+/// is copied into target/dist/ (released on drop). cargo locks its own compile, but not what
+/// cargo-lambda and cargo-zigbuild do around it: the zips they write under target/lambda/,
+/// and the zig wrapper scripts and cache under ~/.cache, which race when two builds start at
+/// once on a cold machine. Two `package`/`deploy` runs at once (two terminals, or the suite's
+/// image and deploy tests) therefore take turns.
+struct BuildLock(#[allow(dead_code, reason = "held for its lock")] std::fs::File);
+
+impl BuildLock {
+    fn acquire() -> Result<Self> {
+        Self::acquire_at(&workspace_root().join("target/tollgate/build.lock"))
+    }
+
+    fn acquire_at(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                eprintln!(
+                    "· waiting for another build of the deployables in this checkout to end ({})",
+                    path.display()
+                );
+                file.lock()
+                    .with_context(|| format!("cannot lock {}", path.display()))?;
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("cannot lock {}", path.display()));
+            }
+        }
+        Ok(Self(file))
+    }
 }
 
 fn require_cargo_lambda() -> Result<()> {
@@ -203,5 +246,31 @@ mod tests {
         assert_eq!(parse_max_glibc(dump), (2, 28));
         assert_eq!(parse_max_glibc("no versions"), (0, 0));
         assert!(parse_max_glibc("(GLIBC_2.39) x") > MAX_GLIBC);
+    }
+
+    #[test]
+    fn a_second_build_waits_for_the_first_to_release_the_lock() {
+        let dir = std::env::temp_dir().join(format!("tollgate-build-lock-{}", std::process::id()));
+        let path = dir.join("build.lock");
+        let first = BuildLock::acquire_at(&path).expect("the first build takes the lock");
+        let (done, took) = std::sync::mpsc::channel();
+        let second = {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                let lock = BuildLock::acquire_at(&path).expect("the second build takes it");
+                done.send(()).expect("the test is listening");
+                drop(lock);
+            })
+        };
+        assert!(
+            took.recv_timeout(std::time::Duration::from_millis(300))
+                .is_err(),
+            "the second build went ahead while the first held the lock"
+        );
+        drop(first);
+        took.recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the second build goes ahead once the first releases the lock");
+        second.join().expect("the second build's thread ends");
+        std::fs::remove_dir_all(dir).ok();
     }
 }
