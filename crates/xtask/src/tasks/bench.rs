@@ -11,6 +11,7 @@
 mod cpu;
 mod http;
 mod lambda;
+pub(crate) mod wrk;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -5,19 +5,19 @@
 //! pairs; and both against `pgbench` running the api's own statement with the pool's
 //! connection count, for where the database's share goes.
 
-use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 use secrecy::{ExposeSecret, SecretString};
-use shared_auth::{Component, GuardContract};
+use shared_auth::Component;
 use testkit::cmd;
 use testkit::cognito::UserPool;
 use testkit::process::Process;
 use testkit::services::{Moto, Postgres, free_port};
 
 use super::cpu::{self, Split};
+use super::wrk::{self, Bodies, lua_string, script_get, script_post, with_client};
 use super::{BenchSettings, Binaries, Row, number_after, pg_bin};
 use crate::support::context::workspace_root;
 
@@ -47,8 +47,8 @@ pub async fn rows(
     moto: &Moto,
 ) -> Result<(Vec<Row>, Vec<Split>)> {
     let aws = shared_auth::AwsSettings {
-        region: Some("ap-northeast-1".into()),
         endpoint_url: Some(moto.endpoint()),
+        ..testkit::local_aws_region()
     };
     let sdk = testkit::sdk_config(&aws).await;
     let pool = UserPool::create(&sdk, &moto.endpoint(), "bench").await?;
@@ -112,18 +112,26 @@ async fn registration_pairs(
         let mut bare = Process::start("bare", &bin.bare, &api.env, &s.dir.join("bare.log"))?;
         bare.wait_ready(http, &format!("{}/healthz", api.base))
             .await?;
-        let (bare_rps, bare_cpu) =
-            created_per_second(s, &api.base, "bare-accepted", &bare, pg, round).await?;
+        // The reference checks no credential: the header is one nothing reads.
+        let (bare_rps, bare_cpu) = created_per_second(
+            s,
+            &api.base,
+            "bare-accepted",
+            &bare,
+            pg,
+            ("x-unused", ""),
+            0x9000 + 16 * round,
+        )
+        .await?;
         if round == 0 {
             bare_me = Some(me_run(s, &api.base, "bare-users-me", id_token, &bare, pg)?);
         }
         bare.stop();
         eprintln!(
-            "· registration pair {}/{PAIRS}: ours {:.0}/s, bare {bare_rps:.0}/s",
+            "· registration pair {}/{PAIRS}: ours {ours:.0}/s, bare {bare_rps:.0}/s",
             round + 1,
-            ours.rps
         );
-        runs.push((ours.rps, bare_rps, ours_cpu, bare_cpu));
+        runs.push((ours, bare_rps, ours_cpu, bare_cpu));
     }
     let mut ratios: Vec<f64> = runs.iter().map(|(o, b, _, _)| o / b.max(1e-9)).collect();
     let median_ratio = super::median(&mut ratios.clone());
@@ -177,30 +185,37 @@ fn me_run(
     Ok((run, split))
 }
 
-/// New users per second through `process` (`POST /user`, a new `sub` each), counted in the
-/// database, with the run's CPU split. `round` keeps each run's `sub`s apart.
+/// New users per second through `process` (`POST /user`, a new `sub` each, presenting
+/// `credential` as header and value), counted in the database, with the run's CPU split.
+/// `group` keeps each run's `sub`s apart.
 async fn created_per_second(
     s: &BenchSettings,
     base: &str,
     name: &str,
     process: &Process,
     pg: &Postgres,
-    round: usize,
+    credential: (&str, &str),
+    group: usize,
 ) -> Result<(f64, cpu::PerRequest)> {
     let db = sqlx::PgPool::connect(&pg.url()).await?;
     let users = || sqlx::query_scalar::<_, i64>("SELECT count(*) FROM users").fetch_one(&db);
     let before = users().await?;
     let postmaster = pg.server_pid()?;
     let cpu_before = cpu::sample(process.id(), postmaster)?;
+    let (header, value) = credential;
     let run = run_wrk(
         s,
         s.seconds,
         base,
         name,
-        &script_new_users("x-unused", "", 0x9000 + 16 * round),
+        &script_new_users(header, value, group),
     )?;
     let cpu_after = cpu::sample(process.id(), postmaster)?;
     let created = users().await? - before;
+    eprintln!(
+        "· {name}: {created} users created, {} requests answered",
+        run.requests
+    );
     if run.errors > 0.0 || (created as f64) < run.requests * 0.99 {
         bail!(
             "{name}: {created} users created for {} answers ({} not 2xx); see {}",
@@ -402,7 +417,7 @@ async fn accepted_run(
     http: &reqwest::Client,
     pg: &Postgres,
     round: usize,
-) -> Result<(WrkRun, cpu::PerRequest)> {
+) -> Result<(f64, cpu::PerRequest)> {
     let mut env = env.to_vec();
     env.push(("TOLLGATE__GUARD__MODE".into(), "static".into()));
     let secret = env
@@ -420,36 +435,18 @@ async fn accepted_run(
         &s.dir.join("api-static.log"),
     )?;
     api.wait_ready(http, &format!("{base}/healthz")).await?;
-    let db = sqlx::PgPool::connect(&pg.url()).await?;
-    let users = || sqlx::query_scalar::<_, i64>("SELECT count(*) FROM users").fetch_one(&db);
-    let before = users().await?;
-    let (api_pid, postmaster) = (api.id(), pg.server_pid()?);
-    let cpu_before = cpu::sample(api_pid, postmaster)?;
-    let mut run = run_wrk(
+    let run = created_per_second(
         s,
-        s.seconds,
         base,
         "accepted",
-        &script_new_users(&header, &secret, 0x8000 + 16 * round),
-    )?;
-    let cpu_after = cpu::sample(api_pid, postmaster)?;
-    let created = users().await? - before;
+        &api,
+        pg,
+        (&header, &secret),
+        0x8000 + 16 * round,
+    )
+    .await;
     api.stop();
-    eprintln!(
-        "· accepted: {created} users created, {} requests answered",
-        run.requests
-    );
-    if run.errors > 0.0 || (created as f64) < run.requests * 0.99 {
-        bail!(
-            "the accepted run created {created} users for {} answers ({} not 2xx); see {}",
-            run.requests,
-            run.errors,
-            s.dir.join("api-static.log").display()
-        );
-    }
-    run.rps = created as f64 / run.elapsed_s.max(1e-3);
-    let split = cpu::per_request(cpu_before, cpu_after, created as f64)?;
-    Ok((run, split))
+    run
 }
 
 /// Each request registers a new user: `group` (one per run) plus the thread number, and a
@@ -476,71 +473,6 @@ end
         secret = lua_string(secret),
         group = group,
     )
-}
-
-/// Signed registration bodies for the bench's contract and secret.
-struct Bodies<'a> {
-    contract: &'a GuardContract,
-    secret: &'a SecretString,
-    now: u64,
-}
-
-impl<'a> Bodies<'a> {
-    fn new(contract: &'a GuardContract, secret: &'a SecretString) -> Self {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        Self {
-            contract,
-            secret,
-            now,
-        }
-    }
-
-    /// The credential headers and body registering user number `n`.
-    fn signed(&self, n: usize) -> (Vec<(String, String)>, String) {
-        let sub = format!("00000000-0000-4000-8000-{n:012}");
-        let body = format!(
-            r#"{{"sub":"{sub}","email":"user{n}@example.com","email_verified":true,"username":"user{n}"}}"#
-        );
-        let headers = self
-            .contract
-            .credentials(self.secret, &self.contract.path, body.as_bytes(), self.now)
-            .iter()
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
-        (headers, body)
-    }
-}
-
-fn with_client(headers: &[(String, String)], client: &str) -> Vec<(String, String)> {
-    let mut all = headers.to_vec();
-    all.push(("Content-Type".into(), "application/json".into()));
-    all.push(("X-Forwarded-For".into(), client.into()));
-    all
-}
-
-fn lua_string(s: &str) -> String {
-    format!("{s:?}")
-}
-
-fn script_get(path: &str, headers: &[(String, String)]) -> String {
-    let mut lua = format!("wrk.method = \"GET\"\nwrk.path = {}\n", lua_string(path));
-    for (k, v) in headers {
-        let _ = writeln!(lua, "wrk.headers[{}] = {}", lua_string(k), lua_string(v));
-    }
-    lua
-}
-
-fn script_post(headers: &[(String, String)], body: &str) -> String {
-    let mut lua = format!(
-        "wrk.method = \"POST\"\nwrk.path = \"/user\"\nwrk.body = {}\n",
-        lua_string(body)
-    );
-    for (k, v) in headers {
-        let _ = writeln!(lua, "wrk.headers[{}] = {}", lua_string(k), lua_string(v));
-    }
-    lua
 }
 
 #[derive(Debug)]
@@ -573,17 +505,7 @@ fn run_wrk(
         base,
     ]))
     .with_context(|| format!("wrk {name}"))?;
-    let summary = out
-        .lines()
-        .find(|l| l.contains("requests in"))
-        .unwrap_or("");
-    let mut words = summary.split_whitespace();
-    let requests = words.next().and_then(|n| n.parse().ok()).unwrap_or(0.0);
-    let elapsed_s = words
-        .nth(2)
-        .and_then(|d| d.trim_end_matches(',').strip_suffix('s'))
-        .and_then(|d| d.parse().ok())
-        .unwrap_or(0.0);
+    let (requests, elapsed_s) = wrk::totals(&out);
     std::fs::write(s.dir.join(format!("{name}.wrk.txt")), &out)?;
     Ok(WrkRun {
         rps: number_after(&out, "Requests/sec:")?,
@@ -712,11 +634,5 @@ mod tests {
             statement.matches("$1").count()
         );
         assert!(sql.ends_with(';'));
-    }
-
-    #[test]
-    fn lua_strings_escape_quotes_and_newlines() {
-        assert_eq!(lua_string(r#"{"a":"b"}"#), r#""{\"a\":\"b\"}""#);
-        assert_eq!(lua_string("a\nb"), r#""a\nb""#);
     }
 }

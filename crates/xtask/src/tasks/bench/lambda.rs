@@ -51,8 +51,8 @@ struct Targets {
 /// The local contract, a secret in moto, the receivers as the functions' api.
 async fn targets(moto: &Moto) -> Result<Targets> {
     let aws = shared_auth::AwsSettings {
-        region: Some("ap-northeast-1".into()),
         endpoint_url: Some(moto.endpoint()),
+        ..testkit::local_aws_region()
     };
     let sm = aws_sdk_secretsmanager::Client::new(&testkit::sdk_config(&aws).await);
     let secret = testkit::secrets::new_secret()?;
@@ -74,7 +74,10 @@ async fn targets(moto: &Moto) -> Result<Targets> {
             "NAIVE_URL".to_owned(),
             format!("{}/user", naive_receiver.base_url()),
         ),
-        ("AWS_REGION".to_owned(), "ap-northeast-1".to_owned()),
+        (
+            "AWS_REGION".to_owned(),
+            aws.region.clone().context("the local region")?,
+        ),
         ("AWS_ENDPOINT_URL".to_owned(), moto.endpoint()),
         // As Lambda gives the execution role's session to every function.
         ("AWS_ACCESS_KEY_ID".to_owned(), "testing".to_owned()),

@@ -13,6 +13,7 @@ use testkit::queues::Queues;
 use testkit::runtime_api::{Outcome, RuntimeApi};
 use tokio::time::MissedTickBehavior;
 
+use crate::tasks::bench::wrk::{self, Bodies, script_post, with_client};
 use crate::tasks::up::Stack;
 
 /// What one sign-up's invocation may take (Cognito waits 5 s for a trigger).
@@ -282,20 +283,10 @@ pub struct FloodFigures {
 impl Flood {
     pub fn start(stack: &Stack, work: &Path, length: Duration) -> Result<Self> {
         let wrong = testkit::secrets::new_secret()?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let body = r#"{"sub":"5a0cf000-0000-4000-8000-000000000000","email":"forged@example.com","email_verified":true,"username":"forged"}"#;
-        let contract = &stack.contract;
-        let mut headers: Vec<(String, String)> = contract
-            .credentials(&wrong, &contract.path, body.as_bytes(), now)
-            .iter()
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
-        headers.push(("Content-Type".into(), "application/json".into()));
-        headers.push(("X-Forwarded-For".into(), "127.0.0.1".into()));
+        let (headers, body) = Bodies::new(&stack.contract, &wrong).signed(0x5a0cf);
+        let headers = with_client(&headers, "127.0.0.1");
         let script = work.join("flood.lua");
-        std::fs::write(&script, flood_script(&headers, body))?;
+        std::fs::write(&script, flood_script(&headers, &body))?;
         let output = work.join("flood.txt");
         let child = Command::new("wrk")
             .args(["-t1", "-c8", "--latency", "--timeout", "5s"])
@@ -317,12 +308,7 @@ impl Flood {
             bail!("wrk failed ({status}):\n{text}");
         }
         let number = |label: &str| crate::tasks::bench::number_after(&text, label);
-        let requests = text
-            .lines()
-            .find(|l| l.contains("requests in"))
-            .and_then(|l| l.split_whitespace().next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0.0);
+        let (requests, _) = wrk::totals(&text);
         Ok(FloodFigures {
             requests,
             per_s: number("Requests/sec:")?,
@@ -333,10 +319,7 @@ impl Flood {
 }
 
 fn flood_script(headers: &[(String, String)], body: &str) -> String {
-    let mut lua = format!("wrk.method = \"POST\"\nwrk.path = \"/user\"\nwrk.body = {body:?}\n");
-    for (k, v) in headers {
-        lua.push_str(&format!("wrk.headers[{k:?}] = {v:?}\n"));
-    }
+    let mut lua = script_post(headers, body);
     lua.push_str(
         r#"local threads = {}
 function setup(thread) table.insert(threads, thread) end
