@@ -3,7 +3,7 @@
 //! `deploy.state_bucket`, or local state for `--env local`) and `terraform.tfvars.json`
 //! rendered from the contract.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -191,14 +191,8 @@ pub fn print_outputs(outputs: &HashMap<String, Value>) {
 
 /// The managed resources in the state of the folder `dir`, by address (`aws_subnet.private[0]`)
 /// → their attributes: what a targeted apply made, before the stack has outputs.
-pub fn state_resources(dir: &Path) -> Result<HashMap<String, Value>> {
+pub fn state_resources(dir: &Path) -> Result<BTreeMap<String, Value>> {
     let text = cmd::output(terraform(dir).args(["show", "-json", "-no-color"]))?;
     let state: Value = serde_json::from_str(&text).context("terraform show is not JSON")?;
-    Ok(state["values"]["root_module"]["resources"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|r| r["mode"] == "managed")
-        .filter_map(|r| Some((r["address"].as_str()?.to_owned(), r["values"].clone())))
-        .collect())
+    Ok(testkit::iam::resources(&state))
 }

@@ -3,7 +3,7 @@
 //! the cluster, and waited for; a non-zero exit stops the deploy before any task of the new
 //! code serves. Only that task's role reads the owner's secret: the serving tasks never do.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -73,7 +73,7 @@ pub async fn run(settings: &Settings, dir: &Path) -> Result<()> {
     }
 }
 
-fn attribute(state: &HashMap<String, Value>, address: &str, key: &str) -> Result<String> {
+fn attribute(state: &BTreeMap<String, Value>, address: &str, key: &str) -> Result<String> {
     state
         .get(address)
         .and_then(|r| r[key].as_str())
@@ -84,7 +84,7 @@ fn attribute(state: &HashMap<String, Value>, address: &str, key: &str) -> Result
 /// RunTask: one migration task in the private subnets, in the api's security group.
 async fn start(
     ecs: &aws_sdk_ecs::Client,
-    state: &HashMap<String, Value>,
+    state: &BTreeMap<String, Value>,
     cluster: &str,
 ) -> Result<String> {
     let subnets: Vec<String> = state
