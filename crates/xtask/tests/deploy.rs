@@ -167,6 +167,17 @@ async fn task_image(ecs: &aws_sdk_ecs::Client) -> String {
         .to_owned()
 }
 
+/// Says how far the test has come, in seconds since it began: it takes many minutes, and its
+/// log (`cargo xtask test` runs it with `--nocapture`) is the only view of where they go.
+fn progress(what: &str) {
+    static STARTED: OnceLock<std::time::Instant> = OnceLock::new();
+    let started = STARTED.get_or_init(std::time::Instant::now);
+    eprintln!(
+        "· deploy test [{:>4.0} s] {what}",
+        started.elapsed().as_secs_f64()
+    );
+}
+
 /// Destroys the stack even when an assertion fails half-way.
 struct Teardown;
 
@@ -181,6 +192,7 @@ impl Drop for Teardown {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_shipped_staging_stack_deploys_verifies_catches_a_mismatch_and_destroys() {
+    progress("starting moto_server, the registry and the account's bootstrap");
     let storage =
         std::env::temp_dir().join(format!("tollgate-deploy-registry-{}", std::process::id()));
     // Declared first, so it is stopped last: the teardown's destroy still needs it.
@@ -203,8 +215,10 @@ async fn the_shipped_staging_stack_deploys_verifies_catches_a_mismatch_and_destr
         &["staging", "production"],
         &["arn:aws:s3:::tollgate-state-*"],
     );
+    progress("bootstrap applied; deploying staging (builds the arm64 artifacts first)");
     let out = xtask(&["deploy", "--env", "staging", "--yes"]);
     let teardown = Teardown;
+    progress("staging deployed");
     assert!(out.status.success(), "deploy failed:\n{}", transcript(&out));
     assert!(
         transcript(&out).contains("· migrations: task definition"),
@@ -231,6 +245,7 @@ async fn the_shipped_staging_stack_deploys_verifies_catches_a_mismatch_and_destr
         transcript(&drift)
     );
 
+    progress("the plan after apply is empty; verifying");
     // hmac mode (staging's): the edge checks the signature headers' shape, and the rotation
     // schedule (every 30 days in staging) is attached to the function.
     let out = xtask(&["verify", "--env", "staging"]);
@@ -249,6 +264,7 @@ async fn the_shipped_staging_stack_deploys_verifies_catches_a_mismatch_and_destr
     assert_api_name_is_aliased_to_the_alb().await;
 
     // The same code again: the same digest, and nothing to change.
+    progress("verified; planning the same code again");
     let out = xtask(&["deploy", "--env", "staging", "--plan"]);
     assert!(
         out.status.success(),
@@ -270,6 +286,7 @@ async fn the_shipped_staging_stack_deploys_verifies_catches_a_mismatch_and_destr
     // contract switches to static mode on the way, so the WAF's rule group (kept by xtask,
     // referenced by Terraform) is deployed and read back too, and the network to a NAT
     // gateway per AZ (the first keeps its address).
+    progress("nothing to change; redeploying new code in static mode");
     let changed = changed_binary(&storage);
     let out = xtask_with(
         &[
@@ -291,6 +308,7 @@ async fn the_shipped_staging_stack_deploys_verifies_catches_a_mismatch_and_destr
     assert_ne!(second, first, "a changed binary kept the digest");
     assert_eq!(task_image(&ecs).await, format!("{repository}@{second}"));
 
+    progress("redeployed; verifying");
     let out = xtask_with(&["verify", "--env", "staging"], STATIC);
     assert!(
         out.status.success(),
@@ -323,6 +341,7 @@ async fn the_shipped_staging_stack_deploys_verifies_catches_a_mismatch_and_destr
     }
     assert!(!stdout.contains('✗'), "{stdout}");
 
+    progress("verified; tampering with the Lambda's contract");
     // Tamper with one side: the Lambda signs with another header than the task expects.
     let lambda = aws_sdk_lambda::Client::new(&config);
     let name = "tollgate-staging-post-confirm";
@@ -367,6 +386,7 @@ async fn the_shipped_staging_stack_deploys_verifies_catches_a_mismatch_and_destr
     );
 
     // Production, as shipped, plans on its own state with its own user values.
+    progress("the mismatch is named; planning production");
     let production = user_values("production").await;
     let out = xtask_as(
         &production,
@@ -385,7 +405,9 @@ async fn the_shipped_staging_stack_deploys_verifies_catches_a_mismatch_and_destr
         transcript(&out)
     );
 
+    progress("production plans a whole stack; destroying staging");
     drop(teardown);
+    progress("destroyed");
     drop(bootstrap);
     let gone = lambda
         .get_function_configuration()

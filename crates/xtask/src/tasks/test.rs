@@ -100,7 +100,16 @@ impl Services {
         // `--workspace`, as the build: with `--package` cargo would unify fewer features and
         // compile a second copy of the tree before the test could start.
         let mut beside = start_beside(
-            self.cargo_test(&["--workspace", "--test", target, "--", "--exact", name]),
+            // `--nocapture`: the test says how far it has come as it goes, into the log.
+            self.cargo_test(&[
+                "--workspace",
+                "--test",
+                target,
+                "--",
+                "--exact",
+                name,
+                "--nocapture",
+            ]),
             &log,
         )?;
         let started = std::time::Instant::now();
