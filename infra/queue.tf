@@ -69,6 +69,10 @@ data "aws_iam_policy_document" "queue_tls_only" {
 resource "aws_sqs_queue_policy" "retry" {
   queue_url = aws_sqs_queue.retry.id
   policy    = data.aws_iam_policy_document.queue_tls_only["retry"].json
+  # After the redrive policy: moto's SetQueueAttributes clears a queue's Policy whenever a call
+  # leaves it out, as the redrive policy's does, and the provider then waits for a policy that
+  # is gone. AWS changes only the attributes named; the order costs nothing there.
+  depends_on = [aws_sqs_queue_redrive_policy.retry]
 }
 
 resource "aws_sqs_queue_policy" "dead_letters" {

@@ -100,18 +100,40 @@ fn infra_passes_checkov_with_every_skip_explained() {
 
 #[test]
 fn infra_is_valid() {
-    validate(&infra(), "stack");
+    validate(&infra(), "stack", |_| {});
+}
+
+/// moto's SetQueueAttributes clears a queue's `Policy` when a call leaves it out, as the
+/// redrive policy's does (infra/README.md): the retry queue's policy must be set after its
+/// redrive policy, or a parallel apply can erase it and then wait on it until it fails.
+#[test]
+fn the_retry_queue_policy_is_applied_after_its_redrive_policy() {
+    validate(&infra(), "graph", |dir| {
+        let out = terraform(dir, &["graph"]);
+        assert!(out.status.success(), "terraform graph failed");
+        let graph = String::from_utf8_lossy(&out.stdout);
+        let edge = r#""aws_sqs_queue_policy.retry" -> "aws_sqs_queue_redrive_policy.retry""#;
+        assert!(
+            graph.contains(edge),
+            "the retry queue's policy does not wait for its redrive policy; no {edge} in:\n{}",
+            graph
+                .lines()
+                .filter(|l| l.contains("aws_sqs_queue_policy.retry"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    });
 }
 
 #[test]
 fn the_github_deploy_bootstrap_is_valid() {
-    validate(&infra().join("bootstrap"), "bootstrap");
+    validate(&infra().join("bootstrap"), "bootstrap", |_| {});
 }
 
 /// `terraform validate` of `module` in a scratch copy that keeps its place in the repository
 /// (bootstrap reads the deploy workflow's session length from `../../.github/`), so nothing
-/// Terraform writes lands in the checkout.
-fn validate(module: &Path, name: &str) {
+/// Terraform writes lands in the checkout; then `more` in the initialised copy.
+fn validate(module: &Path, name: &str, more: impl FnOnce(&Path)) {
     let root = infra().join("..").canonicalize().expect("the repository");
     let module = module.canonicalize().expect("the module");
     let module = module.as_path();
@@ -148,11 +170,12 @@ fn validate(module: &Path, name: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
     let out = terraform(&dir, &["validate", "-no-color"]);
-    std::fs::remove_dir_all(&scratch).ok();
     assert!(
         out.status.success(),
         "terraform validate:\n{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    more(&dir);
+    std::fs::remove_dir_all(&scratch).ok();
 }
