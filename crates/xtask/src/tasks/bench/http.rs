@@ -17,7 +17,7 @@ use testkit::process::Process;
 use testkit::services::{Moto, Postgres, free_port};
 
 use super::cpu::{self, Split};
-use super::wrk::{self, Bodies, lua_string, script_get, script_post, with_client};
+use super::wrk::{self, Bodies, script_get, script_new_users, script_post, with_client};
 use super::{BenchSettings, Binaries, Row, number_after, pg_bin};
 use crate::support::context::workspace_root;
 
@@ -447,32 +447,6 @@ async fn accepted_run(
     .await;
     api.stop();
     run
-}
-
-/// Each request registers a new user: `group` (one per run) plus the thread number, and a
-/// counter, make its `sub`.
-fn script_new_users(header: &str, secret: &str, group: usize) -> String {
-    format!(
-        r#"local threads = 0
-function setup(thread)
-  thread:set("tid", threads)
-  threads = threads + 1
-end
-function init(args)
-  n = 0
-  headers = {{ ["Content-Type"] = "application/json", ["X-Forwarded-For"] = "127.0.0.1", [{header}] = {secret} }}
-end
-function request()
-  n = n + 1
-  local sub = string.format("00000000-0000-4000-%04x-%012x", {group} + tid, n)
-  local body = string.format('{{"sub":"%s","email":"u%d@example.com","email_verified":true,"username":"u%d"}}', sub, n, n)
-  return wrk.format("POST", "/user", headers, body)
-end
-"#,
-        header = lua_string(header),
-        secret = lua_string(secret),
-        group = group,
-    )
 }
 
 #[derive(Debug)]

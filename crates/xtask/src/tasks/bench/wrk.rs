@@ -76,6 +76,32 @@ pub fn script_post(headers: &[(String, String)], body: &str) -> String {
     lua
 }
 
+/// Each request registers a new user: `group` (one per run) plus the thread number, and a
+/// counter, make its `sub`.
+pub fn script_new_users(header: &str, secret: &str, group: usize) -> String {
+    format!(
+        r#"local threads = 0
+function setup(thread)
+  thread:set("tid", threads)
+  threads = threads + 1
+end
+function init(args)
+  n = 0
+  headers = {{ ["Content-Type"] = "application/json", ["X-Forwarded-For"] = "127.0.0.1", [{header}] = {secret} }}
+end
+function request()
+  n = n + 1
+  local sub = string.format("00000000-0000-4000-%04x-%012x", {group} + tid, n)
+  local body = string.format('{{"sub":"%s","email":"u%d@example.com","email_verified":true,"username":"u%d"}}', sub, n, n)
+  return wrk.format("POST", "/user", headers, body)
+end
+"#,
+        header = lua_string(header),
+        secret = lua_string(secret),
+        group = group,
+    )
+}
+
 /// The request count and the run's length in seconds from wrk's summary line
 /// (`12345 requests in 4.10s, 1.2MB read`); zeros if there is none.
 pub fn totals(out: &str) -> (f64, f64) {
