@@ -218,8 +218,8 @@ async fn the_shipped_staging_stack_deploys_verifies_catches_a_mismatch_and_destr
     progress("bootstrap applied; deploying staging (builds the arm64 artifacts first)");
     let out = xtask(&["deploy", "--env", "staging", "--yes"]);
     let teardown = Teardown;
-    progress("staging deployed");
     assert!(out.status.success(), "deploy failed:\n{}", transcript(&out));
+    progress("staging deployed");
     assert!(
         transcript(&out).contains("· migrations: task definition"),
         "deploy applies the migration task before the service rolls:\n{}",

@@ -127,7 +127,9 @@ pub fn lambda_zip(settings: &Settings) -> Result<PathBuf> {
 /// and the zig wrapper scripts and cache under ~/.cache, which race when two builds start at
 /// once on a cold machine. Two `package`/`deploy` runs at once (two terminals, or the suite's
 /// image and deploy tests) therefore take turns.
-struct BuildLock(#[allow(dead_code, reason = "held for its lock")] std::fs::File);
+struct BuildLock {
+    _file: std::fs::File,
+}
 
 impl BuildLock {
     fn acquire() -> Result<Self> {
@@ -158,7 +160,7 @@ impl BuildLock {
                 return Err(e).with_context(|| format!("cannot lock {}", path.display()));
             }
         }
-        Ok(Self(file))
+        Ok(Self { _file: file })
     }
 }
 
