@@ -18,6 +18,12 @@ use testkit::services::{Moto, Postgres};
 use crate::flags;
 use crate::support::context::{cargo, work_dir, workspace_root};
 
+/// Where `cargo xtask test` writes the other tests' outcome (`passed`, or `failed` and the
+/// exit status) the moment they end, while the deploy test may still be running: `.ci/run`
+/// waits for it to start the bench and the soak in the deploy test's last minutes, which
+/// mostly wait on moto and Terraform with both cores free.
+pub const OTHERS_DONE: &str = "logs/other-tests.status";
+
 /// The test run beside the others: package, test target, test name.
 const BESIDE: (&str, &str, &str) = (
     "xtask",
@@ -97,6 +103,13 @@ impl Services {
     fn run_split(&self) -> Result<()> {
         let (package, target, name) = BESIDE;
         let log = work_dir().join("logs").join("deploy-test.log");
+        let others_done = work_dir().join(OTHERS_DONE);
+        match std::fs::remove_file(&others_done) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("cannot remove {}", others_done.display()));
+            }
+            _ => {}
+        }
         // `--workspace`, as the build: with `--package` cargo would unify fewer features and
         // compile a second copy of the tree before the test could start.
         let mut beside = start_beside(
@@ -122,8 +135,17 @@ impl Services {
             name,
             "--exact",
         ]));
+        let said = match &rest {
+            Ok(status) if status.success() => "passed".to_owned(),
+            Ok(status) => format!("failed ({status})"),
+            Err(e) => format!("failed ({e})"),
+        };
+        // Not fatal: the deploy test still runs, and its outcome is this run's.
+        if let Err(e) = std::fs::write(&others_done, format!("{said}\n")) {
+            eprintln!("cannot write {}: {e}", others_done.display());
+        }
         eprintln!(
-            "· the other tests took {:.0} s; waiting for {package}/tests/{target}.rs (log: {})",
+            "· the other tests {said} in {:.0} s; waiting for {package}/tests/{target}.rs (log: {})",
             started.elapsed().as_secs_f64(),
             log.display()
         );
@@ -171,4 +193,26 @@ fn outcome(runs: &[(&str, ExitStatus)]) -> Result<()> {
         bail!("tests failed: {}", failed.join("; "));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `.ci/run` starts the bench and the soak when this file appears; a rename on one side
+    /// alone would leave CI waiting for the whole deploy test (the loop ends with the run).
+    #[test]
+    fn ci_waits_for_the_file_this_task_writes() {
+        let ci = std::fs::read_to_string(workspace_root().join(".ci/run")).expect("read .ci/run");
+        let path = work_dir()
+            .join(OTHERS_DONE)
+            .strip_prefix(workspace_root())
+            .expect("under the workspace")
+            .display()
+            .to_string();
+        assert!(
+            ci.contains(&format!("others_done={path}\n")),
+            ".ci/run must wait for {path}, the file `cargo xtask test` writes when the other tests end"
+        );
+    }
 }
