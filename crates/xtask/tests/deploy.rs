@@ -45,7 +45,7 @@ fn xtask_with(args: &[&str], vars: &[(&str, &str)]) -> Output {
 
 /// `cargo xtask` with moto, the loopback registry, the user's `values` and `vars`.
 fn xtask_as(values: &[(String, String)], args: &[&str], vars: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_xtask-cloud"));
     command.current_dir(root()).args(args);
     for (key, _) in std::env::vars() {
         if key.starts_with("TOLLGATE__") {

@@ -39,7 +39,7 @@ fn run(program: &Path, args: &[&str]) -> Output {
 }
 
 fn package(registry: &str) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask-cloud"))
         .current_dir(root())
         .args(["package", "--env", "local", "--push"])
         .env("TOLLGATE__DEPLOY__REGISTRY", registry)

@@ -21,7 +21,7 @@ fn root() -> PathBuf {
 /// `cargo xtask …`: the binary this test build made (a second `cargo run` would build xtask
 /// again with other features).
 fn xtask() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_xtask-cloud"));
     command.current_dir(root());
     command
 }

@@ -16,7 +16,7 @@ fn root() -> PathBuf {
 }
 
 fn xtask(args: &[&str], env: &[(String, String)]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_xtask-cloud"));
     command.current_dir(root()).args(args);
     for (key, _) in std::env::vars() {
         if key.starts_with("TOLLGATE__") {

@@ -117,7 +117,7 @@ async fn rotating_on_a_local_aws_runs_the_functions_binary_through_all_four_step
         let shared = shared.clone();
         let api_url = api_url.clone();
         tokio::task::spawn_blocking(move || {
-            let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
+            let mut command = Command::new(env!("CARGO_BIN_EXE_xtask-cloud"));
             command
                 .current_dir(root())
                 .args(["rotate-secret", "--env", "local"])

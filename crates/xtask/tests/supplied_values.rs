@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 fn deploy_plan(env: &str) -> (bool, String) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_xtask-cloud"));
     command
         .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
         .args(["deploy", "--env", env, "--plan"]);

@@ -412,3 +412,25 @@ fn the_light_xtask_links_no_sdk_that_up_would_not_build_anyway() {
         "the `cloud` feature no longer separates the deploy-only SDKs: light {light:?}, full {full:?}"
     );
 }
+
+/// `cargo xtask` (the light build) and the tests' build both write `target/debug/xtask`, and a
+/// `cargo xtask bench` run beside the deploy test replaced the binary under it: its next
+/// `verify` was the light one, which handed the task to `cargo run --bin xtask-cloud` and
+/// compiled the SDK tree for 5 minutes. Only the full build makes `xtask-cloud`, so xtask's
+/// tests run that.
+#[test]
+fn xtasks_tests_run_the_binary_only_their_build_makes() {
+    let light = concat!("CARGO_BIN_EXE_", "xtask\"");
+    let files = rust_files(&root().join("crates/xtask/tests"));
+    assert!(files.len() > 5, "xtask's tests not found: {files:?}");
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("read a test");
+        assert!(
+            !text.contains(light),
+            "{} runs `{}`: `cargo xtask` may replace that binary while the test runs; use \
+             env!(\"CARGO_BIN_EXE_xtask-cloud\")",
+            file.display(),
+            light.trim_end_matches('"')
+        );
+    }
+}

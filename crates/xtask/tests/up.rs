@@ -21,7 +21,7 @@ fn bare_path() -> String {
 
 fn xtask(tools: &Path, args: &[&str]) -> Output {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    Command::new(env!("CARGO_BIN_EXE_xtask"))
+    Command::new(env!("CARGO_BIN_EXE_xtask-cloud"))
         .current_dir(&root)
         .args(args)
         .env("PATH", bare_path())
