@@ -161,9 +161,14 @@ pub fn tools_dir() -> std::path::PathBuf {
         })
 }
 
+/// The project's Python environments under [`tools_dir`], each from its pin file
+/// `crates/xtask/tools/<name>.txt`: the local AWS and the API's conformance test; what builds the
+/// deployables (all a deploy needs); checkov apart (it pins an old boto3).
+pub const TOOL_ENVIRONMENTS: [&str; 3] = ["python", "build", "checkov"];
+
 /// The folders of the project's tool environments that hold programs.
 pub fn tool_bins() -> Vec<std::path::PathBuf> {
-    ["python", "checkov"]
+    TOOL_ENVIRONMENTS
         .iter()
         .map(|venv| tools_dir().join(venv).join("bin"))
         .collect()

@@ -36,14 +36,20 @@ pub enum Task {
     Soak(Soak),
 }
 
-/// Bring what `up` and `test` need onto this machine: Python tools into the project's own
-/// environments (target/tollgate/tools), Rust targets and components, system packages (with
-/// apt-get as root or with passwordless sudo; otherwise one message naming them all).
+/// Bring what `up` and `test` (or `--for deploy`) need onto this machine: Python tools into the
+/// project's own environments (target/tollgate/tools), Rust targets and components, system
+/// packages (with apt-get as root or with passwordless sudo; otherwise one message naming them
+/// all).
 #[derive(Debug, Args)]
 pub struct Setup {
     /// Only print what is present, where from, and what is missing; change nothing.
     #[arg(long)]
     pub check: bool,
+    /// Whose needs: `test` (everything the two commands run), `up`, `network`, or `deploy`
+    /// (what `package` and `deploy` run: the Lambda and image builds and Terraform; GitHub's
+    /// deploy job uses it).
+    #[arg(long = "for", value_enum, default_value = "test")]
+    pub scope: crate::tasks::setup::Scope,
 }
 
 /// Run the workspace tests with the services they need (PostgreSQL, moto_server).

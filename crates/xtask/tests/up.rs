@@ -1,7 +1,7 @@
 //! `cargo xtask up --once`, run as a new user runs it, on a PATH without the Python tools:
-//! `setup --check` names them missing, `setup` brings them into the project's environment
-//! (a fresh one here, `TOLLGATE_TOOLS_DIR`), and `up --once` then passes with that PATH
-//! unchanged: every line of its table ✓.
+//! `setup --check` names them missing (`--for deploy` only what a deploy runs), `setup` brings
+//! them into the project's environments (fresh ones here, `TOLLGATE_TOOLS_DIR`), and `up --once`
+//! then passes with that PATH unchanged: every line of its table ✓.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -54,6 +54,22 @@ fn the_local_flow_passes_end_to_end() {
             "{tool} not reported missing:\n{table}"
         );
     }
+    // A deploy's own set: the builds' tools and Terraform, nothing of the local world.
+    let deploy = xtask(&tools, &["setup", "--check", "--for", "deploy"]);
+    let table = String::from_utf8_lossy(&deploy.stdout);
+    assert!(!deploy.status.success(), "{table}");
+    for tool in ["cargo-lambda", "cargo-zigbuild", "terraform"] {
+        assert!(
+            table.lines().any(|l| l.starts_with(tool)),
+            "a deploy needs {tool}:\n{table}"
+        );
+    }
+    for tool in ["moto_server", "schemathesis", "checkov", "initdb", "wrk"] {
+        assert!(
+            !table.lines().any(|l| l.starts_with(tool)),
+            "a deploy does not run {tool}:\n{table}"
+        );
+    }
     let setup = xtask(&tools, &["setup"]);
     let table = String::from_utf8_lossy(&setup.stdout);
     let moto = table
@@ -64,6 +80,17 @@ fn the_local_flow_passes_end_to_end() {
         moto.contains("✓") && moto.contains("project environment"),
         "setup did not bring moto into the project's environment:\n{table}\n{}",
         String::from_utf8_lossy(&setup.stderr)
+    );
+    let deploy = xtask(&tools, &["setup", "--check", "--for", "deploy"]);
+    let table = String::from_utf8_lossy(&deploy.stdout);
+    assert!(deploy.status.success(), "{table}");
+    let lambda = table
+        .lines()
+        .find(|l| l.starts_with("cargo-lambda"))
+        .unwrap_or_default();
+    assert!(
+        lambda.contains("project environment") && lambda.contains("/build/"),
+        "cargo-lambda is not in the builds' own environment:\n{table}"
     );
     let output = xtask(&tools, &["up", "--once"]);
     let stdout = String::from_utf8_lossy(&output.stdout);

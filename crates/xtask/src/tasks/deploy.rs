@@ -31,6 +31,9 @@ use crate::support::{artifacts, image, terraform};
 
 impl flags::Deploy {
     pub fn run(self) -> Result<()> {
+        // What builds and applies the stack (`cargo xtask setup --for deploy`), before anything
+        // starts.
+        crate::tasks::setup::ensure(crate::tasks::setup::Scope::Deploy)?;
         let env = &self.env;
         let settings = settings_for(env)?;
         require_supplied(&settings)?;

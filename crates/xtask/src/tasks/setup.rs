@@ -1,9 +1,9 @@
-//! `cargo xtask setup [--check]`: brings onto this machine what the two commands (`up`, `test`)
-//! need, and says what it could not.
+//! `cargo xtask setup [--check] [--for up|network|test|deploy]`: brings onto this machine what
+//! the two commands (`up`, `test`) need, or a deploy alone, and says what it could not.
 //!
 //! - Python tools go into the project's own environments under `target/tollgate/tools`
-//!   (pinned in `crates/xtask/tools/*.txt`; checkov apart, it pins an old boto3), never into the
-//!   user's Python; xtask and testkit find them there without PATH edits
+//!   (pinned in `crates/xtask/tools/*.txt`: the local world's, the builds', checkov's), never
+//!   into the user's Python; xtask and testkit find them there without PATH edits
 //!   (`testkit::cmd::path_with_tools`). A tool already on PATH is used as it is.
 //! - Rust targets and components come through rustup.
 //! - System packages are installed with apt-get when that can run without a question (root, or
@@ -12,7 +12,8 @@
 //!
 //! `--check` prints the table (what is present, where it came from, what is missing) and
 //! changes nothing; it fails when something is missing. `up` and `test` run the same step for
-//! what they need first: instant when everything is present.
+//! what they need first, and `package` and `deploy` for theirs: instant when everything is
+//! present.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -36,21 +37,31 @@ enum Source {
     External(&'static str),
 }
 
-/// What a task uses this tool for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// A task's needs: `Up`, `Network` and `Test` each need what the one before needs and more;
+/// `Deploy` (`package`, `deploy` and GitHub's deploy job) only what builds and applies the stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Scope {
     /// `cargo xtask up`: the local AWS and the database.
     Up,
     /// `cargo xtask up --network`: and the deployed network's namespaces, NAT and proxy.
     Network,
-    /// `cargo xtask test`: everything.
+    /// `cargo xtask test`: all of `Network`'s, and what the tests, the bench and a deploy run.
     Test,
+    /// `cargo xtask package` and `deploy`: the release builds for Lambda and the image, and
+    /// Terraform; no local AWS, database or test tool.
+    Deploy,
 }
+
+// Who needs a tool (a `Need`'s `used_by`).
+const LOCAL: &[Scope] = &[Scope::Up, Scope::Network, Scope::Test];
+const NETWORK: &[Scope] = &[Scope::Network, Scope::Test];
+const TEST: &[Scope] = &[Scope::Test];
+const BUILD_AND_TEST: &[Scope] = &[Scope::Test, Scope::Deploy];
 
 struct Need {
     name: &'static str,
     why: &'static str,
-    scope: Scope,
+    used_by: &'static [Scope],
     source: Source,
 }
 
@@ -58,121 +69,121 @@ const NEEDS: &[Need] = &[
     Need {
         name: "moto_server",
         why: "the local AWS",
-        scope: Scope::Up,
+        used_by: LOCAL,
         source: Source::Python("python"),
     },
     Need {
         name: "initdb",
         why: "a throwaway PostgreSQL (TLS)",
-        scope: Scope::Up,
+        used_by: LOCAL,
         source: Source::System("postgresql", Some("postgresql@15")),
     },
     Need {
         name: "nginx",
         why: "the deployed network's load balancer",
-        scope: Scope::Network,
+        used_by: NETWORK,
         source: Source::System("nginx", None),
     },
     Need {
         name: "ip",
         why: "the deployed network's namespaces",
-        scope: Scope::Network,
+        used_by: NETWORK,
         source: Source::System("iproute2", None),
     },
     Need {
         name: "iptables",
         why: "the deployed network's NAT and security group",
-        scope: Scope::Network,
+        used_by: NETWORK,
         source: Source::System("iptables", None),
     },
     Need {
         name: "schemathesis",
         why: "the api against its own OpenAPI",
-        scope: Scope::Test,
+        used_by: TEST,
         source: Source::Python("python"),
     },
     Need {
         name: "cargo-lambda",
         why: "the Lambda build for Amazon Linux 2023",
-        scope: Scope::Test,
-        source: Source::Python("python"),
+        used_by: BUILD_AND_TEST,
+        source: Source::Python("build"),
     },
     Need {
         name: "cargo-zigbuild",
         why: "the static api in its image",
-        scope: Scope::Test,
-        source: Source::Python("python"),
+        used_by: BUILD_AND_TEST,
+        source: Source::Python("build"),
     },
     Need {
         name: "checkov",
         why: "the policy scan of infra/",
-        scope: Scope::Test,
+        used_by: TEST,
         source: Source::Python("checkov"),
     },
     Need {
         name: "rustfmt",
         why: "the format check",
-        scope: Scope::Test,
+        used_by: TEST,
         source: Source::RustComponent,
     },
     Need {
         name: "clippy",
         why: "the lint",
-        scope: Scope::Test,
+        used_by: TEST,
         source: Source::RustComponent,
     },
     Need {
         name: "aarch64-unknown-linux-gnu",
         why: "the arm64 Lambda",
-        scope: Scope::Test,
+        used_by: BUILD_AND_TEST,
         source: Source::RustTarget,
     },
     Need {
         name: "aarch64-unknown-linux-musl",
         why: "the arm64 static api",
-        scope: Scope::Test,
+        used_by: BUILD_AND_TEST,
         source: Source::RustTarget,
     },
     Need {
         name: "docker-registry",
         why: "a registry on loopback",
-        scope: Scope::Test,
+        used_by: TEST,
         source: Source::System("docker-registry", Some("distribution")),
     },
     Need {
         name: "skopeo",
         why: "reads the pushed image back",
-        scope: Scope::Test,
+        used_by: TEST,
         source: Source::System("skopeo", Some("skopeo")),
     },
     Need {
         name: "umoci",
         why: "unpacks the image",
-        scope: Scope::Test,
+        used_by: TEST,
         source: Source::System("umoci", Some("umoci")),
     },
     Need {
         name: "qemu-aarch64-static",
         why: "runs the arm64 image here",
-        scope: Scope::Test,
+        used_by: TEST,
         source: Source::System("qemu-user-static", None),
     },
     Need {
         name: "wrk",
         why: "the benchmark's load",
-        scope: Scope::Test,
+        used_by: TEST,
         source: Source::System("wrk", Some("wrk")),
     },
     Need {
         name: "objdump",
         why: "the Lambda's glibc check",
-        scope: Scope::Test,
+        used_by: BUILD_AND_TEST,
         source: Source::System("binutils", Some("binutils")),
     },
     Need {
         name: "terraform",
         why: "the stack and its tests (1.11+)",
-        scope: Scope::Test,
+        used_by: BUILD_AND_TEST,
         source: Source::External("https://developer.hashicorp.com/terraform/install"),
     },
 ];
@@ -180,7 +191,7 @@ const NEEDS: &[Need] = &[
 impl flags::Setup {
     pub fn run(self) -> Result<()> {
         if self.check {
-            let rows = survey(Scope::Test);
+            let rows = survey(self.scope);
             print_table(&rows);
             let missing = rows.iter().filter(|r| r.found.is_none()).count();
             if missing > 0 {
@@ -188,8 +199,8 @@ impl flags::Setup {
             }
             return Ok(());
         }
-        ensure(Scope::Test)?;
-        print_table(&survey(Scope::Test));
+        ensure(self.scope)?;
+        print_table(&survey(self.scope));
         Ok(())
     }
 }
@@ -205,7 +216,7 @@ fn survey(scope: Scope) -> Vec<Row> {
     let components = installed(&["component", "list", "--installed"]);
     NEEDS
         .iter()
-        .filter(|n| n.scope <= scope)
+        .filter(|n| n.used_by.contains(&scope))
         .map(|need| {
             let found = match need.source {
                 Source::RustTarget => targets
@@ -292,7 +303,7 @@ pub fn ensure(scope: Scope) -> Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    for venv in ["python", "checkov"] {
+    for venv in testkit::cmd::TOOL_ENVIRONMENTS {
         if missing
             .iter()
             .any(|n| matches!(n.source, Source::Python(v) if v == venv))
@@ -426,4 +437,29 @@ fn unattended() -> Option<Vec<&'static str>> {
             "apt-get",
         ]
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `cargo xtask test` runs `package` and `deploy` (the image and deploy tests): whatever a
+    /// deploy needs, the tests' setup must bring too; and each wider local scope holds the
+    /// narrower one.
+    #[test]
+    fn each_scope_holds_what_the_tasks_it_runs_need() {
+        for need in NEEDS {
+            let by = |scope| need.used_by.contains(&scope);
+            if by(Scope::Deploy) || by(Scope::Network) || by(Scope::Up) {
+                assert!(by(Scope::Test), "{} is not in the tests' setup", need.name);
+            }
+            if by(Scope::Up) {
+                assert!(
+                    by(Scope::Network),
+                    "{} is not in `up --network`'s",
+                    need.name
+                );
+            }
+        }
+    }
 }
