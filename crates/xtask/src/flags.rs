@@ -241,8 +241,8 @@ pub struct Bench {
     /// The builds measured: `release` (the profiles that ship: `release` for the api,
     /// `lambda-release` for the functions) or `dev` (the tests' build, nothing to compile after
     /// `cargo xtask test`; CI uses it to prove the bench runs, its figures are not the product's).
-    #[arg(long, value_enum, default_value_t = BenchBuild::Release)]
-    pub build: BenchBuild,
+    #[arg(long, value_enum, default_value_t = Builds::Release)]
+    pub build: Builds,
 }
 
 /// Hold the load for N minutes on loopback: sign-ups through the real Lambda binary,
@@ -260,14 +260,19 @@ pub struct Soak {
     /// `GET /users/me` requests per second.
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..=5000))]
     pub me_per_s: u32,
+    /// The builds run: `dev` (the tests' build, as `up`; nothing to compile after `cargo xtask
+    /// test`) or `release` (the profiles that ship: the api's `release`, the function's
+    /// `lambda-release`, for this host), for the product's memory and latency figures.
+    #[arg(long, value_enum, default_value_t = Builds::Dev)]
+    pub build: Builds,
     /// Print JSON (for tracking) instead of the table.
     #[arg(long)]
     pub json: bool,
 }
 
-/// Which builds `cargo xtask bench` measures.
+/// Which builds `cargo xtask bench` and `soak` run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum BenchBuild {
+pub enum Builds {
     Release,
     Dev,
 }

@@ -24,6 +24,7 @@ use testkit::services::{Moto, Postgres};
 use crate::flags;
 use crate::support::artifacts;
 use crate::support::context::{block_on, cargo, work_dir, workspace_root};
+use crate::tasks::up::Deployables;
 
 /// One row of the table: our figure, the reference's, their ratio and the goal.
 #[derive(Debug, Clone)]
@@ -74,8 +75,8 @@ impl flags::Bench {
         let dir = work_dir().join("bench");
         std::fs::create_dir_all(&dir)?;
         let binaries = match self.build {
-            flags::BenchBuild::Release => build_release()?,
-            flags::BenchBuild::Dev => build_dev()?,
+            flags::Builds::Release => build_release()?,
+            flags::Builds::Dev => build_dev()?,
         };
         let moto = Moto::start(&dir)?;
         let pg = Postgres::start()?;
@@ -91,8 +92,8 @@ impl flags::Bench {
         drop(pg);
         drop(moto);
         let machine = match self.build {
-            flags::BenchBuild::Release => machine(),
-            flags::BenchBuild::Dev => format!(
+            flags::Builds::Release => machine(),
+            flags::Builds::Dev => format!(
                 "{} — dev builds: these figures prove the bench runs, they are not the product's",
                 machine()
             ),
@@ -132,23 +133,9 @@ fn build_release() -> Result<Binaries> {
     eprintln!(
         "· building release binaries (api; post-confirm as Lambda builds it), then their references"
     );
-    let build = |profile: &str, what: &[&str]| {
-        cmd::run(
-            Command::new(cargo())
-                .current_dir(workspace_root())
-                .args(["build", "--profile", profile, "--locked"])
-                .args(what),
-        )
-    };
-    // Each deployable alone, as it ships: an example in the same build would unify its
-    // dev-dependencies' features into the deployable's tree.
-    build("release", &["--package", "api", "--bin", "api"])?;
-    build(
-        artifacts::LAMBDA_PROFILE,
-        &["--package", "post-confirm", "--bin", "post-confirm"],
-    )?;
-    build("release", &["--package", "api", "--example", "bare"])?;
-    build(
+    release_deployables()?;
+    build_profile("release", &["--package", "api", "--example", "bare"])?;
+    build_profile(
         artifacts::LAMBDA_PROFILE,
         &[
             "--package",
@@ -164,6 +151,32 @@ fn build_release() -> Result<Binaries> {
         &target.join("release"),
         &target.join(artifacts::LAMBDA_PROFILE),
     ))
+}
+
+/// The api and post-confirm in the profiles that ship, for this host: `release` and
+/// `lambda-release` (the soak's `--build release` runs them too).
+pub(crate) fn release_deployables() -> Result<Deployables> {
+    // Each deployable alone, as it ships: an example in the same build would unify its
+    // dev-dependencies' features into the deployable's tree.
+    build_profile("release", &["--package", "api", "--bin", "api"])?;
+    build_profile(
+        artifacts::LAMBDA_PROFILE,
+        &["--package", "post-confirm", "--bin", "post-confirm"],
+    )?;
+    let target = workspace_root().join("target");
+    Ok(Deployables {
+        api: target.join("release").join("api"),
+        post_confirm: target.join(artifacts::LAMBDA_PROFILE).join("post-confirm"),
+    })
+}
+
+fn build_profile(profile: &str, what: &[&str]) -> Result<()> {
+    cmd::run(
+        Command::new(cargo())
+            .current_dir(workspace_root())
+            .args(["build", "--profile", profile, "--locked"])
+            .args(what),
+    )
 }
 
 /// Where the api's builds are (`api_dir`) and the functions' (`lambda_dir`).

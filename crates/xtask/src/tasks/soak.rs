@@ -51,8 +51,16 @@ impl flags::Soak {
 async fn soak(flags: flags::Soak) -> Result<()> {
     let work = work_dir().join("soak");
     std::fs::create_dir_all(&work)?;
-    eprintln!("[1/5] building the binaries (dev profile, as `up`)");
-    let bin = up::build()?;
+    let bin = match flags.build {
+        flags::Builds::Dev => {
+            eprintln!("[1/5] building the binaries (dev profile, as `up`)");
+            up::build()?
+        }
+        flags::Builds::Release => {
+            eprintln!("[1/5] building the binaries (the shipped profiles, for this host)");
+            crate::tasks::bench::release_deployables()?
+        }
+    };
     eprintln!("\n[2/5] starting moto, PostgreSQL (TLS), the api and post-confirm");
     let (moto, pg, url) = up::start_services(&work)?;
     let mut stack = up::provision(work.clone(), bin, moto, pg, url).await?;

@@ -76,10 +76,26 @@ impl Steps {
     }
 }
 
+/// The two deployables' binaries a local stack runs.
+pub(crate) struct Deployables {
+    pub(crate) api: PathBuf,
+    pub(crate) post_confirm: PathBuf,
+}
+
+impl Deployables {
+    /// Both from one build folder (`target/debug`).
+    pub(crate) fn in_dir(dir: &Path) -> Self {
+        Deployables {
+            api: dir.join("api"),
+            post_confirm: dir.join("post-confirm"),
+        }
+    }
+}
+
 /// What steps 2–4 bring up, and every address the flow needs.
 pub(crate) struct Stack {
     pub(crate) work: PathBuf,
-    pub(crate) bin: PathBuf,
+    pub(crate) bin: Deployables,
     pub(crate) moto: Moto,
     pub(crate) _pg: Option<Postgres>,
     pub(crate) database_url: String,
@@ -153,7 +169,7 @@ fn network() -> Result<()> {
     );
     let dir = work_dir().join("network");
     std::fs::create_dir_all(&dir)?;
-    let checks = testkit::netns::claim::run(&bin.join("api"), &bin.join("post-confirm"), &dir)?;
+    let checks = testkit::netns::claim::run(&bin.api, &bin.post_confirm, &dir)?;
     println!();
     for check in &checks {
         println!("{check}");
@@ -168,14 +184,14 @@ fn network() -> Result<()> {
 
 /// Builds `api` and `post-confirm` in the dev profile, as the tests build them (one set, so
 /// `up` and the tests share every dependency build: `testkit::stack::DEV_BUILD`).
-pub(crate) fn build() -> Result<PathBuf> {
+pub(crate) fn build() -> Result<Deployables> {
     let root = workspace_root();
     let mut build = Command::new(cargo());
     build
         .current_dir(&root)
         .args(testkit::stack::dev_build_args());
     cmd::run(&mut build).context("the build failed: fix the compile error above")?;
-    Ok(root.join("target").join("debug"))
+    Ok(Deployables::in_dir(&root.join("target").join("debug")))
 }
 
 /// moto_server, and PostgreSQL (TLS required) unless DATABASE_URL names one.
@@ -198,7 +214,7 @@ pub(crate) fn start_services(work: &Path) -> Result<(Moto, Option<Postgres>, Str
 /// The guard secret and a user pool in moto, and the environment both deployables get.
 pub(crate) async fn provision(
     work: PathBuf,
-    bin: PathBuf,
+    bin: Deployables,
     moto: Moto,
     pg: Option<Postgres>,
     database_url: String,
@@ -307,7 +323,7 @@ impl Stack {
         let Some(extra) = &self.migrate_env else {
             return Ok(());
         };
-        let mut migrate = Command::new(self.bin.join("api"));
+        let mut migrate = Command::new(&self.bin.api);
         migrate
             .arg("--migrate")
             .envs(self.api_env.iter().chain(extra).map(|(k, v)| (k, v)));
@@ -319,7 +335,7 @@ impl Stack {
     /// (Re)starts the api binary and waits until it is ready.
     pub(crate) async fn start_api(&mut self) -> Result<()> {
         self.api = None;
-        let mut api = Process::start("api", &self.bin.join("api"), &self.api_env, &self.api_log())?;
+        let mut api = Process::start("api", &self.bin.api, &self.api_env, &self.api_log())?;
         api.wait_ready(&self.http, &format!("{}/readyz", self.api_url))
             .await
             .context("the api did not become ready")?;
@@ -348,7 +364,7 @@ impl Stack {
         env.extend(runtime.lambda_env("tollgate-local-post-confirm"));
         let lambda = Process::start(
             "post-confirm",
-            &self.bin.join("post-confirm"),
+            &self.bin.post_confirm,
             &env,
             &self.work.join("post-confirm.log"),
         )?;
