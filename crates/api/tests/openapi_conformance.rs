@@ -24,7 +24,7 @@ async fn the_running_api_answers_as_its_openapi_document_says() {
         .is_ok_and(|o| o.status.success());
     assert!(
         installed,
-        "schemathesis is missing: `pip install schemathesis` (.ci/run installs it)"
+        "schemathesis is missing: `cargo xtask setup` brings it (or `pip install schemathesis`)"
     );
     let jwks = empty_jwks().await;
     let app = spawn_with(

@@ -144,7 +144,7 @@ async fn the_lambda_alone_under_cargo_lambda_watch_and_reconcile_after_lost_regi
         .output();
     assert!(
         probe.is_ok_and(|o| o.status.success()),
-        "cargo-lambda is missing: install it with `pip install cargo-lambda` (.ci/run does)"
+        "cargo-lambda is missing: `cargo xtask setup` brings it (or `pip install cargo-lambda`)"
     );
     let stack = start_stack();
     let database_url = stack.database_url.clone();
