@@ -414,7 +414,7 @@ fn the_light_xtask_links_no_sdk_that_up_would_not_build_anyway() {
 }
 
 /// `cargo xtask` (the light build) and the tests' build both write `target/debug/xtask`, and a
-/// `cargo xtask bench` run beside the deploy test replaced the binary under it: its next
+/// `cargo xtask soak` run beside the deploy test replaced the binary under it: its next
 /// `verify` was the light one, which handed the task to `cargo run --bin xtask-cloud` and
 /// compiled the SDK tree for 5 minutes. Only the full build makes `xtask-cloud`, so xtask's
 /// tests run that.
