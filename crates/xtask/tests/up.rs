@@ -30,6 +30,11 @@ fn xtask(tools: &Path, args: &[&str]) -> Output {
         .expect("cargo runs")
 }
 
+/// The line of `setup`'s table that names `tool`.
+fn row<'a>(table: &'a str, tool: &str) -> Option<&'a str> {
+    table.lines().find(|l| l.starts_with(tool))
+}
+
 #[test]
 fn the_local_flow_passes_end_to_end() {
     let tools = std::env::temp_dir().join(format!("tollgate-tools-{}", std::process::id()));
@@ -45,12 +50,8 @@ fn the_local_flow_passes_end_to_end() {
         "cargo-lambda",
         "cargo-zigbuild",
     ] {
-        let line = table
-            .lines()
-            .find(|l| l.starts_with(tool))
-            .unwrap_or_default();
         assert!(
-            line.contains("missing"),
+            row(&table, tool).unwrap_or_default().contains("missing"),
             "{tool} not reported missing:\n{table}"
         );
     }
@@ -60,22 +61,19 @@ fn the_local_flow_passes_end_to_end() {
     assert!(!deploy.status.success(), "{table}");
     for tool in ["cargo-lambda", "cargo-zigbuild", "terraform"] {
         assert!(
-            table.lines().any(|l| l.starts_with(tool)),
+            row(&table, tool).is_some(),
             "a deploy needs {tool}:\n{table}"
         );
     }
     for tool in ["moto_server", "schemathesis", "checkov", "initdb", "wrk"] {
         assert!(
-            !table.lines().any(|l| l.starts_with(tool)),
+            row(&table, tool).is_none(),
             "a deploy does not run {tool}:\n{table}"
         );
     }
     let setup = xtask(&tools, &["setup"]);
     let table = String::from_utf8_lossy(&setup.stdout);
-    let moto = table
-        .lines()
-        .find(|l| l.starts_with("moto_server"))
-        .unwrap_or_default();
+    let moto = row(&table, "moto_server").unwrap_or_default();
     assert!(
         moto.contains("✓") && moto.contains("project environment"),
         "setup did not bring moto into the project's environment:\n{table}\n{}",
@@ -84,10 +82,7 @@ fn the_local_flow_passes_end_to_end() {
     let deploy = xtask(&tools, &["setup", "--check", "--for", "deploy"]);
     let table = String::from_utf8_lossy(&deploy.stdout);
     assert!(deploy.status.success(), "{table}");
-    let lambda = table
-        .lines()
-        .find(|l| l.starts_with("cargo-lambda"))
-        .unwrap_or_default();
+    let lambda = row(&table, "cargo-lambda").unwrap_or_default();
     assert!(
         lambda.contains("project environment") && lambda.contains("/build/"),
         "cargo-lambda is not in the builds' own environment:\n{table}"
