@@ -11,8 +11,7 @@ use crate::support::image;
 
 impl flags::Package {
     pub fn run(self) -> Result<()> {
-        // What builds and applies the stack (`cargo xtask setup --for deploy`), before anything
-        // starts.
+        // What builds the artifacts (`cargo xtask setup --for deploy`), before anything starts.
         crate::tasks::setup::ensure(crate::tasks::setup::Scope::Deploy)?;
         let settings = settings_for(&self.env)?;
         lambda_zip(&settings)?;
