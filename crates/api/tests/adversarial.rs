@@ -3,9 +3,7 @@
 //! both signing modes. Each case asserts its status and that `users` is byte-for-byte what it
 //! was. A correctly signed control request passes first, so the refusals are not vacuous.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use secrecy::SecretString;
 
 /// Everything in `users`, as one string: a case that writes or changes anything shows here.

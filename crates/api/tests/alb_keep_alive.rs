@@ -4,14 +4,12 @@
 //! while a client that has *started* a request still gets the header-read limit. Real sockets
 //! against the real binary, with the times the shipped staging contract gives it.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use shared_auth::Component;
 
 struct Api(Child);

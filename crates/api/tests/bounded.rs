@@ -3,12 +3,10 @@
 //! huge unfinished headers, and its open connections past `api.max_connections`. Counts and
 //! bytes, not times.
 
-mod common;
-
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use testkit::process::Process;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

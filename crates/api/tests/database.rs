@@ -2,17 +2,15 @@
 //! text), the least-privilege serving role, migrations under concurrent starts, and
 //! credentials that rotate under load.
 
-mod common;
-
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use api::Clock;
 use api::secrets::{SecretProvider, SecretStore};
 use aws_sdk_secretsmanager::Client as SecretsManager;
-use common::*;
 use secrecy::SecretString;
 use shared_auth::{Component, SecretSet};
 use sqlx::{Connection, PgConnection};

@@ -1,9 +1,7 @@
 //! `POST /user` accepts the Lambda alone: every way to get past the guard without the allowed
 //! source and the secret is tried here, against the real service.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use reqwest::StatusCode;
 
 const FORBIDDEN_BODY: &str = r#"{"type":"about:blank","title":"Forbidden","status":403}"#;

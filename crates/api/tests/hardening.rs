@@ -3,12 +3,10 @@
 //! HTTP/2 cleartext, caller-chosen request ids, long addresses Cognito accepts, and a slow
 //! JWKS endpoint that must not stall tokens whose key is known.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

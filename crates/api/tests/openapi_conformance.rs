@@ -3,9 +3,7 @@
 //! body — is one the document promises. `/users/me` is configured against a JWKS with no keys,
 //! so every token schemathesis invents is a documented 401.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 /// A JWKS endpoint that knows no keys.
 async fn empty_jwks() -> String {

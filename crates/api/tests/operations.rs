@@ -1,13 +1,11 @@
 //! Running the service: secret rotation, database outages, health, OpenAPI, shutdown, config.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::common::*;
 use api::secrets::SecretProvider;
 use aws_sdk_secretsmanager::Client as SecretsManager;
-use common::*;
 use reqwest::StatusCode;
 use serde_json::Value;
 use shared_auth::aws::secrets_manager;

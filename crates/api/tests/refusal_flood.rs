@@ -2,13 +2,11 @@
 //! prints, while its log stays bounded — a few lines per reason plus a summary, no access-log
 //! line per refused request. Counts, not times.
 
-mod common;
-
 use std::collections::HashMap;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use secrecy::SecretString;
 use serde_json::Value;
 

@@ -1,9 +1,7 @@
 //! What `POST /user` does with an accepted caller's body: validation, idempotency on the
 //! Cognito `sub`, concurrency.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use reqwest::StatusCode;
 use serde_json::Value;
 

@@ -1,9 +1,7 @@
 //! `GET /users/me` with real Cognito ID tokens, issued by moto's Cognito on loopback.
 
-mod common;
-
+use crate::common::*;
 use api::Clock;
-use common::*;
 use reqwest::StatusCode;
 use serde_json::Value;
 use testkit::aws_endpoint;

@@ -11,6 +11,7 @@
 //! 5. The light `cargo xtask` (no `cloud` feature, what `up` and `test` build) links no AWS SDK
 //!    that what `up` runs does not link already: the deploy-only SDKs (EC2, ECS, ECR, Lambda,
 //!    WAF) stay behind `cloud`, so a first `up` does not compile them.
+//! 6. One integration-test binary per crate (`tests/main.rs`, each file a module of it).
 
 use std::path::{Path, PathBuf};
 
@@ -432,5 +433,78 @@ fn xtasks_tests_run_the_binary_only_their_build_makes() {
             file.display(),
             light.trim_end_matches('"')
         );
+    }
+}
+
+/// Each crate's integration tests are one binary. One binary per file linked the whole
+/// dependency tree again for each (31 binaries of about 45 MB, 1.3 GB of the tests' build, and
+/// a link apiece); one per crate links it once. A crate with more than one file in `tests/`
+/// turns autotests off and names them all, as modules, in `tests/main.rs`: a file it forgot
+/// would never run, so that is checked too.
+#[test]
+fn each_crate_has_one_test_binary() {
+    for krate in crates() {
+        let name = krate
+            .file_name()
+            .expect("a name")
+            .to_string_lossy()
+            .into_owned();
+        let tests = krate.join("tests");
+        let manifest: toml::Table = std::fs::read_to_string(krate.join("Cargo.toml"))
+            .expect("a Cargo.toml")
+            .parse()
+            .expect("parses");
+        let declared = manifest
+            .get("test")
+            .and_then(|t| t.as_array())
+            .map_or(0, Vec::len);
+        let autotests = manifest["package"]
+            .get("autotests")
+            .and_then(toml::Value::as_bool)
+            .unwrap_or(true);
+        let files: Vec<String> = std::fs::read_dir(&tests)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| {
+                        p.extension().is_some_and(|e| e == "rs") || p.join("mod.rs").is_file()
+                    })
+                    .map(|p| {
+                        p.file_stem()
+                            .expect("a name")
+                            .to_string_lossy()
+                            .into_owned()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let discovered = if autotests {
+            files
+                .iter()
+                .filter(|f| tests.join(format!("{f}.rs")).is_file())
+                .count()
+        } else {
+            0
+        };
+        assert!(
+            declared + discovered <= 1,
+            "crates/{name} has {} test binaries: set `autotests = false`, declare one \
+             [[test]] (name = \"integration\", path = \"tests/main.rs\") and make each file in \
+             tests/ a `mod` of tests/main.rs",
+            declared + discovered
+        );
+        if autotests {
+            continue;
+        }
+        let main = std::fs::read_to_string(tests.join("main.rs"))
+            .unwrap_or_else(|e| panic!("crates/{name}/tests/main.rs: {e}"));
+        for module in files.iter().filter(|f| *f != "main") {
+            assert!(
+                main.lines().any(|l| l == format!("mod {module};")),
+                "crates/{name}/tests/{module} is not a module of tests/main.rs, so its tests \
+                 never run: add `mod {module};`"
+            );
+        }
     }
 }

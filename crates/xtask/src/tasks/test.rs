@@ -24,11 +24,12 @@ use crate::support::context::{cargo, work_dir, workspace_root};
 /// mostly wait on moto and Terraform with both cores free.
 pub const OTHERS_DONE: &str = "logs/other-tests.status";
 
-/// The test run beside the others: package, test target, test name.
+/// The test run beside the others: package, test target, the test's full name (its file's
+/// module, then the function: every crate has one test binary, `tests/main.rs`).
 const BESIDE: (&str, &str, &str) = (
     "xtask",
-    "deploy",
-    "the_shipped_staging_stack_deploys_verifies_catches_a_mismatch_and_destroys",
+    "integration",
+    "deploy::the_shipped_staging_stack_deploys_verifies_catches_a_mismatch_and_destroys",
 );
 
 impl flags::Test {
@@ -145,19 +146,19 @@ impl Services {
             eprintln!("cannot write {}: {e}", others_done.display());
         }
         eprintln!(
-            "· the other tests {said} in {:.0} s; waiting for {package}/tests/{target}.rs (log: {})",
+            "· the other tests {said} in {:.0} s; waiting for {package}'s {name} (log: {})",
             started.elapsed().as_secs_f64(),
             log.display()
         );
         let beside_status = beside.wait().context("waiting for the test run beside")?;
         print_log(&log);
         eprintln!(
-            "· {package}/tests/{target}.rs ended after {:.0} s",
+            "· {package}'s {name} ended after {:.0} s",
             started.elapsed().as_secs_f64()
         );
         outcome(&[
             ("cargo test --workspace", rest?),
-            (&format!("cargo test --test {target}"), beside_status),
+            (&format!("cargo test --test {target} {name}"), beside_status),
         ])
     }
 }
@@ -213,6 +214,36 @@ mod tests {
         assert!(
             ci.contains(&format!("others_done={path}\n")),
             ".ci/run must wait for {path}, the file `cargo xtask test` writes when the other tests end"
+        );
+    }
+
+    /// The run beside names a test that exists. If it did not, its `--exact` run would pass
+    /// having run nothing, and the deploy test would run with the rest, after everything else.
+    #[test]
+    fn the_test_run_beside_names_a_test_that_exists() {
+        let (package, target, name) = BESIDE;
+        let (module, function) = name
+            .split_once("::")
+            .expect("BESIDE's name is module::function");
+        let crate_dir = workspace_root().join("crates").join(package);
+        let read = |path: &Path| {
+            std::fs::read_to_string(path)
+                .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+        };
+        let manifest = read(&crate_dir.join("Cargo.toml"));
+        assert!(
+            manifest.contains(&format!("[[test]]\nname = \"{target}\"\n")),
+            "crates/{package}/Cargo.toml has no test target {target}"
+        );
+        let main = read(&crate_dir.join("tests/main.rs"));
+        assert!(
+            main.lines().any(|l| l == format!("mod {module};")),
+            "crates/{package}/tests/main.rs does not declare mod {module}"
+        );
+        let file = read(&crate_dir.join("tests").join(format!("{module}.rs")));
+        assert!(
+            file.contains(&format!("fn {function}()")),
+            "crates/{package}/tests/{module}.rs has no test {function}"
         );
     }
 }
