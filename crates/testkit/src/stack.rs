@@ -12,34 +12,34 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::process::Process;
 use crate::runtime_api::RuntimeApi;
 
-/// The deployables `up` runs and the tests start, built together in one `cargo build` (the dev
-/// profile). Every caller builds exactly this set, so cargo unifies their dependencies'
-/// features once: a build of `api` alone would enable fewer and compile a second copy of half
-/// the tree. (`rotate-secret` stays out: it links the WAF and ECS SDKs `up` never needs.)
+/// The deployables `up` runs and the tests start.
 pub const DEV_BUILD: [&str; 2] = ["api", "post-confirm"];
 
-/// `cargo build` arguments for [`DEV_BUILD`].
-pub fn dev_build_args() -> Vec<&'static str> {
-    let mut args = vec!["build"];
-    for package in DEV_BUILD {
-        args.extend(["--package", package]);
+/// `cargo build` arguments for the dev build of `binaries` (each its package's binary of the
+/// same name). `--workspace` resolves features over every member, as `cargo test --workspace`
+/// does, so the binaries link the very dependency builds the tests' build made, and `up`
+/// shares them with the tests: a build of `-p api` alone enables fewer features and compiled
+/// a second copy of a quarter of the tree (0.4 GB and about a minute per package set). cargo
+/// leaves dev-dependencies out of a build's feature resolution; the features only they enable,
+/// testkit enables too (its Cargo.toml), and xtask's tidy test `dev_builds_reuse_the_tests_units`
+/// keeps the two one set. The price: the WAF SDK, which `rotate-secret` and `xtask` link
+/// through `shared-auth`, is compiled by a first `up` too.
+pub fn dev_build_args<'a>(binaries: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["build", "--workspace"];
+    for binary in binaries {
+        args.extend(["--bin", binary]);
     }
     args
 }
 
-/// The debug build of `package`'s binary of the same name, built if this run has not built
-/// it, next to the running test's own target folder. A package of [`DEV_BUILD`] is built with
-/// the others of the set.
+/// The debug build of `package`'s binary of the same name ([`dev_build_args`]), built if this
+/// run has not built it, next to the running test's own target folder.
 pub fn built_binary(package: &str) -> Result<PathBuf> {
     let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    if DEV_BUILD.contains(&package) {
-        build.args(dev_build_args()).arg("--quiet");
-    } else {
-        build.args(["build", "--quiet", "--package", package, "--bin", package]);
-    }
+    build.args(dev_build_args(&[package])).arg("--quiet");
     let status = build.status().context("cargo runs")?;
     if !status.success() {
-        bail!("cargo build -p {package} failed");
+        bail!("cargo build --bin {package} failed");
     }
     // A test runs as target/debug/deps/<test>-<hash>.
     let exe = std::env::current_exe()?;

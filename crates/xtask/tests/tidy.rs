@@ -12,6 +12,7 @@
 //!    that what `up` runs does not link already: the deploy-only SDKs (EC2, ECS, ECR, Lambda,
 //!    WAF) stay behind `cloud`, so a first `up` does not compile them.
 //! 6. One integration-test binary per crate (`tests/main.rs`, each file a module of it).
+//! 7. A dev build of the binaries reuses the tests' dependency builds: one feature set.
 
 use std::path::{Path, PathBuf};
 
@@ -507,4 +508,78 @@ fn each_crate_has_one_test_binary() {
             );
         }
     }
+}
+
+/// A dev build of the binaries (`testkit::stack::dev_build_args`: what `up`, `migrate`, the
+/// local Lambda runs and the tests' `built_binary` run) makes no unit that the tests' build
+/// does not. When it did, each such build compiled its own copy of part of the tree (0.4 GB and
+/// about a minute per package set). A build leaves dev-dependencies out of feature resolution,
+/// so a new dev-dependency that enables a feature breaks this rule; pin the feature in
+/// crates/testkit/Cargo.toml as the others are.
+#[test]
+fn dev_builds_reuse_the_tests_units() {
+    let tests = unit_graph(&["test", "--workspace", "--no-run"]);
+    let dev = unit_graph(&testkit::stack::dev_build_args(&[
+        "api",
+        "post-confirm",
+        "rotate-secret",
+    ]));
+    assert!(
+        dev.len() > 100,
+        "the dev build's unit graph is empty: {dev:?}"
+    );
+    let extra: Vec<&String> = dev.difference(&tests).collect();
+    assert!(
+        extra.is_empty(),
+        "a dev build of the binaries compiles {} units the tests' build does not (a feature only \
+         a dev-dependency enables: pin it in crates/testkit/Cargo.toml):\n{}",
+        extra.len(),
+        extra
+            .iter()
+            .map(|u| u.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+/// The units `cargo <args>` would compile, each as package, target, mode, features and profile
+/// settings (the profile's name aside: `dev` and `test` with the same settings are one build).
+/// cargo's unit graph is unstable output: it is read through `RUSTC_BOOTSTRAP=1`, and a change
+/// of its format fails here, not silently.
+fn unit_graph(args: &[&str]) -> std::collections::BTreeSet<String> {
+    let out = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(root())
+        .args(args)
+        .args(["--locked", "--unit-graph", "-Z", "unstable-options"])
+        .env("RUSTC_BOOTSTRAP", "1")
+        .output()
+        .expect("cargo runs");
+    assert!(
+        out.status.success(),
+        "cargo {} --unit-graph: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let graph: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a unit graph");
+    assert_eq!(
+        graph["version"], 1,
+        "cargo's unit graph format changed: read it anew"
+    );
+    let units = graph["units"].as_array().expect("units");
+    units
+        .iter()
+        .map(|unit| {
+            let mut profile = unit["profile"].clone();
+            profile.as_object_mut().expect("a profile").remove("name");
+            format!(
+                "{} {} {} {} features {} profile {}",
+                unit["pkg_id"].as_str().expect("a package"),
+                unit["target"]["name"],
+                unit["mode"],
+                unit["platform"],
+                unit["features"],
+                profile
+            )
+        })
+        .collect()
 }

@@ -27,12 +27,10 @@ impl LocalLambda {
         eprintln!("· building {package} to run it here under a local Lambda Runtime API");
         let mut build = Command::new(cargo());
         build.current_dir(workspace_root());
-        if testkit::stack::DEV_BUILD.contains(&package) {
-            // The set `up` and the tests build, so this one shares their dependency builds.
-            build.args(testkit::stack::dev_build_args()).arg("--quiet");
-        } else {
-            build.args(["build", "--quiet", "--package", package, "--bin", package]);
-        }
+        // The tests' feature set, so this build shares their dependency builds.
+        build
+            .args(testkit::stack::dev_build_args(&[package]))
+            .arg("--quiet");
         cmd::run(&mut build)?;
         let runtime = RuntimeApi::start().context("cannot start the local Runtime API")?;
         let mut env = env.to_vec();

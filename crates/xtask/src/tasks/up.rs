@@ -182,14 +182,15 @@ fn network() -> Result<()> {
     Ok(())
 }
 
-/// Builds `api` and `post-confirm` in the dev profile, as the tests build them (one set, so
-/// `up` and the tests share every dependency build: `testkit::stack::DEV_BUILD`).
+/// Builds `api` and `post-confirm` in the dev profile, as the tests build them (the workspace's
+/// feature set, so `up` and the tests share every dependency build:
+/// `testkit::stack::dev_build_args`).
 pub(crate) fn build() -> Result<Deployables> {
     let root = workspace_root();
     let mut build = Command::new(cargo());
     build
         .current_dir(&root)
-        .args(testkit::stack::dev_build_args());
+        .args(testkit::stack::dev_build_args(&testkit::stack::DEV_BUILD));
     cmd::run(&mut build).context("the build failed: fix the compile error above")?;
     Ok(Deployables::in_dir(&root.join("target").join("debug")))
 }
