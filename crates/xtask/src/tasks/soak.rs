@@ -49,7 +49,15 @@ impl flags::Soak {
 }
 
 async fn soak(flags: flags::Soak) -> Result<()> {
+    // A fresh folder: the processes append to their logs, and the verdict counts this run's
+    // lines alone (a second soak used to read the first one's too).
     let work = work_dir().join("soak");
+    match std::fs::remove_dir_all(&work) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("cannot empty {}", work.display()));
+        }
+        _ => {}
+    }
     std::fs::create_dir_all(&work)?;
     let bin = match flags.build {
         flags::Builds::Dev => {
