@@ -9,12 +9,10 @@
 //! 3. A deployable depends on `testkit` only as a dev-dependency.
 //! 4. No `#[path]` attribute: shared code is a crate, not a file included twice.
 //! 5. The light `cargo xtask` (no `cloud` feature, what `up` and `test` build) links no AWS SDK
-//!    that `up`'s build of the binaries does not compile already: the deploy-only SDKs (EC2,
-//!    ECS, ECR, Lambda) stay behind `cloud`, so a first `up` does not compile them. (WAF's is
-//!    compiled for the binaries: they share the tests' feature set, rule 7.)
+//!    that what `up` runs does not link already: the deploy-only SDKs (EC2, ECS, ECR, Lambda,
+//!    WAF) stay behind `cloud`, so a first `up` does not compile them.
 //! 6. One integration-test binary per crate (`tests/main.rs`, each file a module of it).
-//! 7. The light xtask and the dev builds of the binaries reuse the tests' dependency builds:
-//!    one feature set (testkit pins the features only some builds enable).
+//! 7. A dev build of the binaries reuses the tests' dependency builds: one feature set.
 
 use std::path::{Path, PathBuf};
 
@@ -398,19 +396,10 @@ fn aws_sdks(package: &str, extra: &[&str]) -> std::collections::BTreeSet<String>
 #[test]
 fn the_light_xtask_links_no_sdk_that_up_would_not_build_anyway() {
     let light = aws_sdks("xtask", &["--no-default-features"]);
-    // The SDKs `up`'s build of the binaries compiles (the tests' feature set).
-    let built_by_up: std::collections::BTreeSet<String> =
-        unit_graph(&testkit::stack::dev_build_args(&testkit::stack::DEV_BUILD))
-            .iter()
-            .filter_map(|unit| unit.split_once('#'))
-            .filter_map(|(_, rest)| rest.split_once('@'))
-            .map(|(name, _)| name.to_owned())
-            .filter(|name| name.starts_with("aws-sdk-"))
-            .collect();
-    assert!(
-        built_by_up.contains("aws-sdk-secretsmanager"),
-        "no SDK found in up's build: {built_by_up:?}"
-    );
+    let mut built_by_up = std::collections::BTreeSet::new();
+    for package in ["api", "post-confirm", "testkit"] {
+        built_by_up.extend(aws_sdks(package, &[]));
+    }
     let extra: Vec<&String> = light.difference(&built_by_up).collect();
     assert!(
         extra.is_empty(),
@@ -521,62 +510,44 @@ fn each_crate_has_one_test_binary() {
     }
 }
 
-/// The light `cargo xtask` and a dev build of the binaries (`testkit::stack::dev_build_args`:
-/// what `up`, `migrate`, the local Lambda runs and the tests' `built_binary` run) make no
-/// dependency unit that the tests' build does not. When they did, each compiled its own copy
-/// of part of the tree: 0.6 GB and 93 crates for the light xtask, 0.4–0.5 GB and about a
-/// minute per package set for the binaries. Neither resolves the dev-dependencies' features,
-/// nor the light xtask the other members'; a new dependency that enables a feature only there
-/// breaks this rule: pin the feature in crates/testkit/Cargo.toml as the others are.
+/// A dev build of the binaries (`testkit::stack::dev_build_args`: what `up`, `migrate`, the
+/// local Lambda runs and the tests' `built_binary` run) makes no unit that the tests' build
+/// does not. When it did, each such build compiled its own copy of part of the tree (0.4 GB and
+/// about a minute per package set). A build leaves dev-dependencies out of feature resolution,
+/// so a new dev-dependency that enables a feature breaks this rule; pin the feature in
+/// crates/testkit/Cargo.toml as the others are.
 #[test]
 fn dev_builds_reuse_the_tests_units() {
     let tests = unit_graph(&["test", "--workspace", "--no-run"]);
-    let builds = [
-        (
-            "the dev build of the binaries",
-            testkit::stack::dev_build_args(&["api", "post-confirm", "rotate-secret"]),
-        ),
-        (
-            "the light `cargo xtask`",
-            vec![
-                "build",
-                "--package",
-                "xtask",
-                "--no-default-features",
-                "--bin",
-                "xtask",
-            ],
-        ),
-    ];
-    for (what, args) in builds {
-        let units = unit_graph(&args);
-        assert!(
-            units.len() > 100,
-            "{what}: its unit graph is empty: {units:?}"
-        );
-        // xtask itself is built without `cloud` on purpose: only its dependencies must match.
-        let extra: Vec<&String> = units
-            .difference(&tests)
-            .filter(|unit| !unit.contains("/crates/xtask#"))
-            .collect();
-        assert!(
-            extra.is_empty(),
-            "{what} compiles {} units the tests' build does not (a feature only some members \
-             or dev-dependencies enable: pin it in crates/testkit/Cargo.toml):\n{}",
-            extra.len(),
-            extra
-                .iter()
-                .map(|u| u.as_str())
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
-    }
+    let dev = unit_graph(&testkit::stack::dev_build_args(&[
+        "api",
+        "post-confirm",
+        "rotate-secret",
+    ]));
+    assert!(
+        dev.len() > 100,
+        "the dev build's unit graph is empty: {dev:?}"
+    );
+    let extra: Vec<&String> = dev.difference(&tests).collect();
+    assert!(
+        extra.is_empty(),
+        "a dev build of the binaries compiles {} units the tests' build does not (a feature only \
+         a dev-dependency enables: pin it in crates/testkit/Cargo.toml):\n{}",
+        extra.len(),
+        extra
+            .iter()
+            .map(|u| u.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 }
 
 /// The units `cargo <args>` would compile, each as package, target, mode, features and profile
-/// settings (the profile's name aside: `dev` and `test` with the same settings are one build).
-/// cargo's unit graph is unstable output: it is read through `RUSTC_BOOTSTRAP=1`, and a change
-/// of its format fails here, not silently.
+/// settings (the profile's name aside: `dev` and `test` with the same settings are one build),
+/// followed by a digest of the same of every unit it depends on, as cargo's own hash of a unit
+/// includes its dependencies': two units alike but for a dependency (a host and a target copy
+/// of a crate, say) are two builds. cargo's unit graph is unstable output: it is read through
+/// `RUSTC_BOOTSTRAP=1`, and a change of its format fails here, not silently.
 fn unit_graph(args: &[&str]) -> std::collections::BTreeSet<String> {
     let out = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(root())
@@ -597,20 +568,44 @@ fn unit_graph(args: &[&str]) -> std::collections::BTreeSet<String> {
         "cargo's unit graph format changed: read it anew"
     );
     let units = graph["units"].as_array().expect("units");
-    units
-        .iter()
-        .map(|unit| {
-            let mut profile = unit["profile"].clone();
-            profile.as_object_mut().expect("a profile").remove("name");
-            format!(
-                "{} {} {} {} features {} profile {}",
-                unit["pkg_id"].as_str().expect("a package"),
-                unit["target"]["name"],
-                unit["mode"],
-                unit["platform"],
-                unit["features"],
-                profile
-            )
-        })
+    let mut keys: Vec<Option<String>> = vec![None; units.len()];
+    (0..units.len())
+        .map(|index| unit_key(units, index, &mut keys))
         .collect()
+}
+
+/// `units[index]` as [`unit_graph`] describes it (memoised in `keys`; the graph has no cycles).
+fn unit_key(units: &[serde_json::Value], index: usize, keys: &mut [Option<String>]) -> String {
+    use std::hash::{Hash, Hasher};
+    if let Some(key) = &keys[index] {
+        return key.clone();
+    }
+    let unit = &units[index];
+    let mut dependencies: Vec<String> = unit["dependencies"]
+        .as_array()
+        .expect("dependencies")
+        .iter()
+        .map(|dep| {
+            let at = dep["index"].as_u64().expect("an index") as usize;
+            format!("{} {}", dep["extern_crate_name"], unit_key(units, at, keys))
+        })
+        .collect();
+    dependencies.sort();
+    // A fixed-key SipHash: the same digest for the same dependencies in both graphs.
+    let mut digest = std::hash::DefaultHasher::new();
+    dependencies.hash(&mut digest);
+    let mut profile = unit["profile"].clone();
+    profile.as_object_mut().expect("a profile").remove("name");
+    let key = format!(
+        "{} {} {} {} features {} profile {} dependencies {:016x}",
+        unit["pkg_id"].as_str().expect("a package"),
+        unit["target"]["name"],
+        unit["mode"],
+        unit["platform"],
+        unit["features"],
+        profile,
+        digest.finish()
+    );
+    keys[index] = Some(key.clone());
+    key
 }
