@@ -362,30 +362,41 @@ fn every_crate_is_a_workspace_member() {
     }
 }
 
-/// The `aws-sdk-*` crates in `package`'s normal dependency tree, with `extra` cargo flags.
-fn aws_sdks(package: &str, extra: &[&str]) -> std::collections::BTreeSet<String> {
+/// What `cargo <args>` prints, run at the workspace root with `env` added; fails the test,
+/// with cargo's own message, if cargo does.
+fn cargo_stdout(args: &[&str], env: &[(&str, &str)]) -> Vec<u8> {
     let out = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(root())
-        .args([
-            "tree",
-            "--locked",
-            "--package",
-            package,
-            "--edges",
-            "normal",
-            "--prefix",
-            "none",
-        ])
-        .args(["--format", "{p}"])
-        .args(extra)
+        .args(args)
+        .envs(env.iter().copied())
         .output()
-        .expect("cargo tree runs");
+        .expect("cargo runs");
     assert!(
         out.status.success(),
-        "cargo tree -p {package}: {}",
+        "cargo {}: {}",
+        args.join(" "),
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout)
+    out.stdout
+}
+
+/// The `aws-sdk-*` crates in `package`'s normal dependency tree, with `extra` cargo flags.
+fn aws_sdks(package: &str, extra: &[&str]) -> std::collections::BTreeSet<String> {
+    let mut args = vec![
+        "tree",
+        "--locked",
+        "--package",
+        package,
+        "--edges",
+        "normal",
+        "--prefix",
+        "none",
+        "--format",
+        "{p}",
+    ];
+    args.extend_from_slice(extra);
+    let out = cargo_stdout(&args, &[]);
+    String::from_utf8_lossy(&out)
         .lines()
         .filter_map(|line| line.split_whitespace().next())
         .filter(|name| name.starts_with("aws-sdk-"))
@@ -549,20 +560,10 @@ fn dev_builds_reuse_the_tests_units() {
 /// of a crate, say) are two builds. cargo's unit graph is unstable output: it is read through
 /// `RUSTC_BOOTSTRAP=1`, and a change of its format fails here, not silently.
 fn unit_graph(args: &[&str]) -> std::collections::BTreeSet<String> {
-    let out = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .current_dir(root())
-        .args(args)
-        .args(["--locked", "--unit-graph", "-Z", "unstable-options"])
-        .env("RUSTC_BOOTSTRAP", "1")
-        .output()
-        .expect("cargo runs");
-    assert!(
-        out.status.success(),
-        "cargo {} --unit-graph: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let graph: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a unit graph");
+    let mut args = args.to_vec();
+    args.extend(["--locked", "--unit-graph", "-Z", "unstable-options"]);
+    let out = cargo_stdout(&args, &[("RUSTC_BOOTSTRAP", "1")]);
+    let graph: serde_json::Value = serde_json::from_slice(&out).expect("a unit graph");
     assert_eq!(
         graph["version"], 1,
         "cargo's unit graph format changed: read it anew"
