@@ -159,7 +159,13 @@ async fn the_lambda_alone_under_cargo_lambda_watch_and_reconcile_after_lost_regi
     let _watch = spawn_group(
         Command::new(env!("CARGO"))
             .current_dir(root())
-            .args(["lambda", "watch", "-p", "post-confirm", "--ignore-changes"])
+            .args([
+                "lambda",
+                "watch",
+                "--bin",
+                "post-confirm",
+                "--ignore-changes",
+            ])
             .args(["--invoke-address", "127.0.0.1", "--invoke-port"])
             .arg(port.to_string())
             .arg("--env-file")

@@ -521,36 +521,62 @@ fn each_crate_has_one_test_binary() {
     }
 }
 
-/// A dev build of the binaries (`testkit::stack::dev_build_args`: what `up`, `migrate`, the
-/// local Lambda runs and the tests' `built_binary` run) makes no unit that the tests' build
-/// does not. When it did, each such build compiled its own copy of part of the tree (0.4 GB and
-/// about a minute per package set). A build leaves dev-dependencies out of feature resolution,
-/// so a new dev-dependency that enables a feature breaks this rule; pin the feature in
-/// crates/testkit/Cargo.toml as the others are.
+/// The dev builds of the binaries make no unit that the tests' build does not:
+/// `testkit::stack::dev_build_args` (what `up`, `migrate`, the local Lambda runs and the tests'
+/// `built_binary` run), and `cargo lambda watch --bin post-confirm` (README's "Working on the
+/// Lambda alone", `up --no-lambda`'s hint, the lambda_watch test), which runs
+/// `cargo run --bin post-confirm`. When they did, each such build compiled its own copy of part
+/// of the tree (0.2–0.4 GB and up to a minute per package set); `-p post-confirm` is one: it
+/// resolves the function's features alone. A build leaves dev-dependencies out of feature
+/// resolution, so a new dev-dependency that enables a feature breaks this rule; pin the feature
+/// in crates/testkit/Cargo.toml as the others are.
 #[test]
 fn dev_builds_reuse_the_tests_units() {
+    const WATCH: &str = "cargo lambda watch --bin post-confirm";
+    let read = |file: &str| std::fs::read_to_string(root().join(file)).expect(file);
+    for file in ["README.md", "crates/xtask/src/tasks/up.rs"] {
+        assert!(
+            read(file).contains(WATCH),
+            "{file} no longer gives `{WATCH}`: whatever it gives instead must reuse the tests' \
+             build, and this rule must check that build"
+        );
+    }
+    assert!(
+        read("crates/xtask/tests/lambda_watch.rs")
+            .contains(r#".args(["lambda", "watch", "--bin", "post-confirm","#),
+        "the lambda_watch test runs the README's `{WATCH}`"
+    );
     let tests = unit_graph(&["test", "--workspace", "--no-run"]);
-    let dev = unit_graph(&testkit::stack::dev_build_args(&[
-        "api",
-        "post-confirm",
-        "rotate-secret",
-    ]));
-    assert!(
-        dev.len() > 100,
-        "the dev build's unit graph is empty: {dev:?}"
-    );
-    let extra: Vec<&String> = dev.difference(&tests).collect();
-    assert!(
-        extra.is_empty(),
-        "a dev build of the binaries compiles {} units the tests' build does not (a feature only \
-         a dev-dependency enables: pin it in crates/testkit/Cargo.toml):\n{}",
-        extra.len(),
-        extra
-            .iter()
-            .map(|u| u.as_str())
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    let builds = [
+        (
+            "a dev build of the binaries",
+            testkit::stack::dev_build_args(&["api", "post-confirm", "rotate-secret"]),
+        ),
+        (
+            "the emulator's build (`cargo lambda watch --bin post-confirm`)",
+            // What cargo-lambda runs is `cargo run --bin post-confirm`, whose unit graph is this
+            // one (`cargo run --unit-graph` prints the same graph, then panics for want of a
+            // binary to run).
+            vec!["build", "--bin", "post-confirm"],
+        ),
+    ];
+    for (what, args) in builds {
+        let dev = unit_graph(&args);
+        assert!(dev.len() > 100, "{what}: the unit graph is empty: {dev:?}");
+        let extra: Vec<&String> = dev.difference(&tests).collect();
+        assert!(
+            extra.is_empty(),
+            "{what} compiles {} units the tests' build does not (a feature only a \
+             dev-dependency enables: pin it in crates/testkit/Cargo.toml; or a `-p` that \
+             resolves one package's features):\n{}",
+            extra.len(),
+            extra
+                .iter()
+                .map(|u| u.as_str())
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
 }
 
 /// The units `cargo <args>` would compile, each as package, target, mode, features and profile

@@ -506,7 +506,7 @@ impl Stack {
         self.print_addresses();
         println!("\nRun the Lambda under cargo-lambda's emulator, in another terminal:");
         println!(
-            "  cargo lambda watch -p post-confirm --env-file {}",
+            "  cargo lambda watch --bin post-confirm --env-file {}",
             env_file.display()
         );
         println!(
