@@ -5,8 +5,9 @@
 //! against the real schema and write it down.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::SystemTime;
 
 use anyhow::{Context, Result, bail};
 use testkit::cmd;
@@ -73,12 +74,7 @@ async fn apply_migrations(url: &str, dir: &Path) -> Result<()> {
 /// is made stale first, as `cargo sqlx prepare` does it, by setting the time of its root
 /// source: cargo does not see the variables that turn the macros online.
 fn describe_queries(url: &str, out: &Path) -> Result<()> {
-    let queries = workspace_root().join(QUERIES);
-    std::fs::File::options()
-        .write(true)
-        .open(&queries)
-        .and_then(|file| file.set_modified(std::time::SystemTime::now()))
-        .with_context(|| format!("cannot mark {} changed", queries.display()))?;
+    let _changed = MarkedChanged::mark(&workspace_root().join(QUERIES))?;
     cmd::run(
         Command::new(cargo())
             .current_dir(workspace_root())
@@ -93,6 +89,54 @@ fn describe_queries(url: &str, out: &Path) -> Result<()> {
             .env("SQLX_OFFLINE_DIR", out)
             .env("DATABASE_URL", url),
     )
+}
+
+/// A file marked changed for as long as this lives: its time set to now, and put back when
+/// dropped. Left at now, it made every later build of the api stale, the dev build and the
+/// deployables' release builds too (CI checks the queries beside the deploy test, whose
+/// redeploy would then recompile the api). A file changed meanwhile, by an editor say, keeps
+/// its new time.
+#[derive(Debug)]
+struct MarkedChanged {
+    file: std::fs::File,
+    path: PathBuf,
+    was: SystemTime,
+    set: SystemTime,
+}
+
+impl MarkedChanged {
+    fn mark(path: &Path) -> Result<Self> {
+        let file = std::fs::File::options()
+            .write(true)
+            .open(path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        let was = file.metadata()?.modified()?;
+        let set = SystemTime::now();
+        file.set_modified(set)
+            .with_context(|| format!("cannot mark {} changed", path.display()))?;
+        // The time as the file system keeps it (it may round), to recognise it on drop.
+        let set = file.metadata()?.modified()?;
+        Ok(Self {
+            file,
+            path: path.to_owned(),
+            was,
+            set,
+        })
+    }
+}
+
+impl Drop for MarkedChanged {
+    fn drop(&mut self) {
+        let now = std::fs::metadata(&self.path).and_then(|m| m.modified());
+        if now.is_ok_and(|now| now == self.set)
+            && let Err(e) = self.file.set_modified(self.was)
+        {
+            eprintln!(
+                "· cannot put back the time of {}: {e} (the next build of it compiles it anew)",
+                self.path.display()
+            );
+        }
+    }
 }
 
 /// The cache's files, name → content.
@@ -115,6 +159,46 @@ fn read_cache(dir: &Path) -> Result<BTreeMap<String, String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_marked_changed_gets_its_time_back_unless_it_changed_meanwhile() {
+        let dir = std::env::temp_dir().join(format!("tollgate-mark-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let old = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        let time = |path: &Path| {
+            std::fs::metadata(path)
+                .and_then(|m| m.modified())
+                .expect("mtime")
+        };
+        let set_time = |path: &Path, at: SystemTime| {
+            std::fs::File::options()
+                .write(true)
+                .open(path)
+                .and_then(|f| f.set_modified(at))
+                .expect("set mtime")
+        };
+
+        let untouched = dir.join("untouched.rs");
+        std::fs::write(&untouched, "// a root").expect("write");
+        set_time(&untouched, old);
+        let mark = MarkedChanged::mark(&untouched).expect("mark");
+        assert!(
+            time(&untouched) > old,
+            "marked changed: cargo must see it stale"
+        );
+        drop(mark);
+        assert_eq!(time(&untouched), old, "its own time again once done");
+
+        let edited = dir.join("edited.rs");
+        std::fs::write(&edited, "// a root").expect("write");
+        set_time(&edited, old);
+        let mark = MarkedChanged::mark(&edited).expect("mark");
+        let saved = SystemTime::now() + std::time::Duration::from_secs(5);
+        set_time(&edited, saved);
+        drop(mark);
+        assert_eq!(time(&edited), saved, "an edit meanwhile keeps its time");
+        std::fs::remove_dir_all(&dir).ok();
+    }
 
     /// Only the crate `QUERIES` roots is made stale: a query macro in another crate would not
     /// be described, and `--check` would call `.sqlx/` stale for no change of the user's.
