@@ -476,7 +476,8 @@ async fn assert_api_name_is_aliased_to_the_alb() {
 /// The static api the first deploy built, with one byte appended: still a valid executable,
 /// another image. Stands in for a code change without a second release build.
 fn changed_binary(dir: &Path) -> PathBuf {
-    let built = root().join("target/aarch64-unknown-linux-musl/release/api");
+    // The deployables' own target directory (xtask's `artifacts::cross_target_dir`).
+    let built = root().join("target/cross/aarch64-unknown-linux-musl/release/api");
     let mut bytes = std::fs::read(&built).expect("deploy built the static api");
     bytes.push(0);
     let changed = dir.join("api-changed");

@@ -48,6 +48,18 @@ fn dist_dir(env: &str) -> PathBuf {
     workspace_root().join("target").join("dist").join(env)
 }
 
+/// The target directory of the deployables' cross builds (the functions for Lambda, the api
+/// for the image): target/cross/, not target/. cargo locks a target directory for a whole
+/// build, and these take minutes (LTO, one codegen unit); in target/ they held every other
+/// cargo command in the checkout waiting meanwhile: a developer's `cargo test` or `cargo xtask
+/// up`, the suite's other tests (each `built_binary` is a cargo build) while the deploy test
+/// built, CI's clippy in the deploy test's last minutes. They share no unit with the dev
+/// builds (other targets, other profiles); only the native release builds of `bench` and
+/// `soak --build release` shared their build scripts and proc macros.
+pub fn cross_target_dir() -> PathBuf {
+    workspace_root().join("target").join("cross")
+}
+
 /// The Lambda functions, each its own crate (and binary of the same name), and the zip each
 /// is deployed as.
 pub const FUNCTIONS: [(&str, &str); 2] = [
@@ -76,12 +88,11 @@ pub fn lambda_zip(settings: &Settings) -> Result<PathBuf> {
         "· building post-confirm and rotate-secret for {} Lambda (a cold build takes a few minutes)",
         settings.deploy.lambda_architecture
     );
-    let root = workspace_root();
     cargo_lambda_build(flag, &[])?;
     let dist = dist_dir(&settings.env);
     std::fs::create_dir_all(&dist)?;
     for (function, _) in FUNCTIONS {
-        let binary = root.join(format!("target/lambda/{function}/bootstrap"));
+        let binary = lambda_dir().join(function).join("bootstrap");
         let glibc = max_glibc(&binary)?;
         if glibc > MAX_GLIBC {
             bail!(
@@ -104,10 +115,7 @@ pub fn lambda_zip(settings: &Settings) -> Result<PathBuf> {
     let mut summed = Vec::new();
     for (function, zip) in FUNCTIONS {
         let to = dist.join(zip);
-        std::fs::copy(
-            root.join(format!("target/lambda/{function}/bootstrap.zip")),
-            &to,
-        )?;
+        std::fs::copy(lambda_dir().join(function).join("bootstrap.zip"), &to)?;
         summed.push(to);
     }
     let paths: Vec<&Path> = summed.iter().map(PathBuf::as_path).collect();
@@ -123,7 +131,7 @@ pub fn lambda_zip(settings: &Settings) -> Result<PathBuf> {
 
 /// One build of the deployables at a time in a checkout, held from the build until its output
 /// is copied into target/dist/ (released on drop). cargo locks its own compile, but not what
-/// cargo-lambda and cargo-zigbuild do around it: the zips they write under target/lambda/,
+/// cargo-lambda and cargo-zigbuild do around it: the zips they write under target/cross/lambda/,
 /// and the zig wrapper scripts and cache under ~/.cache, which race when two builds start at
 /// once on a cold machine. Two `package`/`deploy` runs at once (two terminals, or the suite's
 /// image and deploy tests) therefore take turns.
@@ -178,12 +186,22 @@ fn require_cargo_lambda() -> Result<()> {
     Ok(())
 }
 
+/// Where cargo-lambda writes each function's `bootstrap` (and zip): `<function>/` in here.
+fn lambda_dir() -> PathBuf {
+    cross_target_dir().join("lambda")
+}
+
 fn cargo_lambda_build(arch_flag: &str, extra: &[&str]) -> Result<()> {
     cmd::run(
         Command::new(cargo())
             .current_dir(workspace_root())
             .env("PATH", cmd::path_with_tools())
+            // The variable, not `--target-dir`, which cargo-lambda also hands to `cargo
+            // metadata` (which refuses it).
+            .env("CARGO_TARGET_DIR", cross_target_dir())
             .args(["lambda", "build", "--profile", LAMBDA_PROFILE, arch_flag])
+            .arg("--lambda-dir")
+            .arg(lambda_dir())
             .args(
                 FUNCTIONS
                     .iter()

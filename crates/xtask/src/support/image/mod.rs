@@ -15,6 +15,7 @@ use shared_auth::Settings;
 use testkit::aws::AwsContext;
 use testkit::cmd;
 
+use crate::support::artifacts;
 use crate::support::context::{cargo, workspace_root};
 pub use oci::Image;
 pub use push::RegistryClient;
@@ -81,10 +82,10 @@ fn build_static_api(triple: &str) -> Result<PathBuf> {
                 "api",
                 "--target",
                 triple,
-            ]),
+            ])
+            .env("CARGO_TARGET_DIR", artifacts::cross_target_dir()),
     )?;
-    Ok(workspace_root()
-        .join("target")
+    Ok(artifacts::cross_target_dir()
         .join(triple)
         .join("release")
         .join("api"))
