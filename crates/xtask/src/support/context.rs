@@ -51,6 +51,21 @@ pub fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
 }
 
+/// Builds `binaries` in the dev profile as the tests build them
+/// (`testkit::stack::dev_build_args`: the workspace's feature set, so every dependency build
+/// is theirs) and returns the folder they are in, target/debug/. What `up`, `migrate` and the
+/// local Lambda runs start.
+pub fn dev_build(binaries: &[&str]) -> Result<PathBuf> {
+    let root = workspace_root();
+    testkit::cmd::run(
+        std::process::Command::new(cargo())
+            .current_dir(&root)
+            .args(testkit::stack::dev_build_args(binaries)),
+    )
+    .context("the build failed: fix the compile error above")?;
+    Ok(root.join("target").join("debug"))
+}
+
 /// Settings for `env`, from deploy/<env>.toml and the process's TOLLGATE__ overrides,
 /// validated for deploying (every section).
 pub fn settings_for(env: &str) -> Result<Settings> {

@@ -4,15 +4,13 @@
 //! function) is invoked this way, with the real binary: xtask links neither.
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use testkit::cmd;
 use testkit::process::Process;
 use testkit::runtime_api::{Outcome, RuntimeApi};
 
-use crate::support::context::{cargo, work_dir, workspace_root};
+use crate::support::context::{dev_build, work_dir};
 
 /// One function's binary, running under a local Runtime API until dropped.
 pub struct LocalLambda {
@@ -25,25 +23,14 @@ impl LocalLambda {
     /// Builds `package` (its binary has the package's name) and starts it with `env`.
     pub fn start(package: &str, env: &[(String, String)]) -> Result<Self> {
         eprintln!("· building {package} to run it here under a local Lambda Runtime API");
-        let mut build = Command::new(cargo());
-        build.current_dir(workspace_root());
-        // The tests' feature set, so this build shares their dependency builds.
-        build
-            .args(testkit::stack::dev_build_args(&[package]))
-            .arg("--quiet");
-        cmd::run(&mut build)?;
+        let debug = dev_build(&[package])?;
         let runtime = RuntimeApi::start().context("cannot start the local Runtime API")?;
         let mut env = env.to_vec();
         env.extend(runtime.lambda_env(&format!("tollgate-local-{package}")));
         std::fs::create_dir_all(work_dir())?;
         let log = work_dir().join(format!("{package}.local.log"));
         let _ = std::fs::remove_file(&log);
-        let process = Process::start(
-            package,
-            &workspace_root().join("target/debug").join(package),
-            &env,
-            &log,
-        )?;
+        let process = Process::start(package, &debug.join(package), &env, &log)?;
         if !runtime.wait_for_polls(1, Duration::from_secs(10)) {
             bail!("{package} did not ask for work; see {}", log.display());
         }

@@ -9,22 +9,16 @@ use anyhow::Result;
 use testkit::cmd;
 
 use crate::flags;
-use crate::support::context::{cargo, workspace_root};
+use crate::support::context::{dev_build, workspace_root};
 
 impl flags::Migrate {
     pub fn run(self) -> Result<()> {
         // The dev build `up` and the tests make (`cargo run -p api` would resolve the api's
         // features alone and compile a second copy of part of the tree).
-        let root = workspace_root();
+        let debug = dev_build(&["api"])?;
         cmd::run(
-            Command::new(cargo())
-                .current_dir(&root)
-                .args(testkit::stack::dev_build_args(&["api"]))
-                .arg("--quiet"),
-        )?;
-        cmd::run(
-            Command::new(root.join("target/debug/api"))
-                .current_dir(&root)
+            Command::new(debug.join("api"))
+                .current_dir(workspace_root())
                 .arg("--migrate")
                 .env("TOLLGATE_ENV", &self.env),
         )

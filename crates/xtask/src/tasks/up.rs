@@ -32,7 +32,7 @@ use testkit::runtime_api::{Outcome, RuntimeApi};
 use testkit::services::{Moto, Postgres, free_port};
 
 use crate::flags;
-use crate::support::context::{cargo, interrupted, work_dir, workspace_root};
+use crate::support::context::{dev_build, interrupted, work_dir};
 use crate::support::report::Report;
 use attacks::{Attack, Forger};
 
@@ -186,13 +186,7 @@ fn network() -> Result<()> {
 /// feature set, so `up` and the tests share every dependency build:
 /// `testkit::stack::dev_build_args`).
 pub(crate) fn build() -> Result<Deployables> {
-    let root = workspace_root();
-    let mut build = Command::new(cargo());
-    build
-        .current_dir(&root)
-        .args(testkit::stack::dev_build_args(&testkit::stack::DEV_BUILD));
-    cmd::run(&mut build).context("the build failed: fix the compile error above")?;
-    Ok(Deployables::in_dir(&root.join("target").join("debug")))
+    Ok(Deployables::in_dir(&dev_build(&testkit::stack::DEV_BUILD)?))
 }
 
 /// moto_server, and PostgreSQL (TLS required) unless DATABASE_URL names one.
