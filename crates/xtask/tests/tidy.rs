@@ -561,10 +561,6 @@ fn dev_builds_reuse_the_tests_units() {
             // binary to run).
             vec!["build", "--bin", "post-confirm"],
         ),
-        (
-            "`sqlx-prepare`'s build of the api's library",
-            vec!["build", "--workspace", "--lib"],
-        ),
     ];
     for (what, args) in builds {
         let dev = unit_graph(&args);

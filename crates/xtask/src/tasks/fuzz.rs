@@ -41,11 +41,6 @@ impl flags::Fuzz {
             cmd::run(
                 Command::new("cargo")
                     .current_dir(workspace_root().join("crates/shared-auth"))
-                    // A workspace wrapper set for the stable toolchain (CI's clippy-driver)
-                    // would compile the fuzz targets with stable's compiler, which refuses
-                    // nightly's sanitizer flags.
-                    .env_remove("RUSTC_WORKSPACE_WRAPPER")
-                    .env_remove("CLIPPY_ARGS")
                     .args(["+nightly", "fuzz", "run", target, "--"])
                     .arg(format!("-max_total_time={}", self.seconds)),
             )?;

@@ -67,19 +67,24 @@ async fn apply_migrations(url: &str, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Builds the api's library with the query macros online, writing one file per query into
-/// `out`. In the workspace's own target folder, with the workspace's feature set (`--workspace`,
-/// as the tests' and the dev builds): every dependency is already built by them, so this
-/// compiles the api's library alone (a folder of its own rebuilt the tree: 0.4 GB and about
-/// 50 s in CI; a `cargo check` checks every dependency once more, when nothing but clippy made
-/// check metadata). The api is made stale first, as `cargo sqlx prepare` does it, by setting the
-/// time of its root source: cargo does not see the variables that turn the macros online.
+/// Checks the api with the query macros online, writing one file per query into `out`. In the
+/// workspace's own target folder, with the workspace's feature set: after `cargo clippy
+/// --workspace --all-targets` every dependency is already checked, so this re-checks the
+/// members alone (a folder of its own rebuilt the tree: 0.4 GB and about 50 s in CI). The api
+/// is made stale first, as `cargo sqlx prepare` does it, by setting the time of its root
+/// source: cargo does not see the variables that turn the macros online.
 fn describe_queries(url: &str, out: &Path) -> Result<()> {
     let _changed = MarkedChanged::mark(&workspace_root().join(QUERIES))?;
     cmd::run(
         Command::new(cargo())
             .current_dir(workspace_root())
-            .args(["build", "--quiet", "--workspace", "--lib", "--locked"])
+            .args([
+                "check",
+                "--quiet",
+                "--workspace",
+                "--all-targets",
+                "--locked",
+            ])
             .env("SQLX_OFFLINE", "false")
             .env("SQLX_OFFLINE_DIR", out)
             .env("DATABASE_URL", url),

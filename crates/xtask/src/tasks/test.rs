@@ -24,14 +24,6 @@ use crate::support::context::{cargo, work_dir, workspace_root};
 /// mostly wait on moto and Terraform with both cores free.
 pub const OTHERS_DONE: &str = "logs/other-tests.status";
 
-/// The other tests' niceness (`nice -n`): below the deploy test, which is the run's long pole
-/// (its arm64 release builds, then Terraform's waiters), so its builds take the cores first and
-/// the others fill what they leave, and the time Terraform waits. At equal priority the two
-/// shared the cores through the builds, and the deploy test ended last by minutes on two
-/// cores. The tests' outcomes do not change: none measures time against a bound it could miss
-/// for want of CPU (the fixed budgets are seconds, for work of milliseconds).
-const OTHERS_NICENESS: &str = "10";
-
 /// The test run beside the others: package, test target, the test's full name (its file's
 /// module, then the function: every crate has one test binary, `tests/main.rs`).
 const BESIDE: (&str, &str, &str) = (
@@ -98,20 +90,14 @@ impl Services {
 
     /// `cargo test <args>` with the services' variables and the project's tools on PATH.
     fn cargo_test(&self, args: &[&str]) -> Command {
-        self.test_with(Command::new(cargo()), args)
-    }
-
-    /// `cargo` (a command that runs it) given `test <args>`, the services' variables and the
-    /// project's tools on PATH.
-    fn test_with(&self, mut cargo: Command, args: &[&str]) -> Command {
-        cargo
-            .current_dir(workspace_root())
+        let mut test = Command::new(cargo());
+        test.current_dir(workspace_root())
             .arg("test")
             .args(args)
             // The tools `cargo xtask setup` put in the project's environments.
             .env("PATH", cmd::path_with_tools())
             .envs(self.exports.iter().map(|(k, v)| (k, v)));
-        cargo
+        test
     }
 
     /// The deploy test in a second `cargo test` beside the rest; both must pass.
@@ -141,21 +127,15 @@ impl Services {
             &log,
         )?;
         let started = std::time::Instant::now();
-        // Every test binary runs even after one fails: a run reports every failure. At a lower
-        // CPU priority (see `OTHERS_NICENESS`).
-        let mut nice = Command::new("nice");
-        nice.args(["-n", OTHERS_NICENESS]).arg(cargo());
-        let rest = cmd::status(&mut self.test_with(
-            nice,
-            &[
-                "--workspace",
-                "--no-fail-fast",
-                "--",
-                "--skip",
-                name,
-                "--exact",
-            ],
-        ));
+        // Every test binary runs even after one fails: a run reports every failure.
+        let rest = cmd::status(&mut self.cargo_test(&[
+            "--workspace",
+            "--no-fail-fast",
+            "--",
+            "--skip",
+            name,
+            "--exact",
+        ]));
         let said = match &rest {
             Ok(status) if status.success() => "passed".to_owned(),
             Ok(status) => format!("failed ({status})"),
