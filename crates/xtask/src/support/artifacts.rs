@@ -77,10 +77,7 @@ pub fn rotation_zip(lambda_zip: &Path) -> PathBuf {
 /// rotation function `rotate-secret.zip`) and checks their glibc needs; returns the
 /// registration zip's path under target/dist/<env>/ ([`rotation_zip`] gives the other).
 pub fn lambda_zip(settings: &Settings) -> Result<PathBuf> {
-    let (flag, triple) = match settings.deploy.lambda_architecture.as_str() {
-        "x86_64" => ("--x86-64", "x86_64-unknown-linux-gnu"),
-        _ => ("--arm64", "aarch64-unknown-linux-gnu"),
-    };
+    let (flag, triple) = lambda_target(&settings.deploy.lambda_architecture);
     require_cargo_lambda()?;
     toolchain::ensure_rust_target(triple)?;
     let _lock = BuildLock::acquire()?;
@@ -88,7 +85,7 @@ pub fn lambda_zip(settings: &Settings) -> Result<PathBuf> {
         "· building post-confirm and rotate-secret for {} Lambda (a cold build takes a few minutes)",
         settings.deploy.lambda_architecture
     );
-    cargo_lambda_build(flag, &[])?;
+    cmd::run(&mut cargo_lambda_build(flag, &[]))?;
     let dist = dist_dir(&settings.env);
     std::fs::create_dir_all(&dist)?;
     for (function, _) in FUNCTIONS {
@@ -111,7 +108,7 @@ pub fn lambda_zip(settings: &Settings) -> Result<PathBuf> {
             glibc.1,
         );
     }
-    cargo_lambda_build(flag, &["--output-format", "zip"])?;
+    cmd::run(&mut cargo_lambda_build(flag, &["--output-format", "zip"]))?;
     let mut summed = Vec::new();
     for (function, zip) in FUNCTIONS {
         let to = dist.join(zip);
@@ -191,24 +188,111 @@ fn lambda_dir() -> PathBuf {
     cross_target_dir().join("lambda")
 }
 
-fn cargo_lambda_build(arch_flag: &str, extra: &[&str]) -> Result<()> {
-    cmd::run(
-        Command::new(cargo())
-            .current_dir(workspace_root())
-            .env("PATH", cmd::path_with_tools())
-            // The variable, not `--target-dir`, which cargo-lambda also hands to `cargo
-            // metadata` (which refuses it).
-            .env("CARGO_TARGET_DIR", cross_target_dir())
-            .args(["lambda", "build", "--profile", LAMBDA_PROFILE, arch_flag])
-            .arg("--lambda-dir")
-            .arg(lambda_dir())
-            .args(
-                FUNCTIONS
-                    .iter()
-                    .flat_map(|(package, _)| ["--package", package]),
-            )
-            .args(extra),
-    )
+fn cargo_lambda_build(arch_flag: &str, extra: &[&str]) -> Command {
+    let mut build = zig_build();
+    build
+        // The variable, not `--target-dir`, which cargo-lambda also hands to `cargo
+        // metadata` (which refuses it).
+        .env("CARGO_TARGET_DIR", cross_target_dir())
+        .args(["lambda", "build", "--profile", LAMBDA_PROFILE, arch_flag])
+        .arg("--lambda-dir")
+        .arg(lambda_dir())
+        .args(
+            FUNCTIONS
+                .iter()
+                .flat_map(|(package, _)| ["--package", package]),
+        )
+        .args(extra);
+    build
+}
+
+/// cargo-lambda's architecture flag and the Rust target for `deploy.lambda_architecture`.
+fn lambda_target(architecture: &str) -> (&'static str, &'static str) {
+    match architecture {
+        "x86_64" => ("--x86-64", "x86_64-unknown-linux-gnu"),
+        _ => ("--arm64", "aarch64-unknown-linux-gnu"),
+    }
+}
+
+#[cfg(feature = "cloud")]
+/// The Rust target the api is built for, per `deploy.api_architecture`, and the image's OCI
+/// architecture name.
+pub fn api_target(architecture: &str) -> (&'static str, &'static str) {
+    match architecture {
+        "x86_64" => ("x86_64-unknown-linux-musl", "amd64"),
+        _ => ("aarch64-unknown-linux-musl", "arm64"),
+    }
+}
+
+#[cfg(feature = "cloud")]
+/// `cargo zigbuild --release` of the api for a `*-linux-musl` target: one static binary that
+/// needs nothing from the image. Returns its path.
+pub fn static_api(triple: &str) -> Result<PathBuf> {
+    require_zigbuild()?;
+    toolchain::ensure_rust_target(triple)?;
+    eprintln!("· building the api for {triple} (static; a cold build takes ~5 minutes)");
+    cmd::run(&mut static_api_build(triple))?;
+    Ok(cross_target_dir().join(triple).join("release").join("api"))
+}
+
+#[cfg(feature = "cloud")]
+fn static_api_build(triple: &str) -> Command {
+    let mut build = zig_build();
+    build
+        .args([
+            "zigbuild",
+            "--release",
+            "--locked",
+            "--package",
+            "api",
+            "--bin",
+            "api",
+            "--target",
+            triple,
+        ])
+        .env("CARGO_TARGET_DIR", cross_target_dir());
+    build
+}
+
+/// A cargo command for cargo-lambda or cargo-zigbuild, which link with zig: the project's tools
+/// on PATH, and zig found. Both look for `zig` on PATH, else run `python3 -m ziglang` with the
+/// first `python3` on PATH: the user's, which lacks the `ziglang` wheel that `cargo xtask setup`
+/// put in the project's build environment (so they stopped with "Zig is not installed"). So that
+/// environment's Python is named to them ([`ZIG_PYTHON_VAR`]), unless the user has a zig of their
+/// own on PATH or has named one.
+fn zig_build() -> Command {
+    let mut build = Command::new(cargo());
+    build
+        .current_dir(workspace_root())
+        .env("PATH", cmd::path_with_tools());
+    let named = ["CARGO_ZIGBUILD_ZIG_PATH", ZIG_PYTHON_VAR]
+        .iter()
+        .any(|var| std::env::var_os(var).is_some());
+    let python = zig_python();
+    if !named && cmd::which("zig").is_none() && python.is_file() {
+        build.env(ZIG_PYTHON_VAR, python);
+    }
+    build
+}
+
+/// The variable through which cargo-zigbuild (and cargo-lambda, built on it) takes the Python
+/// to run `-m ziglang` with.
+const ZIG_PYTHON_VAR: &str = "CARGO_ZIGBUILD_PYTHON_PATH";
+
+/// The Python of the project's build environment, which has zig (crates/xtask/tools/build.txt).
+fn zig_python() -> PathBuf {
+    cmd::tools_dir().join("build").join("bin").join("python3")
+}
+
+#[cfg(feature = "cloud")]
+fn require_zigbuild() -> Result<()> {
+    if cmd::which("cargo-zigbuild").is_none() {
+        bail!(
+            "cargo-zigbuild is not installed (it links the static api binary for the image).\n  \
+             Install it: `cargo xtask setup` (into the project's environment), or `pip install cargo-zigbuild` (brings zig)"
+        );
+    }
+    Ok(())
 }
 
 /// Writes `SHA256SUMS` for `files` into `dir`.

@@ -6,28 +6,16 @@
 pub mod oci;
 pub mod push;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use secrecy::SecretString;
 use shared_auth::Settings;
 use testkit::aws::AwsContext;
-use testkit::cmd;
 
 use crate::support::artifacts;
-use crate::support::context::{cargo, workspace_root};
 pub use oci::Image;
 pub use push::RegistryClient;
-
-/// The Rust target the api is built for, per `deploy.api_architecture`, and the image's
-/// OCI architecture name.
-pub fn target_for(architecture: &str) -> (&'static str, &'static str) {
-    match architecture {
-        "x86_64" => ("x86_64-unknown-linux-musl", "amd64"),
-        _ => ("aarch64-unknown-linux-musl", "arm64"),
-    }
-}
 
 /// The repository the image goes to: ECR's `tollgate-<env>-api` (infra/service.tf), and the
 /// same name in a loopback registry.
@@ -38,10 +26,10 @@ pub fn repository(env: &str) -> String {
 /// Builds the image for the environment: from `prebuilt` when given (a static binary built
 /// elsewhere, e.g. a CI artifact), else from a fresh static release build of the api.
 pub fn build(settings: &Settings, prebuilt: Option<&Path>) -> Result<Image> {
-    let (triple, architecture) = target_for(&settings.deploy.api_architecture);
+    let (triple, architecture) = artifacts::api_target(&settings.deploy.api_architecture);
     let binary = match prebuilt {
         Some(path) => path.to_owned(),
-        None => build_static_api(triple)?,
+        None => artifacts::static_api(triple)?,
     };
     let bytes =
         std::fs::read(&binary).with_context(|| format!("cannot read {}", binary.display()))?;
@@ -55,40 +43,6 @@ pub fn build(settings: &Settings, prebuilt: Option<&Path>) -> Result<Image> {
     })?;
     eprintln!("· api image: {}", oci::describe(&image));
     Ok(image)
-}
-
-/// `cargo zigbuild --release` of the api for a `*-linux-musl` target: one static binary that
-/// needs nothing from the image.
-fn build_static_api(triple: &str) -> Result<PathBuf> {
-    if cmd::which("cargo-zigbuild").is_none() {
-        bail!(
-            "cargo-zigbuild is not installed (it links the static api binary for the image).\n  \
-             Install it: `cargo xtask setup` (into the project's environment), or `pip install cargo-zigbuild` (brings zig)"
-        );
-    }
-    crate::support::toolchain::ensure_rust_target(triple)?;
-    eprintln!("· building the api for {triple} (static; a cold build takes ~5 minutes)");
-    cmd::run(
-        Command::new(cargo())
-            .current_dir(workspace_root())
-            .env("PATH", cmd::path_with_tools())
-            .args([
-                "zigbuild",
-                "--release",
-                "--locked",
-                "--package",
-                "api",
-                "--bin",
-                "api",
-                "--target",
-                triple,
-            ])
-            .env("CARGO_TARGET_DIR", artifacts::cross_target_dir()),
-    )?;
-    Ok(artifacts::cross_target_dir()
-        .join(triple)
-        .join("release")
-        .join("api"))
 }
 
 /// The registry of an environment: `deploy.registry` as given (no credentials; loopback is
