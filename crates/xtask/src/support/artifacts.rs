@@ -132,12 +132,12 @@ pub fn lambda_zip(settings: &Settings) -> Result<PathBuf> {
 /// and the zig wrapper scripts and cache under ~/.cache, which race when two builds start at
 /// once on a cold machine. Two `package`/`deploy` runs at once (two terminals, or the suite's
 /// image and deploy tests) therefore take turns.
-struct BuildLock {
+pub struct BuildLock {
     _file: std::fs::File,
 }
 
 impl BuildLock {
-    fn acquire() -> Result<Self> {
+    pub fn acquire() -> Result<Self> {
         Self::acquire_at(&workspace_root().join("target/tollgate/build.lock"))
     }
 
@@ -214,7 +214,6 @@ fn lambda_target(architecture: &str) -> (&'static str, &'static str) {
     }
 }
 
-#[cfg(feature = "cloud")]
 /// The Rust target the api is built for, per `deploy.api_architecture`, and the image's OCI
 /// architecture name.
 pub fn api_target(architecture: &str) -> (&'static str, &'static str) {
@@ -235,7 +234,6 @@ pub fn static_api(triple: &str) -> Result<PathBuf> {
     Ok(cross_target_dir().join(triple).join("release").join("api"))
 }
 
-#[cfg(feature = "cloud")]
 fn static_api_build(triple: &str) -> Command {
     let mut build = zig_build();
     build
@@ -284,7 +282,6 @@ fn zig_python() -> PathBuf {
     cmd::tools_dir().join("build").join("bin").join("python3")
 }
 
-#[cfg(feature = "cloud")]
 fn require_zigbuild() -> Result<()> {
     if cmd::which("cargo-zigbuild").is_none() {
         bail!(
@@ -293,6 +290,24 @@ fn require_zigbuild() -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The compiling half of [`lambda_zip`] and the api image's build for `settings`, as the
+/// commands they run (their tools and Rust targets checked first): the same cargo-lambda and
+/// cargo-zigbuild builds, so that once these have run, those find nothing left to compile.
+/// `cargo xtask test` runs them beside the tests' own build ([`BuildLock`] held), so that the
+/// deploy test, which needs the tests' build first, does not start on them minutes later.
+pub fn cross_builds(settings: &Settings) -> Result<Vec<Command>> {
+    let (flag, lambda_triple) = lambda_target(&settings.deploy.lambda_architecture);
+    let (api_triple, _) = api_target(&settings.deploy.api_architecture);
+    require_cargo_lambda()?;
+    require_zigbuild()?;
+    toolchain::ensure_rust_target(lambda_triple)?;
+    toolchain::ensure_rust_target(api_triple)?;
+    Ok(vec![
+        cargo_lambda_build(flag, &[]),
+        static_api_build(api_triple),
+    ])
 }
 
 /// Writes `SHA256SUMS` for `files` into `dir`.

@@ -9,6 +9,8 @@
 use std::fs::File;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use testkit::AWS_ENDPOINT_VAR;
@@ -16,7 +18,8 @@ use testkit::cmd;
 use testkit::services::{Moto, Postgres};
 
 use crate::flags;
-use crate::support::context::{cargo, work_dir, workspace_root};
+use crate::support::artifacts;
+use crate::support::context::{cargo, settings_for, work_dir, workspace_root};
 
 /// Where `cargo xtask test` writes the other tests' outcome (`passed`, or `failed` and the
 /// exit status) the moment they end, while the deploy test may still be running: `.ci/run`
@@ -44,6 +47,10 @@ impl flags::Test {
             let status = cmd::status(&mut services.cargo_test(&args))?;
             return outcome(&[("cargo test", status)]);
         }
+        // The deploy test's arm64 release builds take minutes and need nothing from the tests'
+        // build: they start now, beside it (target/cross/ has a cargo lock of its own), so that
+        // the deploy test finds them done or nearly. Dropped on any early exit, which stops them.
+        let _ahead = CrossBuilds::start(DEPLOYED)?;
         // One build of every test binary first, so the two runs below never compile the same
         // thing twice or wait on each other's build lock.
         let built = cmd::status(&mut services.cargo_test(&["--workspace", "--no-run"]))?;
@@ -52,6 +59,105 @@ impl flags::Test {
         }
         services.run_split()
     }
+}
+
+/// The environment the deploy test deploys (it plans production too: the same architectures,
+/// so the same builds).
+const DEPLOYED: &str = "staging";
+
+/// The deployables' cross builds for an environment ([`artifacts::cross_builds`]) on a thread
+/// of their own, holding the deployables' build lock, their output in logs/cross-builds.log.
+/// A deploy in the meantime waits for the lock, then finds nothing left to compile. Dropped
+/// before they end (the tests did not build; the deploy test failed before its build), the
+/// build in hand is stopped.
+struct CrossBuilds {
+    thread: Option<std::thread::JoinHandle<()>>,
+    running: Arc<Mutex<Option<Child>>>,
+}
+
+impl CrossBuilds {
+    fn start(env: &str) -> Result<Self> {
+        let builds = artifacts::cross_builds(&settings_for(env)?)?;
+        let log = work_dir().join("logs").join("cross-builds.log");
+        std::fs::create_dir_all(log.parent().expect("logs/ has a parent"))?;
+        let out = File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
+        eprintln!(
+            "· the deployables' builds for {env} run beside the tests' build; their output: {}",
+            log.display()
+        );
+        let running = Arc::new(Mutex::new(None));
+        let slot = Arc::clone(&running);
+        let thread = std::thread::spawn(move || {
+            let started = Instant::now();
+            match run_in_turn(builds, &out, &slot) {
+                Ok(()) => eprintln!(
+                    "· the deployables' builds ended after {:.0} s",
+                    started.elapsed().as_secs_f64()
+                ),
+                // Not this run's verdict: the deploy test builds them again and reports.
+                Err(e) => eprintln!(
+                    "· the deployables' builds stopped after {:.0} s: {e:#} (output: {})",
+                    started.elapsed().as_secs_f64(),
+                    log.display()
+                ),
+            }
+        });
+        Ok(Self {
+            thread: Some(thread),
+            running,
+        })
+    }
+}
+
+impl Drop for CrossBuilds {
+    fn drop(&mut self) {
+        // A build still running is stopped (its compilers end the crate in hand); one that
+        // ended has left the slot empty.
+        if let Some(mut child) = self
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Runs `builds` one after another with their output in `out`, each child in `slot` while it
+/// runs; fails on the first that fails or is taken from the slot (stopped).
+fn run_in_turn(builds: Vec<Command>, out: &File, slot: &Mutex<Option<Child>>) -> Result<()> {
+    let _lock = artifacts::BuildLock::acquire()?;
+    for mut build in builds {
+        build.stdout(out.try_clone()?).stderr(out.try_clone()?);
+        cmd::echo(&build);
+        let program = build.get_program().to_string_lossy().into_owned();
+        let child = build
+            .spawn()
+            .with_context(|| format!("cannot start `{program}`"))?;
+        *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(child);
+        // Bounded by the child: it ends, or the guard's drop takes and stops it.
+        loop {
+            let mut held = slot.lock().unwrap_or_else(PoisonError::into_inner);
+            let Some(child) = held.as_mut() else {
+                bail!("stopped");
+            };
+            if let Some(status) = child.try_wait()? {
+                held.take();
+                if !status.success() {
+                    bail!("`{program}` failed ({status})");
+                }
+                break;
+            }
+            drop(held);
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+    Ok(())
 }
 
 /// PostgreSQL and moto_server for the tests (started here unless the environment names them),
@@ -214,6 +320,34 @@ mod tests {
         assert!(
             ci.contains(&format!("others_done={path}\n")),
             ".ci/run must wait for {path}, the file `cargo xtask test` writes when the other tests end"
+        );
+    }
+
+    /// The builds started beside the tests' build are the ones the deploy test asks for: it
+    /// deploys [`DEPLOYED`] and plans production, which must build for the same architectures.
+    /// Otherwise they would be minutes of compiling that nothing uses, and the deploy test
+    /// would compile its own after them.
+    #[test]
+    fn the_builds_ahead_are_the_deploy_tests() {
+        let test = std::fs::read_to_string(workspace_root().join("crates/xtask/tests/deploy.rs"))
+            .expect("read the deploy test");
+        assert!(
+            test.contains(&format!(
+                r#"xtask(&["deploy", "--env", "{DEPLOYED}", "--yes"])"#
+            )),
+            "the deploy test no longer deploys {DEPLOYED}: change DEPLOYED with it"
+        );
+        let architectures = |env: &str| {
+            let settings = settings_for(env).unwrap_or_else(|e| panic!("{env}: {e:#}"));
+            (
+                settings.deploy.lambda_architecture,
+                settings.deploy.api_architecture,
+            )
+        };
+        assert_eq!(
+            architectures("production"),
+            architectures(DEPLOYED),
+            "production's plan in the deploy test would build other binaries than those built ahead"
         );
     }
 
