@@ -152,10 +152,23 @@ pub fn which(program: &str) -> Option<std::path::PathBuf> {
 }
 
 /// Where `cargo xtask setup` puts the Python tools it installs (never the user's Python):
-/// `TOLLGATE_TOOLS_DIR`, else `target/tollgate/tools` of this workspace.
+/// `TOLLGATE_TOOLS_DIR`, else `tollgate/tools` in the user's cache (`$XDG_CACHE_HOME`, else
+/// `~/.cache`), else (no home) `target/tollgate/tools` of this workspace. Not under target/:
+/// the environments are a gigabyte of downloads, not build output, so `cargo clean` keeps them,
+/// and every clone of the project on the machine shares them ([`environment_dir`] keeps clones
+/// with other pins apart).
 pub fn tools_dir() -> std::path::PathBuf {
-    std::env::var_os("TOLLGATE_TOOLS_DIR")
-        .map(std::path::PathBuf::from)
+    if let Some(dir) = std::env::var_os("TOLLGATE_TOOLS_DIR") {
+        return dir.into();
+    }
+    let absolute = |var: &str| {
+        std::env::var_os(var)
+            .map(std::path::PathBuf::from)
+            .filter(|p| p.is_absolute())
+    };
+    absolute("XDG_CACHE_HOME")
+        .or_else(|| absolute("HOME").map(|home| home.join(".cache")))
+        .map(|cache| cache.join("tollgate").join("tools"))
         .unwrap_or_else(|| {
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/tollgate/tools")
         })
@@ -166,11 +179,38 @@ pub fn tools_dir() -> std::path::PathBuf {
 /// deployables (all a deploy needs); checkov apart (it pins an old boto3).
 pub const TOOL_ENVIRONMENTS: [&str; 3] = ["python", "build", "checkov"];
 
+/// The folder of the project environment `venv`: `<venv>-<id>` under [`tools_dir`], the id from
+/// the pins in its file (comments aside). A change of pins names a new folder, which `setup`
+/// then finds missing and fills; an environment is never left on old pins, and two clones with
+/// different pins never share one.
+pub fn environment_dir(venv: &str) -> std::path::PathBuf {
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../xtask/tools")
+        .join(format!("{venv}.txt"));
+    let id = std::fs::read_to_string(&file)
+        .map(|text| pins_id(&text))
+        .unwrap_or_else(|_| "unpinned".to_owned());
+    tools_dir().join(format!("{venv}-{id}"))
+}
+
+/// The first 12 hex digits of the SHA-256 of a pin file's pins: its lines without comments,
+/// blank lines and surrounding spaces.
+fn pins_id(text: &str) -> String {
+    use sha2::Digest;
+    let pins: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    let digest = sha2::Sha256::digest(pins.join("\n").as_bytes());
+    digest[..6].iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The folders of the project's tool environments that hold programs.
 pub fn tool_bins() -> Vec<std::path::PathBuf> {
     TOOL_ENVIRONMENTS
         .iter()
-        .map(|venv| tools_dir().join(venv).join("bin"))
+        .map(|venv| environment_dir(venv).join("bin"))
         .collect()
 }
 
@@ -188,6 +228,19 @@ pub fn path_with_tools() -> std::ffi::OsString {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A pin changed names another environment; a comment or blank line does not.
+    #[test]
+    fn an_environment_is_named_by_its_pins_alone() {
+        let pins = "# the builds\ncargo-lambda==1.9.2\nziglang==0.17.1\n";
+        let id = pins_id(pins);
+        assert_eq!(id.len(), 12);
+        assert_eq!(
+            pins_id("# reworded\n\n  cargo-lambda==1.9.2\nziglang==0.17.1"),
+            id
+        );
+        assert_ne!(pins_id("cargo-lambda==1.9.2\nziglang==0.17.2\n"), id);
+    }
 
     #[test]
     fn a_transcript_keeps_the_childs_words_and_drops_cargos_progress() {

@@ -37,7 +37,7 @@ pub enum Task {
 }
 
 /// Bring what `up` and `test` (or `--for deploy`) need onto this machine: Python tools into the
-/// project's own environments (target/tollgate/tools), Rust targets and components, system
+/// project's own environments (~/.cache/tollgate/tools), Rust targets and components, system
 /// packages (with apt-get as root or with passwordless sudo; otherwise one message naming them
 /// all).
 #[derive(Debug, Args)]

@@ -49,6 +49,7 @@ fn the_local_flow_passes_end_to_end() {
         "schemathesis",
         "cargo-lambda",
         "cargo-zigbuild",
+        "zig",
     ] {
         assert!(
             row(&table, tool).unwrap_or_default().contains("missing"),
@@ -59,7 +60,7 @@ fn the_local_flow_passes_end_to_end() {
     let deploy = xtask(&tools, &["setup", "--check", "--for", "deploy"]);
     let table = String::from_utf8_lossy(&deploy.stdout);
     assert!(!deploy.status.success(), "{table}");
-    for tool in ["cargo-lambda", "cargo-zigbuild", "terraform"] {
+    for tool in ["cargo-lambda", "cargo-zigbuild", "zig", "terraform"] {
         assert!(
             row(&table, tool).is_some(),
             "a deploy needs {tool}:\n{table}"
@@ -84,8 +85,14 @@ fn the_local_flow_passes_end_to_end() {
     assert!(deploy.status.success(), "{table}");
     let lambda = row(&table, "cargo-lambda").unwrap_or_default();
     assert!(
-        lambda.contains("project environment") && lambda.contains("/build/"),
+        lambda.contains("project environment") && lambda.contains("/build-"),
         "cargo-lambda is not in the builds' own environment:\n{table}"
+    );
+    // Not on this PATH: the builds find it because they name the environment's Python.
+    let zig = row(&table, "zig").unwrap_or_default();
+    assert!(
+        zig.contains("✓") && zig.contains("/build-") && zig.contains("/bin/python3 -m ziglang"),
+        "zig (which both builds link with) is not the builds' environment's:\n{table}"
     );
     let output = xtask(&tools, &["up", "--once"]);
     let stdout = String::from_utf8_lossy(&output.stdout);

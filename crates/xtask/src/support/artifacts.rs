@@ -266,8 +266,10 @@ fn zig_build() -> Command {
     let named = ["CARGO_ZIGBUILD_ZIG_PATH", ZIG_PYTHON_VAR]
         .iter()
         .any(|var| std::env::var_os(var).is_some());
-    let python = zig_python();
-    if !named && cmd::which("zig").is_none() && python.is_file() {
+    if !named
+        && cmd::which("zig").is_none()
+        && let Some(python) = project_zig()
+    {
         build.env(ZIG_PYTHON_VAR, python);
     }
     build
@@ -277,9 +279,16 @@ fn zig_build() -> Command {
 /// to run `-m ziglang` with.
 const ZIG_PYTHON_VAR: &str = "CARGO_ZIGBUILD_PYTHON_PATH";
 
-/// The Python of the project's build environment, which has zig (crates/xtask/tools/build.txt).
-fn zig_python() -> PathBuf {
-    cmd::tools_dir().join("build").join("bin").join("python3")
+/// The Python of the project's build environment when the zig it holds runs
+/// (`python3 -m ziglang version`; the wheel is pinned in crates/xtask/tools/build.txt): what
+/// the builds name to cargo-lambda and cargo-zigbuild, and what `setup` reports.
+pub fn project_zig() -> Option<PathBuf> {
+    let python = cmd::environment_dir("build").join("bin").join("python3");
+    Command::new(&python)
+        .args(["-m", "ziglang", "version"])
+        .output()
+        .is_ok_and(|out| out.status.success())
+        .then_some(python)
 }
 
 fn require_zigbuild() -> Result<()> {

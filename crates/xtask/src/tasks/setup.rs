@@ -1,8 +1,9 @@
 //! `cargo xtask setup [--check] [--for up|network|test|deploy]`: brings onto this machine what
 //! the two commands (`up`, `test`) need, or a deploy alone, and says what it could not.
 //!
-//! - Python tools go into the project's own environments under `target/tollgate/tools`
-//!   (pinned in `crates/xtask/tools/*.txt`: the local world's, the builds', checkov's), never
+//! - Python tools go into the project's own environments in the user's cache
+//!   (`~/.cache/tollgate/tools/<name>-<pins' id>`, pinned in `crates/xtask/tools/*.txt`: the
+//!   local world's, the builds', checkov's; `cargo clean` keeps them, clones share them), never
 //!   into the user's Python; xtask and testkit find them there without PATH edits
 //!   (`testkit::cmd::path_with_tools`). A tool already on PATH is used as it is.
 //! - Rust targets and components come through rustup.
@@ -22,6 +23,7 @@ use anyhow::{Context, Result, bail};
 use testkit::cmd;
 
 use crate::flags;
+use crate::support::artifacts;
 use crate::support::context::workspace_root;
 
 /// Where a missing tool comes from.
@@ -111,6 +113,12 @@ const NEEDS: &[Need] = &[
     Need {
         name: "cargo-zigbuild",
         why: "the static api in its image",
+        used_by: BUILD_AND_TEST,
+        source: Source::Python("build"),
+    },
+    Need {
+        name: "zig",
+        why: "the linker of both builds (ziglang)",
         used_by: BUILD_AND_TEST,
         source: Source::Python("build"),
     },
@@ -230,6 +238,15 @@ fn survey(scope: Scope) -> Vec<Row> {
                 _ if need.name == "initdb" => testkit::services::Postgres::find_binaries()
                     .ok()
                     .map(|dir| dir.display().to_string()),
+                // cargo-lambda and cargo-zigbuild run a `zig` on PATH, or the build
+                // environment's (which `artifacts` names to them).
+                _ if need.name == "zig" => cmd::which(need.name)
+                    .map(|path| describe(&path))
+                    .or_else(|| {
+                        artifacts::project_zig().map(|python| {
+                            format!("project environment ({} -m ziglang)", python.display())
+                        })
+                    }),
                 _ => cmd::which(need.name).map(|path| describe(&path)),
             };
             Row { need, found }
@@ -334,12 +351,19 @@ pub fn ensure(scope: Scope) -> Result<()> {
     Ok(())
 }
 
-/// The project environment `venv` under `target/tollgate/tools`, with its pinned tools.
+/// The project environment `venv` ([`cmd::environment_dir`], in the user's cache), with its
+/// pinned tools. Clones share the cache: one fills an environment at a time (a lock beside it).
 fn python_environment(venv: &str) -> Result<()> {
-    let dir: PathBuf = cmd::tools_dir().join(venv);
+    let dir: PathBuf = cmd::environment_dir(venv);
     let pins = workspace_root()
         .join("crates/xtask/tools")
         .join(format!("{venv}.txt"));
+    std::fs::create_dir_all(cmd::tools_dir())?;
+    let lock_path = dir.with_extension("lock");
+    let lock = std::fs::File::create(&lock_path)
+        .with_context(|| format!("cannot create {}", lock_path.display()))?;
+    lock.lock()
+        .with_context(|| format!("cannot lock {}", lock_path.display()))?;
     if !dir.join("bin/pip").is_file() {
         eprintln!("· setup: a Python environment in {}", dir.display());
         cmd::run(Command::new("python3").args(["-m", "venv"]).arg(&dir)).context(
