@@ -41,7 +41,11 @@ impl flags::Fuzz {
             cmd::run(
                 Command::new("cargo")
                     .current_dir(workspace_root().join("crates/shared-auth"))
-                    .args(["+nightly", "fuzz", "run", target, "--"])
+                    .args(["+nightly", "fuzz", "run", "--target-dir"])
+                    // The workspace's target/, not the fuzz workspace's own: one place for
+                    // every build (`cargo clean` reaches it; CI's disk figure counts it).
+                    .arg(workspace_root().join("target").join("fuzz"))
+                    .args([target, "--"])
                     .arg(format!("-max_total_time={}", self.seconds)),
             )?;
         }
