@@ -56,9 +56,14 @@ pub struct Setup {
 ///
 /// Starts a throwaway PostgreSQL cluster unless DATABASE_URL is set, and moto_server unless
 /// TOLLGATE_TEST_AWS_ENDPOINT is set; exports both; runs `cargo test --workspace`; stops what
-/// it started. Arguments after `--` go to `cargo test`.
+/// it started. Arguments after `--` go to `cargo test` (and run it alone, without the deploy
+/// test beside the rest).
 #[derive(Debug, Args)]
 pub struct Test {
+    /// Fail rather than update Cargo.lock (cargo's `--locked`, given to every `cargo test`), as
+    /// CI wants, keeping the split run.
+    #[arg(long)]
+    pub locked: bool,
     #[arg(last = true)]
     pub cargo_args: Vec<String>,
 }

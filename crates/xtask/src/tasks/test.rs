@@ -40,7 +40,7 @@ impl flags::Test {
         // Every prerequisite before anything starts (`cargo xtask setup`): a missing one costs
         // no time.
         crate::tasks::setup::ensure(crate::tasks::setup::Scope::Test)?;
-        let services = Services::start()?;
+        let services = Services::start(self.locked)?;
         if !self.cargo_args.is_empty() {
             let mut args = vec!["--workspace", "--no-fail-fast"];
             args.extend(self.cargo_args.iter().map(String::as_str));
@@ -166,10 +166,12 @@ struct Services {
     _moto: Option<Moto>,
     _pg: Option<Postgres>,
     exports: Vec<(&'static str, String)>,
+    /// `--locked` to every `cargo test`.
+    locked: bool,
 }
 
 impl Services {
-    fn start() -> Result<Self> {
+    fn start(locked: bool) -> Result<Self> {
         let mut exports = Vec::new();
         let moto = if std::env::var_os(AWS_ENDPOINT_VAR).is_none() {
             let moto = Moto::start(&work_dir())?;
@@ -191,15 +193,18 @@ impl Services {
             _moto: moto,
             _pg: pg,
             exports,
+            locked,
         })
     }
 
     /// `cargo test <args>` with the services' variables and the project's tools on PATH.
     fn cargo_test(&self, args: &[&str]) -> Command {
         let mut test = Command::new(cargo());
-        test.current_dir(workspace_root())
-            .arg("test")
-            .args(args)
+        test.current_dir(workspace_root()).arg("test");
+        if self.locked {
+            test.arg("--locked");
+        }
+        test.args(args)
             // The tools `cargo xtask setup` put in the project's environments.
             .env("PATH", cmd::path_with_tools())
             .envs(self.exports.iter().map(|(k, v)| (k, v)));
@@ -349,6 +354,30 @@ mod tests {
             architectures(DEPLOYED),
             "production's plan in the deploy test would build other binaries than those built ahead"
         );
+    }
+
+    /// `--locked` reaches every `cargo test` of the run (CI's lock check), ahead of the
+    /// arguments, whose `--` would otherwise hand it to the test binaries.
+    #[test]
+    fn locked_reaches_each_cargo_test() {
+        let services = |locked| Services {
+            _moto: None,
+            _pg: None,
+            exports: Vec::new(),
+            locked,
+        };
+        let args = |locked| -> Vec<String> {
+            services(locked)
+                .cargo_test(&["--workspace", "--", "--exact", "name"])
+                .get_args()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect()
+        };
+        assert_eq!(
+            args(true),
+            ["test", "--locked", "--workspace", "--", "--exact", "name"]
+        );
+        assert!(!args(false).contains(&"--locked".to_owned()));
     }
 
     /// The run beside names a test that exists. If it did not, its `--exact` run would pass
