@@ -138,10 +138,15 @@ pub struct BuildLock {
 
 impl BuildLock {
     pub fn acquire() -> Result<Self> {
-        Self::acquire_at(&workspace_root().join("target/tollgate/build.lock"))
+        Self::acquire_at(&Self::path())
     }
 
-    fn acquire_at(path: &Path) -> Result<Self> {
+    /// The lock's file in this checkout.
+    pub fn path() -> PathBuf {
+        workspace_root().join("target/tollgate/build.lock")
+    }
+
+    pub fn acquire_at(path: &Path) -> Result<Self> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }

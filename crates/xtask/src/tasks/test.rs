@@ -7,8 +7,9 @@
 //! after `--` (a package, a filter), the one plain `cargo test` runs instead.
 
 use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -73,23 +74,32 @@ const DEPLOYED: &str = "staging";
 struct CrossBuilds {
     thread: Option<std::thread::JoinHandle<()>>,
     running: Arc<Mutex<Option<Child>>>,
+    /// Set on drop: no further build starts, and the one in hand is stopped.
+    stop: Arc<AtomicBool>,
 }
 
 impl CrossBuilds {
     fn start(env: &str) -> Result<Self> {
         let builds = artifacts::cross_builds(&settings_for(env)?)?;
         let log = work_dir().join("logs").join("cross-builds.log");
-        std::fs::create_dir_all(log.parent().expect("logs/ has a parent"))?;
-        let out = File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
         eprintln!(
             "· the deployables' builds for {env} run beside the tests' build; their output: {}",
             log.display()
         );
+        Self::spawn(builds, &log, artifacts::BuildLock::path())
+    }
+
+    /// Runs `builds` in turn on a thread, holding the lock at `lock`, their output in `log`.
+    fn spawn(builds: Vec<Command>, log: &Path, lock: PathBuf) -> Result<Self> {
+        std::fs::create_dir_all(log.parent().expect("a log has a folder"))?;
+        let out = File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
+        let log = log.to_owned();
         let running = Arc::new(Mutex::new(None));
-        let slot = Arc::clone(&running);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (slot, stopped) = (Arc::clone(&running), Arc::clone(&stop));
         let thread = std::thread::spawn(move || {
             let started = Instant::now();
-            match run_in_turn(builds, &out, &slot) {
+            match run_in_turn(builds, &out, &lock, &slot, &stopped) {
                 Ok(()) => eprintln!(
                     "· the deployables' builds ended after {:.0} s",
                     started.elapsed().as_secs_f64()
@@ -105,6 +115,7 @@ impl CrossBuilds {
         Ok(Self {
             thread: Some(thread),
             running,
+            stop,
         })
     }
 }
@@ -112,7 +123,9 @@ impl CrossBuilds {
 impl Drop for CrossBuilds {
     fn drop(&mut self) {
         // A build still running is stopped (its compilers end the crate in hand); one that
-        // ended has left the slot empty.
+        // ended has left the slot empty, and the flag keeps the next from starting (or stops
+        // it, if it started in between).
+        self.stop.store(true, Ordering::SeqCst);
         if let Some(mut child) = self
             .running
             .lock()
@@ -129,10 +142,19 @@ impl Drop for CrossBuilds {
 }
 
 /// Runs `builds` one after another with their output in `out`, each child in `slot` while it
-/// runs; fails on the first that fails or is taken from the slot (stopped).
-fn run_in_turn(builds: Vec<Command>, out: &File, slot: &Mutex<Option<Child>>) -> Result<()> {
-    let _lock = artifacts::BuildLock::acquire()?;
+/// runs; fails on the first that fails, or once `stop` is set.
+fn run_in_turn(
+    builds: Vec<Command>,
+    out: &File,
+    lock: &Path,
+    slot: &Mutex<Option<Child>>,
+    stop: &AtomicBool,
+) -> Result<()> {
+    let _lock = artifacts::BuildLock::acquire_at(lock)?;
     for mut build in builds {
+        if stop.load(Ordering::SeqCst) {
+            bail!("stopped");
+        }
         build.stdout(out.try_clone()?).stderr(out.try_clone()?);
         cmd::echo(&build);
         let program = build.get_program().to_string_lossy().into_owned();
@@ -146,6 +168,12 @@ fn run_in_turn(builds: Vec<Command>, out: &File, slot: &Mutex<Option<Child>>) ->
             let Some(child) = held.as_mut() else {
                 bail!("stopped");
             };
+            if stop.load(Ordering::SeqCst) {
+                let _ = child.kill();
+                let _ = child.wait();
+                held.take();
+                bail!("stopped");
+            }
             if let Some(status) = child.try_wait()? {
                 held.take();
                 if !status.success() {
@@ -378,6 +406,43 @@ mod tests {
             ["test", "--locked", "--workspace", "--", "--exact", "name"]
         );
         assert!(!args(false).contains(&"--locked".to_owned()));
+    }
+
+    /// An early exit (the tests do not build) stops the builds started ahead: the one in hand
+    /// is killed and the next never starts, so nothing keeps compiling after xtask is gone.
+    #[test]
+    fn dropping_the_builds_ahead_stops_them() {
+        let dir = std::env::temp_dir().join(format!("tollgate-ahead-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let (pid_file, next) = (dir.join("first.pid"), dir.join("second-ran"));
+        let mut first = Command::new("sh");
+        first
+            .arg("-c")
+            .arg(format!("echo $$ > {}; exec sleep 60", pid_file.display()));
+        let mut second = Command::new("touch");
+        second.arg(&next);
+        let ahead = CrossBuilds::spawn(
+            vec![first, second],
+            &dir.join("builds.log"),
+            dir.join("build.lock"),
+        )
+        .expect("the builds start");
+        // Bounded: until the first build has written its process id.
+        let pid = (0..200)
+            .find_map(|_| {
+                std::thread::sleep(Duration::from_millis(50));
+                std::fs::read_to_string(&pid_file)
+                    .ok()
+                    .and_then(|t| t.trim().parse::<u32>().ok())
+            })
+            .expect("the first build started");
+        drop(ahead);
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "the build in hand still runs after the drop"
+        );
+        assert!(!next.exists(), "the next build started after the drop");
+        std::fs::remove_dir_all(dir).ok();
     }
 
     /// The run beside names a test that exists. If it did not, its `--exact` run would pass
