@@ -312,13 +312,22 @@ async fn registrations_survive_two_credential_rotations_under_load() {
             put_credentials(&sm, &app_secret, &login, password).await;
         }
         if i == REQUESTS * 4 / 5 {
-            serving_as = sqlx::query_scalar(
-                "SELECT DISTINCT usename::text FROM pg_stat_activity
-                 WHERE application_name = 'tollgate-api' AND datname = current_database()",
-            )
-            .fetch_all(&mut admin)
-            .await
-            .expect("activity");
+            // One look can find the pool holding no connection at all (between a rotation's
+            // reconnects, on a loaded machine: a run saw none), which would prove nothing: look
+            // again until it holds one, a bounded number of times.
+            for _ in 0..50 {
+                serving_as = sqlx::query_scalar(
+                    "SELECT DISTINCT usename::text FROM pg_stat_activity
+                     WHERE application_name = 'tollgate-api' AND datname = current_database()",
+                )
+                .fetch_all(&mut admin)
+                .await
+                .expect("activity");
+                if !serving_as.is_empty() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
         }
         let sub = uuid::Uuid::new_v4().to_string();
         let body = body_for(&sub, "load@example.com");
