@@ -2,7 +2,7 @@
 //! text), the least-privilege serving role, migrations under concurrent starts, and
 //! credentials that rotate under load.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -296,7 +296,7 @@ async fn registrations_survive_two_credential_rotations_under_load() {
     let mut admin = PgConnection::connect(&db_url).await.expect("admin");
 
     let mut requests = JoinSet::new();
-    let mut serving_as: Vec<String> = Vec::new();
+    let mut serving_as: BTreeSet<String> = BTreeSet::new();
     let start = Instant::now();
     let rotations = [
         (REQUESTS / 4, "second-password-0002"),
@@ -311,23 +311,18 @@ async fn registrations_survive_two_credential_rotations_under_load() {
                 .expect("rotate in PostgreSQL");
             put_credentials(&sm, &app_secret, &login, password).await;
         }
-        if i == REQUESTS * 4 / 5 {
-            // One look can find the pool holding no connection at all (between a rotation's
-            // reconnects, on a loaded machine: a run saw none), which would prove nothing: look
-            // again until it holds one, a bounded number of times.
-            for _ in 0..50 {
-                serving_as = sqlx::query_scalar(
-                    "SELECT DISTINCT usename::text FROM pg_stat_activity
-                     WHERE application_name = 'tollgate-api' AND datname = current_database()",
-                )
-                .fetch_all(&mut admin)
-                .await
-                .expect("activity");
-                if !serving_as.is_empty() {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+        if i >= REQUESTS * 4 / 5 && i % 25 == 0 {
+            // Who the api is logged in as, looked at while the requests keep coming: a single
+            // look can fall between a connection's expiry and its replacement (with no request
+            // in flight the pool may hold none at all), so the last fifth is sampled.
+            let logins: Vec<String> = sqlx::query_scalar(
+                "SELECT DISTINCT usename::text FROM pg_stat_activity
+                 WHERE application_name = 'tollgate-api' AND datname = current_database()",
+            )
+            .fetch_all(&mut admin)
+            .await
+            .expect("activity");
+            serving_as.extend(logins);
         }
         let sub = uuid::Uuid::new_v4().to_string();
         let body = body_for(&sub, "load@example.com");
@@ -375,8 +370,8 @@ async fn registrations_survive_two_credential_rotations_under_load() {
     );
     assert_eq!(
         serving_as,
-        std::slice::from_ref(&login),
-        "under load the api serves as its own login only"
+        BTreeSet::from([login]),
+        "under load the api serves as its own login only (and was seen serving)"
     );
 }
 
