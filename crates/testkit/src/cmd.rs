@@ -184,13 +184,17 @@ pub const TOOL_ENVIRONMENTS: [&str; 3] = ["python", "build", "checkov"];
 /// then finds missing and fills; an environment is never left on old pins, and two clones with
 /// different pins never share one.
 pub fn environment_dir(venv: &str) -> std::path::PathBuf {
-    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../xtask/tools")
-        .join(format!("{venv}.txt"));
-    let id = std::fs::read_to_string(&file)
+    let id = std::fs::read_to_string(pins_file(venv))
         .map(|text| pins_id(&text))
         .unwrap_or_else(|_| "unpinned".to_owned());
     tools_dir().join(format!("{venv}-{id}"))
+}
+
+/// The pin file of the project environment `venv`: `crates/xtask/tools/<venv>.txt`.
+pub fn pins_file(venv: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../xtask/tools")
+        .join(format!("{venv}.txt"))
 }
 
 /// The first 12 hex digits of the SHA-256 of a pin file's pins: its lines without comments,

@@ -271,13 +271,26 @@ fn zig_build() -> Command {
     let named = ["CARGO_ZIGBUILD_ZIG_PATH", ZIG_PYTHON_VAR]
         .iter()
         .any(|var| std::env::var_os(var).is_some());
-    if !named
-        && cmd::which("zig").is_none()
-        && let Some(python) = project_zig()
-    {
+    if !named && let Some(Zig::Project(python)) = zig() {
         build.env(ZIG_PYTHON_VAR, python);
     }
     build
+}
+
+/// Where the builds' zig comes from.
+pub enum Zig {
+    /// A `zig` on PATH, which cargo-lambda and cargo-zigbuild run themselves.
+    OnPath(PathBuf),
+    /// The build environment's Python, which runs `-m ziglang` ([`project_zig`]).
+    Project(PathBuf),
+}
+
+/// The zig the deployable builds use: one on PATH first, as cargo-lambda and cargo-zigbuild
+/// look, else the project's. What [`zig_build`] names to them, and what `setup` reports.
+pub fn zig() -> Option<Zig> {
+    cmd::which("zig")
+        .map(Zig::OnPath)
+        .or_else(|| project_zig().map(Zig::Project))
 }
 
 /// The variable through which cargo-zigbuild (and cargo-lambda, built on it) takes the Python
@@ -286,8 +299,8 @@ const ZIG_PYTHON_VAR: &str = "CARGO_ZIGBUILD_PYTHON_PATH";
 
 /// The Python of the project's build environment when the zig it holds runs
 /// (`python3 -m ziglang version`; the wheel is pinned in crates/xtask/tools/build.txt): what
-/// the builds name to cargo-lambda and cargo-zigbuild, and what `setup` reports.
-pub fn project_zig() -> Option<PathBuf> {
+/// the builds name to cargo-lambda and cargo-zigbuild when no zig is on PATH.
+fn project_zig() -> Option<PathBuf> {
     let python = cmd::environment_dir("build").join("bin").join("python3");
     Command::new(&python)
         .args(["-m", "ziglang", "version"])

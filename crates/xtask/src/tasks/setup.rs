@@ -24,7 +24,6 @@ use testkit::cmd;
 
 use crate::flags;
 use crate::support::artifacts;
-use crate::support::context::workspace_root;
 
 /// Where a missing tool comes from.
 #[derive(Debug, Clone, Copy)]
@@ -238,15 +237,12 @@ fn survey(scope: Scope) -> Vec<Row> {
                 _ if need.name == "initdb" => testkit::services::Postgres::find_binaries()
                     .ok()
                     .map(|dir| dir.display().to_string()),
-                // cargo-lambda and cargo-zigbuild run a `zig` on PATH, or the build
-                // environment's (which `artifacts` names to them).
-                _ if need.name == "zig" => cmd::which(need.name)
-                    .map(|path| describe(&path))
-                    .or_else(|| {
-                        artifacts::project_zig().map(|python| {
-                            format!("project environment ({} -m ziglang)", python.display())
-                        })
-                    }),
+                _ if need.name == "zig" => artifacts::zig().map(|zig| match zig {
+                    artifacts::Zig::OnPath(path) => describe(&path),
+                    artifacts::Zig::Project(python) => {
+                        format!("project environment ({} -m ziglang)", python.display())
+                    }
+                }),
                 _ => cmd::which(need.name).map(|path| describe(&path)),
             };
             Row { need, found }
@@ -355,9 +351,7 @@ pub fn ensure(scope: Scope) -> Result<()> {
 /// pinned tools. Clones share the cache: one fills an environment at a time (a lock beside it).
 fn python_environment(venv: &str) -> Result<()> {
     let dir: PathBuf = cmd::environment_dir(venv);
-    let pins = workspace_root()
-        .join("crates/xtask/tools")
-        .join(format!("{venv}.txt"));
+    let pins = cmd::pins_file(venv);
     std::fs::create_dir_all(cmd::tools_dir())?;
     let lock_path = dir.with_extension("lock");
     let lock = std::fs::File::create(&lock_path)
