@@ -5,6 +5,7 @@
 //! delivery ([`delivery`]).
 
 mod delivery;
+mod ec2;
 mod edge;
 mod network;
 mod rotation;

@@ -6,9 +6,9 @@ use std::collections::BTreeSet;
 use anyhow::{Context, Result, bail};
 use aws_config::SdkConfig;
 use aws_sdk_lambda::operation::get_function_configuration::GetFunctionConfigurationOutput as LambdaConfig;
-use testkit::aws::AwsContext;
 
 use super::Outputs;
+use super::ec2::Ec2;
 use crate::support::terraform::{output_str, output_strs};
 
 /// The Lambda sits in the private subnets, and each routes through a NAT gateway whose address
@@ -37,7 +37,7 @@ pub(super) async fn placement(
     if groups != [expected_group.clone()] {
         bail!("Lambda security groups {groups:?}, expected [{expected_group}]");
     }
-    let ec2 = aws_sdk_ec2::Client::new(sdk);
+    let ec2 = Ec2::new(sdk)?;
     let mut routes = Vec::new();
     for subnet in &subnets {
         routes.push(way_out(&ec2, subnet, nat_eips).await?);
@@ -63,40 +63,11 @@ pub(super) fn nat_eips(outputs: &Outputs) -> Result<Vec<String>> {
 
 /// Where `subnet` leaves the VPC: `nat-… → <address>`, when its default route goes through a
 /// NAT gateway holding one of the allowed addresses.
-async fn way_out(ec2: &aws_sdk_ec2::Client, subnet: &str, nat_eips: &[String]) -> Result<String> {
-    let tables = ec2
-        .describe_route_tables()
-        .filters(
-            aws_sdk_ec2::types::Filter::builder()
-                .name("association.subnet-id")
-                .values(subnet)
-                .build(),
-        )
-        .send()
-        .await
-        .aws("EC2")?;
-    let nat_id = tables
-        .route_tables()
-        .iter()
-        .flat_map(|t| t.routes())
-        .find(|r| r.destination_cidr_block() == Some("0.0.0.0/0"))
-        .and_then(|r| r.nat_gateway_id())
-        .map(str::to_owned)
-        .with_context(|| {
-            format!("subnet {subnet} does not route 0.0.0.0/0 through a NAT gateway")
-        })?;
-    let nat = ec2
-        .describe_nat_gateways()
-        .nat_gateway_ids(&nat_id)
-        .send()
-        .await
-        .aws("EC2")?;
-    let public_ips: Vec<String> = nat
-        .nat_gateways()
-        .iter()
-        .flat_map(|g| g.nat_gateway_addresses())
-        .filter_map(|a| a.public_ip().map(str::to_owned))
-        .collect();
+async fn way_out(ec2: &Ec2, subnet: &str, nat_eips: &[String]) -> Result<String> {
+    let nat_id = ec2.default_route_nat(subnet).await?.with_context(|| {
+        format!("subnet {subnet} does not route 0.0.0.0/0 through a NAT gateway")
+    })?;
+    let public_ips = ec2.nat_public_ips(&nat_id).await?;
     match public_ips.iter().find(|ip| nat_eips.contains(ip)) {
         Some(ip) => Ok(format!("{nat_id} → {ip}")),
         None => bail!(
