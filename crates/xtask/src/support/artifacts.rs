@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use shared_auth::Settings;
 use testkit::cmd;
 
-use crate::support::context::{cargo, workspace_root};
+use crate::support::context::{cargo, lock_file, workspace_root};
 #[cfg(feature = "cloud")]
 use crate::support::image;
 use crate::support::toolchain;
@@ -147,15 +147,7 @@ impl BuildLock {
     }
 
     pub fn acquire_at(path: &Path) -> Result<Self> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
+        let file = lock_file(path)?;
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {

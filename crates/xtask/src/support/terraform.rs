@@ -12,7 +12,7 @@ use serde_json::Value;
 use shared_auth::Settings;
 use testkit::cmd;
 
-use crate::support::context::{work_dir, workspace_root};
+use crate::support::context::{lock_file, work_dir, workspace_root};
 use crate::support::render;
 
 /// Where a plugin mirror is kept on machines without registry access (Terraform providers).
@@ -23,6 +23,35 @@ const LOCK_FILE: &str = ".terraform.lock.hcl";
 
 pub fn tf_dir(env: &str) -> PathBuf {
     work_dir().join("tf").join(env)
+}
+
+/// The working folder of `env` held by one deploy or destroy of this checkout: a second one
+/// at once would rewrite the folder (its `*.tf`, backend and variables, the saved plan) under
+/// the first. Released on drop. Terraform's state lock guards the state, not this folder.
+pub struct FolderLock {
+    _file: std::fs::File,
+}
+
+impl FolderLock {
+    /// Holds `env`'s folder, or fails at once naming the run that holds it.
+    pub fn acquire(env: &str) -> Result<Self> {
+        Self::acquire_at(&work_dir().join("tf").join(format!("{env}.lock")), env)
+    }
+
+    fn acquire_at(path: &Path, env: &str) -> Result<Self> {
+        let file = lock_file(path)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Self { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => bail!(
+                "another deploy or destroy of `{env}` is running from this checkout (it holds {}): \
+                 let it end first; two at once would rewrite its Terraform folder under it",
+                path.display()
+            ),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(e).with_context(|| format!("cannot lock {}", path.display()))
+            }
+        }
+    }
 }
 
 /// A Terraform command in the environment's working folder.
@@ -195,4 +224,26 @@ pub fn state_resources(dir: &Path) -> Result<BTreeMap<String, Value>> {
     let text = cmd::output(terraform(dir).args(["show", "-json", "-no-color"]))?;
     let state: Value = serde_json::from_str(&text).context("terraform show is not JSON")?;
     Ok(testkit::iam::resources(&state))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_run_at_a_time_holds_an_environments_folder() {
+        let dir = std::env::temp_dir().join(format!("tollgate-tf-lock-{}", std::process::id()));
+        let path = dir.join("staging.lock");
+        let first = FolderLock::acquire_at(&path, "staging").expect("the first run holds it");
+        let second = FolderLock::acquire_at(&path, "staging")
+            .err()
+            .expect("a second is refused");
+        assert!(
+            format!("{second:#}").contains("another deploy or destroy of `staging`"),
+            "{second:#}"
+        );
+        drop(first);
+        FolderLock::acquire_at(&path, "staging").expect("free again once the first has ended");
+        std::fs::remove_dir_all(dir).ok();
+    }
 }

@@ -37,6 +37,7 @@ impl flags::Deploy {
         let env = &self.env;
         let settings = settings_for(env)?;
         require_supplied(&settings)?;
+        let _folder = terraform::FolderLock::acquire(env)?;
         eprintln!(
             "· contract for `{env}` is valid (mode {}, route {} {}, api at {})",
             settings.guard.mode,

@@ -43,6 +43,7 @@ impl flags::Destroy {
         let env = &self.env;
         let settings = settings_for(env)?;
         check_local_aws(&settings)?;
+        let _folder = terraform::FolderLock::acquire(env)?;
         let dir = terraform::deployed_dir(env)?;
         let protected = settings.deploy.deletion_protection;
         let unprotect = unprotect();

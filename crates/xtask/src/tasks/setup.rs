@@ -24,6 +24,7 @@ use testkit::cmd;
 
 use crate::flags;
 use crate::support::artifacts;
+use crate::support::context::lock_file;
 
 /// Where a missing tool comes from.
 #[derive(Debug, Clone, Copy)]
@@ -352,10 +353,8 @@ pub fn ensure(scope: Scope) -> Result<()> {
 fn python_environment(venv: &str) -> Result<()> {
     let dir: PathBuf = cmd::environment_dir(venv);
     let pins = cmd::pins_file(venv);
-    std::fs::create_dir_all(cmd::tools_dir())?;
     let lock_path = dir.with_extension("lock");
-    let lock = std::fs::File::create(&lock_path)
-        .with_context(|| format!("cannot create {}", lock_path.display()))?;
+    let lock = lock_file(&lock_path)?;
     lock.lock()
         .with_context(|| format!("cannot lock {}", lock_path.display()))?;
     if !dir.join("bin/pip").is_file() {
