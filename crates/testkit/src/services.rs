@@ -6,12 +6,34 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
 use crate::cmd;
 use crate::tls::TestCa;
+
+/// Set by a process that outlives an interrupt ([`outlive_interrupts`]).
+static OUTLIVES_INTERRUPTS: AtomicBool = AtomicBool::new(false);
+
+/// Says that this process outlives an interrupt and then stops its servers through their
+/// guards (xtask: it handles Ctrl-C and SIGTERM). Its servers then lead process groups of their
+/// own, so that an interrupt aimed at it or at its other children does not kill them before
+/// their guards stop them cleanly. A test binary does not call it: an interrupt ends it
+/// without running a guard, so its servers stay in its group and end with it, rather than
+/// outlive it (a killed deploy test left its moto_server and registry running).
+pub fn outlive_interrupts() {
+    OUTLIVES_INTERRUPTS.store(true, Ordering::SeqCst);
+}
+
+/// A server's command: in a process group of its own when this process outlives interrupts.
+fn grouped(command: &mut Command) -> &mut Command {
+    if OUTLIVES_INTERRUPTS.load(Ordering::SeqCst) {
+        command.process_group(0);
+    }
+    command
+}
 
 /// The port moto_server uses unless it is taken.
 pub const MOTO_PORT: u16 = 4566;
@@ -191,10 +213,8 @@ impl Postgres {
             .arg("-l")
             .arg(&log)
             .args(["-o", &options, "start"])
-            .stdout(Stdio::null())
-            // Its own process group: a Ctrl-C meant for the tests must not kill the server
-            // before its guard stops it cleanly.
-            .process_group(0);
+            .stdout(Stdio::null());
+        grouped(&mut pg_ctl);
         cmd::run(&mut pg_ctl)
             .with_context(|| format!("PostgreSQL did not start; see {}", log.display()))?;
         eprintln!("· PostgreSQL: listening on {}:{}", pg.host, pg.port);
@@ -406,8 +426,8 @@ impl Moto {
             .envs(MOTO_ENV.iter().map(|(k, v, _)| (k, v)))
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
-            .stderr(out)
-            .process_group(0);
+            .stderr(out);
+        grouped(&mut command);
         cmd::echo(&command);
         let child = command.spawn().context("cannot start moto_server")?;
         let moto = Moto { child, port, log };
@@ -476,8 +496,8 @@ impl LocalRegistry {
             .arg(&config)
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
-            .stderr(out)
-            .process_group(0);
+            .stderr(out);
+        grouped(&mut command);
         cmd::echo(&command);
         let child = command.spawn().context("cannot start the registry")?;
         let registry = LocalRegistry { child, port, log };

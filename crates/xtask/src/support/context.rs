@@ -16,15 +16,20 @@ use {anyhow::bail, shared_auth::Unfilled};
 /// Set when Ctrl-C (or SIGTERM) arrives; long-running tasks poll it and wind down.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
-/// Ctrl-C reaches the whole foreground process group: the child in the foreground (cargo test)
-/// stops by itself, and this process must live on to stop the services it started.
+/// On Ctrl-C or SIGTERM: the children started as groups of their own are stopped whole
+/// ([`crate::support::children`]; a SIGTERM sent to xtask alone reaches no child), and this
+/// process lives on to stop the services it started.
 pub fn handle_interrupts() {
     if let Err(e) = ctrlc::set_handler(|| {
         INTERRUPTED.store(true, Ordering::SeqCst);
         eprintln!("\ninterrupted: stopping what xtask started…");
+        crate::support::children::stop_all();
     }) {
         eprintln!("warning: cannot handle Ctrl-C ({e}); an interrupt may leave services running");
+        return;
     }
+    // This process lives on after an interrupt: its servers keep out of its children's way.
+    testkit::services::outlive_interrupts();
 }
 
 pub fn interrupted() -> bool {

@@ -8,7 +8,7 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus};
+use std::process::{Command, ExitStatus};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -20,7 +20,8 @@ use testkit::services::{Moto, Postgres};
 
 use crate::flags;
 use crate::support::artifacts;
-use crate::support::context::{cargo, settings_for, work_dir, workspace_root};
+use crate::support::children::{self, Group};
+use crate::support::context::{cargo, interrupted, settings_for, work_dir, workspace_root};
 
 /// Where `cargo xtask test` writes the other tests' outcome (`passed`, or `failed` and the
 /// exit status) the moment they end, while the deploy test may still be running: `.ci/run`
@@ -45,7 +46,7 @@ impl flags::Test {
         if !self.cargo_args.is_empty() {
             let mut args = vec!["--workspace", "--no-fail-fast"];
             args.extend(self.cargo_args.iter().map(String::as_str));
-            let status = cmd::status(&mut services.cargo_test(&args))?;
+            let status = children::status(&mut services.cargo_test(&args))?;
             return outcome(&[("cargo test", status)]);
         }
         // The deploy test's arm64 release builds take minutes and need nothing from the tests'
@@ -54,8 +55,11 @@ impl flags::Test {
         let _ahead = CrossBuilds::start(DEPLOYED)?;
         // One build of every test binary first, so the two runs below never compile the same
         // thing twice or wait on each other's build lock.
-        let built = cmd::status(&mut services.cargo_test(&["--workspace", "--no-run"]))?;
+        let built = children::status(&mut services.cargo_test(&["--workspace", "--no-run"]))?;
         if !built.success() {
+            if interrupted() {
+                bail!("interrupted");
+            }
             bail!("the tests do not build ({built})");
         }
         services.run_split()
@@ -73,7 +77,7 @@ const DEPLOYED: &str = "staging";
 /// build in hand is stopped.
 struct CrossBuilds {
     thread: Option<std::thread::JoinHandle<()>>,
-    running: Arc<Mutex<Option<Child>>>,
+    running: Arc<Mutex<Option<Group>>>,
     /// Set on drop: no further build starts, and the one in hand is stopped.
     stop: Arc<AtomicBool>,
 }
@@ -122,7 +126,7 @@ impl CrossBuilds {
 
 impl Drop for CrossBuilds {
     fn drop(&mut self) {
-        // A build still running is stopped (its compilers end the crate in hand); one that
+        // A build still running is stopped with its group (cargo and its compilers); one that
         // ended has left the slot empty, and the flag keeps the next from starting (or stops
         // it, if it started in between).
         self.stop.store(true, Ordering::SeqCst);
@@ -132,8 +136,7 @@ impl Drop for CrossBuilds {
             .unwrap_or_else(PoisonError::into_inner)
             .take()
         {
-            let _ = child.kill();
-            let _ = child.wait();
+            child.kill();
         }
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -147,7 +150,7 @@ fn run_in_turn(
     builds: Vec<Command>,
     out: &File,
     lock: &Path,
-    slot: &Mutex<Option<Child>>,
+    slot: &Mutex<Option<Group>>,
     stop: &AtomicBool,
 ) -> Result<()> {
     let _lock = artifacts::BuildLock::acquire_at(lock)?;
@@ -158,9 +161,7 @@ fn run_in_turn(
         build.stdout(out.try_clone()?).stderr(out.try_clone()?);
         cmd::echo(&build);
         let program = build.get_program().to_string_lossy().into_owned();
-        let child = build
-            .spawn()
-            .with_context(|| format!("cannot start `{program}`"))?;
+        let child = Group::spawn(&mut build)?;
         *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(child);
         // Bounded by the child: it ends, or the guard's drop takes and stops it.
         loop {
@@ -169,8 +170,7 @@ fn run_in_turn(
                 bail!("stopped");
             };
             if stop.load(Ordering::SeqCst) {
-                let _ = child.kill();
-                let _ = child.wait();
+                child.kill();
                 held.take();
                 bail!("stopped");
             }
@@ -267,7 +267,7 @@ impl Services {
         )?;
         let started = std::time::Instant::now();
         // Every test binary runs even after one fails: a run reports every failure.
-        let rest = cmd::status(&mut self.cargo_test(&[
+        let rest = children::status(&mut self.cargo_test(&[
             "--workspace",
             "--no-fail-fast",
             "--",
@@ -303,7 +303,7 @@ impl Services {
 }
 
 /// Starts `test` with its output in `log` (printed when it ends, so two runs' lines never mix).
-fn start_beside(mut test: Command, log: &Path) -> Result<Child> {
+fn start_beside(mut test: Command, log: &Path) -> Result<Group> {
     std::fs::create_dir_all(log.parent().expect("logs/ has a parent"))?;
     let out = File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
     test.stdout(out.try_clone()?).stderr(out);
@@ -312,7 +312,7 @@ fn start_beside(mut test: Command, log: &Path) -> Result<Child> {
         "· running beside the other tests; its output: {}",
         log.display()
     );
-    test.spawn().context("cannot start cargo test")
+    Group::spawn(&mut test)
 }
 
 fn print_log(log: &Path) {
