@@ -79,6 +79,15 @@ pub fn status(cmd: &mut Command) -> Result<ExitStatus> {
     Group::spawn(cmd)?.wait()
 }
 
+/// [`status`], failing when `cmd` does, as `testkit::cmd::run` does.
+pub fn run(cmd: &mut Command) -> Result<()> {
+    let ended = status(cmd)?;
+    if !ended.success() {
+        bail!("`{}` failed ({ended})", cmd.get_program().to_string_lossy());
+    }
+    Ok(())
+}
+
 /// Sends SIGTERM to every group still listed: what an interrupt of xtask does.
 pub fn stop_all() {
     stop(&groups(), Signal::SIGTERM);

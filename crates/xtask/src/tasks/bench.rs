@@ -23,6 +23,7 @@ use testkit::services::{Moto, Postgres};
 
 use crate::flags;
 use crate::support::artifacts;
+use crate::support::children;
 use crate::support::context::{block_on, cargo, work_dir, workspace_root};
 use crate::tasks::up::Deployables;
 
@@ -171,7 +172,7 @@ pub(crate) fn release_deployables() -> Result<Deployables> {
 }
 
 fn build_profile(profile: &str, what: &[&str]) -> Result<()> {
-    cmd::run(
+    children::run(
         Command::new(cargo())
             .current_dir(workspace_root())
             .args(["build", "--profile", profile, "--locked"])
@@ -195,7 +196,7 @@ fn binaries(api_dir: &Path, lambda_dir: &Path) -> Binaries {
 /// left to compile. A `cargo build -p api` would unify fewer features and rebuild the tree.
 fn build_dev() -> Result<Binaries> {
     eprintln!("· the tests' builds (api, post-confirm and the echo reference, dev profile)");
-    cmd::run(Command::new(cargo()).current_dir(workspace_root()).args([
+    children::run(Command::new(cargo()).current_dir(workspace_root()).args([
         "test",
         "--workspace",
         "--locked",

@@ -6,9 +6,9 @@
 use std::process::Command;
 
 use anyhow::{Result, bail};
-use testkit::cmd;
 
 use crate::flags;
+use crate::support::children;
 use crate::support::context::workspace_root;
 
 const TARGETS: &[&str] = &["forwarded_for", "signature_header", "settings"];
@@ -38,7 +38,7 @@ impl flags::Fuzz {
                 TARGETS.len(),
                 self.seconds
             );
-            cmd::run(
+            children::run(
                 Command::new("cargo")
                     .current_dir(workspace_root().join("crates/shared-auth"))
                     .args(["+nightly", "fuzz", "run", "--target-dir"])
