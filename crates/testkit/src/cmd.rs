@@ -80,6 +80,11 @@ fn quote(arg: &OsStr) -> String {
 /// Runs a command with inherited output; fails with the command's name on a non-zero exit.
 pub fn run(cmd: &mut Command) -> Result<()> {
     let status = status(cmd)?;
+    succeeded(cmd, status)
+}
+
+/// Fails naming `cmd`'s program unless `status`, how it ended, is a success.
+pub fn succeeded(cmd: &Command, status: ExitStatus) -> Result<()> {
     if !status.success() {
         bail!(
             "`{}` failed ({status})",

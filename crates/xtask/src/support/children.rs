@@ -82,10 +82,7 @@ pub fn status(cmd: &mut Command) -> Result<ExitStatus> {
 /// [`status`], failing when `cmd` does, as `testkit::cmd::run` does.
 pub fn run(cmd: &mut Command) -> Result<()> {
     let ended = status(cmd)?;
-    if !ended.success() {
-        bail!("`{}` failed ({ended})", cmd.get_program().to_string_lossy());
-    }
-    Ok(())
+    testkit::cmd::succeeded(cmd, ended)
 }
 
 /// Sends SIGTERM to every group still listed: what an interrupt of xtask does.

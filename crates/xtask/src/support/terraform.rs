@@ -35,7 +35,7 @@ pub struct FolderLock {
 impl FolderLock {
     /// Holds `env`'s folder, or fails at once naming the run that holds it.
     pub fn acquire(env: &str) -> Result<Self> {
-        Self::acquire_at(&work_dir().join("tf").join(format!("{env}.lock")), env)
+        Self::acquire_at(&tf_dir(env).with_file_name(format!("{env}.lock")), env)
     }
 
     fn acquire_at(path: &Path, env: &str) -> Result<Self> {

@@ -9,8 +9,8 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -77,8 +77,8 @@ const DEPLOYED: &str = "staging";
 /// build in hand is stopped.
 struct CrossBuilds {
     thread: Option<std::thread::JoinHandle<()>>,
-    running: Arc<Mutex<Option<Group>>>,
-    /// Set on drop: no further build starts, and the one in hand is stopped.
+    /// Set on drop: no further build starts, and the one in hand is stopped with its group
+    /// (cargo and its compilers) by the thread, which the drop then waits for.
     stop: Arc<AtomicBool>,
 }
 
@@ -98,12 +98,11 @@ impl CrossBuilds {
         std::fs::create_dir_all(log.parent().expect("a log has a folder"))?;
         let out = File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
         let log = log.to_owned();
-        let running = Arc::new(Mutex::new(None));
         let stop = Arc::new(AtomicBool::new(false));
-        let (slot, stopped) = (Arc::clone(&running), Arc::clone(&stop));
+        let stopped = Arc::clone(&stop);
         let thread = std::thread::spawn(move || {
             let started = Instant::now();
-            match run_in_turn(builds, &out, &lock, &slot, &stopped) {
+            match run_in_turn(builds, &out, &lock, &stopped) {
                 Ok(()) => eprintln!(
                     "· the deployables' builds ended after {:.0} s",
                     started.elapsed().as_secs_f64()
@@ -118,7 +117,6 @@ impl CrossBuilds {
         });
         Ok(Self {
             thread: Some(thread),
-            running,
             stop,
         })
     }
@@ -126,33 +124,16 @@ impl CrossBuilds {
 
 impl Drop for CrossBuilds {
     fn drop(&mut self) {
-        // A build still running is stopped with its group (cargo and its compilers); one that
-        // ended has left the slot empty, and the flag keeps the next from starting (or stops
-        // it, if it started in between).
         self.stop.store(true, Ordering::SeqCst);
-        if let Some(mut child) = self
-            .running
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-        {
-            child.kill();
-        }
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
     }
 }
 
-/// Runs `builds` one after another with their output in `out`, each child in `slot` while it
-/// runs; fails on the first that fails, or once `stop` is set.
-fn run_in_turn(
-    builds: Vec<Command>,
-    out: &File,
-    lock: &Path,
-    slot: &Mutex<Option<Group>>,
-    stop: &AtomicBool,
-) -> Result<()> {
+/// Runs `builds` one after another with their output in `out`; fails on the first that fails,
+/// or once `stop` is set (the build in hand is then killed with its group).
+fn run_in_turn(builds: Vec<Command>, out: &File, lock: &Path, stop: &AtomicBool) -> Result<()> {
     let _lock = artifacts::BuildLock::acquire_at(lock)?;
     for mut build in builds {
         if stop.load(Ordering::SeqCst) {
@@ -161,27 +142,19 @@ fn run_in_turn(
         build.stdout(out.try_clone()?).stderr(out.try_clone()?);
         cmd::echo(&build);
         let program = build.get_program().to_string_lossy().into_owned();
-        let child = Group::spawn(&mut build)?;
-        *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(child);
-        // Bounded by the child: it ends, or the guard's drop takes and stops it.
+        let mut child = Group::spawn(&mut build)?;
+        // Bounded by the child: it ends, or the flag (set on drop) stops it.
         loop {
-            let mut held = slot.lock().unwrap_or_else(PoisonError::into_inner);
-            let Some(child) = held.as_mut() else {
-                bail!("stopped");
-            };
             if stop.load(Ordering::SeqCst) {
                 child.kill();
-                held.take();
                 bail!("stopped");
             }
             if let Some(status) = child.try_wait()? {
-                held.take();
                 if !status.success() {
                     bail!("`{program}` failed ({status})");
                 }
                 break;
             }
-            drop(held);
             std::thread::sleep(Duration::from_millis(250));
         }
     }
