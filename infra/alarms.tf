@@ -5,7 +5,10 @@
 
 locals {
   alarm_actions = var.alarm_topic_arn == null ? [] : [var.alarm_topic_arn]
-  # The sign-up function's and the api's metrics (CloudWatch embedded metric format).
+  # The sign-up function's and the api's metrics (CloudWatch embedded metric format). CloudWatch
+  # treats every combination of dimensions as a metric of its own, so each alarm names exactly
+  # a set the binaries print (`Service` is in every set; shared_auth::emf). The deploy test
+  # checks every alarm here against the metric lines the real binaries printed.
   metrics_namespace = "Tollgate"
 }
 
@@ -45,7 +48,7 @@ resource "aws_cloudwatch_metric_alarm" "registration_outcome" {
   alarm_description   = each.key == "lost" ? "A confirmed user was neither registered nor queued; the next sweep registers them." : "A queued registration was dead-lettered."
   namespace           = local.metrics_namespace
   metric_name         = "Registration"
-  dimensions          = { Outcome = each.key }
+  dimensions          = { Service = "post-confirm", Outcome = each.key }
   statistic           = "Sum"
   period              = 300
   evaluation_periods  = 1
@@ -56,10 +59,13 @@ resource "aws_cloudwatch_metric_alarm" "registration_outcome" {
 }
 
 resource "aws_cloudwatch_metric_alarm" "refusals" {
-  alarm_name          = "${local.name}-guarded-route-refusals"
-  alarm_description   = "The guarded route refused more than the threshold in 5 minutes."
-  namespace           = local.metrics_namespace
-  metric_name         = "RegistrationRefused"
+  alarm_name        = "${local.name}-guarded-route-refusals"
+  alarm_description = "The guarded route refused more than the threshold in 5 minutes."
+  namespace         = local.metrics_namespace
+  metric_name       = "RegistrationRefused"
+  # Every reason together: the api prints each refusal count under {Service, Reason} and under
+  # {Service} alone for this alarm.
+  dimensions          = { Service = "api" }
   statistic           = "Sum"
   period              = 300
   evaluation_periods  = 1

@@ -18,7 +18,8 @@ use shared_auth::DenyReason;
 
 use crate::budget::Budget;
 
-/// The metric's name (namespace [`shared_auth::emf::NAMESPACE`], dimension `Reason`).
+/// The metric's name (namespace [`shared_auth::emf::NAMESPACE`], dimensions `Service` and
+/// `Reason`, and `Service` alone for the total).
 pub const METRIC: &str = "RegistrationRefused";
 
 /// Counts and (boundedly) logs refusals by reason.
@@ -110,8 +111,17 @@ fn not_logged_summary(code: &'static str, not_logged: u64) {
     );
 }
 
+/// Each count under `{Service, Reason}` and under `{Service}`: the refusal alarm
+/// (`infra/alarms.tf`) watches the total of every reason.
 fn emf_line(code: &str, count: u64) -> String {
-    shared_auth::emf::line("api", ("Reason", code), &[(METRIC, count, "Count")])
+    use shared_auth::emf;
+    emf::line_with(
+        "api",
+        ("Reason", code),
+        &[(METRIC, count, "Count")],
+        emf::Sets::WithServiceTotal,
+        emf::now_ms(),
+    )
 }
 
 #[cfg(test)]
