@@ -20,11 +20,13 @@ pub mod telemetry;
 
 use shared_auth::{Component, Settings};
 
-/// Loads a Lambda function's settings (`deploy/<TOLLGATE_ENV>.toml` and `TOLLGATE__…`),
-/// logging why they are invalid: Lambda shows the log, not the init error's text. The error
-/// is boxed, as `lambda_runtime::Error` is.
-pub fn load_settings() -> Result<Settings, Box<dyn std::error::Error + Send + Sync>> {
-    shared_auth::load(Component::Lambda).map_err(|e| {
+/// Loads a Lambda function's settings as `component` reads them (`deploy/<TOLLGATE_ENV>.toml`
+/// and `TOLLGATE__…`), logging why they are invalid: Lambda shows the log, not the init
+/// error's text. The error is boxed, as `lambda_runtime::Error` is.
+pub fn load_settings(
+    component: Component,
+) -> Result<Settings, Box<dyn std::error::Error + Send + Sync>> {
+    shared_auth::load(component).map_err(|e| {
         tracing::error!(error = %e, "invalid settings");
         e.into()
     })

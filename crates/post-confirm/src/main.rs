@@ -7,7 +7,7 @@ use lambda_runtime::{Error, service_fn};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_support::telemetry::init();
-    let settings = lambda_support::load_settings()?;
+    let settings = lambda_support::load_settings(shared_auth::Component::Lambda)?;
     let deps = post_confirm::Deps::from_settings(settings).await?;
     let deps = &deps;
     lambda_runtime::run(service_fn(move |event| post_confirm::handle(deps, event))).await

@@ -96,6 +96,10 @@ pub struct Rotator {
     pub poll: Duration,
     /// Every api task, asked directly.
     pub verifiers: Verifiers,
+    /// The client that asks them: plain HTTP to each task's private address inside the VPC
+    /// (the ALB reaches the tasks the same way), where the guarded route's client speaks HTTPS
+    /// only. Nothing secret travels on it: `/readyz` reports version ids.
+    pub tasks_http: reqwest::Client,
     /// When `AWSPREVIOUS` and `AWSPENDING` count (the contract's windows).
     pub acceptance: Acceptance,
     /// `static` mode: the WAF rule group that checks the header at the edge, and its ARN
@@ -118,6 +122,7 @@ impl Rotator {
         let verifiers = Verifiers::from_vars(&|k| std::env::var(k).ok(), &sdk, local_api)?;
         Ok(Self {
             verifiers,
+            tasks_http: verifiers::client(&settings.lambda)?,
             acceptance: Acceptance::for_settings(settings),
             sm: shared_auth::aws::secrets_manager(&settings.aws).await,
             route: GuardedRoute::new(http, settings.guard.clone(), &settings.lambda.api_base_url),
@@ -268,7 +273,7 @@ impl Rotator {
     async fn wait_every_task(&self, token: &str, deadline: Instant) -> Result<(), RotationError> {
         let started = Instant::now();
         loop {
-            let answers = self.verifiers.ask(&self.route.http).await?;
+            let answers = self.verifiers.ask(&self.tasks_http).await?;
             let lagging: Vec<String> = answers
                 .iter()
                 .filter(|a| !a.holds(token))

@@ -10,7 +10,7 @@ use lambda_runtime::{Error, service_fn};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_support::telemetry::init();
-    let settings = lambda_support::load_settings()?;
+    let settings = lambda_support::load_settings(shared_auth::Component::Rotation)?;
     let budget = shared_auth::rotation::step_budget(settings.api.secret_refresh_s);
     let rotator = rotate_secret::Rotator::from_settings(&settings, budget).await?;
     let rotator = &rotator;

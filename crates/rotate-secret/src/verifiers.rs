@@ -175,6 +175,19 @@ fn private_address(task: &aws_sdk_ecs::types::Task) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// The client that asks the tasks: plain HTTP (their private addresses serve no TLS), never
+/// following a redirect, the contract's connect timeout.
+pub fn client(settings: &shared_auth::LambdaSettings) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_millis(settings.connect_timeout_ms))
+        .user_agent(concat!(
+            "tollgate-rotate-secret/",
+            env!("CARGO_PKG_VERSION")
+        ))
+        .build()
+}
+
 async fn readyz(http: &reqwest::Client, base: &str) -> Result<serde_json::Value, String> {
     let response = http
         .get(format!("{base}/readyz"))

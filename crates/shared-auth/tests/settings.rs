@@ -456,27 +456,41 @@ fn an_idle_connection_outlives_the_albs_idle_timeout() {
 }
 
 #[test]
-fn the_connection_budget_must_fit_the_database_class() {
+fn the_connection_budget_counts_the_tasks_a_deployment_starts() {
+    // Production as shipped: 10 tasks, at most 150 % during a deployment, 5 connections each.
+    let shipped = load_for(Component::Deploy, &vars(&[("TOLLGATE_ENV", "production")]))
+        .expect("production as shipped fits its database class");
+    assert_eq!(
+        (
+            shipped.deploy.api_max_count,
+            shipped.deploy.deployment_maximum_percent
+        ),
+        (10, 150)
+    );
+    // ECS's default surge (200 %) would start 20 tasks at once: 100 connections, over the 84
+    // db.t4g.micro leaves the api.
     let msg = error_for(&[
         ("TOLLGATE_ENV", "production"),
-        ("TOLLGATE__DEPLOY__API_MAX_COUNT", "20"),
-        ("TOLLGATE__DEPLOY__DB_INSTANCE_CLASS", "db.t4g.micro"),
+        ("TOLLGATE__DEPLOY__DEPLOYMENT_MAXIMUM_PERCENT", "200"),
     ]);
     for needed in [
         "deploy.db_instance_class",
         "connection budget",
-        "20 × 5 = 100",
-        "db.t4g.micro",
+        "10 × 200 % = 20 tasks",
+        "= 100 connections",
+        "db.t4g.micro leaves 84",
         "max_connections 95",
+        "migration",
+        "rotation",
     ] {
         assert!(msg.contains(needed), "{needed}: {msg}");
     }
-    // A larger class takes the same load.
+    // A larger class takes the same surge.
     load_for(
         Component::Deploy,
         &vars(&[
             ("TOLLGATE_ENV", "production"),
-            ("TOLLGATE__DEPLOY__API_MAX_COUNT", "20"),
+            ("TOLLGATE__DEPLOY__DEPLOYMENT_MAXIMUM_PERCENT", "200"),
             ("TOLLGATE__DEPLOY__DB_INSTANCE_CLASS", "db.t4g.small"),
         ]),
     )
@@ -486,17 +500,114 @@ fn the_connection_budget_must_fit_the_database_class() {
         msg.contains("db.t4g.micro"),
         "names the known classes: {msg}"
     );
+    for (key, value) in [
+        ("TOLLGATE__DEPLOY__DEPLOYMENT_MAXIMUM_PERCENT", "99"),
+        ("TOLLGATE__DEPLOY__DEPLOYMENT_MAXIMUM_PERCENT", "201"),
+        ("TOLLGATE__DEPLOY__DRAIN_MAXIMUM_CONCURRENCY", "1"),
+        ("TOLLGATE__DEPLOY__DRAIN_MAXIMUM_CONCURRENCY", "1001"),
+    ] {
+        let msg = error_for(&[(key, value)]);
+        let setting = key
+            .trim_start_matches("TOLLGATE__DEPLOY__")
+            .to_ascii_lowercase();
+        assert!(
+            msg.contains(&format!("deploy.{setting}")) && msg.contains(&format!("(set by {key})")),
+            "{key}={value}: {msg}"
+        );
+    }
+}
+
+#[test]
+fn a_refused_value_from_the_environment_names_the_variable_that_set_it() {
+    // Refused by validation, and by parsing.
+    for (key, value, setting) in [
+        (
+            "TOLLGATE__DEPLOY__DOMAIN",
+            "https://api.example.com",
+            "deploy.domain",
+        ),
+        (
+            "TOLLGATE__DEPLOY__HOSTED_ZONE_ID",
+            "zone-1",
+            "deploy.hosted_zone_id",
+        ),
+        (
+            "TOLLGATE__GUARD__ALLOWED_CIDRS",
+            "203.0.113.7/33",
+            "guard.allowed_cidrs",
+        ),
+        (
+            "TOLLGATE__GUARD__TRUSTED_PROXIES",
+            "10.0.0.0/8,bogus",
+            "guard.trusted_proxies",
+        ),
+        (
+            "TOLLGATE__API__SECRET_REFRESH_S",
+            "soon",
+            "api.secret_refresh_s",
+        ),
+        (
+            "TOLLGATE__DEPLOY__API_MAX_COUNT",
+            "0",
+            "deploy.api_max_count",
+        ),
+    ] {
+        let msg = error_for(&[("TOLLGATE_ENV", "staging"), (key, value)]);
+        assert!(
+            msg.contains(setting) && msg.contains(&format!("(set by {key})")),
+            "{key}={value}: {msg}"
+        );
+    }
+    // A value from the contract file names no variable.
+    let dir = std::env::temp_dir().join(format!("tollgate-settings-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let staging =
+        std::fs::read_to_string(format!("{}/staging.toml", deploy_dir())).expect("staging.toml");
+    std::fs::write(
+        dir.join("staging.toml"),
+        staging.replace("max_skew_s = 300", "max_skew_s = 0"),
+    )
+    .expect("write");
+    let msg = error_for(&[
+        ("TOLLGATE_ENV", "staging"),
+        ("TOLLGATE_CONFIG_DIR", dir.to_str().expect("utf-8")),
+    ]);
+    assert!(
+        msg.contains("guard.max_skew_s") && !msg.contains("set by"),
+        "{msg}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn environment_names_are_checked_and_missing_files_explained() {
-    assert!(matches!(
-        load_for(
-            Component::Deploy,
-            &vars(&[("TOLLGATE_ENV", "../etc/passwd")])
-        ),
-        Err(ConfigError::BadEnvName(_))
-    ));
+    // Every AWS name is `tollgate-<env>…`: RDS and load balancer names refuse a trailing or a
+    // doubled hyphen, and the target group `tollgate-<env>-api` holds 32 characters at most.
+    for bad in [
+        "../etc/passwd",
+        "qa-",
+        "q--a",
+        "-qa",
+        "1qa",
+        "q",
+        "Staging",
+        "a-very-long-env-name",
+        "",
+    ] {
+        let refused = load_for(Component::Deploy, &vars(&[("TOLLGATE_ENV", bad)]));
+        assert!(
+            matches!(refused, Err(ConfigError::BadEnvName(_)))
+                // An empty TOLLGATE_ENV means the default, `local`.
+                || bad.is_empty(),
+            "`{bad}` was not refused as a name"
+        );
+    }
+    for good in ["qa", "q-a", "qa2", "a-long-env-name-19"] {
+        assert!(
+            shared_auth::settings::is_environment_name(good),
+            "`{good}` is a valid name"
+        );
+    }
     let msg = error_for(&[("TOLLGATE_ENV", "qa")]);
     assert!(
         msg.contains("TOLLGATE_CONFIG_DIR") && msg.contains("local, staging, production"),

@@ -77,6 +77,14 @@ pub fn max_connections(class: &str) -> Option<u32> {
     Some(u32::try_from(formula).map_or(MAX_CONNECTIONS_CEILING, |n| n.min(MAX_CONNECTIONS_CEILING)))
 }
 
+/// The most api tasks running at once: `max_count`, and during a deployment ECS starts the new
+/// tasks beside the old up to `maximum_percent` of the count (rounded down, as ECS does:
+/// Amazon ECS Developer Guide, *Deployment configuration*, `maximumPercent`).
+pub fn tasks_during_deployment(max_count: u32, maximum_percent: u32) -> u32 {
+    let tasks = u64::from(max_count) * u64::from(maximum_percent.max(100)) / 100;
+    u32::try_from(tasks).unwrap_or(u32::MAX).max(max_count)
+}
+
 /// The connections left for the api tasks on `class`: `max_connections` less the superuser
 /// slots and the [`HEADROOM`].
 pub fn for_api_tasks(class: &str) -> Option<u32> {

@@ -25,7 +25,10 @@ const LIST_KEYS: &[&str] = &["guard.allowed_cidrs", "guard.trusted_proxies"];
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error(
-        "TOLLGATE_ENV=`{0}` is not an environment name (use lower-case letters, digits and '-')"
+        "TOLLGATE_ENV=`{0}` is not an environment name: 2 to 19 characters, a lower-case letter \
+         first, then lower-case letters and digits with single '-' between them (every AWS name \
+         is `tollgate-<env>…`: RDS identifiers and load balancer names end in a letter or digit \
+         and hold no \"--\")"
     )]
     BadEnvName(String),
     #[error("no contract for environment `{env}`: {hint}")]
@@ -71,11 +74,7 @@ pub fn load_for(
         .map(String::as_str)
         .filter(|s| !s.is_empty())
         .unwrap_or(DEFAULT_ENV);
-    if env.is_empty()
-        || !env
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-    {
+    if !is_environment_name(env) {
         return Err(ConfigError::BadEnvName(env.to_owned()));
     }
     let text = contract_text(env, vars.get("TOLLGATE_CONFIG_DIR").map(Path::new))?;
@@ -104,22 +103,18 @@ pub fn load_for(
         .build()
         .map_err(parse_err)?;
 
-    let mut settings: Settings = serde_path_to_error::deserialize(merged).map_err(|e| {
-        let key = e.path().to_string();
-        // `config` appends " for key `…` [in the environment]"; the key is ours to name.
-        let inner = e.into_inner().to_string();
-        let problem = match inner.find(" for key `") {
-            Some(i) if inner[i..].contains("in the environment") => {
-                format!(
-                    "{} (set by a {ENV_PREFIX}{ENV_SEPARATOR}… variable)",
-                    &inner[..i]
-                )
-            }
-            Some(i) => inner[..i].to_owned(),
-            None => inner,
-        };
-        ConfigError::invalid(if key == "." { "(top level)" } else { &key }, problem)
-    })?;
+    let mut settings: Settings = serde_path_to_error::deserialize(merged)
+        .map_err(|e| {
+            let key = e.path().to_string();
+            // `config` appends " for key `…` [in the environment]"; the key is ours to name.
+            let inner = e.into_inner().to_string();
+            let problem = match inner.find(" for key `") {
+                Some(i) => inner[..i].to_owned(),
+                None => inner,
+            };
+            ConfigError::invalid(if key == "." { "(top level)" } else { &key }, problem)
+        })
+        .map_err(|e| e.naming_its_variable(vars))?;
     settings.env = env.to_owned();
     if let Some(url) = vars.get("DATABASE_URL").filter(|s| !s.is_empty()) {
         settings.api.database_url = Some(SecretString::from(url.clone()));
@@ -127,8 +122,49 @@ pub fn load_for(
     if let Some(password) = vars.get("DATABASE_PASSWORD").filter(|s| !s.is_empty()) {
         settings.api.database_password = Some(SecretString::from(password.clone()));
     }
-    settings.validate_for(component)?;
+    settings
+        .validate_for(component)
+        .map_err(|e| e.naming_its_variable(vars))?;
     Ok(settings)
+}
+
+/// An environment's name as every AWS name built from it allows (`tollgate-<env>-api` is the
+/// longest, a target group name of at most 32 characters; RDS identifiers and load balancer
+/// names end in a letter or digit and never hold two hyphens in a row). The Terraform stack's
+/// `env` variable checks the same rule.
+pub fn is_environment_name(env: &str) -> bool {
+    let bytes = env.as_bytes();
+    (2..=19).contains(&bytes.len())
+        && bytes[0].is_ascii_lowercase()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && !env.ends_with('-')
+        && !env.contains("--")
+}
+
+impl ConfigError {
+    /// The error, saying which `TOLLGATE__…` variable set the value at fault when one did: a
+    /// value from the environment is the user's to fix there, not in the contract file.
+    fn naming_its_variable(self, vars: &HashMap<String, String>) -> Self {
+        let ConfigError::Invalid { key, problem } = self else {
+            return self;
+        };
+        // `guard.allowed_cidrs[1]` is set by the list's variable.
+        let setting = key.split('[').next().unwrap_or(&key);
+        let variable = super::supplied::Unfilled::variable(setting);
+        let set_by = vars
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(&variable))
+            .map(|(name, _)| name.clone());
+        match set_by {
+            Some(name) => ConfigError::Invalid {
+                problem: format!("{problem} (set by {name})"),
+                key,
+            },
+            None => ConfigError::Invalid { key, problem },
+        }
+    }
 }
 
 fn contract_text(env: &str, dir: Option<&Path>) -> Result<String, ConfigError> {

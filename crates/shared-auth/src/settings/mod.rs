@@ -22,7 +22,7 @@ mod schema;
 mod supplied;
 mod validate;
 
-pub use load::{ConfigError, load, load_for};
+pub use load::{ConfigError, is_environment_name, load, load_for};
 pub use schema::*;
 pub use supplied::Unfilled;
 pub use validate::KEEP_ALIVE_MARGIN_S;
@@ -40,8 +40,11 @@ pub const ENV_SEPARATOR: &str = "__";
 pub enum Component {
     /// The api service: `api.*`.
     Api,
-    /// The post-confirm Lambda: `lambda.*`.
+    /// The post-confirm Lambda: `lambda.*`, its retry queue included.
     Lambda,
+    /// The guard secret's rotation function: `lambda.*` to reach the api as the sign-up
+    /// function does (HTTPS outside local), without the sign-up function's queue.
+    Rotation,
     /// xtask, which renders every deployable's environment: every section.
     Deploy,
 }

@@ -298,6 +298,10 @@ pub struct LambdaSettings {
     pub sweep_window_s: u64,
     /// How long one sweep invocation works before it queues its cursor for the next.
     pub sweep_budget_ms: u64,
+    /// A private CA's certificate (PEM) the functions trust for the api's HTTPS besides
+    /// Mozilla's roots compiled into them: for an ALB whose certificate a private CA signed
+    /// (AWS Private CA). Absent, the public roots alone.
+    pub private_ca_pem: Option<String>,
 }
 
 impl Default for LambdaSettings {
@@ -314,6 +318,7 @@ impl Default for LambdaSettings {
             retry_backoff_s: 30,
             sweep_window_s: 2 * 3_600,
             sweep_budget_ms: 40_000,
+            private_ca_pem: None,
         }
     }
 }
@@ -362,6 +367,13 @@ pub struct DeploySettings {
     pub api_min_count: u32,
     /// Most api tasks autoscaling starts (CPU and ALB requests per target).
     pub api_max_count: u32,
+    /// Tasks ECS may run during a deployment, in percent of the running count (its
+    /// `maximumPercent`, 100 to 200; ECS's default 200). The new tasks start before the old
+    /// ones stop, each with its own pool: the connection budget counts them.
+    pub deployment_maximum_percent: u32,
+    /// Most concurrent invocations the retry queue's drain starts (2 to 1000): the trigger
+    /// shares the function's concurrency, so the drain must leave it room.
+    pub drain_maximum_concurrency: u32,
     /// RDS Multi-AZ (a standby in the other AZ); on in production.
     pub db_multi_az: bool,
     /// `single`: one NAT gateway and Elastic IP (the default; its AZ is a single point of
@@ -416,6 +428,8 @@ impl Default for DeploySettings {
             ),
             api_min_count: 2,
             api_max_count: 6,
+            deployment_maximum_percent: 200,
+            drain_maximum_concurrency: 5,
             db_multi_az: false,
             nat_gateways: "single".to_owned(),
             log_retention_days: 30,

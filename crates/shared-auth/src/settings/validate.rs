@@ -25,6 +25,10 @@ impl Settings {
                 self.require_https_api()?;
                 self.require_retry_queue()
             }
+            Component::Rotation => {
+                self.validate_lambda()?;
+                self.require_https_api()
+            }
             Component::Deploy => {
                 self.validate_api()?;
                 self.validate_lambda()?;
@@ -147,6 +151,15 @@ impl Settings {
             if let Some(url) = url {
                 check_http_url(key, url, false)?;
             }
+        }
+        if let Some(pem) = &lambda.private_ca_pem
+            && !(pem.contains("-----BEGIN CERTIFICATE-----")
+                && pem.contains("-----END CERTIFICATE-----"))
+        {
+            return Err(ConfigError::invalid(
+                "lambda.private_ca_pem",
+                "is not a PEM certificate (-----BEGIN CERTIFICATE----- … -----END CERTIFICATE-----)",
+            ));
         }
         check_http_url("lambda.api_base_url", &lambda.api_base_url, true)
     }
@@ -308,6 +321,24 @@ impl Settings {
                 ),
             ));
         }
+        if !(100..=200).contains(&d.deployment_maximum_percent) {
+            return Err(ConfigError::invalid(
+                "deploy.deployment_maximum_percent",
+                format!(
+                    "{} %: ECS's rolling deployments take 100 to 200 here (the tasks it may start beside the running ones)",
+                    d.deployment_maximum_percent
+                ),
+            ));
+        }
+        if !(2..=1000).contains(&d.drain_maximum_concurrency) {
+            return Err(ConfigError::invalid(
+                "deploy.drain_maximum_concurrency",
+                format!(
+                    "{}: an SQS event source mapping's maximum concurrency is 2 to 1000",
+                    d.drain_maximum_concurrency
+                ),
+            ));
+        }
         if !(1..=4000).contains(&d.alb_idle_timeout_s) {
             return Err(ConfigError::invalid(
                 "deploy.alb_idle_timeout_s",
@@ -390,7 +421,11 @@ impl Settings {
                 ),
             ));
         };
-        let (tasks, pool) = (self.deploy.api_max_count, self.api.db_max_connections);
+        let d = &self.deploy;
+        let (tasks, pool) = (
+            capacity::tasks_during_deployment(d.api_max_count, d.deployment_maximum_percent),
+            self.api.db_max_connections,
+        );
         let needed = u64::from(tasks) * u64::from(pool);
         if needed > u64::from(available) {
             let headroom: Vec<String> = capacity::HEADROOM
@@ -400,9 +435,13 @@ impl Settings {
             return Err(ConfigError::invalid(
                 "deploy.db_instance_class",
                 format!(
-                    "the connection budget does not fit: deploy.api_max_count × api.db_max_connections = \
-                     {tasks} × {pool} = {needed}, but {class} leaves {available} for the api \
-                     (max_connections {} less {} superuser slots, {}); lower either, or choose a larger class",
+                    "the connection budget does not fit: during a deployment ECS runs up to \
+                     deploy.api_max_count × deploy.deployment_maximum_percent = {} × {} % = {tasks} \
+                     tasks, × api.db_max_connections {pool} = {needed} connections, but {class} \
+                     leaves {available} for the api (max_connections {} less {} superuser slots, \
+                     {}); lower one of them, or choose a larger class",
+                    d.api_max_count,
+                    d.deployment_maximum_percent,
                     capacity::max_connections(class).unwrap_or_default(),
                     capacity::SUPERUSER_RESERVED,
                     headroom.join(", ")
