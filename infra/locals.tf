@@ -20,6 +20,9 @@ locals {
   jwt_issuer = "https://cognito-idp.${var.region}.amazonaws.com/${aws_cognito_user_pool.this.id}"
 }
 
+# The partition (aws, aws-cn, aws-us-gov) every ARN built here names: never written literally.
+data "aws_partition" "this" {}
+
 data "aws_availability_zones" "available" {
   #checkov:skip=CKV_AWS_394:the first two zones are sliced by name; subnets never move when AWS adds a zone
   state = "available"

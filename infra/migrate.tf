@@ -27,7 +27,14 @@ resource "aws_iam_role_policy" "migrate" {
 }
 
 locals {
-  migrate_environment = merge(var.api_env, local.database_environment, {
+  # `api --migrate` loads the api's whole settings before it touches the database, so the task
+  # carries the contract the serving task carries (the allowlist rendered from the NAT
+  # gateways among it: outside local the contract file's list is empty), the api's own
+  # variables and the database's, and the owner's secret. Not the serving task's whole
+  # environment: its JWT issuer and client would make the migration depend on the user pool
+  # and, through its trigger, on the sign-up function, which must not change before the api's
+  # new tasks serve.
+  migrate_environment = merge(local.contract_env, var.api_env, local.database_environment, {
     TOLLGATE_ENV                      = var.env
     TOLLGATE__API__DB_OWNER_SECRET_ID = aws_db_instance.this.master_user_secret[0].secret_arn
   })
@@ -62,4 +69,21 @@ resource "aws_ecs_task_definition" "migrate" {
       }
     }
   }])
+  # What the task needs at run time without referring to it, so that `cargo xtask deploy`'s
+  # migration step (a targeted apply of this resource alone, before the service rolls) brings
+  # it too: the execution role's policy (ECS pulls the image and writes the log with it), the
+  # task role's, the cluster RunTask names, the private subnets' way out (their route tables
+  # through the NAT gateway, and the public subnets' route to the internet gateway that the
+  # NAT gateway itself uses), and the security group rules both ways to the database and out
+  # to AWS's endpoints. The deploy test runs the migration on exactly what this apply left.
+  depends_on = [
+    aws_iam_role_policy_attachment.api_execution,
+    aws_iam_role_policy.migrate,
+    aws_ecs_cluster.this,
+    aws_route_table_association.private,
+    aws_route_table_association.public,
+    aws_security_group_rule.api_https_out,
+    aws_security_group_rule.api_to_db,
+    aws_security_group_rule.db_from_api,
+  ]
 }

@@ -18,7 +18,7 @@ resource "aws_iam_role" "post_confirm" {
 
 resource "aws_iam_role_policy_attachment" "post_confirm_vpc" {
   role       = aws_iam_role.post_confirm.name
-  policy_arn = "arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"
+  policy_arn = "arn:${data.aws_partition.this.partition}:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"
 }
 
 data "aws_iam_policy_document" "post_confirm_secret" {

@@ -117,7 +117,14 @@ resource "aws_lambda_event_source_mapping" "retry" {
   batch_size       = 10
   # One message's failure never retries the rest of its batch.
   function_response_types = ["ReportBatchItemFailures"]
-  depends_on              = [aws_iam_role_policy.post_confirm_queues]
+  # The drain and the PostConfirmation trigger share the function's (and the account's)
+  # concurrency, which is low in a new account: after an outage a full queue must not take it
+  # all and throttle the trigger, whose failure Cognito shows the person signing up. The
+  # trigger's budget is seconds; the queue can wait.
+  scaling_config {
+    maximum_concurrency = var.drain_maximum_concurrency
+  }
+  depends_on = [aws_iam_role_policy.post_confirm_queues]
 }
 
 # The sweep: every sweep_every_minutes, the function registers the pool's confirmed users
@@ -151,10 +158,16 @@ resource "aws_iam_role_policy" "sweep_schedule" {
   policy = data.aws_iam_policy_document.sweep_schedule.json
 }
 
+locals {
+  # EventBridge Scheduler's rate expressions take the singular unit for 1 ("rate(1 minute)")
+  # and refuse "rate(1 minutes)" (Scheduler User Guide, "Schedule types", rate-based).
+  sweep_schedule_expression = var.sweep_every_minutes == 1 ? "rate(1 minute)" : "rate(${var.sweep_every_minutes} minutes)"
+}
+
 resource "aws_scheduler_schedule" "sweep" {
   #checkov:skip=CKV_AWS_297:the schedule's input is the user pool's id and a window, no secret: the AWS-owned key suffices
   name                = "${local.name}-sweep"
-  schedule_expression = "rate(${var.sweep_every_minutes} minutes)"
+  schedule_expression = local.sweep_schedule_expression
   flexible_time_window {
     mode = "OFF"
   }

@@ -11,7 +11,7 @@ resource "aws_iam_role" "rotation" {
 
 resource "aws_iam_role_policy_attachment" "rotation_vpc" {
   role       = aws_iam_role.rotation.name
-  policy_arn = "arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"
+  policy_arn = "arn:${data.aws_partition.this.partition}:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"
 }
 
 data "aws_iam_policy_document" "rotation_secret" {
@@ -179,15 +179,22 @@ resource "aws_lambda_permission" "secrets_manager" {
 
 # The schedule. Attaching it does not rotate at once (rotate_immediately = false): Secrets
 # Manager only runs testSecret, which proves the function reaches the api with the current
-# version. Not attached when secret_rotation_days = 0 (local: moto's RotateSecret would try to
-# invoke the function and cannot).
+# version, through https://<domain_name>. So it attaches only once that name reaches this
+# stack's ALB: after the stack's alias record with a hosted zone; without one, on the deploy
+# after the name was pointed by hand (xtask passes name_points_at_alb; README, Deploying).
+# Not attached when secret_rotation_days = 0 (local: moto's RotateSecret would try to invoke
+# the function and cannot).
+locals {
+  rotation_attached = var.secret_rotation_days > 0 && (var.hosted_zone_id != null || var.name_points_at_alb)
+}
+
 resource "aws_secretsmanager_secret_rotation" "guard" {
-  count               = var.secret_rotation_days > 0 ? 1 : 0
+  count               = local.rotation_attached ? 1 : 0
   secret_id           = aws_secretsmanager_secret.guard.id
   rotation_lambda_arn = aws_lambda_function.rotation.arn
   rotate_immediately  = false
   rotation_rules {
     automatically_after_days = var.secret_rotation_days
   }
-  depends_on = [aws_lambda_permission.secrets_manager, aws_ecs_service.api]
+  depends_on = [aws_lambda_permission.secrets_manager, aws_ecs_service.api, aws_route53_record.api]
 }

@@ -45,7 +45,7 @@ resource "aws_iam_role" "api_execution" {
 
 resource "aws_iam_role_policy_attachment" "api_execution" {
   role       = aws_iam_role.api_execution.name
-  policy_arn = "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
+  policy_arn = "arn:${data.aws_partition.this.partition}:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
 }
 
 # The serving task reads the guard secret (both versions) and its serving credentials — never
@@ -154,7 +154,11 @@ resource "aws_ecs_task_definition" "api" {
     image        = var.api_image
     essential    = true
     portMappings = [{ containerPort = var.api_port, protocol = "tcp" }]
-    environment  = [for k in sort(keys(local.api_environment)) : { name = k, value = local.api_environment[k] }]
+    # The task's memory, stated on the container too (as the migration's): the same limit
+    # either way on Fargate, and moto's RunTask, which the tests' runner calls to place the
+    # service's tasks, adds up the containers' memory and fails on one without it.
+    memory      = var.api_task_memory_mib
+    environment = [for k in sort(keys(local.api_environment)) : { name = k, value = local.api_environment[k] }]
     # ECS sends SIGTERM, then SIGKILL after this: the api drains in-flight requests meanwhile.
     stopTimeout = 30
     logConfiguration = {
@@ -185,6 +189,10 @@ resource "aws_ecs_service" "api" {
     container_name   = "api"
     container_port   = var.api_port
   }
+  # Set, not defaulted: every task ECS starts during a deployment opens its pool, and the
+  # contract's connection budget counts api_max_count × this (shared-auth's capacity check).
+  deployment_maximum_percent         = var.deployment_maximum_percent
+  deployment_minimum_healthy_percent = 100
   deployment_circuit_breaker {
     enable   = true
     rollback = true

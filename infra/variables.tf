@@ -2,9 +2,12 @@ variable "env" {
   type        = string
   description = "Environment name (local, staging, production); names every resource."
   validation {
-    # The longest derived name, the target group `tollgate-<env>-api`, must fit AWS's 32.
-    condition     = can(regex("^[a-z][a-z0-9-]{1,18}$", var.env))
-    error_message = "env must be lower-case letters, digits and '-', 2 to 19 characters (tollgate-<env>-api is a target group name, at most 32)."
+    # The longest derived name, the target group `tollgate-<env>-api`, must fit AWS's 32. RDS
+    # identifiers and load balancer names end in a letter or digit and never hold "--"
+    # (CreateDBInstance, DBInstanceIdentifier; CreateLoadBalancer, Name), and every name here
+    # is `tollgate-<env>…`: the same rule as shared-auth's environment names.
+    condition     = can(regex("^[a-z]([a-z0-9]|-[a-z0-9]){1,18}$", var.env)) && length(var.env) <= 19
+    error_message = "env must start with a lower-case letter, hold lower-case letters, digits and single '-' between them, and end in a letter or digit; 2 to 19 characters (tollgate-<env>-api is a target group name, at most 32)."
   }
 }
 
@@ -265,6 +268,26 @@ variable "api_max_count" {
   }
 }
 
+variable "deployment_maximum_percent" {
+  type        = number
+  default     = 200
+  description = "How many api tasks, in percent of the running count, ECS may run during a deployment (deploy.deployment_maximum_percent; ECS's default is 200). Every one opens its pool: the contract's connection budget counts api_max_count × this."
+  validation {
+    condition     = var.deployment_maximum_percent >= 100 && var.deployment_maximum_percent <= 200 && floor(var.deployment_maximum_percent) == var.deployment_maximum_percent
+    error_message = "deployment_maximum_percent must be a whole number from 100 to 200."
+  }
+}
+
+variable "drain_maximum_concurrency" {
+  type        = number
+  default     = 5
+  description = "Most concurrent invocations of the sign-up function the retry queue's event source mapping starts (2 to 1000). The PostConfirmation trigger shares the function's concurrency: an unbounded drain after an outage could take it all and make Cognito fail sign-ups."
+  validation {
+    condition     = var.drain_maximum_concurrency >= 2 && var.drain_maximum_concurrency <= 1000 && floor(var.drain_maximum_concurrency) == var.drain_maximum_concurrency
+    error_message = "drain_maximum_concurrency must be a whole number from 2 to 1000 (SQS event source mappings' ScalingConfig)."
+  }
+}
+
 variable "db_multi_az" {
   type        = bool
   default     = false
@@ -331,6 +354,12 @@ variable "secret_rotation_days" {
     condition     = var.secret_rotation_days >= 0 && var.secret_rotation_days <= 1000 && floor(var.secret_rotation_days) == var.secret_rotation_days
     error_message = "secret_rotation_days must be a whole number from 0 to 1000."
   }
+}
+
+variable "name_points_at_alb" {
+  type        = bool
+  default     = false
+  description = "Without hosted_zone_id only: whether domain_name already resolves to this stack's ALB (xtask looks before it plans). Attaching the rotation schedule runs the function's testSecret, which calls https://<domain_name>, so without a zone the schedule attaches on the deploy after the name is pointed at the ALB; with a zone, after the stack's own alias record."
 }
 
 variable "guard_mode" {

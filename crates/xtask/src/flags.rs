@@ -116,6 +116,12 @@ pub struct Deploy {
     /// Put this static api binary in the image instead of building one.
     #[arg(long, value_name = "PATH")]
     pub api_binary: Option<std::path::PathBuf>,
+    /// Stop after the migrations: the migration task and what it needs applied (a targeted
+    /// apply), run and waited for; the service keeps the tasks it has. On a local AWS, which
+    /// runs no task, stop after that apply, so a test can run the task itself on exactly what
+    /// the apply left.
+    #[arg(long, conflicts_with = "plan")]
+    pub migration_only: bool,
 }
 
 /// Run a container registry on loopback for `--env local` (`deploy.registry`) until Ctrl-C:

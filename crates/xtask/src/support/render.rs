@@ -64,6 +64,9 @@ pub fn lambda_env(settings: &Settings) -> Env {
         ]
         .map(|(k, v)| (format!("TOLLGATE__LAMBDA__{k}"), v)),
     );
+    if let Some(pem) = &l.private_ca_pem {
+        env.insert("TOLLGATE__LAMBDA__PRIVATE_CA_PEM".into(), pem.clone());
+    }
     env
 }
 
@@ -163,6 +166,7 @@ fn function_vars(settings: &Settings, lambda_zip: &Path) -> Value {
         "lambda_zip": lambda_zip.display().to_string(),
         "lambda_env": lambda_env(settings),
         "retry_max_receives": d.retry_max_receives,
+        "drain_maximum_concurrency": d.drain_maximum_concurrency,
         "sweep_every_minutes": d.sweep_every_minutes,
         "sweep_window_s": settings.lambda.sweep_window_s,
         "rotation_zip": crate::support::artifacts::rotation_zip(lambda_zip).display().to_string(),
@@ -183,6 +187,7 @@ fn service_vars(settings: &Settings, api_image: &str) -> Value {
         "api_task_memory_mib": shared_auth::settings::capacity::API_TASK_MEMORY_MIB,
         "api_min_count": d.api_min_count,
         "api_max_count": d.api_max_count,
+        "deployment_maximum_percent": d.deployment_maximum_percent,
         "api_env": api_env(settings),
         "contract_env": contract_env(settings),
     })
@@ -267,6 +272,16 @@ mod tests {
             let settings = settings(env);
             let (lambda, api) = deployed_envs(&settings, "203.0.113.7");
             let from_lambda = reload(&lambda, shared_auth::Component::Lambda);
+            // The rotation function's own environment (the contract, the Lambda's variables
+            // without the sign-up function's queues) starts it.
+            let mut rotation = lambda.clone();
+            rotation.retain(|k, _| !k.ends_with("_QUEUE"));
+            rotation.extend(rotation_env(&settings));
+            let from_rotation = reload(&rotation, shared_auth::Component::Rotation);
+            assert_eq!(
+                from_rotation.guard, from_lambda.guard,
+                "{env}: the rotation's contract"
+            );
             let from_api = reload(&api, shared_auth::Component::Api);
             assert_eq!(from_lambda.guard, from_api.guard, "{env}");
             let mut expected = settings.guard.clone();

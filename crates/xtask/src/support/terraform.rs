@@ -99,6 +99,21 @@ pub fn prepare(settings: &Settings, lambda_zip: &Path, api_image: &str) -> Resul
     Ok(dir)
 }
 
+/// Sets one input variable in the folder's `terraform.tfvars.json` (written by [`prepare`]): a
+/// value only known once the folder is initialised, such as what the previous state says.
+pub fn set_variable(dir: &Path, name: &str, value: Value) -> Result<()> {
+    let path = dir.join("terraform.tfvars.json");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let mut vars: Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    vars.as_object_mut()
+        .with_context(|| format!("{} is not an object", path.display()))?
+        .insert(name.to_owned(), value);
+    std::fs::write(&path, serde_json::to_string_pretty(&vars)?)?;
+    Ok(())
+}
+
 /// Replaces the folder's `*.tf` with the ones in `infra/`.
 fn copy_stack(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir)?;
@@ -168,8 +183,12 @@ fn backend(settings: &Settings) -> String {
 
 /// `terraform output -json` of an environment, as name → value.
 pub fn outputs(env: &str) -> Result<HashMap<String, Value>> {
-    let dir = deployed_dir(env)?;
-    let text = cmd::output(terraform(&dir).args(["output", "-json", "-no-color"]))?;
+    outputs_in(&deployed_dir(env)?)
+}
+
+/// `terraform output -json` in an initialised folder (empty before a first apply).
+pub fn outputs_in(dir: &Path) -> Result<HashMap<String, Value>> {
+    let text = cmd::output(terraform(dir).args(["output", "-json", "-no-color"]))?;
     let raw: HashMap<String, Value> =
         serde_json::from_str(&text).context("terraform output is not JSON")?;
     Ok(raw

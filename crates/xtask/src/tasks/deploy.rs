@@ -27,7 +27,7 @@ use shared_auth::{Settings, SigningMode};
 use crate::flags;
 use crate::support::context::{block_on, check_local_aws, confirm, require_supplied, settings_for};
 use crate::support::render::{DB_APP_LOGIN, db_app_secret_name};
-use crate::support::{artifacts, image, terraform};
+use crate::support::{artifacts, dns, image, terraform};
 
 impl flags::Deploy {
     pub fn run(self) -> Result<()> {
@@ -56,7 +56,12 @@ impl flags::Deploy {
             block_on(before_the_stack(&settings, &dir, self.yes))?;
             block_on(image::push(&settings, &registry, &api_image))?;
             block_on(migration::run(&settings, &dir))?;
+            if self.migration_only {
+                eprintln!("· --migration-only: stopping after the migrations");
+                return Ok(());
+            }
         }
+        block_on(rotation_schedule(&settings, &dir))?;
         eprintln!("· terraform plan (in {})", dir.display());
         cmd::run(terraform::terraform(&dir).args([
             "plan",
@@ -79,6 +84,37 @@ impl flags::Deploy {
         eprintln!("\nnext: cargo xtask verify --env {env}");
         Ok(())
     }
+}
+
+/// Whether the guard secret's rotation schedule may attach now. Attaching it runs the
+/// function's testSecret, which calls `https://<domain>`: with a hosted zone the stack's own
+/// alias record points the name (the schedule depends on it); without one the user points it
+/// after the first deploy (README, Deploying, step 4), so the schedule attaches on the deploy
+/// after the name leads to this stack's ALB.
+async fn rotation_schedule(settings: &Settings, dir: &std::path::Path) -> Result<()> {
+    let d = &settings.deploy;
+    let ready = match (&d.hosted_zone_id, &d.domain) {
+        (Some(_), _) | (None, None) => true,
+        (None, Some(domain)) => {
+            let previous = terraform::outputs_in(dir).unwrap_or_default();
+            let alb = terraform::output_str(&previous, "alb_dns_name").ok();
+            let pointing = match &alb {
+                Some(alb) => Some(dns::pointing(domain, alb).await),
+                None => None,
+            };
+            let ready = matches!(pointing, Some(dns::Pointing::AtAlb(_)));
+            if !ready && d.secret_rotation_days > 0 {
+                eprintln!(
+                    "· rotation schedule: not attached yet: {domain} does not lead to the ALB{} \
+                     (its configuration test calls https://{domain}). Point the name at the ALB \
+                     (README, Deploying, step 4), then run deploy again.",
+                    alb.map(|a| format!(" {a}")).unwrap_or_default()
+                );
+            }
+            ready
+        }
+    };
+    terraform::set_variable(dir, "name_points_at_alb", serde_json::Value::Bool(ready))
 }
 
 /// The resources every later one reads, with their first contents: the image repository, the

@@ -3,7 +3,7 @@
 //! points at the ALB, and (where the ALB answers) the api is ready, refuses a forgery and
 //! verifies the Lambda's own dry run.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 use anyhow::{Context, Result, bail};
 use aws_config::SdkConfig;
@@ -14,9 +14,9 @@ use shared_auth::{Component, GuardContract, Settings};
 use testkit::aws::AwsContext;
 
 use super::Outputs;
-use crate::support::image;
 use crate::support::report::Report;
 use crate::support::terraform::output_str;
+use crate::support::{dns, image};
 
 /// The HTTP client verify speaks with: it says who it is (the managed rule set blocks
 /// requests without a User-Agent once enforced), and waits at most 10 s.
@@ -34,28 +34,21 @@ pub(super) async fn api_name(settings: &Settings, outputs: &Outputs) -> Result<S
         return Ok("skipped: no deploy.domain (local)".to_owned());
     };
     let alb = output_str(outputs, "alb_dns_name")?;
-    let addresses = |name: String| async move {
-        tokio::net::lookup_host((name.as_str(), 443))
-            .await
-            .map(|found| found.map(|a| a.ip()).collect::<BTreeSet<_>>())
-    };
-    let Ok(alb_addresses) = addresses(alb.clone()).await else {
-        return Ok(format!(
-            "skipped: the ALB's name {alb} does not resolve here (a local AWS serves no DNS)"
-        ));
-    };
     let fix = match &settings.deploy.hosted_zone_id {
         Some(zone) => format!("the stack's alias record in {zone} is missing: re-run deploy"),
         None => format!(
-            "create an alias A record (or a CNAME) for {domain} pointing at {alb} in the domain's DNS"
+            "create an alias A record (or a CNAME) for {domain} pointing at {alb} in the domain's DNS, then run deploy again (it attaches the rotation schedule once the name leads here)"
         ),
     };
-    match addresses(domain.clone()).await {
-        Ok(found) if !found.is_disjoint(&alb_addresses) => {
-            Ok(format!("{domain} → {alb} ({} address(es))", found.len()))
+    match dns::pointing(&domain, &alb).await {
+        dns::Pointing::AtAlb(n) => Ok(format!("{domain} → {alb} ({n} address(es))")),
+        dns::Pointing::AlbUnresolved => Ok(format!(
+            "skipped: the ALB's name {alb} does not resolve here (a local AWS serves no DNS)"
+        )),
+        dns::Pointing::Elsewhere(found) => {
+            bail!("{domain} resolves to {found:?}, not the ALB {alb}: {fix}")
         }
-        Ok(found) => bail!("{domain} resolves to {found:?}, not the ALB {alb}: {fix}"),
-        Err(e) => bail!("{domain} does not resolve ({e}): {fix}"),
+        dns::Pointing::Unresolved(e) => bail!("{domain} does not resolve ({e}): {fix}"),
     }
 }
 
