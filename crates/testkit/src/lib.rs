@@ -16,6 +16,10 @@
 //! - [`stack`]: the real api and sign-up function binaries, as the other crates' tests run them;
 //! - [`netns`]: the network as deployed (private subnet, NAT, an appending proxy, an attacker),
 //!   in network namespaces;
+//! - [`platform`]: what AWS would start from the stack (ECS tasks, Lambda functions), started
+//!   from their artifacts with exactly their rendered environment, secrets and role;
+//! - [`twin`]: the network a Terraform state describes (subnets, route tables, NAT and internet
+//!   gateways, security groups), built in network namespaces;
 //! - [`iam`]: IAM's policy evaluation (explicit deny, identity ∩ boundary, conditions), so a
 //!   test can ask what the rendered policies allow;
 //! - [`aws`]: one way to give an AWS SDK error its context.
@@ -25,6 +29,7 @@ pub mod cmd;
 pub mod cognito;
 pub mod iam;
 pub mod netns;
+pub mod platform;
 pub mod process;
 pub mod queues;
 pub mod receiver;
@@ -33,6 +38,7 @@ pub mod secrets;
 pub mod services;
 pub mod stack;
 pub mod tls;
+pub mod twin;
 
 pub use shared_auth::aws::sdk_config;
 

@@ -449,7 +449,7 @@ impl Drop for World {
 }
 
 /// setns(2) for the calling thread into the network namespace at `path`.
-fn enter_namespace(path: &str) -> Result<()> {
+pub(crate) fn enter_namespace(path: &str) -> Result<()> {
     let file = std::fs::File::open(path).with_context(|| format!("cannot open {path}"))?;
     nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET)
         .with_context(|| format!("setns into {path}"))

@@ -92,6 +92,43 @@ impl Process {
             .and_then(|c| c.try_wait().ok().flatten())
     }
 
+    /// Asks the process to stop (SIGTERM, as ECS and Lambda do), waits up to `grace`, then
+    /// kills it: its exit status, if it stopped by itself.
+    pub fn terminate(&mut self, grace: Duration) -> Option<ExitStatus> {
+        let child = self.child.as_mut()?;
+        if let Ok(pid) = i32::try_from(child.id()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        let start = Instant::now();
+        while start.elapsed() < grace {
+            if let Some(status) = self.exited() {
+                self.child = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.stop();
+        None
+    }
+
+    /// Waits up to `limit` for the process to end by itself: its exit status, or `None`
+    /// (then it is killed).
+    pub fn wait_for_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Some(status) = self.exited() {
+                self.child = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.stop();
+        None
+    }
+
     /// Kills the process and waits for it.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -70,6 +70,18 @@ impl Queues {
         })
     }
 
+    /// Queues that exist already (a deployed stack's), by URL.
+    pub async fn existing(sdk: &aws_config::SdkConfig, retry: &str, dead: &str) -> Result<Self> {
+        let sqs = Sqs::new(sdk);
+        let retry_arn = arn(&sqs, retry).await?;
+        Ok(Self {
+            sqs,
+            retry: retry.to_owned(),
+            dead: dead.to_owned(),
+            retry_arn,
+        })
+    }
+
     /// The function's settings for these queues, as `TOLLGATE__LAMBDA__…` variables.
     pub fn lambda_env(&self) -> Vec<(String, String)> {
         vec![

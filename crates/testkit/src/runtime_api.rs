@@ -50,11 +50,13 @@ struct Shared {
     changed: Condvar,
 }
 
-/// A running Runtime API on a loopback port; it serves until the process ends.
+/// A running Runtime API on a loopback port; it serves until the process ends. Clones speak
+/// to the same one (a handle for another thread).
+#[derive(Clone)]
 pub struct RuntimeApi {
     addr: SocketAddr,
     shared: Arc<Shared>,
-    counter: Mutex<u64>,
+    counter: Arc<Mutex<u64>>,
 }
 
 impl std::fmt::Debug for RuntimeApi {
@@ -80,7 +82,7 @@ impl RuntimeApi {
         Ok(Self {
             addr,
             shared,
-            counter: Mutex::new(0),
+            counter: Arc::new(Mutex::new(0)),
         })
     }
 

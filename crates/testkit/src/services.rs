@@ -85,19 +85,39 @@ pub struct Postgres {
     tls: bool,
     /// The address it listens on (127.0.0.1, or an address inside `netns`).
     host: String,
+    /// Names its certificate holds besides `host`, 127.0.0.1 and localhost (a database
+    /// endpoint's DNS name, say).
+    names: Vec<String>,
+    /// Whether clients may connect from any address (by password), not only the server's own.
+    any_client: bool,
     /// The network namespace it runs in, if not this one.
     netns: Option<String>,
     pub port: u16,
 }
 
+/// How a cluster is set up beyond its address: a fixed port, more names in its certificate,
+/// clients from anywhere.
+#[derive(Debug, Default)]
+struct Database {
+    port: Option<u16>,
+    names: Vec<String>,
+    any_client: bool,
+}
+
 /// Who may connect, and how: TLS only over TCP; the superuser without a password (tests and
 /// xtask administer the cluster), everyone else by password.
 /// Without TLS (`host` rather than `hostssl`) only for proving that clients refuse a
-/// plain-text server. Clients connect from the server's own address.
-fn hba_for(tls: bool, host: &str) -> String {
+/// plain-text server. Clients connect from the server's own address, or with `any_client`
+/// from anywhere by password (the network decides who reaches it, as a security group does).
+fn hba_for(tls: bool, host: &str, any_client: bool) -> String {
     let kind = if tls { "hostssl" } else { "host" };
+    let clients = if any_client {
+        "0.0.0.0/0".to_owned()
+    } else {
+        format!("{host}/32")
+    };
     format!(
-        "local all all trust\n{kind} all postgres {host}/32 trust\n{kind} all all {host}/32 scram-sha-256\n"
+        "local all all trust\n{kind} all postgres {host}/32 trust\n{kind} all all {clients} scram-sha-256\n"
     )
 }
 
@@ -135,21 +155,37 @@ impl Postgres {
     /// Creates and starts a new cluster that requires TLS. As root, runs it as the `postgres`
     /// user (the server refuses to run as root).
     pub fn start() -> Result<Self> {
-        Self::start_with(true, "127.0.0.1", None)
+        Self::start_with(true, "127.0.0.1", None, Database::default())
     }
 
     /// A cluster without TLS: only for proving that the api refuses one.
     pub fn start_plain() -> Result<Self> {
-        Self::start_with(false, "127.0.0.1", None)
+        Self::start_with(false, "127.0.0.1", None, Database::default())
     }
 
     /// A TLS cluster inside the network namespace `netns`, on its address `host` (the api's
     /// subnet of the deployed network, `netns::World`).
     pub fn start_in_namespace(netns: &str, host: &str) -> Result<Self> {
-        Self::start_with(true, host, Some(netns.to_owned()))
+        Self::start_with(true, host, Some(netns.to_owned()), Database::default())
     }
 
-    fn start_with(tls: bool, host: &str, netns: Option<String>) -> Result<Self> {
+    /// A TLS cluster playing a database instance of the network twin: inside `netns` on
+    /// `host:port`, its certificate also for the instance's endpoint `names`, open to clients
+    /// from any address by password (the security groups decide who reaches it).
+    pub fn start_as_instance(netns: &str, host: &str, port: u16, names: &[&str]) -> Result<Self> {
+        Self::start_with(
+            true,
+            host,
+            Some(netns.to_owned()),
+            Database {
+                port: Some(port),
+                names: names.iter().map(|n| (*n).to_owned()).collect(),
+                any_client: true,
+            },
+        )
+    }
+
+    fn start_with(tls: bool, host: &str, netns: Option<String>, db: Database) -> Result<Self> {
         let bin_dir = Self::find_binaries()?;
         let as_postgres_user = running_as_root();
         if as_postgres_user && cmd::which("runuser").is_none() {
@@ -173,8 +209,13 @@ impl Postgres {
             as_postgres_user,
             tls,
             host: host.to_owned(),
+            names: db.names,
+            any_client: db.any_client,
             netns,
-            port: free_port()?,
+            port: match db.port {
+                Some(port) => port,
+                None => free_port()?,
+            },
         };
         eprintln!(
             "· PostgreSQL: creating a throwaway cluster in {}",
@@ -258,11 +299,13 @@ impl Postgres {
     /// Writes pg_hba.conf and, with TLS, a new CA, the server's certificate and key.
     fn configure_access(&self) -> Result<()> {
         let hba = self.data_dir.join("pg_hba.conf");
-        std::fs::write(&hba, hba_for(self.tls, &self.host))?;
+        std::fs::write(&hba, hba_for(self.tls, &self.host, self.any_client))?;
         let mut owned = vec![hba];
         if self.tls {
             let ca = TestCa::new("Tollgate throwaway PostgreSQL CA")?;
-            let server = ca.server_cert(&[self.host.as_str(), "127.0.0.1", "localhost"])?;
+            let mut names = vec![self.host.as_str(), "127.0.0.1", "localhost"];
+            names.extend(self.names.iter().map(String::as_str));
+            let server = ca.server_cert(&names)?;
             for (name, text, mode) in [
                 ("ca.crt", ca.pem(), 0o644),
                 ("server.crt", server.cert_pem, 0o644),
@@ -365,8 +408,26 @@ pub const MOTO_ENV: [(&str, &str, &str); 3] = [
 /// instead of failing for want of a container engine.
 pub const MOTO_CONFIG: &str = r#"{"lambda":{"use_docker":false}}"#;
 
-/// Applies [`MOTO_CONFIG`] to the moto_server at `endpoint` (`http://host:port`).
+/// moto's state transitions (`POST /moto-api/state-manager/set-transition`): an ECS task stays
+/// `RUNNING` until it is stopped, as in ECS. moto's default moves it on at every
+/// `DescribeTasks` (RUNNING, DEACTIVATING, STOPPING, …), so the rotation function, which
+/// lists the service's running tasks, would find none.
+pub const MOTO_TRANSITIONS: &str =
+    r#"{"model_name":"ecs::task","transition":{"progression":"manual","times":1000000000}}"#;
+
+/// Applies [`MOTO_CONFIG`] and [`MOTO_TRANSITIONS`] to the moto_server at `endpoint`
+/// (`http://host:port`).
 pub fn configure_moto(endpoint: &str) -> Result<()> {
+    for (path, body) in [
+        ("/moto-api/config", MOTO_CONFIG),
+        ("/moto-api/state-manager/set-transition", MOTO_TRANSITIONS),
+    ] {
+        moto_api(endpoint, path, body)?;
+    }
+    Ok(())
+}
+
+fn moto_api(endpoint: &str, path: &str, body: &str) -> Result<()> {
     use std::io::{Read, Write};
     let host = endpoint
         .trim_start_matches("http://")
@@ -377,16 +438,16 @@ pub fn configure_moto(endpoint: &str) -> Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     write!(
         stream,
-        "POST /moto-api/config HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{MOTO_CONFIG}",
-        MOTO_CONFIG.len()
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
     )?;
     let mut answer = String::new();
     stream.read_to_string(&mut answer)?;
     let status = answer.split_whitespace().nth(1).unwrap_or_default();
     if !status.starts_with('2') {
         bail!(
-            "moto_server at {endpoint} refused its configuration: {}",
+            "moto_server at {endpoint} refused {path}: {}",
             answer.lines().next().unwrap_or("(no answer)")
         );
     }

@@ -177,6 +177,18 @@ const NEEDS: &[Need] = &[
         source: Source::System("qemu-user-static", None),
     },
     Need {
+        name: testkit::platform::ARM64_LIBC,
+        why: "runs the arm64 functions here (with qemu)",
+        used_by: TEST,
+        source: Source::System("libc6-arm64-cross", None),
+    },
+    Need {
+        name: "unzip",
+        why: "opens a function's zip as Lambda does",
+        used_by: TEST,
+        source: Source::System("unzip", Some("unzip")),
+    },
+    Need {
         name: "wrk",
         why: "the benchmark's load",
         used_by: TEST,
@@ -238,6 +250,9 @@ fn survey(scope: Scope) -> Vec<Row> {
                 _ if need.name == "initdb" => testkit::services::Postgres::find_binaries()
                     .ok()
                     .map(|dir| dir.display().to_string()),
+                _ if need.name == testkit::platform::ARM64_LIBC => {
+                    testkit::platform::arm64_sysroot().map(|dir| dir.display().to_string())
+                }
                 _ if need.name == "zig" => artifacts::zig().map(|zig| match zig {
                     artifacts::Zig::OnPath(path) => describe(&path),
                     artifacts::Zig::Project(python) => {
