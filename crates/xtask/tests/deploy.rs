@@ -215,16 +215,34 @@ async fn the_shipped_staging_stack_deploys_verifies_catches_a_mismatch_and_destr
         &["staging", "production"],
         &["arn:aws:s3:::tollgate-state-*"],
     );
-    progress("bootstrap applied; deploying staging (builds the arm64 artifacts first)");
-    let out = xtask(&["deploy", "--env", "staging", "--yes"]);
+    progress(
+        "bootstrap applied; deploying staging's migrations (builds the arm64 artifacts first)",
+    );
+    let out = xtask(&["deploy", "--env", "staging", "--yes", "--migration-only"]);
     let teardown = Teardown;
-    assert!(out.status.success(), "deploy failed:\n{}", transcript(&out));
-    progress("staging deployed");
+    assert!(
+        out.status.success(),
+        "deploy --migration-only failed:\n{}",
+        transcript(&out)
+    );
     assert!(
         transcript(&out).contains("· migrations: task definition"),
         "deploy applies the migration task before the service rolls:\n{}",
         transcript(&out)
     );
+    // What the targeted apply alone made must run the migration: AWS runs it there, before
+    // the rest of the stack exists.
+    let work = storage.join("runner");
+    let partial = rendered_state(&work, &bootstrap.state);
+    let report = super::rendered::migration_on_partial_state(&partial)
+        .await
+        .expect("the runner builds its world");
+    println!("{}", report.text());
+    assert!(report.failures().is_empty(), "{}", report.text());
+    progress("the migration ran on the targeted apply's state; deploying the whole stack");
+    let out = xtask(&["deploy", "--env", "staging", "--yes"]);
+    assert!(out.status.success(), "deploy failed:\n{}", transcript(&out));
+    progress("staging deployed");
     assert_only_the_migration_task_holds_the_owner_secret(&ecs_client(&config)).await;
     assert_the_stack_roles_hold_no_more_than_their_jobs(&bootstrap.state);
     let ecs = aws_sdk_ecs::Client::new(&config);
@@ -262,6 +280,15 @@ async fn the_shipped_staging_stack_deploys_verifies_catches_a_mismatch_and_destr
     }
     assert!(!stdout.contains('✗'), "{stdout}");
     assert_api_name_is_aliased_to_the_alb().await;
+
+    // What AWS would start from the stack, started: every task definition and function
+    // configuration, from the artifacts deploy built, in the network the state describes.
+    progress("verified; starting what the stack renders");
+    let report = super::rendered::whole_stack(&rendered_state(&work, &bootstrap.state))
+        .await
+        .expect("the runner builds its world");
+    println!("{}", report.text());
+    assert!(report.failures().is_empty(), "{}", report.text());
 
     // The same code again: the same digest, and nothing to change.
     progress("verified; planning the same code again");
@@ -428,6 +455,12 @@ async fn the_shipped_staging_stack_deploys_verifies_catches_a_mismatch_and_destr
     );
     drop(registry);
     std::fs::remove_dir_all(&storage).ok();
+}
+
+/// The staging state as applied now, for the runner.
+fn rendered_state(work: &Path, bootstrap: &serde_json::Value) -> super::rendered::world::Deployed {
+    super::rendered::world::Deployed::read(root(), "staging", &moto(), bootstrap, work)
+        .expect("the state reads back")
 }
 
 /// The api's name is an alias record in the user's zone, pointing at the ALB.

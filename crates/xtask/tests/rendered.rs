@@ -1,0 +1,262 @@
+//! What AWS would start from the deployed stack, started here: the deploy test hands this
+//! runner the applied state, and it reads back from moto every task definition and function
+//! configuration the stack rendered and starts each from the artifact `deploy` built and
+//! pushed, with exactly that environment, secrets and role (`testkit::platform`), in the
+//! network built from that same state (`testkit::twin`): the migration task, the api service's
+//! tasks behind the load balancer, the sign-up function, the rotation function. Each must do
+//! its job, and prints one row.
+//!
+//! The only differences from AWS are the local world's, listed once in [`differences`] and
+//! printed: moto plays AWS's endpoints, the database's and the load balancer's certificates
+//! come from a throwaway CA, and moto serves no DNS (the names go into `/etc/hosts`, which ECS
+//! and Lambda write for their sandboxes too).
+
+mod faults;
+mod metrics;
+mod roles;
+pub mod world;
+
+pub use world::{Report, Row};
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+use testkit::platform::Difference;
+use testkit::platform::ecs;
+use testkit::platform::lambda::{Function, Sandbox};
+use testkit::runtime_api::Outcome;
+
+use world::{Deployed, World};
+
+/// The local world's differences from AWS, for the api's tasks (`task`), and for the
+/// functions: every one named, with why. Nothing else a process gets differs from what the
+/// stack rendered and the platform adds.
+pub fn differences(world: &World) -> (Vec<Difference>, Vec<Difference>) {
+    let endpoint = Difference::var(
+        "TOLLGATE__AWS__ENDPOINT_URL",
+        world.aws_endpoint(),
+        "AWS's endpoints are moto, on the twin's internet (port 443, so the security groups' HTTPS rules apply)",
+    );
+    let task = vec![
+        endpoint.clone(),
+        Difference::var(
+            "TOLLGATE__API__DB_CA_FILE",
+            world::DB_CA_IN_TASK,
+            "the database's certificate is signed by a throwaway CA, not RDS's (whose roots the api has compiled in)",
+        ),
+        Difference::var(
+            "/etc/hosts",
+            world.task_hosts_line(),
+            "moto serves no DNS: the database endpoint's name, written where ECS writes a task's /etc/hosts",
+        ),
+    ];
+    let function = vec![
+        endpoint,
+        Difference::var(
+            "TOLLGATE__LAMBDA__PRIVATE_CA_PEM",
+            "(the twin's CA)",
+            "no public CA signs this world's load balancer: the functions trust its CA as they would a private CA's",
+        ),
+        Difference::var(
+            "/etc/hosts",
+            world.function_hosts_line(),
+            "moto serves no DNS: the api's name as its alias record resolves, to the load balancer's public address",
+        ),
+        Difference::var(
+            "(the retry queue's event source mapping)",
+            "enabled = false in moto while the runner plays Lambda's poller",
+            "moto polls the queue itself on every SendMessage and its stub of the function swallows the batch",
+        ),
+    ];
+    (task, function)
+}
+
+/// Before the stack: `deploy --migration-only` applied the migration task and what it needs
+/// (a targeted apply). The migration runs on exactly that: the network, roles and rules in
+/// the state then, nothing the full apply adds later. Also proves that a task whose rendered
+/// environment lacks a contract variable is caught, with the api's own message.
+pub async fn migration_on_partial_state(deployed: &Deployed) -> Result<Report> {
+    let mut world = World::build(deployed, world::Scope::Migration).await?;
+    let mut report = Report::new("the migration, on the state the targeted apply left");
+    report.differences = differences(&world).0;
+    report.push(world.migrate(&[]).await);
+    let without = ["TOLLGATE__GUARD__ALLOWED_CIDRS"];
+    let caught = world.migrate(&without).await;
+    report.push(Row::check(
+        "caught: a task without a contract variable",
+        !caught.ok && caught.detail.contains("guard.allowed_cidrs"),
+        format!(
+            "the rendered environment less {}: {}",
+            without.join(", "),
+            caught.detail
+        ),
+    ));
+    report.extend(roles::execution_roles(deployed).await);
+    world.stop().await;
+    drop(world);
+    report.extend(partial_apply_mutations(deployed).await?);
+    Ok(report)
+}
+
+/// What the migration's targeted apply left out before its `depends_on` named what the task
+/// needs at run time: the public subnets' route to the internet gateway (the NAT gateway's way
+/// out) and the execution role's policy. Each, taken out of the state, must fail the run.
+async fn partial_apply_mutations(deployed: &Deployed) -> Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    let without_route = deployed.without("aws_route_table_association.public");
+    let mut world = World::build(&without_route, world::Scope::Migration).await?;
+    let run = world.migrate(&[]).await;
+    world.stop().await;
+    drop(world);
+    rows.push(Row::check(
+        "caught: no route from the NAT gateway's subnet",
+        !run.ok && run.detail.contains("Secrets Manager"),
+        format!(
+            "the state less aws_route_table_association.public: {}",
+            run.detail
+        ),
+    ));
+    let without_policy = deployed.without("aws_iam_role_policy_attachment.api_execution");
+    let denied: Vec<Row> = roles::execution_roles(&without_policy)
+        .await
+        .into_iter()
+        .filter(|r| !r.ok)
+        .collect();
+    rows.push(Row::check(
+        "caught: an execution role without its policy",
+        denied
+            .iter()
+            .any(|r| r.detail.contains("ecr:BatchGetImage")),
+        format!(
+            "the state less aws_iam_role_policy_attachment.api_execution: {}",
+            denied
+                .first()
+                .map_or("nothing denied".to_owned(), |r| r.detail.clone())
+        ),
+    ));
+    Ok(rows)
+}
+
+/// The whole stack as applied: the migration, the api's tasks behind the load balancer, the
+/// sign-up function through the NAT gateway, the rotation function's four steps; then the
+/// faults that make the functions hand off and lose registrations (each found again), every
+/// execution role evaluated, and every alarm matched with a metric the binaries printed.
+pub async fn whole_stack(deployed: &Deployed) -> Result<Report> {
+    let mut world = World::build(deployed, world::Scope::Stack).await?;
+    let mut report = Report::new("what the stack renders, started");
+    report.differences = differences(&world).0;
+    report.function_differences = differences(&world).1;
+    report.push(world.migrate(&[]).await);
+    report.push(world.serve().await);
+    report.push(world.forged().await);
+    let post_confirm = world.function("post-confirm").await?;
+    report.push(sign_up(&world, &post_confirm).await);
+    // The rotation waits for every task's refresh; the faults run meanwhile.
+    let rotation = world.function("rotate-secret").await?;
+    let (rotated, faults) = tokio::join!(
+        rotate(&world, &rotation),
+        faults::run(&world, &post_confirm)
+    );
+    report.push(rotated);
+    report.extend(faults);
+    report.extend(roles::execution_roles(deployed).await);
+    world.stop().await;
+    let logs = world.logs();
+    report.extend(metrics::alarms_watch_what_is_printed(deployed, &logs));
+    report.push(metrics::the_old_alarms_are_caught(deployed, &logs));
+    Ok(report)
+}
+
+/// A user signs up: Cognito (played here, as moto fires no trigger) sends the function its
+/// PostConfirmation event; it must come back unchanged and the user be registered once.
+async fn sign_up(world: &World, function: &Sandbox) -> Row {
+    let what = "post-confirm";
+    let result: Result<String> = async {
+        let user = world.sign_up("runner-ada").await?;
+        let started = std::time::Instant::now();
+        let answer = function.invoke(user.event.to_string()).await;
+        let Outcome::Response(body) = answer else {
+            bail!("the trigger did not answer: {answer:?}");
+        };
+        let body: Value = serde_json::from_str(&body)?;
+        if body != user.event {
+            bail!("Cognito would not get its event back: {body}");
+        }
+        let rows = world.rows_for(&user.sub).await?;
+        if rows != 1 {
+            bail!("{rows} rows for {} after the trigger", user.sub);
+        }
+        Ok(format!(
+            "{} ({}): registered through the NAT gateway in {} ms, 1 row",
+            function.function.name,
+            function.host,
+            started.elapsed().as_millis()
+        ))
+    }
+    .await;
+    Row::from(what, result)
+}
+
+/// Secrets Manager's four steps, played as Secrets Manager plays them (one token, in order),
+/// against the running tasks and through the load balancer; the token must end up
+/// `AWSCURRENT` and every task must hold it.
+async fn rotate(world: &World, function: &Sandbox) -> Row {
+    let result: Result<String> = async {
+        let token = uuid::Uuid::new_v4().to_string();
+        let secret = world.guard_secret_arn()?;
+        let started = std::time::Instant::now();
+        for step in shared_auth::rotation::Step::ALL {
+            let event = serde_json::json!({
+                "Step": step.name(),
+                "SecretId": secret,
+                "ClientRequestToken": token,
+            });
+            match function.invoke(event.to_string()).await {
+                Outcome::Response(_) => {}
+                other => bail!("{} failed: {other:?}", step.name()),
+            }
+        }
+        let current = world.current_version(&secret).await?;
+        if current != token {
+            bail!("AWSCURRENT is {current}, not the rotation's {token}");
+        }
+        Ok(format!(
+            "{}: createSecret → setSecret → testSecret → finishSecret in {:.0} s; {token} is AWSCURRENT",
+            function.function.name,
+            started.elapsed().as_secs_f64()
+        ))
+    }
+    .await;
+    Row::from("rotate-secret", result)
+}
+
+/// Waits until `check` passes (up to `limit`), polling every half second.
+pub async fn eventually<F, Fut>(limit: Duration, mut check: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let started = std::time::Instant::now();
+    loop {
+        match check().await {
+            Ok(()) => return Ok(()),
+            Err(e) if started.elapsed() >= limit => {
+                return Err(e).context(format!("still failing after {} s", limit.as_secs()));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+}
+
+/// The function's configuration, as Lambda holds it.
+pub async fn function_config(deployed: &Deployed, suffix: &str) -> Result<Function> {
+    let lambda = aws_sdk_lambda::Client::new(&deployed.sdk().await);
+    Function::describe(&lambda, &format!("tollgate-{}-{suffix}", deployed.env)).await
+}
+
+/// The task definition `family`, as ECS holds it.
+pub async fn container(deployed: &Deployed, family: &str) -> Result<ecs::Container> {
+    let ecs = aws_sdk_ecs::Client::new(&deployed.sdk().await);
+    ecs::Container::describe(&ecs, family).await
+}

@@ -1,0 +1,330 @@
+//! What AWS does on a task's or a function's behalf, with its execution role, decided by IAM's
+//! rules (`testkit::iam`) against the role's policies as applied (inline, and each attached
+//! managed policy as moto holds it) under its permissions boundary: ECS pulls the image from
+//! ECR, writes the `awslogs` stream and reads each `secrets` entry; Lambda writes its log,
+//! manages the function's network interfaces in its VPC, and polls its queue; the scheduler
+//! invokes the sweep. An implicit deny here would fail only in AWS, at the first start.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+use testkit::iam::{Decision, Identity, Request, document};
+use testkit::platform::credentials::{query, xml_text};
+
+use super::world::{Deployed, Row};
+
+/// Every role of the stack by ARN, as IAM would evaluate it.
+struct Roles<'a> {
+    deployed: &'a Deployed,
+    managed: BTreeMap<String, Value>,
+}
+
+impl<'a> Roles<'a> {
+    async fn read(deployed: &'a Deployed) -> Result<Self> {
+        let mut managed = BTreeMap::new();
+        for (address, r) in &deployed.resources {
+            if !address.starts_with("aws_iam_role_policy_attachment.") {
+                continue;
+            }
+            let arn = r["policy_arn"]
+                .as_str()
+                .context("an attachment without policy")?;
+            if !managed.contains_key(arn) {
+                managed.insert(arn.to_owned(), managed_policy(&deployed.moto, arn).await?);
+            }
+        }
+        Ok(Roles { deployed, managed })
+    }
+
+    /// The identity of the role `arn`: its policies and its boundary (from the bootstrap).
+    fn identity(&self, arn: &str) -> Result<Identity> {
+        let (_, role) = self
+            .deployed
+            .resources
+            .iter()
+            .find(|(a, r)| a.starts_with("aws_iam_role.") && r["arn"] == arn)
+            .with_context(|| format!("no role {arn} in the state"))?;
+        let name = role["name"]
+            .as_str()
+            .context("a role without name")?
+            .to_owned();
+        let mut policies = Vec::new();
+        for (address, r) in &self.deployed.resources {
+            if r["role"] != name.as_str() {
+                continue;
+            }
+            if address.starts_with("aws_iam_role_policy.") {
+                policies.push(document(r["policy"].as_str().context("an inline policy")?));
+            } else if address.starts_with("aws_iam_role_policy_attachment.") {
+                let arn = r["policy_arn"].as_str().unwrap_or_default();
+                policies.push(self.managed[arn].clone());
+            }
+        }
+        let boundary = match role["permissions_boundary"]
+            .as_str()
+            .filter(|b| !b.is_empty())
+        {
+            None => None,
+            Some(boundary) => Some(
+                testkit::iam::resources(&self.deployed.bootstrap)
+                    .values()
+                    .find(|p| p["arn"] == boundary)
+                    .and_then(|p| p["policy"].as_str())
+                    .map(document)
+                    .with_context(|| {
+                        format!("the boundary {boundary} is not in the bootstrap's state")
+                    })?,
+            ),
+        };
+        Ok(Identity {
+            name,
+            policies,
+            boundary,
+        })
+    }
+}
+
+/// A managed policy's default version, as IAM (moto) holds it.
+async fn managed_policy(moto: &str, arn: &str) -> Result<Value> {
+    let policy = query(
+        moto,
+        "iam",
+        &[
+            ("Action", "GetPolicy"),
+            ("Version", "2010-05-08"),
+            ("PolicyArn", arn),
+        ],
+    )
+    .await?;
+    let version = xml_text(&policy, "DefaultVersionId")
+        .with_context(|| format!("{arn} has no default version"))?;
+    let answer = query(
+        moto,
+        "iam",
+        &[
+            ("Action", "GetPolicyVersion"),
+            ("Version", "2010-05-08"),
+            ("PolicyArn", arn),
+            ("VersionId", &version),
+        ],
+    )
+    .await?;
+    let text = xml_text(&answer, "Document")
+        .with_context(|| format!("{arn} {version} has no document"))?;
+    let decoded = percent_decode(&text.replace("&quot;", "\"").replace("&amp;", "&"));
+    serde_json::from_str(&decoded)
+        .with_context(|| format!("{arn}'s document is not JSON: {decoded}"))
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&text[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// One identity's requests, each of which IAM must allow.
+fn decide(who: &str, identity: &Identity, requests: &[Request]) -> Row {
+    let denied: Vec<String> = requests
+        .iter()
+        .filter(|r| identity.decide(r) != Decision::Allow)
+        .map(|r| format!("{} on {} ({:?})", r.action, r.resource, identity.decide(r)))
+        .collect();
+    if denied.is_empty() {
+        Row::check(
+            who,
+            true,
+            format!(
+                "{}: {} requests allowed ({})",
+                identity.name,
+                requests.len(),
+                requests
+                    .iter()
+                    .map(|r| r.action.as_str())
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
+    } else {
+        Row::check(
+            who,
+            false,
+            format!("{} is denied: {}", identity.name, denied.join("; ")),
+        )
+    }
+}
+
+fn tagged(action: &str, resource: &str, env: &str) -> Request {
+    Request::new(action, resource).with("aws:ResourceTag/tollgate:env", env)
+}
+
+/// The execution roles' rows: each ECS task definition, each function, the sweep's schedule.
+pub async fn execution_roles(deployed: &Deployed) -> Vec<Row> {
+    match rows(deployed).await {
+        Ok(rows) => rows,
+        Err(e) => vec![Row::check("execution roles", false, format!("{e:#}"))],
+    }
+}
+
+async fn rows(deployed: &Deployed) -> Result<Vec<Row>> {
+    let roles = Roles::read(deployed).await?;
+    let env = &deployed.env;
+    let region = &deployed.region;
+    // The account, from the stack's own roles.
+    let account = deployed
+        .resources
+        .iter()
+        .find(|(a, _)| a.starts_with("aws_iam_role."))
+        .and_then(|(_, r)| r["arn"].as_str())
+        .and_then(|arn| arn.split(':').nth(4))
+        .context("no role in the state to read the account from")?
+        .to_owned();
+    let partition = "aws";
+    let mut out = Vec::new();
+    let of = |kind: &str, key: &str| -> Vec<String> {
+        deployed
+            .resources
+            .iter()
+            .filter(|(a, _)| a.starts_with(&format!("{kind}.")))
+            .filter_map(|(_, r)| r[key].as_str().map(str::to_owned))
+            .collect()
+    };
+    // Every task definition and function the state holds (a targeted apply holds fewer).
+    for family in of("aws_ecs_task_definition", "family") {
+        let container = super::container(deployed, &family).await?;
+        let Some(role) = &container.execution_role_arn else {
+            bail!("{} has no execution role", container.family);
+        };
+        // The ECR repository the image is in (in AWS; here a registry on loopback holds it
+        // under the same name).
+        let name = container
+            .image
+            .split_once('/')
+            .map(|(_, path)| path.split(['@', ':']).next().unwrap_or(path))
+            .context("the image reference names no repository")?;
+        let repository = format!("arn:{partition}:ecr:{region}:{account}:repository/{name}");
+        let group = container
+            .log_group
+            .clone()
+            .context("the container has no log group")?;
+        let group_arn = format!("arn:{partition}:logs:{region}:{account}:log-group:{group}");
+        let mut requests = vec![
+            Request::new("ecr:GetAuthorizationToken", "*"),
+            tagged("ecr:BatchCheckLayerAvailability", &repository, env),
+            tagged("ecr:GetDownloadUrlForLayer", &repository, env),
+            tagged("ecr:BatchGetImage", &repository, env),
+            tagged("logs:CreateLogStream", &group_arn, env),
+            tagged(
+                "logs:PutLogEvents",
+                &format!(
+                    "{group_arn}:log-stream:{}/{}/0",
+                    container.log_stream_prefix.clone().unwrap_or_default(),
+                    container.name
+                ),
+                env,
+            ),
+        ];
+        for (_, value_from) in &container.secrets {
+            let secret = testkit::platform::secrets::ValueFrom::parse(value_from)?.secret;
+            requests.push(tagged("secretsmanager:GetSecretValue", &secret, env));
+        }
+        out.push(decide(
+            &format!("ECS for {}", container.family),
+            &roles.identity(role)?,
+            &requests,
+        ));
+    }
+    for name in of("aws_lambda_function", "function_name") {
+        let lambda = aws_sdk_lambda::Client::new(&deployed.sdk().await);
+        let function = testkit::platform::lambda::Function::describe(&lambda, &name).await?;
+        let group_arn = format!(
+            "arn:{partition}:logs:{region}:{account}:log-group:/aws/lambda/{}",
+            function.name
+        );
+        let mut requests = vec![
+            tagged("logs:CreateLogStream", &group_arn, env),
+            tagged(
+                "logs:PutLogEvents",
+                &format!("{group_arn}:log-stream:twin"),
+                env,
+            ),
+        ];
+        if !function.subnets.is_empty() {
+            for action in [
+                "ec2:CreateNetworkInterface",
+                "ec2:DescribeNetworkInterfaces",
+                "ec2:DeleteNetworkInterface",
+                "ec2:AssignPrivateIpAddresses",
+                "ec2:UnassignPrivateIpAddresses",
+            ] {
+                requests.push(Request::new(action, "*"));
+            }
+        }
+        for (address, mapping) in &deployed.resources {
+            let names_function = mapping["function_name"]
+                .as_str()
+                .is_some_and(|f| f.ends_with(&format!(":{}", function.name)) || f == function.name);
+            if address.starts_with("aws_lambda_event_source_mapping.") && names_function {
+                let queue = mapping["event_source_arn"].as_str().unwrap_or_default();
+                for action in [
+                    "sqs:ReceiveMessage",
+                    "sqs:DeleteMessage",
+                    "sqs:GetQueueAttributes",
+                ] {
+                    requests.push(tagged(action, queue, env));
+                }
+            }
+        }
+        out.push(decide(
+            &format!("Lambda for {}", function.name),
+            &roles.identity(&function.role)?,
+            &requests,
+        ));
+    }
+    for (address, schedule) in &deployed.resources {
+        if !address.starts_with("aws_scheduler_schedule.") {
+            continue;
+        }
+        let target = &schedule["target"][0];
+        let (Some(role), Some(arn)) = (target["role_arn"].as_str(), target["arn"].as_str()) else {
+            continue;
+        };
+        out.push(decide(
+            &format!(
+                "Scheduler for {}",
+                schedule["name"].as_str().unwrap_or(address)
+            ),
+            &roles.identity(role)?,
+            &[tagged("lambda:InvokeFunction", arn, env)],
+        ));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_documents_are_percent_decoded() {
+        assert_eq!(
+            percent_decode("%7B%22Version%22%3A%222012-10-17%22%7D"),
+            r#"{"Version":"2012-10-17"}"#
+        );
+    }
+}
