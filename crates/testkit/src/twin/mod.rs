@@ -11,7 +11,7 @@
 //!                                       └─ gw ─────────────── vpc   inet ─────── igw 198.51.100.1
 //! ```
 //!
-//! What comes from the state ([`model::Network`]): the subnets, every route table with its
+//! What comes from the state ([`stack_model::Network`]): the subnets, every route table with its
 //! routes and which subnets use it (a subnet without an association uses the VPC's main
 //! table), the internet gateway, each NAT gateway in its subnet with its Elastic IP, and each
 //! security group's rules. What the caller places ([`Placement`]) is what AWS would put there
@@ -45,7 +45,6 @@
 pub mod alb;
 pub mod endpoint;
 mod linux;
-pub mod model;
 pub mod waf;
 
 use std::collections::BTreeMap;
@@ -59,7 +58,7 @@ use ipnet::Ipv4Net;
 
 use crate::cmd;
 use crate::process::Process;
-use model::{Network, Peer};
+use stack_model::network::{Network, Peer};
 
 /// The router's address on every veth: each interface's gateway.
 const ROUTER: Ipv4Addr = Ipv4Addr::new(169, 254, 0, 1);
@@ -295,7 +294,7 @@ impl Twin {
         };
         let path = format!("/var/run/netns/{ns}");
         std::thread::spawn(move || -> Result<T> {
-            crate::netns::enter_namespace(&path)?;
+            enter_namespace(&path)?;
             Ok(f())
         })
         .join()
@@ -427,6 +426,13 @@ pub fn firewall<'a>(
         out.push(s(&["-P", chain, "DROP"]));
     }
     out
+}
+
+/// setns(2) for the calling thread into the network namespace at `path`.
+fn enter_namespace(path: &str) -> Result<()> {
+    let file = std::fs::File::open(path).with_context(|| format!("cannot open {path}"))?;
+    nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET)
+        .with_context(|| format!("setns into {path}"))
 }
 
 /// The first address of `cidr` that AWS would give out and nobody has: AWS keeps the first

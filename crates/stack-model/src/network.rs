@@ -1,10 +1,9 @@
-//! The network a Terraform state describes, read from `terraform show -json`: the VPC, its
-//! subnets, route tables and their associations (a subnet without one uses the VPC's main
-//! route table, which holds only the local route unless the stack manages it), the internet
-//! gateway, the NAT gateways with their Elastic IPs, and the security groups with every rule
-//! whichever resource wrote it. Nothing here is drawn by hand: the twin builds exactly this.
-//!
-//! Pure: no namespace, no process. A plan's `planned_values` read the same way.
+//! The network a Terraform state (or a resolved plan) describes: the VPC, its subnets, route
+//! tables and their associations (a subnet without one uses the VPC's main route table, which
+//! holds only the local route unless the stack manages it), the internet gateway, the NAT
+//! gateways with their Elastic IPs, and the security groups with every rule whichever
+//! resource wrote it. Nothing here is drawn by hand: the twin builds exactly this, and
+//! [`crate::flows`] decides on it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -13,41 +12,7 @@ use anyhow::{Context, Result, bail};
 use ipnet::Ipv4Net;
 use serde_json::Value;
 
-/// One managed resource of the state: its address, type and attribute values.
-#[derive(Debug, Clone)]
-pub struct Resource {
-    pub address: String,
-    pub kind: String,
-    pub values: Value,
-}
-
-/// Every managed resource of a `terraform show -json` document (a state's `values` or a
-/// plan's `planned_values`), child modules included.
-pub fn resources(doc: &Value) -> Vec<Resource> {
-    let root = if doc["values"].is_object() {
-        &doc["values"]["root_module"]
-    } else {
-        &doc["planned_values"]["root_module"]
-    };
-    let mut found = Vec::new();
-    collect(root, &mut found);
-    found
-}
-
-fn collect(module: &Value, found: &mut Vec<Resource>) {
-    for r in module["resources"].as_array().into_iter().flatten() {
-        if r["mode"] == "managed" {
-            found.push(Resource {
-                address: r["address"].as_str().unwrap_or_default().to_owned(),
-                kind: r["type"].as_str().unwrap_or_default().to_owned(),
-                values: r["values"].clone(),
-            });
-        }
-    }
-    for child in module["child_modules"].as_array().into_iter().flatten() {
-        collect(child, found);
-    }
-}
+use crate::resources::{Resource, resources};
 
 /// Where a route sends what it matches.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -360,7 +325,8 @@ fn route_of(values: &Value, cidr_key: &str) -> Result<Option<Route>> {
     } else if let Some(id) = text(values, "gateway_id") {
         if id == "local" {
             Target::Local
-        } else if id.starts_with("igw-") {
+        } else if id.starts_with("igw-") || id.starts_with("aws_internet_gateway.") {
+            // An internet gateway's id, or its address in a resolved plan.
             Target::InternetGateway(id.to_owned())
         } else {
             Target::Other(id.to_owned())
