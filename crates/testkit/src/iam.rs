@@ -233,6 +233,7 @@ impl Drop for Bootstrap {
 /// `infra/bootstrap` applied to the local AWS at `endpoint` (moto), in a copy under `work`, for
 /// `environments` in one account and the given state buckets. Terraform's override file
 /// points the provider at moto; nothing else differs from what an administrator applies.
+/// Panics on failure (for tests); [`try_apply_bootstrap`] says why instead.
 pub fn apply_bootstrap(
     root: &Path,
     work: &Path,
@@ -240,17 +241,29 @@ pub fn apply_bootstrap(
     environments: &[&str],
     state_bucket_arns: &[&str],
 ) -> Bootstrap {
+    try_apply_bootstrap(root, work, endpoint, environments, state_bucket_arns)
+        .unwrap_or_else(|e| panic!("the bootstrap: {e:#}"))
+}
+
+/// [`apply_bootstrap`], failing with why.
+pub fn try_apply_bootstrap(
+    root: &Path,
+    work: &Path,
+    endpoint: &str,
+    environments: &[&str],
+    state_bucket_arns: &[&str],
+) -> anyhow::Result<Bootstrap> {
+    use anyhow::Context;
     let module = work.join("infra/bootstrap");
     let workflows = work.join(".github/workflows");
     for dir in [&module, &workflows] {
-        std::fs::create_dir_all(dir).expect("a work folder");
+        std::fs::create_dir_all(dir).context("a work folder")?;
     }
-    std::fs::copy(root.join("infra/bootstrap/main.tf"), module.join("main.tf")).expect("copy");
+    std::fs::copy(root.join("infra/bootstrap/main.tf"), module.join("main.tf"))?;
     std::fs::copy(
         root.join(".github/workflows/deploy.yml"),
         workflows.join("deploy.yml"),
-    )
-    .expect("copy");
+    )?;
     std::fs::write(
         module.join("moto_override.tf"),
         format!(
@@ -268,46 +281,46 @@ pub fn apply_bootstrap(
 }}
 "#
         ),
-    )
-    .expect("write the override");
+    )?;
     let vars = serde_json::json!({
         "github_repository": "tollgate/tollgate",
         "environments": environments,
         "state_bucket_arns": state_bucket_arns,
     });
-    std::fs::write(module.join("terraform.tfvars.json"), vars.to_string()).expect("vars");
+    std::fs::write(module.join("terraform.tfvars.json"), vars.to_string())?;
     let mut init = vec!["init", "-input=false", "-no-color"];
     let mirror = "-plugin-dir=/opt/tf-plugins";
     if Path::new("/opt/tf-plugins").is_dir() {
         init.push(mirror);
     }
-    terraform(&module, &init);
+    terraform(&module, &init)?;
     terraform(
         &module,
         &["apply", "-input=false", "-no-color", "-auto-approve"],
-    );
-    let shown = terraform(&module, &["show", "-json"]);
-    let state = serde_json::from_slice(&shown).expect("terraform show -json");
-    Bootstrap { module, state }
+    )?;
+    let shown = terraform(&module, &["show", "-json"])?;
+    let state = serde_json::from_slice(&shown).context("terraform show -json")?;
+    Ok(Bootstrap { module, state })
 }
 
-fn terraform(dir: &Path, args: &[&str]) -> Vec<u8> {
+fn terraform(dir: &Path, args: &[&str]) -> anyhow::Result<Vec<u8>> {
     let out = Command::new("terraform")
         .current_dir(dir)
         .args(args)
         .env("TF_IN_AUTOMATION", "1")
         .output()
-        .unwrap_or_else(|e| {
-            panic!("terraform is needed (1.11+; https://developer.hashicorp.com/terraform/install): {e}")
-        });
-    assert!(
-        out.status.success(),
-        "terraform {args:?} failed in {}:\n{}{}",
-        dir.display(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+        .map_err(|e| {
+            anyhow::anyhow!("terraform is needed (1.11+; https://developer.hashicorp.com/terraform/install): {e}")
+        })?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "terraform {args:?} failed in {}:\n{}{}",
+            dir.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(out.stdout)
 }
 
 /// The managed resources of a `terraform show -json` state (root module), by address.

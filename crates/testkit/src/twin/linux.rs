@@ -6,9 +6,9 @@ use std::process::Command;
 
 use anyhow::Result;
 
-use super::model::Target;
 use super::{Host, IGW_PUBLIC, IGW_VPC, INTERNET, LOCAL_TABLE, ROUTER, Twin, firewall, ns_command};
 use crate::cmd;
+use stack_model::network::Target;
 
 /// `ip <line>`.
 pub(super) fn ip(line: &str) -> Result<()> {
@@ -255,6 +255,15 @@ impl Twin {
             cmd::run(ns_command(&host.namespace, "iptables").arg("-w").args(rule))?;
         }
         Ok(())
+    }
+
+    /// A route on the internet to `range` through the internet gateway: what someone next to
+    /// the gateway could set to reach the VPC's private addresses (the gateway forwards none).
+    pub fn route_from_internet(&self, range: &str) -> Result<()> {
+        let inet = self.ns("inet");
+        ip(&format!(
+            "-n {inet} route replace {range} via {IGW_PUBLIC} dev igw"
+        ))
     }
 
     /// Cuts `host` off from `to`: its connections there are refused at once (a fault: the

@@ -334,6 +334,79 @@ fn byte_match(value: &str, wanted: &str, position: &str) -> bool {
     }
 }
 
+/// What the load balancer tells the evaluator of the request it holds (set by its nginx;
+/// every other header is the client's).
+pub const METHOD_HEADER: &str = "x-twin-method";
+pub const URI_HEADER: &str = "x-twin-uri";
+pub const CLIENT_HEADER: &str = "x-twin-client";
+/// The rule that blocked a request, on the evaluator's answer (and the load balancer's 403).
+pub const RULE_HEADER: &str = "x-twin-waf-rule";
+
+/// Serves `acl` on `listener` (in the load balancer's namespace) for nginx's `auth_request`:
+/// 200 to let a request through, 403 naming the rule that blocks it. On a thread of its own.
+pub fn serve(listener: std::net::TcpListener, acl: WebAcl) -> Result<()> {
+    listener.set_nonblocking(true)?;
+    let acl = std::sync::Arc::new(acl);
+    std::thread::spawn(move || {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        runtime.block_on(async move {
+            let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+                return;
+            };
+            let app = axum::Router::new().fallback(move |headers: axum::http::HeaderMap| {
+                let acl = acl.clone();
+                async move { decide(&acl, &headers) }
+            });
+            let _ = axum::serve(listener, app).await;
+        });
+    });
+    Ok(())
+}
+
+fn decide(acl: &WebAcl, headers: &axum::http::HeaderMap) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let value = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let Ok(client) = value(CLIENT_HEADER).parse() else {
+        return (
+            axum::http::StatusCode::FORBIDDEN,
+            [(RULE_HEADER, "no client address")],
+        )
+            .into_response();
+    };
+    let request = Request {
+        method: value(METHOD_HEADER),
+        uri: value(URI_HEADER),
+        headers: headers
+            .iter()
+            .filter(|(k, _)| !k.as_str().starts_with("x-twin-"))
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        client,
+    };
+    match acl.evaluate(&request) {
+        Verdict::Allow => axum::http::StatusCode::OK.into_response(),
+        Verdict::Block(rule) | Verdict::Unmodelled(rule) => {
+            (axum::http::StatusCode::FORBIDDEN, [(RULE_HEADER, rule)]).into_response()
+        }
+    }
+}
+
 /// The web ACL named `name` in moto at `endpoint` (region `region`), with its IP sets and rule
 /// groups, read back through the WAF API.
 pub async fn read(endpoint: &str, region: &str, name: &str) -> Result<WebAcl> {
