@@ -5,6 +5,5 @@
 
 mod bootstrap;
 mod delivery;
-mod deployed_network;
 mod durable;
 mod events;

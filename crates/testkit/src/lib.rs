@@ -14,10 +14,10 @@
 //! - [`secrets`]: new random secrets and writing them as Secrets Manager versions;
 //! - [`queues`]: the retry and dead-letter queues in moto, and Lambda's SQS poller played here;
 //! - [`stack`]: the real api and sign-up function binaries, as the other crates' tests run them;
-//! - [`netns`]: the network as deployed (private subnet, NAT, an appending proxy, an attacker),
-//!   in network namespaces;
 //! - [`platform`]: what AWS would start from the stack (ECS tasks, Lambda functions), started
 //!   from their artifacts with exactly their rendered environment, secrets and role;
+//! - [`rendered`] (feature `platform`): everything a deployed stack renders, started in the
+//!   twin built from its state, each with a row saying what it did;
 //! - [`twin`]: the network a Terraform state describes (subnets, route tables, NAT and internet
 //!   gateways, security groups), built in network namespaces;
 //! - [`iam`]: IAM's policy evaluation (explicit deny, identity ∩ boundary, conditions), so a
@@ -28,11 +28,12 @@ pub mod aws;
 pub mod cmd;
 pub mod cognito;
 pub mod iam;
-pub mod netns;
 pub mod platform;
 pub mod process;
 pub mod queues;
 pub mod receiver;
+#[cfg(feature = "platform")]
+pub mod rendered;
 pub mod runtime_api;
 pub mod secrets;
 pub mod services;

@@ -163,12 +163,6 @@ impl Postgres {
         Self::start_with(false, "127.0.0.1", None, Database::default())
     }
 
-    /// A TLS cluster inside the network namespace `netns`, on its address `host` (the api's
-    /// subnet of the deployed network, `netns::World`).
-    pub fn start_in_namespace(netns: &str, host: &str) -> Result<Self> {
-        Self::start_with(true, host, Some(netns.to_owned()), Database::default())
-    }
-
     /// A TLS cluster playing a database instance of the network twin: inside `netns` on
     /// `host:port`, its certificate also for the instance's endpoint `names`, open to clients
     /// from any address by password (the security groups decide who reaches it).

@@ -30,7 +30,7 @@ fn moto() -> String {
 /// The registry the stack's image is pushed to (moto serves none), for the whole test.
 static REGISTRY: OnceLock<String> = OnceLock::new();
 
-/// What the user supplies for staging, made in moto by [`user_values`].
+/// What the user supplies for staging, made in moto (`testkit::rendered::account`).
 static STAGING: OnceLock<Vec<(String, String)>> = OnceLock::new();
 
 fn xtask(args: &[&str]) -> Output {
@@ -62,80 +62,6 @@ fn xtask_as(values: &[(String, String)], args: &[&str], vars: &[(&str, &str)]) -
         .envs(vars.iter().copied())
         .output()
         .expect("cargo runs")
-}
-
-/// What a user makes before the first deploy of `env`, made in moto: a versioned state bucket
-/// and the hosted zone of the api's name. Returned as the `TOLLGATE__DEPLOY__…` variables.
-/// Plain REST calls rather than two more SDKs to compile: moto checks no signature, and finds
-/// the service from the credential scope of the `Authorization` header ([`scope`]).
-async fn user_values(env: &str) -> Vec<(String, String)> {
-    let unique = uuid::Uuid::new_v4().simple().to_string();
-    let moto = moto();
-    let http = reqwest::Client::new();
-    let bucket = format!("tollgate-state-{env}-{}", &unique[..12]);
-    for (query, body) in [
-        (
-            "",
-            "<CreateBucketConfiguration><LocationConstraint>ap-northeast-1</LocationConstraint></CreateBucketConfiguration>",
-        ),
-        (
-            "?versioning",
-            "<VersioningConfiguration><Status>Enabled</Status></VersioningConfiguration>",
-        ),
-    ] {
-        let answer = http
-            .put(format!("{moto}/{bucket}{query}"))
-            .body(body)
-            .send()
-            .await
-            .expect("moto answers");
-        assert!(
-            answer.status().is_success(),
-            "S3 {query}: {}",
-            answer.status()
-        );
-    }
-    let zone_name = format!("{env}.tollgate-{}.test", &unique[..8]);
-    let created = http
-        .post(format!("{moto}/2013-04-01/hostedzone"))
-        .header("authorization", scope("route53"))
-        .body(format!(
-            "<CreateHostedZoneRequest xmlns=\"https://route53.amazonaws.com/doc/2013-04-01/\">\
-             <Name>{zone_name}</Name><CallerReference>{unique}</CallerReference></CreateHostedZoneRequest>"
-        ))
-        .send()
-        .await
-        .expect("moto answers")
-        .text()
-        .await
-        .expect("an answer");
-    let zone_id = xml_value(&created, "Id")
-        .trim_start_matches("/hostedzone/")
-        .to_owned();
-    vec![
-        ("TOLLGATE__DEPLOY__STATE_BUCKET".into(), bucket),
-        (
-            "TOLLGATE__DEPLOY__DOMAIN".into(),
-            format!("api.{zone_name}"),
-        ),
-        ("TOLLGATE__DEPLOY__HOSTED_ZONE_ID".into(), zone_id),
-    ]
-}
-
-/// An `Authorization` header naming `service` in its credential scope, for moto's routing.
-fn scope(service: &str) -> String {
-    format!(
-        "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/{service}/aws4_request, SignedHeaders=host, Signature=0"
-    )
-}
-
-/// The text of the first `<tag>` in `xml`.
-fn xml_value(xml: &str, tag: &str) -> String {
-    let open = format!("<{tag}>");
-    xml.split_once(&open)
-        .and_then(|(_, rest)| rest.split_once(&format!("</{tag}>")))
-        .map(|(value, _)| value.to_owned())
-        .unwrap_or_else(|| panic!("no <{tag}> in {xml}"))
 }
 
 /// The second half of the test: the other guard mode, and a NAT gateway per AZ (two Elastic
@@ -205,7 +131,13 @@ async fn the_shipped_staging_stack_deploys_verifies_catches_a_mismatch_and_destr
         ..testkit::local_aws_region()
     })
     .await;
-    STAGING.set(user_values("staging").await).expect("set once");
+    STAGING
+        .set(
+            testkit::rendered::account::user_values(&moto(), "staging")
+                .await
+                .expect("the user's values"),
+        )
+        .expect("set once");
     // What an administrator applies once per account before any deploy: the boundaries every
     // stack role must carry (IAM refuses a role naming a missing one; the stack looks it up).
     let bootstrap = testkit::iam::apply_bootstrap(
@@ -234,7 +166,7 @@ async fn the_shipped_staging_stack_deploys_verifies_catches_a_mismatch_and_destr
     // the rest of the stack exists.
     let work = storage.join("runner");
     let partial = rendered_state(&work, &bootstrap.state);
-    let report = super::rendered::migration_on_partial_state(&partial)
+    let report = testkit::rendered::migration_on_partial_state(&partial)
         .await
         .expect("the runner builds its world");
     println!("{}", report.text());
@@ -284,7 +216,7 @@ async fn the_shipped_staging_stack_deploys_verifies_catches_a_mismatch_and_destr
     // What AWS would start from the stack, started: every task definition and function
     // configuration, from the artifacts deploy built, in the network the state describes.
     progress("verified; starting what the stack renders");
-    let report = super::rendered::whole_stack(&rendered_state(&work, &bootstrap.state))
+    let report = testkit::rendered::whole_stack(&rendered_state(&work, &bootstrap.state))
         .await
         .expect("the runner builds its world");
     println!("{}", report.text());
@@ -367,6 +299,23 @@ async fn the_shipped_staging_stack_deploys_verifies_catches_a_mismatch_and_destr
         assert!(stdout.contains(line), "missing `{line}`:\n{stdout}");
     }
     assert!(!stdout.contains('✗'), "{stdout}");
+    assert_static_mode_waf_holds_the_secret(&config).await;
+    // A NAT gateway per AZ: each private subnet leaves from its own Elastic IP, with packets.
+    let rows = testkit::rendered::flows::each_subnet_leaves_from_its_nat(&rendered_state(
+        &work,
+        &bootstrap.state,
+    ))
+    .expect("the twin builds");
+    let shown: Vec<String> = rows
+        .iter()
+        .map(|r| format!("{} {}", if r.ok { "✓" } else { "✗" }, r.detail))
+        .collect();
+    println!("{}", shown.join("\n"));
+    assert!(
+        rows.len() == 2 && rows.iter().all(|r| r.ok),
+        "{}",
+        shown.join("\n")
+    );
 
     progress("verified; tampering with the Lambda's contract");
     // Tamper with one side: the Lambda signs with another header than the task expects.
@@ -414,7 +363,9 @@ async fn the_shipped_staging_stack_deploys_verifies_catches_a_mismatch_and_destr
 
     // Production, as shipped, plans on its own state with its own user values.
     progress("the mismatch is named; planning production");
-    let production = user_values("production").await;
+    let production = testkit::rendered::account::user_values(&moto(), "production")
+        .await
+        .expect("the user's values");
     let out = xtask_as(
         &production,
         &["deploy", "--env", "production", "--plan"],
@@ -457,9 +408,76 @@ async fn the_shipped_staging_stack_deploys_verifies_catches_a_mismatch_and_destr
     std::fs::remove_dir_all(&storage).ok();
 }
 
+/// static mode: the web ACL's rule group, as WAF would evaluate it (`testkit::twin::waf`, the
+/// ACL and the group read back from moto), lets through the NAT gateway's address only with an
+/// accepted version of the secret in the header, and refuses a wrong one, a missing one, and
+/// the right one from elsewhere.
+async fn assert_static_mode_waf_holds_the_secret(config: &aws_config::SdkConfig) {
+    use testkit::twin::waf::{Request, Verdict};
+    let acl = testkit::twin::waf::read(&moto(), "ap-northeast-1", "tollgate-staging")
+        .await
+        .expect("the web ACL reads back");
+    let nat = Command::new("terraform")
+        .current_dir(root().join("target/tollgate/tf/staging"))
+        .args(["output", "-raw", "nat_eip"])
+        .output()
+        .expect("terraform runs");
+    let nat = String::from_utf8_lossy(&nat.stdout).trim().to_owned();
+    let secret = aws_sdk_secretsmanager::Client::new(config)
+        .get_secret_value()
+        .secret_id("tollgate/staging/registration")
+        .version_stage("AWSCURRENT")
+        .send()
+        .await
+        .expect("the secret")
+        .secret_string
+        .expect("text");
+    let request = |client: &str, header: Option<&str>| Request {
+        method: "POST".into(),
+        uri: "/user".into(),
+        headers: header
+            .map(|v| vec![("x-custom-auth".to_owned(), v.to_owned())])
+            .unwrap_or_default(),
+        client: client.parse().expect("an address"),
+    };
+    let table = [
+        (
+            request(&nat, Some(&secret)),
+            true,
+            "the NAT's address with the secret",
+        ),
+        (
+            request(&nat, Some("not-the-secret")),
+            false,
+            "the NAT's address with another value",
+        ),
+        (
+            request(&nat, None),
+            false,
+            "the NAT's address without the header",
+        ),
+        (
+            request("198.51.100.66", Some(&secret)),
+            false,
+            "elsewhere with the secret",
+        ),
+    ];
+    for (req, passes, what) in table {
+        let verdict = acl.evaluate(&req);
+        assert_eq!(
+            verdict == Verdict::Allow,
+            passes,
+            "static mode, {what}: WAF decides {verdict:?}"
+        );
+    }
+}
+
 /// The staging state as applied now, for the runner.
-fn rendered_state(work: &Path, bootstrap: &serde_json::Value) -> super::rendered::world::Deployed {
-    super::rendered::world::Deployed::read(root(), "staging", &moto(), bootstrap, work)
+fn rendered_state(
+    work: &Path,
+    bootstrap: &serde_json::Value,
+) -> testkit::rendered::world::Deployed {
+    testkit::rendered::world::Deployed::read(root(), "staging", &moto(), bootstrap, work)
         .expect("the state reads back")
 }
 
@@ -479,7 +497,10 @@ async fn assert_api_name_is_aliased_to_the_alb() {
             moto(),
             value("TOLLGATE__DEPLOY__HOSTED_ZONE_ID")
         ))
-        .header("authorization", scope("route53"))
+        .header(
+            "authorization",
+            testkit::rendered::account::scope("route53"),
+        )
         .send()
         .await
         .expect("moto answers")
@@ -499,7 +520,8 @@ async fn assert_api_name_is_aliased_to_the_alb() {
     let alb = String::from_utf8_lossy(&alb.stdout).to_ascii_lowercase();
     assert!(
         record.contains("<AliasTarget>")
-            && xml_value(record, "DNSName")
+            && testkit::rendered::account::xml_value(record, "DNSName")
+                .expect("an alias name")
                 .trim_end_matches('.')
                 .eq_ignore_ascii_case(alb.trim()),
         "{domain} is not an alias of the ALB {alb}: {record}"

@@ -8,7 +8,6 @@ mod image;
 mod lambda_watch;
 mod least_privilege;
 mod reconcile;
-mod rendered;
 mod rotate_local;
 mod supplied_values;
 mod terraform;

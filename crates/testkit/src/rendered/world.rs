@@ -8,22 +8,24 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::platform::credentials::Session;
+use crate::platform::ecs::{self, Container, Placed};
+use crate::platform::image::Image;
+use crate::platform::lambda::Sandbox;
+use crate::platform::{Difference, lambda};
+use crate::services::Postgres;
+use crate::tls::TestCa;
+use crate::twin::{self, Placement, Twin};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
-use testkit::platform::credentials::Session;
-use testkit::platform::ecs::{self, Container, Placed};
-use testkit::platform::image::Image;
-use testkit::platform::lambda::Sandbox;
-use testkit::platform::{Difference, lambda};
-use testkit::services::Postgres;
-use testkit::tls::TestCa;
-use testkit::twin::model::Network;
-use testkit::twin::{self, Placement, Twin};
+use stack_model::Network;
 
 /// Where a task finds the database's CA (written into its root file system).
 pub const DB_CA_IN_TASK: &str = "/etc/tollgate/db-ca.pem";
 /// How long a one-off task may run.
 const TASK_LIMIT: Duration = Duration::from_secs(180);
+/// The twin's WAF divides its rate rules' windows and limits by this.
+pub const RATE_SCALE: u32 = 100;
 /// ECS's stop timeout for the api's container (`stopTimeout` in infra/service.tf), and more.
 const STOP_GRACE: Duration = Duration::from_secs(35);
 
@@ -64,7 +66,7 @@ impl Deployed {
             bail!("terraform show: {}", String::from_utf8_lossy(&out.stderr));
         }
         let state: Value = serde_json::from_slice(&out.stdout)?;
-        let resources = twin::model::resources(&state)
+        let resources = stack_model::resources(&state)
             .into_iter()
             .map(|r| (r.address, r.values))
             .collect();
@@ -98,7 +100,7 @@ impl Deployed {
     }
 
     pub async fn sdk(&self) -> aws_config::SdkConfig {
-        testkit::sdk_config(&shared_auth::AwsSettings {
+        crate::sdk_config(&shared_auth::AwsSettings {
             region: Some(self.region.clone()),
             endpoint_url: Some(self.moto.clone()),
         })
@@ -276,71 +278,9 @@ impl World {
     /// state, serves AWS's endpoints on its internet, and starts the database instance (and,
     /// for the whole stack, the load balancer).
     pub async fn build(deployed: &Deployed, scope: Scope) -> Result<Self> {
-        let sdk = deployed.sdk().await;
-        let ecs_client = aws_sdk_ecs::Client::new(&sdk);
         let network = Network::from_state(&deployed.state)?;
         let cluster = deployed.attr("aws_ecs_cluster.this", "name")?;
-        let mut placements = Vec::new();
-        let mut tasks = BTreeMap::new();
-        // As `deploy` runs the migration: the first private subnet, the api's security group.
-        let private = deployed.ids("aws_subnet.private[");
-        let api_group = deployed.attr("aws_security_group.api", "id")?;
-        let migrate_family = deployed.name("migrate");
-        let placed = ecs::run_task(
-            &deployed.moto,
-            &deployed.region,
-            &cluster,
-            &migrate_family,
-            private.first().context("no private subnet in the state")?,
-            std::slice::from_ref(&api_group),
-            "tollgate-deploy",
-        )
-        .await?;
-        placements.push(task_placement("migrate-1", &placed));
-        tasks.insert("migrate-1".to_owned(), (placed, migrate_family));
-        let db_subnets = deployed.strings("aws_db_subnet_group.this", "subnet_ids");
-        placements.push(Placement {
-            name: "db".into(),
-            subnet: db_subnets
-                .first()
-                .context("the database has no subnet")?
-                .clone(),
-            address: None,
-            groups: deployed.strings("aws_db_instance.this", "vpc_security_group_ids"),
-            public: false,
-        });
-        if scope == Scope::Stack {
-            Self::place_service(deployed, &ecs_client, &cluster, &mut placements, &mut tasks)
-                .await?;
-            for (name, suffix) in [
-                ("fn-signup", "post-confirm"),
-                ("fn-rotate", "rotate-secret"),
-            ] {
-                let f = super::function_config(deployed, suffix).await?;
-                placements.push(Placement {
-                    name: name.into(),
-                    subnet: f
-                        .subnets
-                        .first()
-                        .context("the function has no subnet")?
-                        .clone(),
-                    address: None,
-                    groups: f.groups.clone(),
-                    public: false,
-                });
-            }
-            placements.push(Placement {
-                name: "alb".into(),
-                subnet: deployed
-                    .strings("aws_lb.this", "subnets")
-                    .first()
-                    .context("the load balancer has no subnet")?
-                    .clone(),
-                address: None,
-                groups: deployed.strings("aws_lb.this", "security_groups"),
-                public: true,
-            });
-        }
+        let (placements, tasks) = Self::place(deployed, scope, &cluster).await?;
         let dir = deployed.work.join(match scope {
             Scope::Migration => "migration",
             Scope::Stack => "stack",
@@ -387,6 +327,79 @@ impl World {
             world.take_over_polling(false).await?;
         }
         Ok(world)
+    }
+
+    /// Where AWS would put what `scope` starts: the migration task (ECS places it, with
+    /// `RunTask` as `deploy` runs it: the first private subnet, the api's security group), the
+    /// database instance, and for the whole stack the service's tasks, both functions and the
+    /// load balancer.
+    async fn place(
+        deployed: &Deployed,
+        scope: Scope,
+        cluster: &str,
+    ) -> Result<(Vec<Placement>, BTreeMap<String, (Placed, String)>)> {
+        let ecs_client = aws_sdk_ecs::Client::new(&deployed.sdk().await);
+        let mut placements = Vec::new();
+        let mut tasks = BTreeMap::new();
+        let private = deployed.ids("aws_subnet.private[");
+        let api_group = deployed.attr("aws_security_group.api", "id")?;
+        let migrate_family = deployed.name("migrate");
+        let placed = ecs::run_task(
+            &deployed.moto,
+            &deployed.region,
+            cluster,
+            &migrate_family,
+            private.first().context("no private subnet in the state")?,
+            std::slice::from_ref(&api_group),
+            "tollgate-deploy",
+        )
+        .await?;
+        placements.push(task_placement("migrate-1", &placed));
+        tasks.insert("migrate-1".to_owned(), (placed, migrate_family));
+        let db_subnets = deployed.strings("aws_db_subnet_group.this", "subnet_ids");
+        placements.push(Placement {
+            name: "db".into(),
+            subnet: db_subnets
+                .first()
+                .context("the database has no subnet")?
+                .clone(),
+            address: None,
+            groups: deployed.strings("aws_db_instance.this", "vpc_security_group_ids"),
+            public: false,
+        });
+        if scope == Scope::Stack {
+            Self::place_service(deployed, &ecs_client, cluster, &mut placements, &mut tasks)
+                .await?;
+            for (name, suffix) in [
+                ("fn-signup", "post-confirm"),
+                ("fn-rotate", "rotate-secret"),
+            ] {
+                let f = super::function_config(deployed, suffix).await?;
+                placements.push(Placement {
+                    name: name.into(),
+                    subnet: f
+                        .subnets
+                        .first()
+                        .context("the function has no subnet")?
+                        .clone(),
+                    address: None,
+                    groups: f.groups.clone(),
+                    public: false,
+                });
+            }
+            placements.push(Placement {
+                name: "alb".into(),
+                subnet: deployed
+                    .strings("aws_lb.this", "subnets")
+                    .first()
+                    .context("the load balancer has no subnet")?
+                    .clone(),
+                address: None,
+                groups: deployed.strings("aws_lb.this", "security_groups"),
+                public: true,
+            });
+        }
+        Ok((placements, tasks))
     }
 
     /// The api service's tasks, as its scheduler places them: `desiredCount` tasks of its task
@@ -764,11 +777,12 @@ impl World {
         let idle = self.deployed.resources["aws_lb.this"]["idle_timeout"]
             .as_u64()
             .unwrap_or(60);
+        let waf = self.start_waf().await?;
         std::fs::write(
             dir.join("nginx.conf"),
-            twin::alb::nginx_conf(&dir, &targets, idle),
+            twin::alb::nginx_conf(&dir, &targets, idle, waf),
         )?;
-        let nginx = testkit::cmd::which("nginx")
+        let nginx = crate::cmd::which("nginx")
             .context("nginx plays the load balancer: apt-get install nginx-light")?;
         let mut command = self.twin.command("alb", nginx)?;
         command
@@ -789,6 +803,39 @@ impl World {
         Ok(())
     }
 
+    /// The web ACL associated with the load balancer, evaluated in the load balancer's
+    /// namespace for its nginx (`None` when no web ACL is associated). Its rate rules' windows
+    /// and limits are divided by [`RATE_SCALE`], so a test reaches a limit at the same rate in
+    /// seconds.
+    async fn start_waf(&self) -> Result<Option<u16>> {
+        let balancer = self.deployed.attr("aws_lb.this", "arn")?;
+        let Some(acl) = self.deployed.resources.iter().find_map(|(a, r)| {
+            (a.starts_with("aws_wafv2_web_acl_association.")
+                && r["resource_arn"] == balancer.as_str())
+            .then(|| r["web_acl_arn"].as_str().map(str::to_owned))
+            .flatten()
+        }) else {
+            return Ok(None);
+        };
+        let name = self
+            .deployed
+            .resources
+            .iter()
+            .find(|(a, r)| a.starts_with("aws_wafv2_web_acl.") && r["arn"] == acl.as_str())
+            .and_then(|(_, r)| r["name"].as_str())
+            .context("the associated web ACL is not in the state")?
+            .to_owned();
+        let acl = twin::waf::read(&self.deployed.moto, &self.deployed.region, &name)
+            .await?
+            .with_rate_scale(RATE_SCALE);
+        let listener = self
+            .twin
+            .inside(Some("alb"), || std::net::TcpListener::bind("127.0.0.1:0"))??;
+        let port = listener.local_addr()?.port();
+        twin::waf::serve(listener, acl)?;
+        Ok(Some(port))
+    }
+
     /// The service's tasks started, then `GET https://<domain>/readyz` from the internet
     /// through the load balancer until the database and the secret are ready.
     pub async fn serve(&mut self) -> Row {
@@ -806,7 +853,7 @@ impl World {
             let body = super::eventually(Duration::from_secs(90), move || {
                 let (url, alb) = (asked.clone(), alb.clone());
                 async move {
-                    let body = me.from_internet(&alb, &url, None).await?;
+                    let body = me.internet_request(&alb, &url, None).await?;
                     match (body.1["database"].as_bool(), body.1["secret"].as_bool()) {
                         (Some(true), Some(true)) => Ok(()),
                         _ => bail!("{url} → {} {}", body.0, body.1),
@@ -832,87 +879,53 @@ impl World {
         Row::from("api", result)
     }
 
-    /// A registration signed with a key nobody holds, sent from the internet through the load
-    /// balancer: the api must refuse it (and count the refusal).
-    pub async fn forged(&self) -> Row {
-        let result: Result<String> = async {
-            let alb = self.alb.clone().context("no load balancer")?;
-            let url = format!("https://{}/user", alb.domain);
-            let body = r#"{"sub":"00000000-0000-4000-8000-000000000000","username":"mallory"}"#;
-            let stamp = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)?
-                .as_secs()
-                .to_string();
-            let headers = vec![
-                ("content-type".to_owned(), "application/json".to_owned()),
-                ("x-tollgate-timestamp".to_owned(), stamp),
-                (
-                    "x-tollgate-signature".to_owned(),
-                    format!("v1={}=", "A".repeat(43)),
-                ),
-            ];
-            let (status, answer) = self
-                .from_internet(&alb, &url, Some((headers, body.to_owned())))
-                .await?;
-            if status != 403 {
-                bail!("a forged registration from the internet got {status}: {answer}");
-            }
-            Ok(format!(
-                "a forged registration from {} through the load balancer: 403 ({})",
-                twin::ATTACKER,
-                answer["deny_reason"]
-                    .as_str()
-                    .or(answer["title"].as_str())
-                    .unwrap_or("refused")
-            ))
-        }
-        .await;
-        Row::from("forged from the internet", result)
-    }
-
     /// `GET` (or, with `post`, a `POST` of that body with those headers) of `url` from the
-    /// internet (the attacker's address), trusting the twin's CA, the name resolved to the load
-    /// balancer: the status and the JSON body.
-    pub async fn from_internet(
+    /// internet (the attacker's address): the status and the JSON body.
+    pub async fn internet_request(
         &self,
-        alb: &Alb,
+        _alb: &Alb,
         url: &str,
         post: Option<(Vec<(String, String)>, String)>,
     ) -> Result<(u16, Value)> {
-        let (url, ca, domain, public) = (
-            url.to_owned(),
+        let path = url
+            .split_once("://")
+            .and_then(|(_, rest)| rest.find('/').map(|i| rest[i..].to_owned()))
+            .unwrap_or_else(|| "/".to_owned());
+        let call = match post {
+            None => Call::get(&path),
+            Some((headers, body)) => Call::post(&path, headers, body),
+        };
+        let answer = self
+            .calls(From::Internet(twin::ATTACKER), vec![call])
+            .await?
+            .remove(0);
+        Ok((answer.status, answer.json))
+    }
+
+    /// Each call, in order, from `from` to `https://<the api's name>` (resolved to the load
+    /// balancer's public address, its certificate trusted): what came back.
+    pub async fn calls(&self, from: From, calls: Vec<Call>) -> Result<Vec<Answer>> {
+        let alb = self.alb.clone().context("no load balancer")?;
+        let (ca, host) = (
             self.ca_pem(),
-            alb.domain.clone(),
-            alb.public,
+            match &from {
+                From::Internet(_) => None,
+                From::Host(h) => Some(h.clone()),
+            },
         );
+        let local = match from {
+            From::Internet(address) => Some(address),
+            From::Host(_) => None,
+        };
+        if let Some(address) = local {
+            self.twin.inet_address(address)?;
+        }
         tokio::task::block_in_place(|| {
-            self.twin.inside(None, move || {
+            self.twin.inside(host.as_deref(), move || {
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()?;
-                runtime.block_on(async move {
-                    let root = reqwest::Certificate::from_pem(ca.as_bytes())?;
-                    let http = reqwest::Client::builder()
-                        .add_root_certificate(root)
-                        .resolve(&domain, SocketAddr::from((public, 443)))
-                        .local_address(std::net::IpAddr::V4(twin::ATTACKER))
-                        .timeout(Duration::from_secs(10))
-                        .build()?;
-                    let request = match post {
-                        None => http.get(&url),
-                        Some((headers, body)) => {
-                            let mut r = http.post(&url).body(body);
-                            for (k, v) in headers {
-                                r = r.header(k, v);
-                            }
-                            r
-                        }
-                    };
-                    let response = request.send().await?;
-                    let status = response.status().as_u16();
-                    let body = response.json::<Value>().await.unwrap_or(Value::Null);
-                    anyhow::Ok((status, body))
-                })
+                runtime.block_on(send(alb, ca, local, calls))
             })
         })?
     }
@@ -978,7 +991,7 @@ impl World {
             .admin_set_user_password()
             .user_pool_id(&pool)
             .username(&username)
-            .password(testkit::cognito::PASSWORD)
+            .password(crate::cognito::PASSWORD)
             .permanent(true)
             .send()
             .await
@@ -990,7 +1003,7 @@ impl World {
             .send()
             .await
             .context("cognito:AdminGetUser")?;
-        let event = testkit::cognito::post_confirmation_event(
+        let event = crate::cognito::post_confirmation_event(
             &self.deployed.region,
             &pool,
             &client,
@@ -1067,6 +1080,99 @@ impl World {
             .await;
         }
     }
+}
+
+/// Where a request is sent from: the internet (from one of its addresses), or an interface
+/// of the twin (a function's, whose requests leave through the NAT gateway).
+#[derive(Debug, Clone)]
+pub enum From {
+    Internet(Ipv4Addr),
+    Host(String),
+}
+
+/// One HTTP request to the api's name.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub method: reqwest::Method,
+    pub path: String,
+    /// Sent as given, a name twice for two lines.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Call {
+    pub fn get(path: &str) -> Self {
+        Call {
+            method: reqwest::Method::GET,
+            path: path.to_owned(),
+            headers: Vec::new(),
+            body: String::new(),
+        }
+    }
+
+    pub fn post(path: &str, headers: Vec<(String, String)>, body: String) -> Self {
+        Call {
+            method: reqwest::Method::POST,
+            path: path.to_owned(),
+            headers,
+            body,
+        }
+    }
+}
+
+/// What came back: the status, the body, and the WAF rule that blocked it, if one did (the
+/// twin's load balancer says which; the api never does).
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub json: Value,
+    pub waf_rule: Option<String>,
+}
+
+async fn send(
+    alb: Alb,
+    ca: String,
+    local: Option<Ipv4Addr>,
+    calls: Vec<Call>,
+) -> Result<Vec<Answer>> {
+    let root = reqwest::Certificate::from_pem(ca.as_bytes())?;
+    let mut builder = reqwest::Client::builder()
+        .add_root_certificate(root)
+        .resolve(&alb.domain, SocketAddr::from((alb.public, 443)))
+        .timeout(Duration::from_secs(10));
+    if let Some(address) = local {
+        builder = builder.local_address(std::net::IpAddr::V4(address));
+    }
+    let http = builder.build()?;
+    let mut answers = Vec::new();
+    for call in calls {
+        let mut headers = reqwest::header::HeaderMap::new();
+        for (name, value) in &call.headers {
+            headers.append(
+                reqwest::header::HeaderName::from_bytes(name.as_bytes())?,
+                reqwest::header::HeaderValue::from_str(value)?,
+            );
+        }
+        let response = http
+            .request(call.method, format!("https://{}{}", alb.domain, call.path))
+            .headers(headers)
+            .body(call.body)
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        let waf_rule = response
+            .headers()
+            .get(twin::waf::RULE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let json = response.json::<Value>().await.unwrap_or(Value::Null);
+        answers.push(Answer {
+            status,
+            json,
+            waf_rule,
+        });
+    }
+    Ok(answers)
 }
 
 /// A user Cognito confirmed.

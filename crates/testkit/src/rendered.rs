@@ -1,8 +1,8 @@
 //! What AWS would start from the deployed stack, started here: the deploy test hands this
 //! runner the applied state, and it reads back from moto every task definition and function
 //! configuration the stack rendered and starts each from the artifact `deploy` built and
-//! pushed, with exactly that environment, secrets and role (`testkit::platform`), in the
-//! network built from that same state (`testkit::twin`): the migration task, the api service's
+//! pushed, with exactly that environment, secrets and role (`crate::platform`), in the
+//! network built from that same state (`crate::twin`): the migration task, the api service's
 //! tasks behind the load balancer, the sign-up function, the rotation function. Each must do
 //! its job, and prints one row.
 //!
@@ -11,7 +11,10 @@
 //! come from a throwaway CA, and moto serves no DNS (the names go into `/etc/hosts`, which ECS
 //! and Lambda write for their sandboxes too).
 
+pub mod account;
+mod edge;
 mod faults;
+pub mod flows;
 mod metrics;
 mod roles;
 pub mod world;
@@ -20,12 +23,12 @@ pub use world::{Report, Row};
 
 use std::time::Duration;
 
+use crate::platform::Difference;
+use crate::platform::ecs;
+use crate::platform::lambda::{Function, Sandbox};
+use crate::runtime_api::Outcome;
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
-use testkit::platform::Difference;
-use testkit::platform::ecs;
-use testkit::platform::lambda::{Function, Sandbox};
-use testkit::runtime_api::Outcome;
 
 use world::{Deployed, World};
 
@@ -149,7 +152,8 @@ pub async fn whole_stack(deployed: &Deployed) -> Result<Report> {
     report.function_differences = differences(&world).1;
     report.push(world.migrate(&[]).await);
     report.push(world.serve().await);
-    report.push(world.forged().await);
+    report.extend(edge::run(&world).await);
+    report.extend(flows::run(&world));
     let post_confirm = world.function("post-confirm").await?;
     report.push(sign_up(&world, &post_confirm).await);
     // The rotation waits for every task's refresh; the faults run meanwhile.
@@ -165,6 +169,16 @@ pub async fn whole_stack(deployed: &Deployed) -> Result<Report> {
     let logs = world.logs();
     report.extend(metrics::alarms_watch_what_is_printed(deployed, &logs));
     report.push(metrics::the_old_alarms_are_caught(deployed, &logs));
+    drop(world);
+    report.push(
+        flows::without_the_api_ingress(deployed).unwrap_or_else(|e| {
+            Row::check(
+                "caught: no ingress rule from the load balancer",
+                false,
+                format!("{e:#}"),
+            )
+        }),
+    );
     Ok(report)
 }
 

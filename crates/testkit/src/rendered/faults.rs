@@ -8,12 +8,12 @@
 
 use std::time::{Duration, Instant};
 
+use crate::platform::lambda::Sandbox;
+use crate::queues::Queues;
+use crate::runtime_api::Outcome;
+use crate::twin;
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
-use testkit::platform::lambda::Sandbox;
-use testkit::queues::Queues;
-use testkit::runtime_api::Outcome;
-use testkit::twin;
 
 use super::world::{Row, SignedUp, World};
 
@@ -193,7 +193,7 @@ async fn drain_until_dead_lettered(
 
 /// The retry queue's message for `sub`, as the poller receives it; any other message it meets
 /// is made visible again at once (bounded: twenty receives).
-async fn receive(queues: &Queues, sub: &str) -> Result<Option<testkit::queues::Received>> {
+async fn receive(queues: &Queues, sub: &str) -> Result<Option<crate::queues::Received>> {
     for _ in 0..20 {
         let batch = queues.receive(&queues.retry, 60).await?;
         if batch.is_empty() {

@@ -1,5 +1,5 @@
 //! What AWS does on a task's or a function's behalf, with its execution role, decided by IAM's
-//! rules (`testkit::iam`) against the role's policies as applied (inline, and each attached
+//! rules (`crate::iam`) against the role's policies as applied (inline, and each attached
 //! managed policy as moto holds it) under its permissions boundary: ECS pulls the image from
 //! ECR, writes the `awslogs` stream and reads each `secrets` entry; Lambda writes its log,
 //! manages the function's network interfaces in its VPC, and polls its queue; the scheduler
@@ -7,10 +7,10 @@
 
 use std::collections::BTreeMap;
 
+use crate::iam::{Decision, Identity, Request, document};
+use crate::platform::credentials::{query, xml_text};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
-use testkit::iam::{Decision, Identity, Request, document};
-use testkit::platform::credentials::{query, xml_text};
 
 use super::world::{Deployed, Row};
 
@@ -67,7 +67,7 @@ impl<'a> Roles<'a> {
         {
             None => None,
             Some(boundary) => Some(
-                testkit::iam::resources(&self.deployed.bootstrap)
+                crate::iam::resources(&self.deployed.bootstrap)
                     .values()
                     .find(|p| p["arn"] == boundary)
                     .and_then(|p| p["policy"].as_str())
@@ -181,10 +181,33 @@ pub async fn execution_roles(deployed: &Deployed) -> Vec<Row> {
     }
 }
 
+/// Where the requests go: the account and region of the stack's ARNs.
+struct Scope<'a> {
+    deployed: &'a Deployed,
+    account: String,
+}
+
+impl Scope<'_> {
+    fn arn(&self, service: &str, resource: &str) -> String {
+        format!(
+            "arn:aws:{service}:{}:{}:{resource}",
+            self.deployed.region, self.account
+        )
+    }
+
+    /// The values of `key` of every resource of `kind` in the state.
+    fn of(&self, kind: &str, key: &str) -> Vec<String> {
+        self.deployed
+            .resources
+            .iter()
+            .filter(|(a, _)| a.starts_with(&format!("{kind}.")))
+            .filter_map(|(_, r)| r[key].as_str().map(str::to_owned))
+            .collect()
+    }
+}
+
 async fn rows(deployed: &Deployed) -> Result<Vec<Row>> {
     let roles = Roles::read(deployed).await?;
-    let env = &deployed.env;
-    let region = &deployed.region;
     // The account, from the stack's own roles.
     let account = deployed
         .resources
@@ -194,107 +217,14 @@ async fn rows(deployed: &Deployed) -> Result<Vec<Row>> {
         .and_then(|arn| arn.split(':').nth(4))
         .context("no role in the state to read the account from")?
         .to_owned();
-    let partition = "aws";
+    let scope = Scope { deployed, account };
     let mut out = Vec::new();
-    let of = |kind: &str, key: &str| -> Vec<String> {
-        deployed
-            .resources
-            .iter()
-            .filter(|(a, _)| a.starts_with(&format!("{kind}.")))
-            .filter_map(|(_, r)| r[key].as_str().map(str::to_owned))
-            .collect()
-    };
     // Every task definition and function the state holds (a targeted apply holds fewer).
-    for family in of("aws_ecs_task_definition", "family") {
-        let container = super::container(deployed, &family).await?;
-        let Some(role) = &container.execution_role_arn else {
-            bail!("{} has no execution role", container.family);
-        };
-        // The ECR repository the image is in (in AWS; here a registry on loopback holds it
-        // under the same name).
-        let name = container
-            .image
-            .split_once('/')
-            .map(|(_, path)| path.split(['@', ':']).next().unwrap_or(path))
-            .context("the image reference names no repository")?;
-        let repository = format!("arn:{partition}:ecr:{region}:{account}:repository/{name}");
-        let group = container
-            .log_group
-            .clone()
-            .context("the container has no log group")?;
-        let group_arn = format!("arn:{partition}:logs:{region}:{account}:log-group:{group}");
-        let mut requests = vec![
-            Request::new("ecr:GetAuthorizationToken", "*"),
-            tagged("ecr:BatchCheckLayerAvailability", &repository, env),
-            tagged("ecr:GetDownloadUrlForLayer", &repository, env),
-            tagged("ecr:BatchGetImage", &repository, env),
-            tagged("logs:CreateLogStream", &group_arn, env),
-            tagged(
-                "logs:PutLogEvents",
-                &format!(
-                    "{group_arn}:log-stream:{}/{}/0",
-                    container.log_stream_prefix.clone().unwrap_or_default(),
-                    container.name
-                ),
-                env,
-            ),
-        ];
-        for (_, value_from) in &container.secrets {
-            let secret = testkit::platform::secrets::ValueFrom::parse(value_from)?.secret;
-            requests.push(tagged("secretsmanager:GetSecretValue", &secret, env));
-        }
-        out.push(decide(
-            &format!("ECS for {}", container.family),
-            &roles.identity(role)?,
-            &requests,
-        ));
+    for family in scope.of("aws_ecs_task_definition", "family") {
+        out.push(task(&scope, &roles, &family).await?);
     }
-    for name in of("aws_lambda_function", "function_name") {
-        let lambda = aws_sdk_lambda::Client::new(&deployed.sdk().await);
-        let function = testkit::platform::lambda::Function::describe(&lambda, &name).await?;
-        let group_arn = format!(
-            "arn:{partition}:logs:{region}:{account}:log-group:/aws/lambda/{}",
-            function.name
-        );
-        let mut requests = vec![
-            tagged("logs:CreateLogStream", &group_arn, env),
-            tagged(
-                "logs:PutLogEvents",
-                &format!("{group_arn}:log-stream:twin"),
-                env,
-            ),
-        ];
-        if !function.subnets.is_empty() {
-            for action in [
-                "ec2:CreateNetworkInterface",
-                "ec2:DescribeNetworkInterfaces",
-                "ec2:DeleteNetworkInterface",
-                "ec2:AssignPrivateIpAddresses",
-                "ec2:UnassignPrivateIpAddresses",
-            ] {
-                requests.push(Request::new(action, "*"));
-            }
-        }
-        for (address, mapping) in &deployed.resources {
-            let names_function = mapping["function_name"]
-                .as_str()
-                .is_some_and(|f| f.ends_with(&format!(":{}", function.name)) || f == function.name);
-            if address.starts_with("aws_lambda_event_source_mapping.") && names_function {
-                let queue = mapping["event_source_arn"].as_str().unwrap_or_default();
-                for action in [
-                    "sqs:ReceiveMessage",
-                    "sqs:DeleteMessage",
-                    "sqs:GetQueueAttributes",
-                ] {
-                    requests.push(tagged(action, queue, env));
-                }
-            }
-        }
-        out.push(decide(
-            &format!("Lambda for {}", function.name),
-            &roles.identity(&function.role)?,
-            &requests,
-        ));
+    for name in scope.of("aws_lambda_function", "function_name") {
+        out.push(function(&scope, &roles, &name).await?);
     }
     for (address, schedule) in &deployed.resources {
         if !address.starts_with("aws_scheduler_schedule.") {
@@ -310,10 +240,106 @@ async fn rows(deployed: &Deployed) -> Result<Vec<Row>> {
                 schedule["name"].as_str().unwrap_or(address)
             ),
             &roles.identity(role)?,
-            &[tagged("lambda:InvokeFunction", arn, env)],
+            &[tagged("lambda:InvokeFunction", arn, &deployed.env)],
         ));
     }
     Ok(out)
+}
+
+/// What ECS does with a task definition's execution role: pull the image, write the log, read
+/// each `secrets` entry.
+async fn task(scope: &Scope<'_>, roles: &Roles<'_>, family: &str) -> Result<Row> {
+    let env = &scope.deployed.env;
+    let container = super::container(scope.deployed, family).await?;
+    let Some(role) = &container.execution_role_arn else {
+        bail!("{} has no execution role", container.family);
+    };
+    // The ECR repository the image is in (in AWS; here a registry on loopback holds it under
+    // the same name).
+    let name = container
+        .image
+        .split_once('/')
+        .map(|(_, path)| path.split(['@', ':']).next().unwrap_or(path))
+        .context("the image reference names no repository")?;
+    let repository = scope.arn("ecr", &format!("repository/{name}"));
+    let group = container
+        .log_group
+        .clone()
+        .context("the container has no log group")?;
+    let group_arn = scope.arn("logs", &format!("log-group:{group}"));
+    let mut requests = vec![
+        Request::new("ecr:GetAuthorizationToken", "*"),
+        tagged("ecr:BatchCheckLayerAvailability", &repository, env),
+        tagged("ecr:GetDownloadUrlForLayer", &repository, env),
+        tagged("ecr:BatchGetImage", &repository, env),
+        tagged("logs:CreateLogStream", &group_arn, env),
+        tagged(
+            "logs:PutLogEvents",
+            &format!(
+                "{group_arn}:log-stream:{}/{}/0",
+                container.log_stream_prefix.clone().unwrap_or_default(),
+                container.name
+            ),
+            env,
+        ),
+    ];
+    for (_, value_from) in &container.secrets {
+        let secret = crate::platform::secrets::ValueFrom::parse(value_from)?.secret;
+        requests.push(tagged("secretsmanager:GetSecretValue", &secret, env));
+    }
+    Ok(decide(
+        &format!("ECS for {}", container.family),
+        &roles.identity(role)?,
+        &requests,
+    ))
+}
+
+/// What Lambda does with a function's execution role: write its log, manage its network
+/// interfaces in the VPC, poll each queue mapped to it.
+async fn function(scope: &Scope<'_>, roles: &Roles<'_>, name: &str) -> Result<Row> {
+    let env = &scope.deployed.env;
+    let lambda = aws_sdk_lambda::Client::new(&scope.deployed.sdk().await);
+    let function = crate::platform::lambda::Function::describe(&lambda, name).await?;
+    let group_arn = scope.arn("logs", &format!("log-group:/aws/lambda/{}", function.name));
+    let mut requests = vec![
+        tagged("logs:CreateLogStream", &group_arn, env),
+        tagged(
+            "logs:PutLogEvents",
+            &format!("{group_arn}:log-stream:twin"),
+            env,
+        ),
+    ];
+    if !function.subnets.is_empty() {
+        for action in [
+            "ec2:CreateNetworkInterface",
+            "ec2:DescribeNetworkInterfaces",
+            "ec2:DeleteNetworkInterface",
+            "ec2:AssignPrivateIpAddresses",
+            "ec2:UnassignPrivateIpAddresses",
+        ] {
+            requests.push(Request::new(action, "*"));
+        }
+    }
+    for (address, mapping) in &scope.deployed.resources {
+        let names_function = mapping["function_name"]
+            .as_str()
+            .is_some_and(|f| f.ends_with(&format!(":{}", function.name)) || f == function.name);
+        if address.starts_with("aws_lambda_event_source_mapping.") && names_function {
+            let queue = mapping["event_source_arn"].as_str().unwrap_or_default();
+            for action in [
+                "sqs:ReceiveMessage",
+                "sqs:DeleteMessage",
+                "sqs:GetQueueAttributes",
+            ] {
+                requests.push(tagged(action, queue, env));
+            }
+        }
+    }
+    Ok(decide(
+        &format!("Lambda for {}", function.name),
+        &roles.identity(&function.role)?,
+        &requests,
+    ))
 }
 
 #[cfg(test)]
