@@ -237,6 +237,12 @@ pub fn print_outputs(outputs: &HashMap<String, Value>) {
     }
 }
 
+/// `terraform show -json` of the saved plan `file` in `dir`.
+pub fn show_plan(dir: &Path, file: &str) -> Result<Value> {
+    let text = cmd::output(terraform(dir).args(["show", "-json", "-no-color", file]))?;
+    serde_json::from_str(&text).context("terraform show of the plan is not JSON")
+}
+
 /// The managed resources in the state of the folder `dir`, by address (`aws_subnet.private[0]`)
 /// → their attributes: what a targeted apply made, before the stack has outputs.
 pub fn state_resources(dir: &Path) -> Result<BTreeMap<String, Value>> {

@@ -68,6 +68,7 @@ impl flags::Deploy {
             "-input=false",
             "-out=tollgate.tfplan",
         ]))?;
+        check_flows(&dir)?;
         if self.plan {
             eprintln!("· --plan: stopping before apply");
             return Ok(());
@@ -84,6 +85,30 @@ impl flags::Deploy {
         eprintln!("\nnext: cargo xtask verify --env {env}");
         Ok(())
     }
+}
+
+/// The network the plan would leave, decided before anything is applied (`stack_model::flows`):
+/// every flow the product needs opens (routes, the NAT gateway's way out, security groups both
+/// ways) and none it forbids does. A plan that fails the table is not applied.
+fn check_flows(dir: &std::path::Path) -> Result<()> {
+    use stack_model::flows;
+    let plan = terraform::show_plan(dir, "tollgate.tfplan")?;
+    let resources = stack_model::resolve_plan(&plan);
+    let network = stack_model::Network::from_resources(&resources)?;
+    let layout = flows::layout(&network, &resources).map_err(anyhow::Error::msg)?;
+    let violations = flows::violations(&layout);
+    if !violations.is_empty() {
+        bail!(
+            "the plan's network does not hold the product's flows; nothing was applied:\n  {}",
+            violations.join("\n  ")
+        );
+    }
+    let needed = flows::FLOWS.iter().filter(|f| f.required).count();
+    eprintln!(
+        "· network: the plan opens the {needed} flows the product needs and none of the {} it forbids (routes, NAT and internet gateways, security groups)",
+        flows::FLOWS.len() - needed
+    );
+    Ok(())
 }
 
 /// Whether the guard secret's rotation schedule may attach now. Attaching it runs the
