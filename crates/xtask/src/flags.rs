@@ -45,7 +45,7 @@ pub struct Setup {
     /// Only print what is present, where from, and what is missing; change nothing.
     #[arg(long)]
     pub check: bool,
-    /// Whose needs: `test` (everything the two commands run), `up`, `network`, or `deploy`
+    /// Whose needs: `test` (everything the two commands and `up --network` run), `up`, or `deploy`
     /// (what `package` and `deploy` run: the Lambda and image builds and Terraform; GitHub's
     /// deploy job uses it).
     #[arg(long = "for", value_enum, default_value = "test")]
@@ -79,9 +79,9 @@ pub struct Up {
     /// `cargo lambda watch` (writes target/tollgate/post-confirm.env for it).
     #[arg(long)]
     pub no_lambda: bool,
-    /// Run the claim in the network as deployed instead (root only): the function in two
-    /// private subnets behind a real NAT, nginx appending X-Forwarded-For as the ALB, and an
-    /// attacker on the internet; print every line and exit with its status.
+    /// The staging contract as checked in, deployed to a local AWS of its own, and everything
+    /// it renders started in the network built from its state, as AWS would start it (root
+    /// only; builds the arm64 release artifacts): every row printed, the stack destroyed.
     #[arg(long, conflicts_with_all = ["no_lambda", "once"])]
     pub network: bool,
 }

@@ -69,7 +69,7 @@ pub fn main() -> ExitCode {
 /// (cargo builds it first, with its progress shown, the first time), and stand or fall with it.
 /// Ctrl-C reaches both processes; this one only waits, the child stops what it started.
 #[cfg(not(feature = "cloud"))]
-fn forward_to_cloud() -> anyhow::Result<()> {
+pub(crate) fn forward_to_cloud() -> anyhow::Result<()> {
     let mut cloud = std::process::Command::new(support::context::cargo());
     cloud
         .current_dir(support::context::workspace_root())

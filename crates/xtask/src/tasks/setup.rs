@@ -39,15 +39,15 @@ enum Source {
     External(&'static str),
 }
 
-/// A task's needs: `Up`, `Network` and `Test` each need what the one before needs and more;
-/// `Deploy` (`package`, `deploy` and GitHub's deploy job) only what builds and applies the stack.
+/// A task's needs: `Test` needs what `Up` needs and more (`up --network`, which deploys the
+/// stack and starts what it renders, needs all of it); `Deploy` (`package`, `deploy` and
+/// GitHub's deploy job) only what builds and applies the stack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Scope {
     /// `cargo xtask up`: the local AWS and the database.
     Up,
-    /// `cargo xtask up --network`: and the deployed network's namespaces, NAT and proxy.
-    Network,
-    /// `cargo xtask test`: all of `Network`'s, and what the tests, the bench and a deploy run.
+    /// `cargo xtask test` and `cargo xtask up --network`: all of `Up`'s, and what the tests,
+    /// the bench, a deploy and the network twin run.
     Test,
     /// `cargo xtask package` and `deploy`: the release builds for Lambda and the image, and
     /// Terraform; no local AWS, database or test tool.
@@ -55,8 +55,7 @@ pub enum Scope {
 }
 
 // Who needs a tool (a `Need`'s `used_by`).
-const LOCAL: &[Scope] = &[Scope::Up, Scope::Network, Scope::Test];
-const NETWORK: &[Scope] = &[Scope::Network, Scope::Test];
+const LOCAL: &[Scope] = &[Scope::Up, Scope::Test];
 const TEST: &[Scope] = &[Scope::Test];
 const BUILD_AND_TEST: &[Scope] = &[Scope::Test, Scope::Deploy];
 
@@ -82,20 +81,20 @@ const NEEDS: &[Need] = &[
     },
     Need {
         name: "nginx",
-        why: "the deployed network's load balancer",
-        used_by: NETWORK,
+        why: "the network twin's load balancer",
+        used_by: TEST,
         source: Source::System("nginx", None),
     },
     Need {
         name: "ip",
-        why: "the deployed network's namespaces",
-        used_by: NETWORK,
+        why: "the network twin's namespaces",
+        used_by: TEST,
         source: Source::System("iproute2", None),
     },
     Need {
         name: "iptables",
-        why: "the deployed network's NAT and security group",
-        used_by: NETWORK,
+        why: "the network twin's NAT, gateways and security groups",
+        used_by: TEST,
         source: Source::System("iptables", None),
     },
     Need {
@@ -482,15 +481,8 @@ mod tests {
     fn each_scope_holds_what_the_tasks_it_runs_need() {
         for need in NEEDS {
             let by = |scope| need.used_by.contains(&scope);
-            if by(Scope::Deploy) || by(Scope::Network) || by(Scope::Up) {
+            if by(Scope::Deploy) || by(Scope::Up) {
                 assert!(by(Scope::Test), "{} is not in the tests' setup", need.name);
-            }
-            if by(Scope::Up) {
-                assert!(
-                    by(Scope::Network),
-                    "{} is not in `up --network`'s",
-                    need.name
-                );
             }
         }
     }

@@ -12,6 +12,8 @@
 //! against them.
 
 mod attacks;
+#[cfg(feature = "cloud")]
+mod network;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -43,14 +45,15 @@ const LAMBDA_BUDGET: Duration = Duration::from_secs(5);
 
 impl flags::Up {
     pub fn run(self) -> Result<()> {
-        let scope = if self.network {
-            Scope::Network
-        } else {
-            Scope::Up
-        };
+        let scope = if self.network { Scope::Test } else { Scope::Up };
         crate::tasks::setup::ensure(scope)?;
         if self.network {
-            return network();
+            // The stack deployed and started as AWS would: the cloud build's SDKs and the
+            // deploy path.
+            #[cfg(feature = "cloud")]
+            return network::run();
+            #[cfg(not(feature = "cloud"))]
+            return crate::forward_to_cloud();
         }
         tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -156,30 +159,6 @@ async fn up(flags: flags::Up) -> Result<()> {
     }
     stack.print_running(&ada)?;
     stack.serve_until_interrupted().await
-}
-
-/// `up --network`: the binaries in the network as deployed (`testkit::netns`), every
-/// check printed; fails when one does not hold.
-fn network() -> Result<()> {
-    eprintln!("[1/2] building the binaries");
-    let bin = build()?;
-    eprintln!(
-        "\n[2/2] the network as deployed: two private subnets behind a NAT (an address per AZ), \
-         nginx appending X-Forwarded-For as the ALB, moto as AWS and an attacker on the internet"
-    );
-    let dir = work_dir().join("network");
-    std::fs::create_dir_all(&dir)?;
-    let checks = testkit::netns::claim::run(&bin.api, &bin.post_confirm, &dir)?;
-    println!();
-    for check in &checks {
-        println!("{check}");
-    }
-    let failed = checks.iter().filter(|c| !c.ok).count();
-    if failed > 0 {
-        bail!("{failed} check(s) failed; logs in {}", dir.display());
-    }
-    println!("\nevery line holds; logs in {}", dir.display());
-    Ok(())
 }
 
 /// Builds `api` and `post-confirm` in the dev profile, as the tests build them (the workspace's
