@@ -13,10 +13,6 @@ locals {
     TOLLGATE__GUARD__ALLOWED_CIDRS = join(",", local.allowed_cidrs)
   })
 
-  # Every role carries the boundary infra/bootstrap made for this environment: the deploy role
-  # may create or change a role only with it attached (infra/bootstrap/README.md).
-  permissions_boundary = var.permissions_boundary == null ? null : data.aws_iam_policy.boundary[0].arn
-
   jwt_issuer = "https://cognito-idp.${var.region}.amazonaws.com/${aws_cognito_user_pool.this.id}"
 }
 
@@ -28,9 +24,3 @@ data "aws_availability_zones" "available" {
   state = "available"
 }
 
-# Read, never made here: a deploy role cannot create or edit its own boundary. A missing one
-# fails the plan (IAM refuses CreateRole naming a boundary that does not exist; moto does not).
-data "aws_iam_policy" "boundary" {
-  count = var.permissions_boundary == null ? 0 : 1
-  name  = var.permissions_boundary
-}

@@ -3,12 +3,6 @@
 # tollgate_app with the db-app secret's password. `cargo xtask deploy` runs it and waits for its
 # exit code before the service rolls; only this task's role can read the master secret.
 
-resource "aws_iam_role" "migrate" {
-  name                 = "${local.name}-migrate"
-  assume_role_policy   = data.aws_iam_policy_document.ecs_assume.json
-  permissions_boundary = local.permissions_boundary
-}
-
 data "aws_iam_policy_document" "migrate" {
   statement {
     sid     = "OwnerAndServingLogin"
@@ -22,7 +16,7 @@ data "aws_iam_policy_document" "migrate" {
 
 resource "aws_iam_role_policy" "migrate" {
   name   = "owner-secret"
-  role   = aws_iam_role.migrate.id
+  role   = data.aws_iam_role.migrate.id
   policy = data.aws_iam_policy_document.migrate.json
 }
 
@@ -46,8 +40,8 @@ resource "aws_ecs_task_definition" "migrate" {
   network_mode             = "awsvpc"
   cpu                      = 256
   memory                   = var.api_task_memory_mib
-  execution_role_arn       = aws_iam_role.api_execution.arn
-  task_role_arn            = aws_iam_role.migrate.arn
+  execution_role_arn       = data.aws_iam_role.api_execution.arn
+  task_role_arn            = data.aws_iam_role.migrate.arn
   runtime_platform {
     operating_system_family = "LINUX"
     cpu_architecture        = upper(var.api_architecture)
@@ -77,7 +71,6 @@ resource "aws_ecs_task_definition" "migrate" {
   # NAT gateway itself uses), and the security group rules both ways to the database and out
   # to AWS's endpoints. The deploy test runs the migration on exactly what this apply left.
   depends_on = [
-    aws_iam_role_policy_attachment.api_execution,
     aws_iam_role_policy.migrate,
     aws_ecs_cluster.this,
     aws_route_table_association.private,

@@ -117,22 +117,6 @@ resource "aws_cloudwatch_log_group" "flow" {
   retention_in_days = var.log_retention_days
 }
 
-data "aws_iam_policy_document" "flow_assume" {
-  statement {
-    actions = ["sts:AssumeRole"]
-    principals {
-      type        = "Service"
-      identifiers = ["vpc-flow-logs.amazonaws.com"]
-    }
-  }
-}
-
-resource "aws_iam_role" "flow" {
-  name                 = "${local.name}-vpc-flow-logs"
-  assume_role_policy   = data.aws_iam_policy_document.flow_assume.json
-  permissions_boundary = local.permissions_boundary
-}
-
 data "aws_iam_policy_document" "flow_write" {
   statement {
     actions   = ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"]
@@ -142,7 +126,7 @@ data "aws_iam_policy_document" "flow_write" {
 
 resource "aws_iam_role_policy" "flow" {
   name   = "write-flow-logs"
-  role   = aws_iam_role.flow.id
+  role   = data.aws_iam_role.flow.id
   policy = data.aws_iam_policy_document.flow_write.json
 }
 
@@ -150,5 +134,5 @@ resource "aws_flow_log" "this" {
   vpc_id          = aws_vpc.this.id
   traffic_type    = "ALL"
   log_destination = aws_cloudwatch_log_group.flow.arn
-  iam_role_arn    = aws_iam_role.flow.arn
+  iam_role_arn    = data.aws_iam_role.flow.arn
 }

@@ -1,26 +1,5 @@
 # The post-confirm Lambda in the private subnets: its only way out is the NAT gateway.
 
-data "aws_iam_policy_document" "lambda_assume" {
-  statement {
-    actions = ["sts:AssumeRole"]
-    principals {
-      type        = "Service"
-      identifiers = ["lambda.amazonaws.com"]
-    }
-  }
-}
-
-resource "aws_iam_role" "post_confirm" {
-  name                 = "${local.name}-post-confirm"
-  assume_role_policy   = data.aws_iam_policy_document.lambda_assume.json
-  permissions_boundary = local.permissions_boundary
-}
-
-resource "aws_iam_role_policy_attachment" "post_confirm_vpc" {
-  role       = aws_iam_role.post_confirm.name
-  policy_arn = "arn:${data.aws_partition.this.partition}:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"
-}
-
 data "aws_iam_policy_document" "post_confirm_secret" {
   statement {
     actions   = ["secretsmanager:GetSecretValue"]
@@ -30,7 +9,7 @@ data "aws_iam_policy_document" "post_confirm_secret" {
 
 resource "aws_iam_role_policy" "post_confirm_secret" {
   name   = "guard-secret"
-  role   = aws_iam_role.post_confirm.id
+  role   = data.aws_iam_role.post_confirm.id
   policy = data.aws_iam_policy_document.post_confirm_secret.json
 }
 
@@ -64,7 +43,7 @@ resource "aws_lambda_function" "post_confirm" {
   #checkov:skip=CKV_AWS_173:the environment holds the contract and ids only, no secret
   #checkov:skip=CKV_AWS_50:no X-Ray: the function logs its outcome per invocation
   function_name    = "${local.name}-post-confirm"
-  role             = aws_iam_role.post_confirm.arn
+  role             = data.aws_iam_role.post_confirm.arn
   runtime          = "provided.al2023"
   handler          = "bootstrap"
   architectures    = [var.lambda_architecture]
@@ -84,7 +63,7 @@ resource "aws_lambda_function" "post_confirm" {
       TOLLGATE__DEPLOY__RETRY_MAX_RECEIVES = tostring(var.retry_max_receives)
     })
   }
-  depends_on = [aws_cloudwatch_log_group.post_confirm, aws_iam_role_policy_attachment.post_confirm_vpc]
+  depends_on = [aws_cloudwatch_log_group.post_confirm]
 }
 
 resource "aws_lambda_permission" "cognito" {

@@ -107,7 +107,7 @@ data "aws_iam_policy_document" "post_confirm_queues" {
 
 resource "aws_iam_role_policy" "post_confirm_queues" {
   name   = "retry-queue-and-sweep"
-  role   = aws_iam_role.post_confirm.id
+  role   = data.aws_iam_role.post_confirm.id
   policy = data.aws_iam_policy_document.post_confirm_queues.json
 }
 
@@ -129,22 +129,6 @@ resource "aws_lambda_event_source_mapping" "retry" {
 
 # The sweep: every sweep_every_minutes, the function registers the pool's confirmed users
 # created in the last sweep_window_s.
-data "aws_iam_policy_document" "scheduler_assume" {
-  statement {
-    actions = ["sts:AssumeRole"]
-    principals {
-      type        = "Service"
-      identifiers = ["scheduler.amazonaws.com"]
-    }
-  }
-}
-
-resource "aws_iam_role" "sweep_schedule" {
-  name                 = "${local.name}-sweep-schedule"
-  assume_role_policy   = data.aws_iam_policy_document.scheduler_assume.json
-  permissions_boundary = local.permissions_boundary
-}
-
 data "aws_iam_policy_document" "sweep_schedule" {
   statement {
     actions   = ["lambda:InvokeFunction"]
@@ -154,7 +138,7 @@ data "aws_iam_policy_document" "sweep_schedule" {
 
 resource "aws_iam_role_policy" "sweep_schedule" {
   name   = "invoke-the-sweep"
-  role   = aws_iam_role.sweep_schedule.id
+  role   = data.aws_iam_role.sweep_schedule.id
   policy = data.aws_iam_policy_document.sweep_schedule.json
 }
 
@@ -173,7 +157,7 @@ resource "aws_scheduler_schedule" "sweep" {
   }
   target {
     arn      = aws_lambda_function.post_confirm.arn
-    role_arn = aws_iam_role.sweep_schedule.arn
+    role_arn = data.aws_iam_role.sweep_schedule.arn
     input = jsonencode({
       tollgate     = "sweep"
       user_pool_id = aws_cognito_user_pool.this.id

@@ -3,17 +3,6 @@
 # will use it, and asks every running api task directly (its private address, from ECS)
 # whether it holds the version. Secrets Manager runs its four steps on a schedule.
 
-resource "aws_iam_role" "rotation" {
-  name                 = "${local.name}-rotate-secret"
-  assume_role_policy   = data.aws_iam_policy_document.lambda_assume.json
-  permissions_boundary = local.permissions_boundary
-}
-
-resource "aws_iam_role_policy_attachment" "rotation_vpc" {
-  role       = aws_iam_role.rotation.name
-  policy_arn = "arn:${data.aws_partition.this.partition}:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"
-}
-
 data "aws_iam_policy_document" "rotation_secret" {
   statement {
     sid = "RotateTheGuardSecretOnly"
@@ -48,7 +37,7 @@ data "aws_iam_policy_document" "rotation_tasks" {
 
 resource "aws_iam_role_policy" "rotation_tasks" {
   name   = "find-api-tasks"
-  role   = aws_iam_role.rotation.id
+  role   = data.aws_iam_role.rotation.id
   policy = data.aws_iam_policy_document.rotation_tasks.json
 }
 
@@ -93,7 +82,7 @@ resource "aws_security_group_rule" "api_from_rotation" {
 
 resource "aws_iam_role_policy" "rotation_secret" {
   name   = "rotate-guard-secret"
-  role   = aws_iam_role.rotation.id
+  role   = data.aws_iam_role.rotation.id
   policy = data.aws_iam_policy_document.rotation_secret.json
 }
 
@@ -123,7 +112,7 @@ data "aws_iam_policy_document" "rotation_waf" {
 resource "aws_iam_role_policy" "rotation_waf" {
   count  = var.guard_mode == "static" ? 1 : 0
   name   = "keep-guard-rule-group"
-  role   = aws_iam_role.rotation.id
+  role   = data.aws_iam_role.rotation.id
   policy = data.aws_iam_policy_document.rotation_waf[0].json
 }
 
@@ -141,7 +130,7 @@ resource "aws_lambda_function" "rotation" {
   #checkov:skip=CKV_AWS_173:the environment holds the contract and ids only, no secret
   #checkov:skip=CKV_AWS_50:no X-Ray: the function logs each step with its version id
   function_name    = "${local.name}-rotate-secret"
-  role             = aws_iam_role.rotation.arn
+  role             = data.aws_iam_role.rotation.arn
   runtime          = "provided.al2023"
   handler          = "bootstrap"
   architectures    = [var.lambda_architecture]
@@ -166,7 +155,7 @@ resource "aws_lambda_function" "rotation" {
       var.guard_mode == "static" ? { TOLLGATE_GUARD_RULE_GROUP_ARN = data.aws_wafv2_rule_group.guard_secret[0].arn } : {},
     )
   }
-  depends_on = [aws_cloudwatch_log_group.rotation, aws_iam_role_policy_attachment.rotation_vpc, aws_iam_role_policy.rotation_tasks]
+  depends_on = [aws_cloudwatch_log_group.rotation, aws_iam_role_policy.rotation_tasks]
 }
 
 resource "aws_lambda_permission" "secrets_manager" {

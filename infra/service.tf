@@ -27,27 +27,6 @@ resource "aws_cloudwatch_log_group" "api" {
   retention_in_days = var.log_retention_days
 }
 
-data "aws_iam_policy_document" "ecs_assume" {
-  statement {
-    actions = ["sts:AssumeRole"]
-    principals {
-      type        = "Service"
-      identifiers = ["ecs-tasks.amazonaws.com"]
-    }
-  }
-}
-
-resource "aws_iam_role" "api_execution" {
-  name                 = "${local.name}-api-execution"
-  assume_role_policy   = data.aws_iam_policy_document.ecs_assume.json
-  permissions_boundary = local.permissions_boundary
-}
-
-resource "aws_iam_role_policy_attachment" "api_execution" {
-  role       = aws_iam_role.api_execution.name
-  policy_arn = "arn:${data.aws_partition.this.partition}:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
-}
-
 # The serving task reads the guard secret (both versions) and its serving credentials — never
 # the owner's: migrations run in their own task (migrate.tf), whose role alone reads those.
 data "aws_iam_policy_document" "api_task" {
@@ -67,15 +46,9 @@ data "aws_iam_policy_document" "api_task" {
   }
 }
 
-resource "aws_iam_role" "api_task" {
-  name                 = "${local.name}-api-task"
-  assume_role_policy   = data.aws_iam_policy_document.ecs_assume.json
-  permissions_boundary = local.permissions_boundary
-}
-
 resource "aws_iam_role_policy" "api_task" {
   name   = "secrets"
-  role   = aws_iam_role.api_task.id
+  role   = data.aws_iam_role.api_task.id
   policy = data.aws_iam_policy_document.api_task.json
 }
 
@@ -143,8 +116,8 @@ resource "aws_ecs_task_definition" "api" {
   network_mode             = "awsvpc"
   cpu                      = 256
   memory                   = var.api_task_memory_mib
-  execution_role_arn       = aws_iam_role.api_execution.arn
-  task_role_arn            = aws_iam_role.api_task.arn
+  execution_role_arn       = data.aws_iam_role.api_execution.arn
+  task_role_arn            = data.aws_iam_role.api_task.arn
   runtime_platform {
     operating_system_family = "LINUX"
     cpu_architecture        = upper(var.api_architecture)

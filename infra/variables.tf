@@ -137,12 +137,6 @@ variable "sweep_window_s" {
   description = "How far back each scheduled sweep looks for confirmed users (lambda.sweep_window_s); longer than the interval, so sweeps overlap."
 }
 
-variable "permissions_boundary" {
-  type        = string
-  default     = null
-  description = "Name of the IAM policy every role of the stack carries as its permissions boundary (deploy.permissions_boundary; made by infra/bootstrap). null: none (local)."
-}
-
 variable "alarm_topic_arn" {
   type        = string
   default     = null

@@ -9,8 +9,8 @@ mock_provider "aws" {
   mock_data "aws_iam_policy_document" {
     defaults = { json = "{\"Version\":\"2012-10-17\",\"Statement\":[]}" }
   }
-  mock_data "aws_iam_policy" {
-    defaults = { arn = "arn:aws:iam::123456789012:policy/tollgate-staging-boundary" }
+  mock_data "aws_iam_role" {
+    defaults = { arn = "arn:aws:iam::123456789012:role/tollgate-staging-api-task" }
   }
   mock_data "aws_partition" {
     defaults = { partition = "aws" }

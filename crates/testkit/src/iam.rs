@@ -15,9 +15,18 @@
 //! `NotResource` (`*` and `?`), and `Condition`: every operator block and every key in it must
 //! hold (AND), any of a key's values may (OR). A key absent from the request makes a positive
 //! operator false and a negated one (`StringNotEquals`, `ArnNotLike`, …) true; `…IfExists`
-//! holds when the key is absent; `Null` tests presence ("Condition operators", IAM User
-//! Guide). Resource-based policies, SCPs and session policies are not modelled: the stack
-//! uses none for these identities.
+//! holds when the key is absent; `Null` tests presence; `ForAllValues:`/`ForAnyValue:` compare
+//! a multi-valued key's every or any value ("Condition operators", "Multivalued context keys",
+//! IAM User Guide; `ForAllValues` holds for an absent key, which is why the bootstrap pairs it
+//! with `Null`).
+//!
+//! Across accounts ("Cross-account policy evaluation logic"): when the identity's account
+//! (from its ARN) is not the resource's, the request is allowed only if the identity's side
+//! allows it **and** the resource's own policy names the identity, its account or `*`. A
+//! resource without a policy, or a service without resource policies, grants nothing to
+//! another account. SCPs and session policies are not modelled: the stack uses none.
+
+pub mod catalogue;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -31,6 +40,9 @@ pub struct Identity {
     pub name: String,
     pub policies: Vec<Value>,
     pub boundary: Option<Value>,
+    /// The identity's ARN (`arn:aws:iam::<account>:role/<name>`): its account decides whether a
+    /// request crosses accounts. `None`: every resource is the identity's own account's.
+    pub arn: Option<String>,
 }
 
 /// One API call as IAM sees it.
@@ -38,8 +50,13 @@ pub struct Identity {
 pub struct Request {
     pub action: String,
     pub resource: String,
-    /// Condition keys present in the request (`iam:PermissionsBoundary`, `aws:ResourceTag/…`).
-    pub context: BTreeMap<String, String>,
+    /// Condition keys present in the request (`iam:PermissionsBoundary`, `aws:ResourceTag/…`),
+    /// each with its values (one for a single-valued key).
+    pub context: BTreeMap<String, Vec<String>>,
+    /// The resource's account, where its ARN does not say (an S3 bucket's).
+    pub resource_account: Option<String>,
+    /// The resource's own policy (a bucket, queue, function or secret policy), if any.
+    pub resource_policy: Option<Value>,
 }
 
 impl Request {
@@ -48,14 +65,37 @@ impl Request {
             action: action.to_owned(),
             resource: resource.to_owned(),
             context: BTreeMap::new(),
+            resource_account: None,
+            resource_policy: None,
         }
     }
 
     /// The request with condition key `key` set to `value`.
-    pub fn with(mut self, key: &str, value: &str) -> Self {
-        self.context
-            .insert(key.to_ascii_lowercase(), value.to_owned());
+    pub fn with(self, key: &str, value: &str) -> Self {
+        self.with_values(key, &[value])
+    }
+
+    /// The request with the multi-valued condition key `key` set to `values`.
+    pub fn with_values(mut self, key: &str, values: &[&str]) -> Self {
+        self.context.insert(
+            key.to_ascii_lowercase(),
+            values.iter().map(|v| (*v).to_owned()).collect(),
+        );
         self
+    }
+
+    /// The request on a resource of `account` whose own policy is `policy` (if any).
+    pub fn in_account(mut self, account: &str, policy: Option<Value>) -> Self {
+        self.resource_account = Some(account.to_owned());
+        self.resource_policy = policy;
+        self
+    }
+
+    /// The resource's account: as set, or the ARN's fifth field.
+    fn account(&self) -> Option<&str> {
+        self.resource_account
+            .as_deref()
+            .or_else(|| self.resource.split(':').nth(4).filter(|a| !a.is_empty()))
     }
 }
 
@@ -76,17 +116,88 @@ impl Identity {
         {
             return Decision::ExplicitDeny;
         }
-        let allowed_by = |policy: &Value| {
+        let grants = |policy: &Value| {
             statements(policy).any(|s| effect(s) == "Allow" && matches(s, request))
         };
-        let identity = self.policies.iter().any(allowed_by);
-        let boundary = self.boundary.as_ref().is_none_or(allowed_by);
-        if identity && boundary {
+        let identity = self.policies.iter().any(grants);
+        let boundary = self.boundary.as_ref().is_none_or(grants);
+        if !(identity && boundary) {
+            return Decision::ImplicitDeny;
+        }
+        let own = self.arn.as_deref().and_then(|a| a.split(':').nth(4));
+        match (own, request.account()) {
+            (Some(own), Some(theirs)) if own != theirs => self.granted_by_resource(request),
+            _ => Decision::Allow,
+        }
+    }
+
+    /// The identity policy's statement that allows `request` (for a report), if any.
+    pub fn allowed_by(&self, request: &Request) -> Option<&Value> {
+        self.policies
+            .iter()
+            .flat_map(statements)
+            .find(|s| effect(s) == "Allow" && matches(s, request))
+    }
+
+    /// Across accounts: the resource's policy must name this identity (an explicit deny there
+    /// wins too).
+    fn granted_by_resource(&self, request: &Request) -> Decision {
+        let Some(policy) = &request.resource_policy else {
+            return Decision::ImplicitDeny;
+        };
+        let arn = self.arn.as_deref().unwrap_or_default();
+        let names_me = |s: &Value| principal_matches(s.get("Principal"), arn);
+        if statements(policy)
+            .any(|s| effect(s) == "Deny" && names_me(s) && matches_on_resource(s, request))
+        {
+            return Decision::ExplicitDeny;
+        }
+        if statements(policy)
+            .any(|s| effect(s) == "Allow" && names_me(s) && matches_on_resource(s, request))
+        {
             Decision::Allow
         } else {
             Decision::ImplicitDeny
         }
     }
+}
+
+/// Whether a role's trust policy admits `request` (`sts:AssumeRole…` with the caller's claims
+/// as its context): an `Allow` statement whose action and conditions hold, and no `Deny`. The
+/// principal is the one the statement names (GitHub's OIDC provider, a service).
+pub fn trust_admits(trust: &Value, request: &Request) -> bool {
+    let holds = |s: &Value| matches_on_resource(s, request);
+    !statements(trust).any(|s| effect(s) == "Deny" && holds(s))
+        && statements(trust).any(|s| effect(s) == "Allow" && holds(s))
+}
+
+/// Whether a resource policy's `Principal` names the role `arn`: `*`, `{"AWS": "*"}`, the
+/// role's ARN, its account's root or its account id. A `Service` or `Federated` principal
+/// names no role.
+fn principal_matches(principal: Option<&Value>, arn: &str) -> bool {
+    let account = arn.split(':').nth(4).unwrap_or_default();
+    let root = format!("arn:aws:iam::{account}:root");
+    let names = |value: Option<&Value>| {
+        strings(value)
+            .iter()
+            .any(|p| *p == "*" || *p == arn || *p == root || *p == account)
+    };
+    match principal {
+        Some(Value::String(all)) => all == "*",
+        Some(Value::Object(by_kind)) => names(by_kind.get("AWS")),
+        _ => false,
+    }
+}
+
+/// A resource policy's statement on `request`: its action, resource (a statement without
+/// `Resource` applies to the resource holding it) and conditions.
+fn matches_on_resource(statement: &Value, request: &Request) -> bool {
+    if statement.get("Resource").is_none() && statement.get("NotResource").is_none() {
+        let mut with_resource = statement.clone();
+        with_resource["Resource"] = Value::String("*".into());
+        return matches(&with_resource, request);
+    }
+    matches(statement, request)
 }
 
 /// The statements of a policy document (a JSON value or a JSON string of one).
@@ -152,28 +263,46 @@ fn conditions_hold(conditions: Option<&Value>, request: &Request) -> bool {
         };
         keys.iter().all(|(key, wanted)| {
             let present = request.context.get(&key.to_ascii_lowercase());
-            holds(
-                operator,
-                present.map(String::as_str),
-                &strings(Some(wanted)),
-            )
+            holds(operator, present.map(Vec::as_slice), &strings(Some(wanted)))
         })
     })
 }
 
-/// One condition operator on one key: `present` is the request's value, `wanted` the
-/// policy's (any may match).
-fn holds(operator: &str, present: Option<&str>, wanted: &[&str]) -> bool {
+/// One condition operator on one key: `present` is the request's values (one for a
+/// single-valued key), `wanted` the policy's (any may match).
+fn holds(operator: &str, present: Option<&[String]>, wanted: &[&str]) -> bool {
     if operator == "Null" {
-        let absent = present.is_none();
+        let absent = present.is_none_or(<[String]>::is_empty);
         return wanted.iter().any(|w| (*w == "true") == absent);
     }
+    if let Some(base) = operator.strip_prefix("ForAllValues:") {
+        // Every value of the request's set matches one of the policy's; an absent key or an
+        // empty set holds (IAM User Guide: use it with `Null`).
+        return present
+            .unwrap_or_default()
+            .iter()
+            .all(|v| single(base, Some(v), wanted));
+    }
+    if let Some(base) = operator.strip_prefix("ForAnyValue:") {
+        return present
+            .unwrap_or_default()
+            .iter()
+            .any(|v| single(base, Some(v), wanted));
+    }
+    match present {
+        None => single(operator, None, wanted),
+        Some(values) => values.iter().any(|v| single(operator, Some(v), wanted)),
+    }
+}
+
+/// One operator on one value of a key (`None`: the key is absent).
+fn single(operator: &str, present: Option<&String>, wanted: &[&str]) -> bool {
     let (operator, if_exists) = match operator.strip_suffix("IfExists") {
         Some(base) => (base, true),
         None => (operator, false),
     };
     let negated = operator.contains("Not");
-    let Some(value) = present else {
+    let Some(value) = present.map(String::as_str) else {
         return if_exists || negated;
     };
     let any = |f: &dyn Fn(&str) -> bool| wanted.iter().any(|w| f(w));
@@ -211,17 +340,32 @@ pub fn glob(pattern: &str, text: &str) -> bool {
     p[pi..].iter().all(|c| *c == '*')
 }
 
+/// The repository a local bootstrap trusts (its deploy workflow's OIDC subject).
+pub const GITHUB_REPOSITORY: &str = "tollgate/tollgate";
+
 /// `infra/bootstrap` as applied to a local AWS; destroyed when dropped, so a later run can
-/// apply it again.
+/// apply it again, unless [`Bootstrap::keep`] keeps it.
 #[derive(Debug)]
 pub struct Bootstrap {
     module: PathBuf,
     /// `terraform show -json` of its state.
     pub state: Value,
+    kept: bool,
+}
+
+impl Bootstrap {
+    /// Leaves the bootstrap applied (as an administrator's stays), returning its state.
+    pub fn keep(mut self) -> Value {
+        self.kept = true;
+        std::mem::take(&mut self.state)
+    }
 }
 
 impl Drop for Bootstrap {
     fn drop(&mut self) {
+        if self.kept {
+            return;
+        }
         let destroy = ["destroy", "-input=false", "-no-color", "-auto-approve"];
         let _ = Command::new("terraform")
             .current_dir(&self.module)
@@ -230,18 +374,43 @@ impl Drop for Bootstrap {
     }
 }
 
+/// What an administrator supplies to `infra/bootstrap` for the one environment of an account.
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub environment: String,
+    /// The state bucket's name (`deploy.state_bucket`).
+    pub state_bucket: String,
+    pub hosted_zone_id: Option<String>,
+    pub domain: Option<String>,
+}
+
+impl Account {
+    /// The account of `environment` as the user's `TOLLGATE__DEPLOY__…` values describe it
+    /// (`rendered::account::user_values`); a throwaway bucket name where none is given (a
+    /// local state).
+    pub fn from_values(environment: &str, values: &[(String, String)]) -> Self {
+        let value = |key: &str| {
+            values
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+        };
+        Account {
+            environment: environment.to_owned(),
+            state_bucket: value("TOLLGATE__DEPLOY__STATE_BUCKET")
+                .unwrap_or_else(|| format!("tollgate-state-{environment}")),
+            hosted_zone_id: value("TOLLGATE__DEPLOY__HOSTED_ZONE_ID"),
+            domain: value("TOLLGATE__DEPLOY__DOMAIN"),
+        }
+    }
+}
+
 /// `infra/bootstrap` applied to the local AWS at `endpoint` (moto), in a copy under `work`, for
-/// `environments` in one account and the given state buckets. Terraform's override file
-/// points the provider at moto; nothing else differs from what an administrator applies.
-/// Panics on failure (for tests); [`try_apply_bootstrap`] says why instead.
-pub fn apply_bootstrap(
-    root: &Path,
-    work: &Path,
-    endpoint: &str,
-    environments: &[&str],
-    state_bucket_arns: &[&str],
-) -> Bootstrap {
-    try_apply_bootstrap(root, work, endpoint, environments, state_bucket_arns)
+/// the one environment of that account. Terraform's override file points the provider at
+/// moto; nothing else differs from what an administrator applies. Panics on failure (for
+/// tests); [`try_apply_bootstrap`] says why instead.
+pub fn apply_bootstrap(root: &Path, work: &Path, endpoint: &str, account: &Account) -> Bootstrap {
+    try_apply_bootstrap(root, work, endpoint, account)
         .unwrap_or_else(|e| panic!("the bootstrap: {e:#}"))
 }
 
@@ -250,8 +419,7 @@ pub fn try_apply_bootstrap(
     root: &Path,
     work: &Path,
     endpoint: &str,
-    environments: &[&str],
-    state_bucket_arns: &[&str],
+    account: &Account,
 ) -> anyhow::Result<Bootstrap> {
     use anyhow::Context;
     let module = work.join("infra/bootstrap");
@@ -283,9 +451,11 @@ pub fn try_apply_bootstrap(
         ),
     )?;
     let vars = serde_json::json!({
-        "github_repository": "tollgate/tollgate",
-        "environments": environments,
-        "state_bucket_arns": state_bucket_arns,
+        "github_repository": GITHUB_REPOSITORY,
+        "environment": account.environment,
+        "state_bucket": account.state_bucket,
+        "hosted_zone_id": account.hosted_zone_id,
+        "domain": account.domain,
     });
     std::fs::write(module.join("terraform.tfvars.json"), vars.to_string())?;
     let mut init = vec!["init", "-input=false", "-no-color"];
@@ -300,7 +470,11 @@ pub fn try_apply_bootstrap(
     )?;
     let shown = terraform(&module, &["show", "-json"])?;
     let state = serde_json::from_slice(&shown).context("terraform show -json")?;
-    Ok(Bootstrap { module, state })
+    Ok(Bootstrap {
+        module,
+        state,
+        kept: false,
+    })
 }
 
 fn terraform(dir: &Path, args: &[&str]) -> anyhow::Result<Vec<u8>> {
@@ -349,6 +523,7 @@ mod tests {
             name: "test".into(),
             policies: vec![policy],
             boundary,
+            arn: None,
         }
     }
 
@@ -458,5 +633,88 @@ mod tests {
         let elsewhere =
             Request::new("sqs:SendMessage", "q").with("aws:RequestedRegion", "us-east-1");
         assert_eq!(who.decide(&elsewhere), Decision::ImplicitDeny);
+    }
+
+    #[test]
+    fn for_all_values_needs_null_beside_it_and_for_any_value_one_match() {
+        let policy = json!({"Statement": [
+            {"Effect": "Allow", "Action": "acm:RequestCertificate", "Resource": "*",
+             "Condition": {"ForAllValues:StringEquals": {"acm:DomainNames": ["api.example.com"]},
+                           "Null": {"acm:DomainNames": "false"}}},
+            {"Effect": "Allow", "Action": "acm:DescribeCertificate", "Resource": "*",
+             "Condition": {"ForAnyValue:StringLike": {"aws:TagKeys": ["tollgate:*"]}}},
+        ]});
+        let who = identity(policy, None);
+        let request = |names: &[&str]| {
+            Request::new("acm:RequestCertificate", "*").with_values("acm:DomainNames", names)
+        };
+        assert_eq!(who.decide(&request(&["api.example.com"])), Decision::Allow);
+        assert_eq!(
+            who.decide(&request(&["api.example.com", "api.other.com"])),
+            Decision::ImplicitDeny,
+            "one name outside the set"
+        );
+        assert_eq!(
+            who.decide(&Request::new("acm:RequestCertificate", "*")),
+            Decision::ImplicitDeny,
+            "absent: ForAllValues alone would hold, Null refuses"
+        );
+        let tags = |keys: &[&str]| {
+            Request::new("acm:DescribeCertificate", "*").with_values("aws:TagKeys", keys)
+        };
+        assert_eq!(who.decide(&tags(&["a", "tollgate:env"])), Decision::Allow);
+        assert_eq!(who.decide(&tags(&["a"])), Decision::ImplicitDeny);
+    }
+
+    #[test]
+    fn another_accounts_resource_needs_its_own_policy_to_name_the_caller() {
+        let mut who = identity(
+            json!({"Statement": {"Effect": "Allow", "Action": "*", "Resource": "*"}}),
+            None,
+        );
+        who.arn = Some("arn:aws:iam::111111111111:role/tollgate-staging-github-deploy".into());
+        let theirs = "arn:aws:sqs:ap-northeast-1:222222222222:tollgate-production-registrations";
+        let send = || Request::new("sqs:SendMessage", theirs);
+        assert_eq!(who.decide(&send()), Decision::ImplicitDeny, "no policy");
+        let service_only = json!({"Statement": {"Effect": "Allow", "Principal": {"Service": "sns.amazonaws.com"},
+                                                "Action": "sqs:SendMessage", "Resource": theirs}});
+        assert_eq!(
+            who.decide(&send().in_account("222222222222", Some(service_only))),
+            Decision::ImplicitDeny,
+            "a service principal names no role"
+        );
+        let account = json!({"Statement": {"Effect": "Allow", "Principal": {"AWS": "111111111111"},
+                                           "Action": "sqs:*"}});
+        assert_eq!(
+            who.decide(&send().in_account("222222222222", Some(account))),
+            Decision::Allow,
+            "the account named, the statement on its own resource"
+        );
+        let tls_only = json!({"Statement": {"Effect": "Deny", "Principal": "*", "Action": "sqs:*", "Resource": theirs,
+                                            "Condition": {"Bool": {"aws:SecureTransport": "false"}}}});
+        assert_eq!(
+            who.decide(
+                &send()
+                    .with("aws:SecureTransport", "true")
+                    .in_account("222222222222", Some(tls_only))
+            ),
+            Decision::ImplicitDeny,
+            "a deny-only policy grants nothing"
+        );
+        let own = Request::new(
+            "sqs:SendMessage",
+            "arn:aws:sqs:ap-northeast-1:111111111111:q",
+        );
+        assert_eq!(who.decide(&own), Decision::Allow, "its own account");
+        let bucket = Request::new(
+            "s3:PutBucketPolicy",
+            "arn:aws:s3:::tollgate-state-production",
+        )
+        .in_account("222222222222", None);
+        assert_eq!(
+            who.decide(&bucket),
+            Decision::ImplicitDeny,
+            "a bucket's account is set, not read from its ARN"
+        );
     }
 }

@@ -460,13 +460,28 @@ pub struct Moto {
 impl Moto {
     /// Starts moto_server on 127.0.0.1:4566, or on a free port when 4566 is taken.
     pub fn start(log_dir: &Path) -> Result<Self> {
+        Self::start_with(log_dir, None)
+    }
+
+    /// A moto_server whose every request is in the account `account` (`MOTO_ACCOUNT_ID`): the
+    /// AWS account of another environment, which shares nothing with the default one.
+    pub fn start_in_account(log_dir: &Path, account: &str) -> Result<Self> {
+        Self::start_with(log_dir, Some(account))
+    }
+
+    fn start_with(log_dir: &Path, account: Option<&str>) -> Result<Self> {
         let program = cmd::which("moto_server").context(
             "moto_server not found.\n  Install it: `pip install 'moto[server]'` \
              (then make sure pip's bin folder is on PATH), or\n  \
              point the tests at one you run: TOLLGATE_TEST_AWS_ENDPOINT=http://127.0.0.1:4566",
         )?;
-        let port = if port_is_free(MOTO_PORT) {
+        // The well-known port for the default account (what a person points tools at); any
+        // free one for another account's, so two tests starting theirs at once never race for
+        // 4566 (the loser's wait would succeed on the winner's port).
+        let port = if account.is_none() && port_is_free(MOTO_PORT) {
             MOTO_PORT
+        } else if account.is_some() {
+            free_port()?
         } else {
             let port = free_port()?;
             eprintln!("· moto_server: 127.0.0.1:{MOTO_PORT} is taken, using {port}");
@@ -479,6 +494,7 @@ impl Moto {
         command
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .envs(MOTO_ENV.iter().map(|(k, v, _)| (k, v)))
+            .envs(account.map(|a| ("MOTO_ACCOUNT_ID", a)))
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out);

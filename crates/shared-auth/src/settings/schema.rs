@@ -403,10 +403,6 @@ pub struct DeploySettings {
     pub sweep_every_minutes: u32,
     /// An SNS topic the alarms notify; absent: the alarms are only in CloudWatch.
     pub alarm_topic_arn: Option<String>,
-    /// The IAM policy (name) every role the stack creates carries as its permissions
-    /// boundary: `infra/bootstrap` makes `tollgate-<env>-boundary`, and the deploy role may
-    /// create roles only with it. Absent: no boundary (`local`, a throwaway stack on moto).
-    pub permissions_boundary: Option<String>,
     /// Refusals of the guarded route in 5 minutes that raise the refusal alarm.
     pub refusal_alarm_threshold: u32,
 }
@@ -442,7 +438,6 @@ impl Default for DeploySettings {
             retry_max_receives: 5,
             sweep_every_minutes: 60,
             alarm_topic_arn: None,
-            permissions_boundary: None,
             refusal_alarm_threshold: 100,
         }
     }

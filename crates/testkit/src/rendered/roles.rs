@@ -14,16 +14,24 @@ use serde_json::Value;
 
 use super::world::{Deployed, Row};
 
-/// Every role of the stack by ARN, as IAM would evaluate it.
-struct Roles<'a> {
-    deployed: &'a Deployed,
+/// Every role of the stack by ARN, as IAM would evaluate it: the roles, their boundary and
+/// their managed policies from the bootstrap's state, their inline policies from the stack's.
+struct Roles {
+    iam: Vec<(String, Value)>,
     managed: BTreeMap<String, Value>,
 }
 
-impl<'a> Roles<'a> {
-    async fn read(deployed: &'a Deployed) -> Result<Self> {
+impl Roles {
+    async fn read(deployed: &Deployed) -> Result<Self> {
+        let iam: Vec<(String, Value)> = deployed
+            .resources
+            .iter()
+            .map(|(a, r)| (a.clone(), r.clone()))
+            .chain(crate::iam::resources(&deployed.bootstrap))
+            .filter(|(a, _)| a.starts_with("aws_iam_"))
+            .collect();
         let mut managed = BTreeMap::new();
-        for (address, r) in &deployed.resources {
+        for (address, r) in &iam {
             if !address.starts_with("aws_iam_role_policy_attachment.") {
                 continue;
             }
@@ -34,14 +42,13 @@ impl<'a> Roles<'a> {
                 managed.insert(arn.to_owned(), managed_policy(&deployed.moto, arn).await?);
             }
         }
-        Ok(Roles { deployed, managed })
+        Ok(Roles { iam, managed })
     }
 
     /// The identity of the role `arn`: its policies and its boundary (from the bootstrap).
     fn identity(&self, arn: &str) -> Result<Identity> {
         let (_, role) = self
-            .deployed
-            .resources
+            .iam
             .iter()
             .find(|(a, r)| a.starts_with("aws_iam_role.") && r["arn"] == arn)
             .with_context(|| format!("no role {arn} in the state"))?;
@@ -50,7 +57,7 @@ impl<'a> Roles<'a> {
             .context("a role without name")?
             .to_owned();
         let mut policies = Vec::new();
-        for (address, r) in &self.deployed.resources {
+        for (address, r) in &self.iam {
             if r["role"] != name.as_str() {
                 continue;
             }
@@ -67,8 +74,9 @@ impl<'a> Roles<'a> {
         {
             None => None,
             Some(boundary) => Some(
-                crate::iam::resources(&self.deployed.bootstrap)
-                    .values()
+                self.iam
+                    .iter()
+                    .map(|(_, p)| p)
                     .find(|p| p["arn"] == boundary)
                     .and_then(|p| p["policy"].as_str())
                     .map(document)
@@ -81,6 +89,7 @@ impl<'a> Roles<'a> {
             name,
             policies,
             boundary,
+            arn: Some(arn.to_owned()),
         })
     }
 }
@@ -208,9 +217,9 @@ impl Scope<'_> {
 
 async fn rows(deployed: &Deployed) -> Result<Vec<Row>> {
     let roles = Roles::read(deployed).await?;
-    // The account, from the stack's own roles.
-    let account = deployed
-        .resources
+    // The account, from the stack's roles (the bootstrap's).
+    let account = roles
+        .iam
         .iter()
         .find(|(a, _)| a.starts_with("aws_iam_role."))
         .and_then(|(_, r)| r["arn"].as_str())
@@ -248,7 +257,7 @@ async fn rows(deployed: &Deployed) -> Result<Vec<Row>> {
 
 /// What ECS does with a task definition's execution role: pull the image, write the log, read
 /// each `secrets` entry.
-async fn task(scope: &Scope<'_>, roles: &Roles<'_>, family: &str) -> Result<Row> {
+async fn task(scope: &Scope<'_>, roles: &Roles, family: &str) -> Result<Row> {
     let env = &scope.deployed.env;
     let container = super::container(scope.deployed, family).await?;
     let Some(role) = &container.execution_role_arn else {
@@ -296,7 +305,7 @@ async fn task(scope: &Scope<'_>, roles: &Roles<'_>, family: &str) -> Result<Row>
 
 /// What Lambda does with a function's execution role: write its log, manage its network
 /// interfaces in the VPC, poll each queue mapped to it.
-async fn function(scope: &Scope<'_>, roles: &Roles<'_>, name: &str) -> Result<Row> {
+async fn function(scope: &Scope<'_>, roles: &Roles, name: &str) -> Result<Row> {
     let env = &scope.deployed.env;
     let lambda = aws_sdk_lambda::Client::new(&scope.deployed.sdk().await);
     let function = crate::platform::lambda::Function::describe(&lambda, name).await?;

@@ -151,7 +151,6 @@ fn stack_vars(settings: &Settings) -> Value {
         "deletion_protection": d.deletion_protection,
         "log_retention_days": d.log_retention_days,
         "alarm_topic_arn": d.alarm_topic_arn,
-        "permissions_boundary": d.permissions_boundary,
         "ses_source_arn": d.ses_source_arn,
         "ses_from_address": d.ses_from_address,
     })

@@ -46,6 +46,13 @@ impl flags::Deploy {
             settings.public_base_url()
         );
         check_local_aws(&settings)?;
+        // `local` has no administrator: deploy applies its bootstrap. Staging and production
+        // against a local AWS (the tests, `up --network`) find theirs applied, as on AWS.
+        if let (shared_auth::settings::DEFAULT_ENV, Some(endpoint)) =
+            (env.as_str(), &settings.aws.endpoint_url)
+        {
+            local_bootstrap(&settings, endpoint)?;
+        }
         let zip = artifacts::lambda_zip(&settings)?;
         let api_image = artifacts::api_image(&settings, self.api_binary.as_deref())?;
         let registry = block_on(image::registry_for(&settings))?;
@@ -85,6 +92,40 @@ impl flags::Deploy {
         eprintln!("\nnext: cargo xtask verify --env {env}");
         Ok(())
     }
+}
+
+/// For `--env local`, what the account's administrator does once on AWS: `infra/bootstrap` for
+/// this environment (its deploy role, the stack's roles and their boundary, which the stack
+/// reads and never makes). Applied every time (Terraform changes nothing when it stands); its
+/// state is kept next to the environment's folder.
+fn local_bootstrap(settings: &Settings, endpoint: &str) -> Result<()> {
+    let d = &settings.deploy;
+    let account = testkit::iam::Account {
+        environment: settings.env.clone(),
+        state_bucket: d
+            .state_bucket
+            .clone()
+            .unwrap_or_else(|| format!("tollgate-state-{}", settings.env)),
+        hosted_zone_id: d.hosted_zone_id.clone(),
+        domain: d.domain.clone(),
+    };
+    let work = crate::support::context::work_dir()
+        .join("bootstrap")
+        .join(&settings.env);
+    eprintln!(
+        "· local AWS: the account's bootstrap for `{}` (infra/bootstrap, in {})",
+        settings.env,
+        work.display()
+    );
+    testkit::iam::try_apply_bootstrap(
+        &crate::support::context::workspace_root(),
+        &work,
+        endpoint,
+        &account,
+    )
+    .context("infra/bootstrap on the local AWS")?
+    .keep();
+    Ok(())
 }
 
 /// The network the plan would leave, decided before anything is applied (`stack_model::flows`):

@@ -29,18 +29,17 @@ pub fn run() -> Result<()> {
     eprintln!("[1/4] a local AWS and a registry of their own, and the account's bootstrap");
     let moto = Moto::start(&dir.join("moto"))?;
     let registry = LocalRegistry::start(&dir.join("registry"), None)?;
-    let bootstrap = testkit::iam::try_apply_bootstrap(
-        &workspace_root(),
-        &dir.join("bootstrap"),
-        &moto.endpoint(),
-        &[ENV],
-        &["arn:aws:s3:::tollgate-state-*"],
-    )?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     let values = runtime.block_on(rendered::account::user_values(&moto.endpoint(), ENV))?;
+    let bootstrap = testkit::iam::try_apply_bootstrap(
+        &workspace_root(),
+        &dir.join("bootstrap"),
+        &moto.endpoint(),
+        &testkit::iam::Account::from_values(ENV, &values),
+    )?;
     let deploy = |args: &[&str]| -> Result<()> {
         let mut command = Command::new(std::env::current_exe()?);
         command
