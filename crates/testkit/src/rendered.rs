@@ -120,7 +120,9 @@ async fn partial_apply_mutations(deployed: &Deployed) -> Result<Vec<Row>> {
             run.detail
         ),
     ));
-    let without_policy = deployed.without("aws_iam_role_policy_attachment.api_execution");
+    // The execution role's managed policy is attached by the bootstrap (which makes the role).
+    const EXECUTION_POLICY: &str = "aws_iam_role_policy_attachment.stack[\"api-execution/";
+    let without_policy = deployed.without(EXECUTION_POLICY);
     let denied: Vec<Row> = roles::execution_roles(&without_policy)
         .await
         .into_iter()
@@ -132,7 +134,7 @@ async fn partial_apply_mutations(deployed: &Deployed) -> Result<Vec<Row>> {
             .iter()
             .any(|r| r.detail.contains("ecr:BatchGetImage")),
         format!(
-            "the state less aws_iam_role_policy_attachment.api_execution: {}",
+            "the bootstrap's state less {EXECUTION_POLICY}…\"]: {}",
             denied
                 .first()
                 .map_or("nothing denied".to_owned(), |r| r.detail.clone())

@@ -82,8 +82,9 @@ impl Deployed {
         })
     }
 
-    /// The same state less every resource whose address starts with `prefix`: what an apply
-    /// that left it out would have made (a mutation a test expects the runner to catch).
+    /// The same states (the stack's and the bootstrap's) less every resource whose address
+    /// starts with `prefix`: what an apply that left it out would have made (a mutation a test
+    /// expects the runner to catch).
     pub fn without(&self, prefix: &str) -> Self {
         let mut less = self.clone();
         fn strip(module: &mut Value, prefix: &str) {
@@ -95,6 +96,7 @@ impl Deployed {
             }
         }
         strip(&mut less.state["values"]["root_module"], prefix);
+        strip(&mut less.bootstrap["values"]["root_module"], prefix);
         less.resources.retain(|a, _| !a.starts_with(prefix));
         less
     }
