@@ -27,6 +27,9 @@ fn moto() -> String {
     MOTO.get().expect("moto is started first").clone()
 }
 
+/// Production's account: another moto, as AWS would be another account.
+const PRODUCTION_ACCOUNT: &str = "210987654321";
+
 /// The registry the stack's image is pushed to (moto serves none), for the whole test.
 static REGISTRY: OnceLock<String> = OnceLock::new();
 
@@ -138,14 +141,13 @@ async fn the_shipped_staging_stack_deploys_verifies_catches_a_mismatch_and_destr
                 .expect("the user's values"),
         )
         .expect("set once");
-    // What an administrator applies once per account before any deploy: the boundaries every
-    // stack role must carry (IAM refuses a role naming a missing one; the stack looks it up).
+    // What an administrator applies once in staging's account before any deploy: the deploy
+    // role, the boundary and the roles the stack's services assume (the stack reads them).
     let bootstrap = testkit::iam::apply_bootstrap(
         root(),
         &storage.join("bootstrap"),
         &moto(),
-        &["staging", "production"],
-        &["arn:aws:s3:::tollgate-state-*"],
+        &testkit::iam::Account::from_values("staging", STAGING.get().expect("set above")),
     );
     progress(
         "bootstrap applied; deploying staging's migrations (builds the arm64 artifacts first)",
@@ -177,6 +179,10 @@ async fn the_shipped_staging_stack_deploys_verifies_catches_a_mismatch_and_destr
     progress("staging deployed");
     assert_only_the_migration_task_holds_the_owner_secret(&ecs_client(&config)).await;
     assert_the_stack_roles_hold_no_more_than_their_jobs(&bootstrap.state);
+    crate::isolation::assert_cloudsplaining_finds_no_escalation(
+        &moto(),
+        &storage.join("cloudsplaining"),
+    );
     let ecs = aws_sdk_ecs::Client::new(&config);
     let first = built_digest();
     let repository = format!("{}/tollgate-staging-api", registry.host());
@@ -361,15 +367,26 @@ async fn the_shipped_staging_stack_deploys_verifies_catches_a_mismatch_and_destr
         "verify must name the mismatch:\n{stdout}"
     );
 
-    // Production, as shipped, plans on its own state with its own user values.
-    progress("the mismatch is named; planning production");
-    let production = testkit::rendered::account::user_values(&moto(), "production")
-        .await
-        .expect("the user's values");
+    // Production, as shipped, plans in an account of its own (one environment per account:
+    // infra/bootstrap refuses a second), with its own bootstrap and user values.
+    progress("the mismatch is named; planning production in its own account");
+    let production_moto =
+        Moto::start_in_account(&storage.join("moto-production"), PRODUCTION_ACCOUNT)
+            .expect("production's moto starts");
+    let production =
+        testkit::rendered::account::user_values(&production_moto.endpoint(), "production")
+            .await
+            .expect("the user's values");
+    let production_bootstrap = testkit::iam::apply_bootstrap(
+        root(),
+        &storage.join("bootstrap-production"),
+        &production_moto.endpoint(),
+        &testkit::iam::Account::from_values("production", &production),
+    );
     let out = xtask_as(
         &production,
         &["deploy", "--env", "production", "--plan"],
-        &[],
+        &[("TOLLGATE__AWS__ENDPOINT_URL", &production_moto.endpoint())],
     );
     assert!(
         out.status.success(),
@@ -383,7 +400,30 @@ async fn the_shipped_staging_stack_deploys_verifies_catches_a_mismatch_and_destr
         transcript(&out)
     );
 
-    progress("production plans a whole stack; destroying staging");
+    progress("production plans a whole stack; no request of staging's reaches it");
+    let staging_state = terraform_show(&root().join("target/tollgate/tf/staging"), None);
+    let production_plan = terraform_show(
+        &root().join("target/tollgate/tf/production"),
+        Some("tollgate.tfplan"),
+    );
+    let isolation = crate::isolation::Isolation {
+        staging: crate::isolation::Side {
+            env: "staging",
+            bootstrap: &bootstrap.state,
+            stack: &staging_state,
+            values: STAGING.get().expect("set"),
+        },
+        production: crate::isolation::Side {
+            env: "production",
+            bootstrap: &production_bootstrap.state,
+            stack: &production_plan,
+            values: &production,
+        },
+    };
+    isolation.assert_no_request_crosses();
+    drop(production_bootstrap);
+    drop(production_moto);
+    progress("destroying staging");
     drop(teardown);
     progress("destroyed");
     drop(bootstrap);
@@ -472,6 +512,22 @@ async fn assert_static_mode_waf_holds_the_secret(config: &aws_config::SdkConfig)
     }
 }
 
+/// `terraform show -json` in `dir`, of the saved plan `plan` or of the state.
+fn terraform_show(dir: &Path, plan: Option<&str>) -> serde_json::Value {
+    let shown = Command::new("terraform")
+        .current_dir(dir)
+        .args(["show", "-json", "-no-color"])
+        .args(plan)
+        .output()
+        .expect("terraform runs");
+    assert!(
+        shown.status.success(),
+        "terraform show:\n{}",
+        transcript(&shown)
+    );
+    serde_json::from_slice(&shown.stdout).expect("terraform show -json")
+}
+
 /// The staging state as applied now, for the runner.
 fn rendered_state(
     work: &Path,
@@ -553,24 +609,22 @@ fn assert_the_stack_roles_hold_no_more_than_their_jobs(bootstrap: &serde_json::V
         .expect("terraform runs");
     let stack = resources(&serde_json::from_slice(&shown.stdout).expect("terraform show -json"));
     let boot = resources(bootstrap);
-    let boundary_arn = boot["aws_iam_policy.boundary[\"staging\"]"]["arn"]
+    let boundary_arn = boot["aws_iam_policy.boundary"]["arn"]
         .as_str()
         .expect("arn")
         .to_owned();
     let boundary = document(
-        boot["aws_iam_policy.boundary[\"staging\"]"]["policy"]
+        boot["aws_iam_policy.boundary"]["policy"]
             .as_str()
             .expect("policy"),
     );
+    // The roles are the bootstrap's (trust and boundary); their inline policies the stack's.
     let identity = |role: &str| {
         let name = format!("tollgate-staging-{role}");
-        let address = stack
-            .iter()
-            .find(|(a, r)| a.starts_with("aws_iam_role.") && r["name"] == name.as_str())
-            .unwrap_or_else(|| panic!("no role {name}"))
-            .1;
+        let made = &boot[&format!("aws_iam_role.stack[\"{role}\"]")];
+        assert_eq!(made["name"], name.as_str());
         assert_eq!(
-            address["permissions_boundary"],
+            made["permissions_boundary"],
             boundary_arn.as_str(),
             "{name} carries the boundary"
         );
@@ -580,14 +634,19 @@ fn assert_the_stack_roles_hold_no_more_than_their_jobs(bootstrap: &serde_json::V
             .map(|(_, r)| document(r["policy"].as_str().expect("policy")))
             .collect();
         Identity {
+            arn: made["arn"].as_str().map(str::to_owned),
             name,
             policies,
             boundary: Some(boundary.clone()),
         }
     };
-    let every_role: Vec<&str> = stack
+    assert!(
+        !stack.keys().any(|a| a.starts_with("aws_iam_role.")),
+        "the stack makes no role: every role is the bootstrap's"
+    );
+    let every_role: Vec<&str> = boot
         .iter()
-        .filter(|(a, _)| a.starts_with("aws_iam_role."))
+        .filter(|(a, _)| a.starts_with("aws_iam_role.stack["))
         .filter_map(|(_, r)| r["name"].as_str())
         .collect();
     let mut wrong = Vec::new();

@@ -5,6 +5,7 @@
 
 mod deploy;
 mod image;
+mod isolation;
 mod lambda_watch;
 mod least_privilege;
 mod reconcile;
@@ -13,3 +14,4 @@ mod supplied_values;
 mod terraform;
 mod tidy;
 mod up;
+mod workflows;
