@@ -6,6 +6,7 @@
 //! token ([`jwt`]) and creates their row if the sign-up registration was lost.
 
 pub mod budget;
+pub mod clock;
 pub mod connection;
 pub mod database;
 pub mod domain;
@@ -22,5 +23,6 @@ pub mod state;
 pub mod telemetry;
 pub mod users;
 
+pub use clock::Clock;
 pub use startup::{Application, build_state, router, shutdown_signal};
-pub use state::{AppState, Clock};
+pub use state::AppState;

@@ -11,7 +11,7 @@ use shared_auth::aws::{secrets_manager, versions};
 use shared_auth::{SecretSet, Settings};
 use tokio::sync::watch;
 
-use crate::state::Clock;
+use crate::clock::Clock;
 
 /// Environment variable holding the current secret when `api.secret_source = "env"`.
 pub const CURRENT_VAR: &str = "TOLLGATE_SECRET_CURRENT";

@@ -24,11 +24,12 @@ use tower_http::trace::{DefaultOnResponse, OnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::budget::Budget;
+use crate::clock::Clock;
 use crate::database::Database;
 use crate::jwt::JwtVerifier;
 use crate::refusals::Refusals;
 use crate::secrets::SecretStore;
-use crate::state::{AppState, Clock, Inner};
+use crate::state::{AppState, Inner};
 use crate::{connection, guard, routes};
 
 /// A built service, bound to its address but not yet serving.
