@@ -6,7 +6,7 @@
 //!   the api's guarded `POST /user` (signed by the rules in `shared-auth`), or hands the
 //!   registration to the retry queue; it always returns the event unchanged, as Cognito
 //!   requires, so a confirmed user never sees an error for an account that works.
-//! - **The retry queue** ([`queue`], an SQS event source mapping): the same function, in the
+//! - **The retry queue** ([`queue`], drained by [`drain`] from an SQS event source mapping): the same function, in the
 //!   same subnets, so through the same NAT address, retries what the trigger queued.
 //! - **The sweep** ([`sweep`], EventBridge Scheduler, and `cargo xtask reconcile`): registers
 //!   the pool's confirmed users the database may lack.
@@ -15,6 +15,7 @@
 
 pub mod client;
 pub mod deadline;
+pub mod drain;
 pub mod event;
 pub mod outcome;
 pub mod probe;
@@ -113,7 +114,7 @@ pub async fn handle(
     }
     if is_sqs_batch(&raw) {
         let batch = serde_json::from_value(raw)?;
-        let failed = queue::drain(deps, batch, deadline(false)).await;
+        let failed = drain::drain(deps, batch, deadline(false)).await;
         return Ok(serde_json::to_value(failed)?);
     }
     match event::action(&raw) {

@@ -1,25 +1,15 @@
-//! The retry queue: what the trigger could not register in time waits here, and the same
-//! function drains it (an SQS event source mapping on the queue invokes it, in the same
-//! subnets, so through the same NAT address the allowlist names).
-//!
-//! A batch is answered with the failed message ids only (`ReportBatchItemFailures`): one
-//! message's trouble never retries the others. A failure that may pass waits out a backoff
-//! (the message's visibility, doubling per receive); one the api meant (a refusal other than
-//! 408/429, a redirect), a message that cannot be read, or a failure on the last receive the
-//! queue allows goes to the dead-letter queue at once, with its reason. The queue's own
-//! redrive policy is the backstop should the function itself fail.
+//! The retry queue: what the trigger could not register in time waits here (a registration,
+//! or where a sweep stopped), and the same function drains it ([`crate::drain`]). This module
+//! is the queue's side alone: its messages, the writes (hand off, back off, dead-letter) and
+//! the backoff; it reads neither the trigger nor the sweep.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_sdk_sqs::Client as Sqs;
 use aws_sdk_sqs::error::DisplayErrorContext;
 use serde::{Deserialize, Serialize};
 
-use crate::Deps;
 use crate::event::Registration;
-use crate::outcome::{self, Outcome};
-use crate::sweep::Cursor;
 
 /// What a queue message holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +24,16 @@ pub enum Message {
     },
     /// Where a sweep stopped, for the next invocation to continue.
     Sweep(Cursor),
+}
+
+/// Where a sweep is: the pool, the oldest creation time it covers, the next page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor {
+    pub user_pool_id: String,
+    /// Users created at or after this (unix seconds); `None`: every user.
+    pub since: Option<i64>,
+    /// ListUsers' pagination token; `None`: the first page.
+    pub token: Option<String>,
 }
 
 /// A message the api refused for good, or that failed too often, with why: what the
@@ -116,7 +116,7 @@ impl RetryQueue {
     }
 
     /// Hides the message from the queue for `delay`, so its next receive comes after it.
-    async fn back_off(&self, receipt: &str, delay: Duration) -> Result<(), QueueError> {
+    pub async fn back_off(&self, receipt: &str, delay: Duration) -> Result<(), QueueError> {
         self.sqs
             .change_message_visibility()
             .queue_url(&self.url)
@@ -133,97 +133,6 @@ impl RetryQueue {
 pub fn backoff(first: Duration, receives: u32) -> Duration {
     let doubled = first.saturating_mul(1 << receives.saturating_sub(1).min(10));
     doubled.min(Duration::from_secs(15 * 60))
-}
-
-/// Handles a batch from the retry queue; returns the ids of the messages to receive again.
-pub async fn drain(deps: &Deps, batch: SqsEvent, deadline: Instant) -> SqsBatchResponse {
-    let mut response = SqsBatchResponse::default();
-    for message in batch.records {
-        let id = message.message_id.clone().unwrap_or_default();
-        // A message whose registration could not be tried (no time left) is received again.
-        let handled = deadline.saturating_duration_since(Instant::now()) > PER_MESSAGE
-            && handle(deps, &message, deadline).await;
-        if !handled {
-            response.add_failure(id);
-        }
-    }
-    response
-}
-
-/// What one message may take at most.
-const PER_MESSAGE: Duration = Duration::from_secs(6);
-
-/// Handles one message; `true` when it is done with (registered, or dead-lettered).
-async fn handle(deps: &Deps, message: &SqsMessage, deadline: Instant) -> bool {
-    let Some(queue) = &deps.queue else {
-        tracing::error!("a queue message arrived, but lambda.retry_queue is not set");
-        return false;
-    };
-    let body = message.body.clone().unwrap_or_default();
-    let receives: u32 = message
-        .attributes
-        .get("ApproximateReceiveCount")
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(1);
-    // A dead letter moved back as it was (`StartMessageMoveTask`) carries the message inside.
-    let body = match serde_json::from_str::<DeadLetter>(&body) {
-        Ok(letter) => letter.message,
-        Err(_) => body,
-    };
-    match serde_json::from_str::<Message>(&body) {
-        Err(e) => {
-            let reason = format!("unreadable message: {e}");
-            tracing::error!(reason, "dead-lettering a message nobody can act on");
-            queue.dead_letter(&body, &reason).await.is_ok()
-        }
-        Ok(Message::Sweep(cursor)) => {
-            let counts = crate::sweep::run(deps, cursor, deadline).await;
-            tracing::info!(?counts, "sweep continued from the queue");
-            true
-        }
-        Ok(Message::Registration { registration, .. }) => {
-            let budget = (Instant::now() + PER_MESSAGE).min(deadline);
-            let receipt = message.receipt_handle.as_deref().unwrap_or_default();
-            retry(deps, queue, &registration, &body, receipt, receives, budget).await
-        }
-    }
-}
-
-/// One more attempt at a queued registration.
-async fn retry(
-    deps: &Deps,
-    queue: &RetryQueue,
-    registration: &Registration,
-    body: &str,
-    receipt: &str,
-    receives: u32,
-    deadline: Instant,
-) -> bool {
-    let last = receives >= deps.settings.deploy.retry_max_receives;
-    match deps.registrar.deliver(registration, deadline).await {
-        Ok(delivered) => {
-            outcome::emit(Outcome::of(&delivered), delivered.attempts);
-            tracing::info!(sub = %registration.sub, status = delivered.status, receives, "user registered from the queue");
-            true
-        }
-        Err(e) if outcome::is_final(&e) || last => {
-            outcome::emit(Outcome::GaveUp, e.attempts());
-            tracing::error!(sub = %registration.sub, receives, cause = %e, "dead-lettering the registration");
-            queue.dead_letter(body, &e.to_string()).await.is_ok()
-        }
-        Err(e) => {
-            outcome::emit(Outcome::Retry, e.attempts());
-            let delay = backoff(
-                Duration::from_secs(deps.settings.lambda.retry_backoff_s),
-                receives,
-            );
-            tracing::warn!(sub = %registration.sub, receives, cause = %e, retry_in_s = delay.as_secs(), "registration failed again");
-            if let Err(e) = queue.back_off(receipt, delay).await {
-                tracing::warn!(error = %e, "cannot delay the retry; the queue's visibility timeout applies");
-            }
-            false
-        }
-    }
 }
 
 #[cfg(test)]

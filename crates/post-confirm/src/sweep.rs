@@ -13,23 +13,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_cognitoidentityprovider::error::DisplayErrorContext;
 use aws_sdk_cognitoidentityprovider::types::{UserStatusType, UserType};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::Deps;
 use crate::event::Registration;
 use crate::outcome::{self, Outcome};
-use crate::queue::Message;
-
-/// Where a sweep is: the pool, the oldest creation time it covers, the next page.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Cursor {
-    pub user_pool_id: String,
-    /// Users created at or after this (unix seconds); `None`: every user.
-    pub since: Option<i64>,
-    /// ListUsers' pagination token; `None`: the first page.
-    pub token: Option<String>,
-}
+use crate::queue::{Cursor, Message};
 
 /// What one sweep invocation did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
