@@ -49,7 +49,7 @@ pub struct Setup {
     /// (what `package` and `deploy` run: the Lambda and image builds and Terraform; GitHub's
     /// deploy job uses it).
     #[arg(long = "for", value_enum, default_value = "test")]
-    pub scope: crate::tasks::setup::Scope,
+    pub scope: Scope,
 }
 
 /// Run the workspace tests with the services they need (PostgreSQL, moto_server).
@@ -286,4 +286,19 @@ pub struct Soak {
 pub enum Builds {
     Release,
     Dev,
+}
+
+/// A task's needs: `Test` needs what `Up` needs and more (`up --network`, which deploys the
+/// stack and starts what it renders, needs all of it); `Deploy` (`package`, `deploy` and
+/// GitHub's deploy job) only what builds and applies the stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scope {
+    /// `cargo xtask up`: the local AWS and the database.
+    Up,
+    /// `cargo xtask test` and `cargo xtask up --network`: all of `Up`'s, and what the tests,
+    /// the bench, a deploy and the network twin run.
+    Test,
+    /// `cargo xtask package` and `deploy`: the release builds for Lambda and the image, and
+    /// Terraform; no local AWS, database or test tool.
+    Deploy,
 }

@@ -24,10 +24,17 @@ pub const MAX_GLIBC: (u32, u32) = (2, 34);
 
 #[cfg(feature = "cloud")]
 /// Builds the api image and writes it as an OCI layout to target/dist/<env>/api-image/
-/// (tagged `api`), with the manifest digest in `api-image.digest`.
+/// (tagged `api`), with the manifest digest in `api-image.digest`: from `prebuilt` when given
+/// (a static binary built elsewhere, e.g. a CI artifact), else from a fresh static release
+/// build of the api.
 pub fn api_image(settings: &Settings, prebuilt: Option<&Path>) -> Result<image::Image> {
     let _lock = BuildLock::acquire()?;
-    let image = image::build(settings, prebuilt)?;
+    let (triple, architecture) = api_target(&settings.deploy.api_architecture);
+    let binary = match prebuilt {
+        Some(path) => path.to_owned(),
+        None => static_api(triple)?,
+    };
+    let image = image::build(settings, &binary, architecture)?;
     let dist = dist_dir(&settings.env);
     std::fs::create_dir_all(&dist)?;
     let layout = dist.join("api-image");
@@ -211,15 +218,6 @@ fn lambda_target(architecture: &str) -> (&'static str, &'static str) {
     }
 }
 
-/// The Rust target the api is built for, per `deploy.api_architecture`, and the image's OCI
-/// architecture name.
-pub fn api_target(architecture: &str) -> (&'static str, &'static str) {
-    match architecture {
-        "x86_64" => ("x86_64-unknown-linux-musl", "amd64"),
-        _ => ("aarch64-unknown-linux-musl", "arm64"),
-    }
-}
-
 #[cfg(feature = "cloud")]
 /// `cargo zigbuild --release` of the api for a `*-linux-musl` target: one static binary that
 /// needs nothing from the image. Returns its path.
@@ -309,6 +307,15 @@ fn require_zigbuild() -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The Rust target the api is built for, per `deploy.api_architecture`, and the image's OCI
+/// architecture name.
+pub fn api_target(architecture: &str) -> (&'static str, &'static str) {
+    match architecture {
+        "x86_64" => ("x86_64-unknown-linux-musl", "amd64"),
+        _ => ("aarch64-unknown-linux-musl", "arm64"),
+    }
 }
 
 /// The compiling half of [`lambda_zip`] and the api image's build for `settings`, as the

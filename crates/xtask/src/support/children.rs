@@ -3,7 +3,7 @@
 //!
 //! A Ctrl-C in a terminal reaches xtask's process group; a SIGTERM sent to xtask alone (as
 //! `timeout`, a CI runner's cancel or `kill <pid>` send it) reaches xtask only. Either way the
-//! handler ([`crate::support::context::handle_interrupts`]) stops every group still running
+//! handler ([`handle_interrupts`]) stops every group still running
 //! here, so cargo, the test binaries under it and what they started (Terraform, the
 //! compilers) end with it, and xtask lives on to stop the services it started. Without this a
 //! SIGTERM left `cargo test` and its tests running after xtask had gone.
@@ -16,7 +16,30 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use std::os::unix::process::CommandExt;
 
-use crate::support::context::interrupted;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Set when Ctrl-C (or SIGTERM) arrives; long-running tasks poll it and wind down.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// On Ctrl-C or SIGTERM: the children started as groups of their own are stopped whole
+/// (a SIGTERM sent to xtask alone reaches no child), and this
+/// process lives on to stop the services it started.
+pub fn handle_interrupts() {
+    if let Err(e) = ctrlc::set_handler(|| {
+        INTERRUPTED.store(true, Ordering::SeqCst);
+        eprintln!("\ninterrupted: stopping what xtask started…");
+        stop_all();
+    }) {
+        eprintln!("warning: cannot handle Ctrl-C ({e}); an interrupt may leave services running");
+        return;
+    }
+    // This process lives on after an interrupt: its servers keep out of its children's way.
+    testkit::services::outlive_interrupts();
+}
+
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
 
 /// The groups (their leaders' process ids) of the children started here that have not been
 /// waited for.

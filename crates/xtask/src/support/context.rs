@@ -5,7 +5,6 @@ use std::collections::HashMap;
 #[cfg(feature = "cloud")]
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result};
 use shared_auth::{Component, Settings};
@@ -13,28 +12,8 @@ use shared_auth::{Component, Settings};
 #[cfg(feature = "cloud")]
 use {anyhow::bail, shared_auth::Unfilled};
 
-/// Set when Ctrl-C (or SIGTERM) arrives; long-running tasks poll it and wind down.
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-/// On Ctrl-C or SIGTERM: the children started as groups of their own are stopped whole
-/// ([`crate::support::children`]; a SIGTERM sent to xtask alone reaches no child), and this
-/// process lives on to stop the services it started.
-pub fn handle_interrupts() {
-    if let Err(e) = ctrlc::set_handler(|| {
-        INTERRUPTED.store(true, Ordering::SeqCst);
-        eprintln!("\ninterrupted: stopping what xtask started…");
-        crate::support::children::stop_all();
-    }) {
-        eprintln!("warning: cannot handle Ctrl-C ({e}); an interrupt may leave services running");
-        return;
-    }
-    // This process lives on after an interrupt: its servers keep out of its children's way.
-    testkit::services::outlive_interrupts();
-}
-
-pub fn interrupted() -> bool {
-    INTERRUPTED.load(Ordering::SeqCst)
-}
+// Ctrl-C lives with the children it stops; every task reaches it from here.
+pub use crate::support::children::{handle_interrupts, interrupted};
 
 /// The file at `path` (created with its folder if missing), opened for locking: what a lock
 /// that one process of this checkout holds at a time is taken on.

@@ -33,7 +33,7 @@ impl flags::Deploy {
     pub fn run(self) -> Result<()> {
         // What builds and applies the stack (`cargo xtask setup --for deploy`), before anything
         // starts.
-        crate::tasks::setup::ensure(crate::tasks::setup::Scope::Deploy)?;
+        crate::tasks::setup::ensure(crate::flags::Scope::Deploy)?;
         let env = &self.env;
         let settings = settings_for(env)?;
         require_supplied(&settings)?;

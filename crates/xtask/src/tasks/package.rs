@@ -12,7 +12,7 @@ use crate::support::image;
 impl flags::Package {
     pub fn run(self) -> Result<()> {
         // What builds the artifacts (`cargo xtask setup --for deploy`), before anything starts.
-        crate::tasks::setup::ensure(crate::tasks::setup::Scope::Deploy)?;
+        crate::tasks::setup::ensure(crate::flags::Scope::Deploy)?;
         let settings = settings_for(&self.env)?;
         lambda_zip(&settings)?;
         let image = api_image(&settings, self.api_binary.as_deref())?;

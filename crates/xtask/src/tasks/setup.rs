@@ -22,7 +22,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use testkit::cmd;
 
-use crate::flags;
+use crate::flags::{self, Scope};
 use crate::support::artifacts;
 use crate::support::context::lock_file;
 
@@ -39,21 +39,6 @@ enum Source {
     System(&'static str, Option<&'static str>),
     /// Installed by hand from this address.
     External(&'static str),
-}
-
-/// A task's needs: `Test` needs what `Up` needs and more (`up --network`, which deploys the
-/// stack and starts what it renders, needs all of it); `Deploy` (`package`, `deploy` and
-/// GitHub's deploy job) only what builds and applies the stack.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Scope {
-    /// `cargo xtask up`: the local AWS and the database.
-    Up,
-    /// `cargo xtask test` and `cargo xtask up --network`: all of `Up`'s, and what the tests,
-    /// the bench, a deploy and the network twin run.
-    Test,
-    /// `cargo xtask package` and `deploy`: the release builds for Lambda and the image, and
-    /// Terraform; no local AWS, database or test tool.
-    Deploy,
 }
 
 // Who needs a tool (a `Need`'s `used_by`).

@@ -36,7 +36,7 @@ const DRAIN_FOR: Duration = Duration::from_secs(120);
 
 impl flags::Soak {
     pub fn run(self) -> Result<()> {
-        crate::tasks::setup::ensure(crate::tasks::setup::Scope::Up)?;
+        crate::tasks::setup::ensure(crate::flags::Scope::Up)?;
         if cmd::which("wrk").is_none() {
             bail!("wrk drives the forged flood: apt-get install wrk (or `cargo xtask setup`)");
         }

@@ -41,7 +41,7 @@ impl flags::Test {
     pub fn run(self) -> Result<()> {
         // Every prerequisite before anything starts (`cargo xtask setup`): a missing one costs
         // no time.
-        crate::tasks::setup::ensure(crate::tasks::setup::Scope::Test)?;
+        crate::tasks::setup::ensure(crate::flags::Scope::Test)?;
         let services = Services::start(self.locked)?;
         if !self.cargo_args.is_empty() {
             let mut args = vec!["--workspace", "--no-fail-fast"];

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use crate::tasks::setup::Scope;
+use crate::flags::Scope;
 use aws_sdk_secretsmanager::Client as SecretsManager;
 use secrecy::SecretString;
 use serde_json::Value;

@@ -13,7 +13,6 @@ use secrecy::SecretString;
 use shared_auth::Settings;
 use testkit::aws::AwsContext;
 
-use crate::support::artifacts;
 pub use oci::Image;
 pub use push::RegistryClient;
 
@@ -23,16 +22,11 @@ pub fn repository(env: &str) -> String {
     format!("tollgate-{env}-api")
 }
 
-/// Builds the image for the environment: from `prebuilt` when given (a static binary built
-/// elsewhere, e.g. a CI artifact), else from a fresh static release build of the api.
-pub fn build(settings: &Settings, prebuilt: Option<&Path>) -> Result<Image> {
-    let (triple, architecture) = artifacts::api_target(&settings.deploy.api_architecture);
-    let binary = match prebuilt {
-        Some(path) => path.to_owned(),
-        None => artifacts::static_api(triple)?,
-    };
+/// The image for the environment around `binary`, a static build of the api for the OCI
+/// `architecture` (checked here).
+pub fn build(settings: &Settings, binary: &Path, architecture: &str) -> Result<Image> {
     let bytes =
-        std::fs::read(&binary).with_context(|| format!("cannot read {}", binary.display()))?;
+        std::fs::read(binary).with_context(|| format!("cannot read {}", binary.display()))?;
     oci::check_static_elf(&bytes, architecture)
         .with_context(|| format!("{} cannot go into the image", binary.display()))?;
     let image = oci::build(&oci::Contents {
