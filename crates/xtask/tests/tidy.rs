@@ -13,6 +13,7 @@
 //!    WAF) stay behind `cloud`, so a first `up` does not compile them.
 //! 6. One integration-test binary per crate (`tests/main.rs`, each file a module of it).
 //! 7. A dev build of the binaries reuses the tests' dependency builds: one feature set.
+//! 8. No module circles in any crate: imports go one way, parents above their children.
 
 use std::path::{Path, PathBuf};
 
@@ -637,4 +638,241 @@ fn unit_key(units: &[serde_json::Value], index: usize, keys: &mut [Option<String
     );
     keys[index] = Some(key.clone());
     key
+}
+
+/// A crate's modules by path (`["support", "context"]`), each with its file's code: from
+/// `src/`, the crate root (`lib.rs`, or `main.rs` without one) left out, as are other
+/// binaries' roots (`src/bin/`, a `main.rs` beside `lib.rs`). The root declares every module
+/// and re-exports their names: it is everyone's parent, not a room of its own.
+fn modules(files: &[(PathBuf, String)]) -> Vec<(Vec<String>, String)> {
+    let has_lib = files.iter().any(|(p, _)| p == Path::new("lib.rs"));
+    files
+        .iter()
+        .filter(|(p, _)| !p.starts_with("bin"))
+        .filter(|(p, _)| !(p == Path::new("lib.rs") || (p == Path::new("main.rs"))))
+        .filter(|(p, _)| has_lib || p.components().count() > 0)
+        .map(|(p, text)| {
+            let mut parts: Vec<String> = p
+                .with_extension("")
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect();
+            if parts.last().is_some_and(|l| l == "mod") {
+                parts.pop();
+            }
+            (parts, code_only(text))
+        })
+        .collect()
+}
+
+/// The paths `code` names from module `at`: `crate::a::b`, `super::x` (resolved against `at`,
+/// `mod.rs` being its folder's module), and `child::x` for a child it declares (`mod child;`),
+/// groups (`use crate::{a::B, c}`) expanded.
+fn named_paths(code: &str, at: &[String]) -> Vec<Vec<String>> {
+    let b = code.as_bytes();
+    let ident = |i: usize| {
+        let end = b[i..]
+            .iter()
+            .position(|c| !(c.is_ascii_alphanumeric() || *c == b'_'))
+            .map_or(b.len(), |p| i + p);
+        (code[i..end].to_owned(), end)
+    };
+    let children: Vec<String> = code
+        .split(';')
+        .filter_map(|s| {
+            s.trim()
+                .strip_prefix("pub ")
+                .unwrap_or(s.trim())
+                .strip_prefix("mod ")
+        })
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty() && name.chars().all(|c| c.is_alphanumeric() || c == '_'))
+        .collect();
+    let mut found = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let boundary =
+            i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_' || b[i - 1] == b':');
+        if !boundary || !(b[i].is_ascii_alphabetic() || b[i] == b'_') {
+            i += 1;
+            continue;
+        }
+        let (word, end) = ident(i);
+        if !code[end..].starts_with("::") {
+            i = end;
+            continue;
+        }
+        let mut base: Vec<String> = match word.as_str() {
+            "crate" => Vec::new(),
+            "super" => at[..at.len().saturating_sub(1)].to_vec(),
+            w if children.iter().any(|c| c == w) => {
+                let mut child = at.to_vec();
+                child.push(w.to_owned());
+                child
+            }
+            _ => {
+                i = end;
+                continue;
+            }
+        };
+        let mut j = end + 2;
+        // More `super::` steps up.
+        while code[j..].starts_with("super::") {
+            base.pop();
+            j += "super::".len();
+        }
+        i = collect_path(code, j, base, &mut found);
+    }
+    found
+}
+
+/// Reads the path (or `{…}` group of paths) at `code[i..]` under `base` into `found`; returns
+/// where it ends.
+fn collect_path(
+    code: &str,
+    mut i: usize,
+    mut base: Vec<String>,
+    found: &mut Vec<Vec<String>>,
+) -> usize {
+    let b = code.as_bytes();
+    loop {
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if i < b.len() && b[i] == b'{' {
+            i += 1;
+            loop {
+                i = collect_path(code, i, base.clone(), found);
+                while i < b.len() && (b[i].is_ascii_whitespace() || b[i] == b',') {
+                    i += 1;
+                }
+                if i >= b.len() || b[i] == b'}' {
+                    return i + 1;
+                }
+            }
+        }
+        let start = i;
+        while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
+            i += 1;
+        }
+        let segment = &code[start..i];
+        if !segment.is_empty() && segment != "self" {
+            base.push(segment.to_owned());
+        }
+        if code[i..].starts_with("::") && start != i {
+            i += 2;
+            continue;
+        }
+        found.push(base);
+        return i;
+    }
+}
+
+/// The module circles among `modules`: each set of two or more modules that reach each other
+/// through the paths they name (a path names the longest module prefix of it that exists). A
+/// module naming its own descendants (declaring them, re-exporting their names) is their
+/// parent, as the crate root is everyone's: those arrows are not counted; arrows up
+/// (`super::`) and across are.
+fn circles(modules: &[(Vec<String>, String)]) -> Vec<Vec<String>> {
+    let index = |path: &[String]| {
+        (1..=path.len())
+            .rev()
+            .find_map(|n| modules.iter().position(|(m, _)| m.as_slice() == &path[..n]))
+    };
+    let edges: Vec<Vec<usize>> = modules
+        .iter()
+        .enumerate()
+        .map(|(me, (at, code))| {
+            let mut to: Vec<usize> = named_paths(code, at)
+                .iter()
+                .filter_map(|p| index(p))
+                .filter(|&t| t != me && !modules[t].0.starts_with(at))
+                .collect();
+            to.sort_unstable();
+            to.dedup();
+            to
+        })
+        .collect();
+    let reach = |from: usize| {
+        let (mut seen, mut stack) = (vec![false; modules.len()], vec![from]);
+        while let Some(n) = stack.pop() {
+            for &t in &edges[n] {
+                if !seen[t] {
+                    seen[t] = true;
+                    stack.push(t);
+                }
+            }
+        }
+        seen
+    };
+    let reaches: Vec<Vec<bool>> = (0..modules.len()).map(reach).collect();
+    let mut found: Vec<Vec<String>> = Vec::new();
+    for (a, from_a) in reaches.iter().enumerate() {
+        let mut circle: Vec<String> = (0..modules.len())
+            .filter(|&b| from_a[b] && reaches[b][a])
+            .map(|b| modules[b].0.join("::"))
+            .collect();
+        circle.sort();
+        if circle.len() > 1 && !found.contains(&circle) {
+            found.push(circle);
+        }
+    }
+    found
+}
+
+/// A crate's `src/` files, relative to it, with their text.
+fn sources(krate: &Path) -> Vec<(PathBuf, String)> {
+    let src = krate.join("src");
+    rust_files(&src)
+        .into_iter()
+        .map(|f| {
+            let text = std::fs::read_to_string(&f).expect("readable source");
+            (f.strip_prefix(&src).expect("under src").to_owned(), text)
+        })
+        .collect()
+}
+
+#[test]
+fn no_module_circles_in_any_crate() {
+    // The rule sees a circle where there is one, through `crate::`, `super::`, a declared child
+    // and a group, and none in a tree that only goes down.
+    let file = |p: &str, t: &str| (PathBuf::from(p), t.to_owned());
+    let circular = [
+        file("lib.rs", "pub mod a; pub mod b; pub mod c;"),
+        file("a.rs", "use crate::{b::inner::Thing, c};"),
+        file("b/mod.rs", "mod inner;\nfn f() { inner::g() }"),
+        file("b/inner.rs", "use super::super::c::C; pub fn g() {}"),
+        file(
+            "c.rs",
+            "pub struct C; fn f() -> crate::a::A { todo!() } // crate::x",
+        ),
+    ];
+    assert_eq!(
+        circles(&modules(&circular)),
+        vec![vec!["a".to_owned(), "b::inner".into(), "c".into()]],
+        "the circle a → b::inner → c → a (b, the parent naming its child, outside it)"
+    );
+    let downward = [
+        file("lib.rs", "pub mod a; pub mod b; use crate::a::A;"),
+        file(
+            "a.rs",
+            "use crate::b::B; pub struct A; const S: &str = \"crate::a::x\";",
+        ),
+        file("b.rs", "pub struct B; use crate::Root;"),
+    ];
+    assert!(circles(&modules(&downward)).is_empty());
+
+    let mut found = Vec::new();
+    for krate in crates() {
+        for circle in circles(&modules(&sources(&krate))) {
+            let name = krate.file_name().unwrap_or_default().to_string_lossy();
+            found.push(format!("{name}: {}", circle.join(" ↔ ")));
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "module circles; break each by moving what both sides need into a module of its own \
+         below them (a leaf type, the shared step), so imports only go one way:\n  {}",
+        found.join("\n  ")
+    );
 }
