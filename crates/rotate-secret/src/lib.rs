@@ -21,7 +21,6 @@
 //! rotation stands and does only what is missing. Waiting is bounded ([`Rotator::budget`]). Logs
 //! name the step, the secret and the version id, never a value.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::time::{Duration, Instant};
 
@@ -29,7 +28,9 @@ use aws_sdk_secretsmanager::Client as SecretsManager;
 use aws_sdk_secretsmanager::error::DisplayErrorContext;
 use lambda_support::route::{self, GuardedRoute};
 use secrecy::{ExposeSecret, SecretString};
-use shared_auth::aws::versions::{self, Acceptance, CURRENT, PENDING, Versions, VersionsError};
+use shared_auth::aws::versions::{
+    self, Acceptance, CURRENT, PENDING, Stages, Versions, VersionsError,
+};
 use shared_auth::rotation::{Step, UnknownStep};
 use shared_auth::waf::GuardRuleGroup;
 use shared_auth::{Settings, SigningMode};
@@ -193,7 +194,7 @@ impl Rotator {
     }
 
     /// Every version's stages, after checking `secret_id` is the contract's secret.
-    async fn stages(&self, secret_id: &str) -> Result<HashMap<String, Vec<String>>, RotationError> {
+    async fn stages(&self, secret_id: &str) -> Result<Stages, RotationError> {
         let described = self
             .sm
             .describe_secret()
@@ -208,7 +209,7 @@ impl Rotator {
                 expected: self.route.contract.secret_id.clone(),
             });
         }
-        Ok(described.version_ids_to_stages.unwrap_or_default())
+        Ok(Stages::of(&described))
     }
 
     /// `createSecret`: a new value as `AWSPENDING` under `token`, unless it is already there.
@@ -216,12 +217,12 @@ impl Rotator {
         &self,
         secret_id: &str,
         token: &str,
-        stages: &HashMap<String, Vec<String>>,
+        stages: &Stages,
     ) -> Result<(), RotationError> {
-        if versions::holder(stages, CURRENT).is_none() {
+        if stages.holder(CURRENT).is_none() {
             return Err(RotationError::NoCurrent(secret_id.to_owned()));
         }
-        match stages.get(token) {
+        match stages.of_version(token) {
             Some(s) if s.iter().any(|s| s == CURRENT) => return Ok(()), // already finished
             Some(s) if !s.iter().any(|s| s == PENDING) => {
                 return Err(RotationError::NotPending {
@@ -256,7 +257,7 @@ impl Rotator {
         &self,
         secret_id: &str,
         token: &str,
-        stages: &HashMap<String, Vec<String>>,
+        stages: &Stages,
     ) -> Result<(), RotationError> {
         if self.finished(secret_id, token, stages)? {
             return Ok(());
@@ -306,7 +307,7 @@ impl Rotator {
         &self,
         secret_id: &str,
         token: &str,
-        stages: &HashMap<String, Vec<String>>,
+        stages: &Stages,
     ) -> Result<(), RotationError> {
         if self.finished(secret_id, token, stages)? {
             return Ok(());
@@ -369,12 +370,13 @@ impl Rotator {
         &self,
         secret_id: &str,
         token: &str,
-        stages: &HashMap<String, Vec<String>>,
+        stages: &Stages,
     ) -> Result<(), RotationError> {
-        let current = versions::holder(stages, CURRENT)
+        let current = stages
+            .holder(CURRENT)
             .map(str::to_owned)
             .ok_or_else(|| RotationError::NoCurrent(secret_id.to_owned()))?;
-        let Some(token_stages) = stages.get(token) else {
+        let Some(token_stages) = stages.of_version(token) else {
             return Err(RotationError::NotPending {
                 secret: secret_id.to_owned(),
                 token: token.to_owned(),
@@ -418,9 +420,9 @@ impl Rotator {
         &self,
         secret_id: &str,
         token: &str,
-        stages: &HashMap<String, Vec<String>>,
+        stages: &Stages,
     ) -> Result<bool, RotationError> {
-        match stages.get(token) {
+        match stages.of_version(token) {
             Some(s) if s.iter().any(|s| s == CURRENT) => Ok(true),
             Some(s) if s.iter().any(|s| s == PENDING) => Ok(false),
             _ => Err(RotationError::NotPending {

@@ -146,15 +146,11 @@ impl Stack {
     }
 
     async fn stages(&self) -> HashMap<String, Vec<String>> {
-        let mut stages = self
-            .sm
-            .describe_secret()
-            .secret_id(&self.secret_id)
-            .send()
+        let mut stages = shared_auth::aws::versions::Stages::describe(&self.sm, &self.secret_id)
             .await
             .expect("describe")
-            .version_ids_to_stages
-            .unwrap_or_default();
+            .by_version()
+            .clone();
         for s in stages.values_mut() {
             s.sort();
         }

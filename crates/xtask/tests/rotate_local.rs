@@ -14,15 +14,11 @@ fn root() -> PathBuf {
 
 /// The holder of `stage` among the secret's versions.
 async fn holder(sm: &aws_sdk_secretsmanager::Client, id: &str, stage: &str) -> Option<String> {
-    let stages = sm
-        .describe_secret()
-        .secret_id(id)
-        .send()
+    shared_auth::aws::versions::Stages::describe(sm, id)
         .await
         .expect("describe")
-        .version_ids_to_stages
-        .unwrap_or_default();
-    shared_auth::aws::versions::holder(&stages, stage).map(str::to_owned)
+        .holder(stage)
+        .map(str::to_owned)
 }
 
 /// A dry run of the guarded route signed with `secret`: the status and the version it matched.

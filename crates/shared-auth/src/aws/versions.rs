@@ -23,6 +23,7 @@ use std::fmt;
 
 use aws_sdk_secretsmanager::Client as SecretsManager;
 use aws_sdk_secretsmanager::error::DisplayErrorContext;
+use aws_sdk_secretsmanager::operation::describe_secret::DescribeSecretOutput;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::SecretVersion;
@@ -186,12 +187,59 @@ pub enum VersionsError {
     Aws(String),
 }
 
-/// The version holding `stage`, from DescribeSecret's `VersionIdsToStages`.
-pub fn holder<'a>(stages: &'a HashMap<String, Vec<String>>, stage: &str) -> Option<&'a str> {
-    stages
-        .iter()
-        .find(|(_, s)| s.iter().any(|s| s == stage))
-        .map(|(id, _)| id.as_str())
+/// A secret's stages as one DescribeSecret saw them: which version holds which stage. The
+/// one place `VersionIdsToStages` is read; everyone who asks "which version is current" (the
+/// rotation function, `deploy`, `verify`, `rotate-secret`) asks this.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stages(HashMap<String, Vec<String>>);
+
+impl Stages {
+    /// The stages of a DescribeSecret answer.
+    pub fn of(described: &DescribeSecretOutput) -> Self {
+        Self(described.version_ids_to_stages.clone().unwrap_or_default())
+    }
+
+    /// Describes `secret_id` once and returns its stages.
+    pub async fn describe(sm: &SecretsManager, secret_id: &str) -> Result<Self, VersionsError> {
+        sm.describe_secret()
+            .secret_id(secret_id)
+            .send()
+            .await
+            .map(|out| Self::of(&out))
+            .map_err(|e| VersionsError::Aws(DisplayErrorContext(&e).to_string()))
+    }
+
+    /// The version holding `stage`.
+    pub fn holder(&self, stage: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(_, s)| s.iter().any(|s| s == stage))
+            .map(|(id, _)| id.as_str())
+    }
+
+    /// The stages `version_id` holds; `None` when the secret has no such version.
+    pub fn of_version(&self, version_id: &str) -> Option<&[String]> {
+        self.0.get(version_id).map(Vec::as_slice)
+    }
+
+    /// Every version with its stages, as described.
+    pub fn by_version(&self) -> &HashMap<String, Vec<String>> {
+        &self.0
+    }
+
+    /// The versions holding at least one stage.
+    pub fn staged_versions(&self) -> impl Iterator<Item = &str> {
+        self.0
+            .iter()
+            .filter(|(_, stages)| !stages.is_empty())
+            .map(|(id, _)| id.as_str())
+    }
+}
+
+impl FromIterator<(String, Vec<String>)> for Stages {
+    fn from_iter<I: IntoIterator<Item = (String, Vec<String>)>>(iter: I) -> Self {
+        Self(iter.into_iter().collect())
+    }
 }
 
 /// The version at `stage` of `secret_id`; `None` when no version holds the stage. Named by
@@ -378,13 +426,24 @@ mod tests {
 
     #[test]
     fn the_holder_of_a_stage_is_named() {
-        let stages = HashMap::from([
+        let stages: Stages = [
             ("a".to_owned(), vec![CURRENT.to_owned()]),
             ("b".to_owned(), vec![PREVIOUS.to_owned()]),
             ("c".to_owned(), vec![]),
-        ]);
-        assert_eq!(holder(&stages, CURRENT), Some("a"));
-        assert_eq!(holder(&stages, PREVIOUS), Some("b"));
-        assert_eq!(holder(&stages, PENDING), None);
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(stages.holder(CURRENT), Some("a"));
+        assert_eq!(stages.holder(PREVIOUS), Some("b"));
+        assert_eq!(stages.holder(PENDING), None);
+        assert_eq!(stages.of_version("a"), Some(&[CURRENT.to_owned()][..]));
+        assert_eq!(stages.of_version("z"), None);
+        let mut staged: Vec<&str> = stages.staged_versions().collect();
+        staged.sort_unstable();
+        assert_eq!(
+            staged,
+            ["a", "b"],
+            "a version without a stage is not staged"
+        );
     }
 }

@@ -1030,13 +1030,11 @@ impl World {
     /// The version holding `AWSCURRENT`.
     pub async fn current_version(&self, secret: &str) -> Result<String> {
         let sm = aws_sdk_secretsmanager::Client::new(&self.deployed.sdk().await);
-        let described = sm.describe_secret().secret_id(secret).send().await?;
-        described
-            .version_ids_to_stages()
-            .into_iter()
-            .flatten()
-            .find(|(_, stages)| stages.iter().any(|s| s == "AWSCURRENT"))
-            .map(|(v, _)| v.clone())
+        use shared_auth::aws::versions::{CURRENT, Stages};
+        Stages::describe(&sm, secret)
+            .await?
+            .holder(CURRENT)
+            .map(str::to_owned)
             .context("no AWSCURRENT version")
     }
 

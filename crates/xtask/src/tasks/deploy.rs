@@ -331,21 +331,10 @@ async fn ensure_first_version(
 async fn clear_configuration_test_copy(settings: &Settings) -> Result<()> {
     let sm = SecretsManager::new(&testkit::sdk_config(&settings.aws).await);
     let id = &settings.guard.secret_id;
-    let stages = sm
-        .describe_secret()
-        .secret_id(id)
-        .send()
-        .await
-        .map_err(|e| anyhow::anyhow!(explain(&e)))?
-        .version_ids_to_stages
-        .unwrap_or_default();
-    let holder = |stage: &str| {
-        stages
-            .iter()
-            .find(|(_, s)| s.iter().any(|s| s == stage))
-            .map(|(v, _)| v.clone())
-    };
-    let (Some(pending), Some(current)) = (holder("AWSPENDING"), holder("AWSCURRENT")) else {
+    let stages = versions::Stages::describe(&sm, id).await?;
+    let holder = |stage: &str| stages.holder(stage).map(str::to_owned);
+    let (Some(pending), Some(current)) = (holder(versions::PENDING), holder(versions::CURRENT))
+    else {
         return Ok(());
     };
     // Each read names the stage too: moto otherwise looks for AWSCURRENT on any version id.

@@ -118,16 +118,10 @@ async fn revoke_previous(settings: &Settings) -> Result<()> {
     let secret_id = &settings.guard.secret_id;
     let sdk = testkit::sdk_config(&settings.aws).await;
     let sm = SecretsManager::new(&sdk);
-    let stages = sm
-        .describe_secret()
-        .secret_id(secret_id)
-        .send()
+    let stages = versions::Stages::describe(&sm, secret_id)
         .await
-        .map_err(|e| anyhow::anyhow!(testkit::aws::explain(&e)))
-        .with_context(|| format!("cannot read `{secret_id}`"))?
-        .version_ids_to_stages
-        .unwrap_or_default();
-    let Some(previous) = versions::holder(&stages, PREVIOUS).map(str::to_owned) else {
+        .with_context(|| format!("cannot read `{secret_id}`"))?;
+    let Some(previous) = stages.holder(PREVIOUS).map(str::to_owned) else {
         eprintln!("· `{secret_id}` has no AWSPREVIOUS version: nothing to revoke");
         return Ok(());
     };
@@ -285,15 +279,10 @@ async fn where_it_stands(
     secret_id: &str,
     token: &str,
 ) -> Result<(Vec<String>, bool)> {
-    let stages = sm
-        .describe_secret()
-        .secret_id(secret_id)
-        .send()
-        .await
-        .map_err(|e| anyhow::anyhow!(testkit::aws::explain(&e)))?
-        .version_ids_to_stages
-        .unwrap_or_default()
-        .remove(token)
+    let stages = versions::Stages::describe(sm, secret_id)
+        .await?
+        .of_version(token)
+        .map(<[String]>::to_vec)
         .unwrap_or_default();
     let has_value = sm
         .get_secret_value()
@@ -345,17 +334,12 @@ mod tests {
     }
 
     async fn current(sm: &SecretsManager, id: &str) -> String {
-        sm.describe_secret()
-            .secret_id(id)
-            .send()
+        versions::Stages::describe(sm, id)
             .await
             .expect("describe")
-            .version_ids_to_stages
-            .unwrap_or_default()
-            .into_iter()
-            .find(|(_, stages)| stages.iter().any(|s| s == "AWSCURRENT"))
-            .map(|(id, _)| id)
+            .holder(versions::CURRENT)
             .expect("an AWSCURRENT version")
+            .to_owned()
     }
 
     #[test]

@@ -176,15 +176,10 @@ impl Edge<'_> {
         }
         let ids = shared_auth::waf::accepted_ids(group.description().unwrap_or_default());
         let described = described(secret)?;
-        let held: BTreeSet<String> = described
-            .version_ids_to_stages()
-            .map(|m| {
-                m.iter()
-                    .filter(|(_, stages)| !stages.is_empty())
-                    .map(|(id, _)| id.clone())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let held: BTreeSet<String> = shared_auth::aws::versions::Stages::of(described)
+            .staged_versions()
+            .map(str::to_owned)
+            .collect();
         let accepted: BTreeSet<String> = ids.iter().cloned().collect();
         let [rule] = group.rules() else {
             bail!(

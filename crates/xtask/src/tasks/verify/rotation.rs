@@ -38,13 +38,8 @@ pub(super) async fn secret_rotation(
         .function_arn
         .unwrap_or_default();
     let described = described(secret)?;
-    let stages = described.version_ids_to_stages.clone().unwrap_or_default();
-    let holder = |stage: &str| {
-        stages
-            .iter()
-            .find(|(_, s)| s.iter().any(|s| s == stage))
-            .map(|(id, _)| id.clone())
-    };
+    let stages = shared_auth::aws::versions::Stages::of(described);
+    let holder = |stage: &str| stages.holder(stage).map(str::to_owned);
     let current = holder("AWSCURRENT").context("the guard secret has no AWSCURRENT version")?;
     let previous = holder("AWSPREVIOUS");
     if let Some(pending) = holder("AWSPENDING").filter(|p| *p != current) {
