@@ -14,6 +14,7 @@
 //! 6. One integration-test binary per crate (`tests/main.rs`, each file a module of it).
 //! 7. A dev build of the binaries reuses the tests' dependency builds: one feature set.
 //! 8. No module circles in any crate: imports go one way, parents above their children.
+//! 9. One reader of a secret's stages (`shared_auth::aws::versions::Stages`).
 
 use std::path::{Path, PathBuf};
 
@@ -873,6 +874,62 @@ fn no_module_circles_in_any_crate() {
         found.is_empty(),
         "module circles; break each by moving what both sides need into a module of its own \
          below them (a leaf type, the shared step), so imports only go one way:\n  {}",
+        found.join("\n  ")
+    );
+}
+
+/// Where a secret's stages are read: `shared_auth::aws::versions::Stages`, alone.
+const STAGES_HOME: &str = "crates/shared-auth/src/aws/versions.rs";
+
+/// The files of `files` (path, text) whose code reads `VersionIdsToStages` itself.
+fn stage_readers(files: &[(String, String)]) -> Vec<String> {
+    files
+        .iter()
+        .filter(|(path, _)| path != STAGES_HOME)
+        .filter(|(_, text)| code_only(text).contains("version_ids_to_stages"))
+        .map(|(path, _)| path.clone())
+        .collect()
+}
+
+#[test]
+fn one_reader_of_a_secrets_stages() {
+    let file = |p: &str, t: &str| (p.to_owned(), t.to_owned());
+    assert_eq!(
+        stage_readers(&[
+            file(
+                "a.rs",
+                "let s = d.version_ids_to_stages.unwrap_or_default();"
+            ),
+            file(
+                "b.rs",
+                "// version_ids_to_stages, in a comment\nlet s = \"version_ids_to_stages\";"
+            ),
+            file(STAGES_HOME, "d.version_ids_to_stages.clone()"),
+        ]),
+        ["a.rs"],
+        "a read outside the home is found; comments, strings and the home are not"
+    );
+    let mut files = Vec::new();
+    for krate in crates() {
+        for dir in ["src", "tests", "benches", "examples"] {
+            for path in rust_files(&krate.join(dir)) {
+                let shown = path
+                    .strip_prefix(root())
+                    .unwrap_or(&path)
+                    .display()
+                    .to_string();
+                files.push((
+                    shown,
+                    std::fs::read_to_string(&path).expect("readable source"),
+                ));
+            }
+        }
+    }
+    let found = stage_readers(&files);
+    assert!(
+        found.is_empty(),
+        "these read a secret's VersionIdsToStages themselves; ask \
+         shared_auth::aws::versions::Stages (one describe, holder(stage), of_version):\n  {}",
         found.join("\n  ")
     );
 }
