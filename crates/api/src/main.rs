@@ -1,3 +1,7 @@
+//! The api's binary: loads its settings, then serves the [`api::Application`] until asked to
+//! stop, or with `--migrate` applies the schema and exits, or with `--check-config` prints the
+//! settings (secrets redacted).
+
 use std::process::ExitCode;
 use std::time::Duration;
 

@@ -1,3 +1,5 @@
+//! The function's binary: the Lambda runtime's loop around [`post_confirm::handle`].
+
 // The function's future nests the AWS SDK's (a secret read inside a delivery inside the
 // runtime's loop) deeper than rustc's default layout depth of 128.
 #![recursion_limit = "256"]

@@ -3,10 +3,11 @@
 //! is the queue's side alone: its messages, the writes (hand off, back off, dead-letter) and
 //! the backoff; it reads neither the trigger nor the sweep.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use aws_sdk_sqs::Client as Sqs;
 use aws_sdk_sqs::error::DisplayErrorContext;
+use lambda_support::route::unix_now;
 use serde::{Deserialize, Serialize};
 
 use crate::event::Registration;
@@ -49,13 +50,6 @@ pub struct DeadLetter {
 #[derive(Debug, thiserror::Error)]
 #[error("SQS: {0}")]
 pub struct QueueError(String);
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
 
 /// The retry queue and its dead-letter queue.
 #[derive(Debug, Clone)]

@@ -9,10 +9,11 @@
 //! ten a second: ListUsers shares a 30-per-second quota with the app's own user operations.
 //! A user the api cannot register now is queued like a trigger's registration.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use aws_sdk_cognitoidentityprovider::error::DisplayErrorContext;
 use aws_sdk_cognitoidentityprovider::types::{UserStatusType, UserType};
+use lambda_support::route::unix_now;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -65,13 +66,6 @@ pub fn requested(raw: &Value, default_window_s: u64) -> Option<Result<Cursor, St
         since: window.map(|w| now.saturating_sub(i64::try_from(w).unwrap_or(i64::MAX))),
         token: None,
     }))
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// The least time a page needs: a listing and up to 60 registrations.
