@@ -15,6 +15,7 @@
 //! 7. A dev build of the binaries reuses the tests' dependency builds: one feature set.
 //! 8. No module circles in any crate: imports go one way, parents above their children.
 //! 9. One reader of a secret's stages (`shared_auth::aws::versions::Stages`).
+//! 10. Every source file opens with a `//!` saying what it is.
 
 use std::path::{Path, PathBuf};
 
@@ -878,6 +879,27 @@ fn no_module_circles_in_any_crate() {
     );
 }
 
+/// Every Rust file of every crate (its `src`, `tests`, `benches`, `examples`), by path from the
+/// workspace root, with its text.
+fn all_sources() -> Vec<(String, String)> {
+    let mut files = Vec::new();
+    for krate in crates() {
+        for dir in ["src", "tests", "benches", "examples"] {
+            for path in rust_files(&krate.join(dir)) {
+                let shown = path
+                    .strip_prefix(root())
+                    .unwrap_or(&path)
+                    .display()
+                    .to_string();
+                files.push((
+                    shown,
+                    std::fs::read_to_string(&path).expect("readable source"),
+                ));
+            }
+        }
+    }
+    files
+}
 /// Where a secret's stages are read: `shared_auth::aws::versions::Stages`, alone.
 const STAGES_HOME: &str = "crates/shared-auth/src/aws/versions.rs";
 
@@ -909,27 +931,41 @@ fn one_reader_of_a_secrets_stages() {
         ["a.rs"],
         "a read outside the home is found; comments, strings and the home are not"
     );
-    let mut files = Vec::new();
-    for krate in crates() {
-        for dir in ["src", "tests", "benches", "examples"] {
-            for path in rust_files(&krate.join(dir)) {
-                let shown = path
-                    .strip_prefix(root())
-                    .unwrap_or(&path)
-                    .display()
-                    .to_string();
-                files.push((
-                    shown,
-                    std::fs::read_to_string(&path).expect("readable source"),
-                ));
-            }
-        }
-    }
+    let files = all_sources();
     let found = stage_readers(&files);
     assert!(
         found.is_empty(),
         "these read a secret's VersionIdsToStages themselves; ask \
          shared_auth::aws::versions::Stages (one describe, holder(stage), of_version):\n  {}",
+        found.join("\n  ")
+    );
+}
+
+/// The files of `files` (path, text) that do not open with a `//!` saying what they are.
+fn undocumented(files: &[(String, String)]) -> Vec<String> {
+    files
+        .iter()
+        .filter(|(_, text)| !text.trim_start().starts_with("//!"))
+        .map(|(path, _)| path.clone())
+        .collect()
+}
+
+#[test]
+fn every_source_file_says_what_it_is() {
+    let file = |p: &str, t: &str| (p.to_owned(), t.to_owned());
+    assert_eq!(
+        undocumented(&[
+            file("a.rs", "//! What a is.\nfn a() {}"),
+            file("b.rs", "// a plain comment\nfn b() {}"),
+            file("c.rs", "/// an item's doc\nfn c() {}"),
+        ]),
+        ["b.rs", "c.rs"]
+    );
+    let files = all_sources();
+    let found = undocumented(&files);
+    assert!(
+        found.is_empty(),
+        "open each with a `//!` saying what the file is for:\n  {}",
         found.join("\n  ")
     );
 }
