@@ -17,7 +17,7 @@ mod migration;
 use anyhow::{Context, Result, bail};
 use aws_sdk_secretsmanager::Client as SecretsManager;
 use secrecy::{ExposeSecret, SecretString};
-use testkit::aws::explain;
+use testkit::aws::{AwsContext, explain};
 use testkit::cmd;
 
 use shared_auth::aws::versions;
@@ -312,8 +312,7 @@ async fn ensure_first_version(
                 .secret_string(make()?.expose_secret())
                 .send()
                 .await
-                .map_err(|e| anyhow::anyhow!(explain(&e)))
-                .with_context(|| format!("cannot write the first version of `{id}`"))?;
+                .aws(&format!("cannot write the first version of `{id}`"))?;
             eprintln!("· {what} `{id}`: first version written (value not shown)");
             Ok(())
         }
@@ -359,7 +358,7 @@ async fn clear_configuration_test_copy(settings: &Settings) -> Result<()> {
             .remove_from_version_id(&pending)
             .send()
             .await
-            .map_err(|e| anyhow::anyhow!(explain(&e)))?;
+            .aws("remove the configuration test's AWSPENDING")?;
         eprintln!(
             "· local AWS: removed the AWSPENDING version its rotation-configuration test left on {pending} (AWS removes it itself)"
         );

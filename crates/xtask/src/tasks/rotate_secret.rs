@@ -16,6 +16,7 @@ use shared_auth::aws::versions::{self, Acceptance, PREVIOUS};
 use shared_auth::rotation::{Step, function_timeout};
 use shared_auth::waf::{GuardRuleGroup, rule_group_name};
 use shared_auth::{Settings, SigningMode};
+use testkit::aws::AwsContext;
 
 use crate::flags;
 use crate::support::context::{check_local_aws, settings_for};
@@ -131,8 +132,7 @@ async fn revoke_previous(settings: &Settings) -> Result<()> {
         .remove_from_version_id(&previous)
         .send()
         .await
-        .map_err(|e| anyhow::anyhow!(testkit::aws::explain(&e)))
-        .context("cannot remove AWSPREVIOUS")?;
+        .aws("cannot remove AWSPREVIOUS")?;
     eprintln!("· version {previous} is no longer AWSPREVIOUS in Secrets Manager");
     if settings.guard.mode == SigningMode::Static {
         let group = GuardRuleGroup {
@@ -204,8 +204,7 @@ async fn rotate_in_aws(settings: &Settings) -> Result<()> {
         .secret_id(secret_id)
         .send()
         .await
-        .map_err(|e| anyhow::anyhow!(testkit::aws::explain(&e)))
-        .with_context(|| format!("cannot read `{secret_id}`"))?;
+        .aws(&format!("cannot read `{secret_id}`"))?;
     let Some(function) = described.rotation_lambda_arn().filter(|a| !a.is_empty()) else {
         bail!(
             "`{secret_id}` has no rotation function: `cargo xtask deploy --env {}` attaches it",
@@ -217,8 +216,7 @@ async fn rotate_in_aws(settings: &Settings) -> Result<()> {
         .secret_id(secret_id)
         .send()
         .await
-        .map_err(|e| anyhow::anyhow!(testkit::aws::explain(&e)))
-        .context("RotateSecret failed (a rotation already in progress answers this too)")?;
+        .aws("RotateSecret failed (a rotation already in progress answers this too)")?;
     let token = started.version_id().unwrap_or_default().to_owned();
     eprintln!("· rotation of `{secret_id}` to version {token} started; function {function}");
     eprintln!(

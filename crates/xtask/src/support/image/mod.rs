@@ -83,8 +83,7 @@ pub async fn repository_exists(settings: &Settings) -> Result<bool> {
         {
             Ok(false)
         }
-        Err(e) => Err(anyhow::anyhow!(testkit::aws::explain(&e)))
-            .context("cannot look up the ECR repository"),
+        Err(e) => Err(e).aws("cannot look up the ECR repository"),
     }
 }
 
