@@ -6,7 +6,8 @@
 //! 2. No crate depends on a deployable (`api`, `post-confirm`, `rotate-secret`): what two
 //!    crates share lives in a library (`shared-auth`, `lambda-support`), and xtask runs a
 //!    deployable's built binary rather than linking it.
-//! 3. A deployable depends on `testkit` only as a dev-dependency.
+//! 3. A deployable depends on `testkit` only as a dev-dependency, directly or through another
+//!    crate (its normal and build dependency tree holds no testkit).
 //! 4. No `#[path]` attribute: shared code is a crate, not a file included twice.
 //! 5. The light `cargo xtask` (no `cloud` feature, what `up` and `test` build) links no AWS SDK
 //!    that what `up` runs does not link already: the deploy-only SDKs (EC2, ECS, ECR, Lambda,
@@ -967,5 +968,44 @@ fn every_source_file_says_what_it_is() {
         found.is_empty(),
         "open each with a `//!` saying what the file is for:\n  {}",
         found.join("\n  ")
+    );
+}
+
+/// Whether a `cargo tree --prefix none` listing holds testkit.
+fn lists_testkit(tree: &str) -> bool {
+    tree.lines()
+        .any(|line| line.split_whitespace().next() == Some("testkit"))
+}
+
+#[test]
+fn no_deployable_ships_testkit_even_through_another_crate() {
+    assert!(lists_testkit(
+        "api v0.1.0 (/w/crates/api)\ntestkit v0.1.0 (/w/crates/testkit)\n"
+    ));
+    assert!(!lists_testkit(
+        "api v0.1.0\ntestkit-like v1.0.0\nshared-auth v0.1.0 (*)\n"
+    ));
+    let mut wrong = Vec::new();
+    for deployable in DEPLOYABLES {
+        let tree = cargo_stdout(
+            &[
+                "tree",
+                "--locked",
+                "-p",
+                deployable,
+                "-e",
+                "normal,build",
+                "--prefix",
+                "none",
+            ],
+            &[],
+        );
+        if lists_testkit(&String::from_utf8_lossy(&tree)) {
+            wrong.push(deployable);
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "these deployables link testkit through a normal or build dependency (`cargo tree -p <name> -i testkit -e normal,build` shows the path); test support must not ship: {wrong:?}"
     );
 }
