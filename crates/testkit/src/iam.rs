@@ -385,6 +385,11 @@ pub struct Account {
 }
 
 impl Account {
+    /// The bucket a local bootstrap names when the user named none (a local state).
+    pub fn unnamed_state_bucket(environment: &str) -> String {
+        format!("tollgate-state-{environment}")
+    }
+
     /// The account of `environment` as the user's `TOLLGATE__DEPLOY__…` values describe it
     /// (`rendered::account::user_values`); a throwaway bucket name where none is given (a
     /// local state).
@@ -398,7 +403,7 @@ impl Account {
         Account {
             environment: environment.to_owned(),
             state_bucket: value("TOLLGATE__DEPLOY__STATE_BUCKET")
-                .unwrap_or_else(|| format!("tollgate-state-{environment}")),
+                .unwrap_or_else(|| Self::unnamed_state_bucket(environment)),
             hosted_zone_id: value("TOLLGATE__DEPLOY__HOSTED_ZONE_ID"),
             domain: value("TOLLGATE__DEPLOY__DOMAIN"),
         }

@@ -105,7 +105,7 @@ fn local_bootstrap(settings: &Settings, endpoint: &str) -> Result<()> {
         state_bucket: d
             .state_bucket
             .clone()
-            .unwrap_or_else(|| format!("tollgate-state-{}", settings.env)),
+            .unwrap_or_else(|| testkit::iam::Account::unnamed_state_bucket(&settings.env)),
         hosted_zone_id: d.hosted_zone_id.clone(),
         domain: d.domain.clone(),
     };
