@@ -3,12 +3,10 @@
 //! Dev-only: a dev-dependency of the crates' tests and a dependency of xtask, never of a
 //! deployable (`api`, `post-confirm`). One copy of each piece:
 //!
-//! - [`cmd`]: running external commands visibly (each echoed before it runs);
+//! - [`cmd`], [`aws`], [`process`], [`runtime_api`]: `opskit`'s, which the deploy path shares
+//!   (re-exported here, so a test names one kit);
 //! - [`services`]: PostgreSQL (TLS required, throwaway CA from [`tls`]) and moto_server on
 //!   loopback, owned by guards that stop them;
-//! - [`process`]: a child process with its output in a log file, killed when dropped;
-//! - [`runtime_api`]: a local AWS Lambda Runtime API, so the real `post-confirm` binary runs here
-//!   as it runs in Lambda;
 //! - [`receiver`]: a scripted `POST /user` that verifies signatures as the api does;
 //! - [`cognito`]: a user pool in moto, sign-up and confirmation, the PostConfirmation event;
 //! - [`secrets`]: new random secrets and writing them as Secrets Manager versions;
@@ -21,25 +19,22 @@
 //! - [`twin`]: the network a Terraform state describes (subnets, route tables, NAT and internet
 //!   gateways, security groups), built in network namespaces;
 //! - [`iam`]: IAM's policy evaluation (explicit deny, identity ∩ boundary, conditions), so a
-//!   test can ask what the rendered policies allow;
-//! - [`aws`]: one way to give an AWS SDK error its context.
+//!   test can ask what the rendered policies allow.
 
-pub mod aws;
-pub mod cmd;
 pub mod cognito;
 pub mod iam;
 pub mod platform;
-pub mod process;
 pub mod queues;
 pub mod receiver;
 #[cfg(feature = "platform")]
 pub mod rendered;
-pub mod runtime_api;
 pub mod secrets;
 pub mod services;
 pub mod stack;
 pub mod tls;
 pub mod twin;
+
+pub use opskit::{aws, cmd, process, runtime_api};
 
 pub use shared_auth::aws::sdk_config;
 

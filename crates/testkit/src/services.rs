@@ -3,37 +3,16 @@
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
 use crate::cmd;
 use crate::tls::TestCa;
-
-/// Set by a process that outlives an interrupt ([`outlive_interrupts`]).
-static OUTLIVES_INTERRUPTS: AtomicBool = AtomicBool::new(false);
-
-/// Says that this process outlives an interrupt and then stops its servers through their
-/// guards (xtask: it handles Ctrl-C and SIGTERM). Its servers then lead process groups of their
-/// own, so that an interrupt aimed at it or at its other children does not kill them before
-/// their guards stop them cleanly. A test binary does not call it: an interrupt ends it
-/// without running a guard, so its servers stay in its group and end with it, rather than
-/// outlive it (a killed deploy test left its moto_server and registry running).
-pub fn outlive_interrupts() {
-    OUTLIVES_INTERRUPTS.store(true, Ordering::SeqCst);
-}
-
-/// A server's command: in a process group of its own when this process outlives interrupts.
-fn grouped(command: &mut Command) -> &mut Command {
-    if OUTLIVES_INTERRUPTS.load(Ordering::SeqCst) {
-        command.process_group(0);
-    }
-    command
-}
+pub use opskit::moto::{MOTO_CONFIG, MOTO_TRANSITIONS, configure_moto};
+pub use opskit::process::outlive_interrupts;
 
 /// The port moto_server uses unless it is taken.
 pub const MOTO_PORT: u16 = 4566;
@@ -122,36 +101,6 @@ fn hba_for(tls: bool, host: &str, any_client: bool) -> String {
 }
 
 impl Postgres {
-    /// Finds the PostgreSQL server binaries: on PATH, else the newest under
-    /// /usr/lib/postgresql/*/bin (Debian's layout).
-    pub fn find_binaries() -> Result<PathBuf> {
-        if let Some(initdb) = cmd::which("initdb")
-            && let Some(dir) = initdb.parent()
-            && dir.join("pg_ctl").is_file()
-        {
-            return Ok(dir.to_path_buf());
-        }
-        let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path().join("bin"))
-            .filter(|d| d.join("initdb").is_file() && d.join("pg_ctl").is_file())
-            .collect();
-        dirs.sort_by_key(|d| {
-            d.parent()
-                .and_then(|v| v.file_name())
-                .and_then(|v| v.to_str())
-                .and_then(|v| v.parse::<u32>().ok())
-                .unwrap_or(0)
-        });
-        dirs.pop().context(
-            "PostgreSQL server binaries (initdb, pg_ctl) not found.\n  \
-             Install them: `apt-get install postgresql` (Debian/Ubuntu), or\n  \
-             point the tests at a server you run: DATABASE_URL=postgres://user:password@127.0.0.1:5432/postgres",
-        )
-    }
-
     /// Creates and starts a new cluster that requires TLS. As root, runs it as the `postgres`
     /// user (the server refuses to run as root).
     pub fn start() -> Result<Self> {
@@ -180,7 +129,7 @@ impl Postgres {
     }
 
     fn start_with(tls: bool, host: &str, netns: Option<String>, db: Database) -> Result<Self> {
-        let bin_dir = Self::find_binaries()?;
+        let bin_dir = opskit::locate::postgres_binaries()?;
         let as_postgres_user = running_as_root();
         if as_postgres_user && cmd::which("runuser").is_none() {
             bail!(
@@ -249,7 +198,7 @@ impl Postgres {
             .arg(&log)
             .args(["-o", &options, "start"])
             .stdout(Stdio::null());
-        grouped(&mut pg_ctl);
+        opskit::process::grouped(&mut pg_ctl);
         cmd::run(&mut pg_ctl)
             .with_context(|| format!("PostgreSQL did not start; see {}", log.display()))?;
         eprintln!("· PostgreSQL: listening on {}:{}", pg.host, pg.port);
@@ -397,57 +346,6 @@ pub const MOTO_ENV: [(&str, &str, &str); 3] = [
     ),
 ];
 
-/// moto's run-time configuration (`POST /moto-api/config`): Lambda without Docker, so an
-/// invocation (Secrets Manager's rotation test of the configuration) answers as a stub
-/// instead of failing for want of a container engine.
-pub const MOTO_CONFIG: &str = r#"{"lambda":{"use_docker":false}}"#;
-
-/// moto's state transitions (`POST /moto-api/state-manager/set-transition`): an ECS task stays
-/// `RUNNING` until it is stopped, as in ECS. moto's default moves it on at every
-/// `DescribeTasks` (RUNNING, DEACTIVATING, STOPPING, …), so the rotation function, which
-/// lists the service's running tasks, would find none.
-pub const MOTO_TRANSITIONS: &str =
-    r#"{"model_name":"ecs::task","transition":{"progression":"manual","times":1000000000}}"#;
-
-/// Applies [`MOTO_CONFIG`] and [`MOTO_TRANSITIONS`] to the moto_server at `endpoint`
-/// (`http://host:port`).
-pub fn configure_moto(endpoint: &str) -> Result<()> {
-    for (path, body) in [
-        ("/moto-api/config", MOTO_CONFIG),
-        ("/moto-api/state-manager/set-transition", MOTO_TRANSITIONS),
-    ] {
-        moto_api(endpoint, path, body)?;
-    }
-    Ok(())
-}
-
-fn moto_api(endpoint: &str, path: &str, body: &str) -> Result<()> {
-    use std::io::{Read, Write};
-    let host = endpoint
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_owned();
-    let mut stream = TcpStream::connect(&host)
-        .with_context(|| format!("cannot reach moto_server at {endpoint}"))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        stream,
-        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer)?;
-    let status = answer.split_whitespace().nth(1).unwrap_or_default();
-    if !status.starts_with('2') {
-        bail!(
-            "moto_server at {endpoint} refused {path}: {}",
-            answer.lines().next().unwrap_or("(no answer)")
-        );
-    }
-    Ok(())
-}
-
 /// moto_server on loopback: a local AWS for Secrets Manager, Cognito and the Terraform stack.
 /// Dropping it stops the server.
 #[derive(Debug)]
@@ -498,7 +396,7 @@ impl Moto {
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out);
-        grouped(&mut command);
+        opskit::process::grouped(&mut command);
         cmd::echo(&command);
         let child = command.spawn().context("cannot start moto_server")?;
         let moto = Moto { child, port, log };
@@ -568,7 +466,7 @@ impl LocalRegistry {
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out);
-        grouped(&mut command);
+        opskit::process::grouped(&mut command);
         cmd::echo(&command);
         let child = command.spawn().context("cannot start the registry")?;
         let registry = LocalRegistry { child, port, log };

@@ -27,6 +27,7 @@ pub enum Task {
     Migrate(Migrate),
     SqlxPrepare(SqlxPrepare),
     Timing(Timing),
+    Tidy(Tidy),
     Reconcile(Reconcile),
     Redrive(Redrive),
     Fuzz(Fuzz),
@@ -179,6 +180,12 @@ pub struct SqlxPrepare {
     #[arg(long)]
     pub check: bool,
 }
+
+/// Check the house rules (crates/xtask/tests/tidy.rs): function length, no module circles, no
+/// test kit in a shipped build, one reader of a secret, one builder of a guarded request's
+/// credentials, a `//!` on every file, and the rest. Each rule says what to do when it fails.
+#[derive(Debug, Args)]
+pub struct Tidy {}
 
 /// Measure whether verifying a credential leaks how close a forgery came: Welch's t-test of
 /// verification times for credentials differing in the first versus the last byte, both modes.

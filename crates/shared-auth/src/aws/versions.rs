@@ -249,7 +249,7 @@ pub async fn at_stage(
     secret_id: &str,
     stage: &str,
 ) -> Result<Option<Version>, VersionsError> {
-    read(sm, secret_id, None, stage).await
+    read(sm, secret_id, None, Some(stage)).await
 }
 
 /// Version `version_id` of `secret_id` if it holds `stage` (and a value); `None` otherwise.
@@ -259,22 +259,27 @@ pub async fn at_version(
     version_id: &str,
     stage: &str,
 ) -> Result<Option<Version>, VersionsError> {
-    Ok(read(sm, secret_id, Some(version_id), stage)
+    Ok(read(sm, secret_id, Some(version_id), Some(stage))
         .await?
         .filter(|v| !v.value.expose_secret().is_empty()))
 }
 
-async fn read(
+/// The one `GetSecretValue` of the workspace's code: the version of `secret_id` named by
+/// `version_id` and/or `stage` (AWS's default, `AWSCURRENT`, when neither is named; name the
+/// stage with a version id: moto otherwise looks for `AWSCURRENT` on it); `None` when no such
+/// version exists (or, in moto, it holds no value). Every other reader calls this or the
+/// narrower [`at_stage`], [`at_version`], [`current`] and [`accepted`].
+pub async fn read(
     sm: &SecretsManager,
     secret_id: &str,
     version_id: Option<&str>,
-    stage: &str,
+    stage: Option<&str>,
 ) -> Result<Option<Version>, VersionsError> {
     let result = sm
         .get_secret_value()
         .secret_id(secret_id)
         .set_version_id(version_id.map(str::to_owned))
-        .version_stage(stage)
+        .set_version_stage(stage.map(str::to_owned))
         .send()
         .await;
     match result {

@@ -27,18 +27,9 @@ pub mod image;
 pub mod lambda;
 pub mod secrets;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-/// What setup looks for to run arm64 functions: Debian's `libc6-arm64-cross`.
-pub const ARM64_LIBC: &str = "aarch64 glibc (libc6-arm64-cross)";
-
-/// Where Debian's arm64 C library lies (`qemu-aarch64-static -L` takes it).
-pub fn arm64_sysroot() -> Option<PathBuf> {
-    let dir = Path::new("/usr/aarch64-linux-gnu");
-    dir.join("lib/ld-linux-aarch64.so.1")
-        .exists()
-        .then(|| dir.to_owned())
-}
+pub use opskit::locate::{ARM64_LIBC, arm64_sysroot};
 
 /// One way the local world differs from AWS for a process: a variable it gets (or a file it
 /// sees, or a setting of the local AWS) that AWS would not give it, and why.

@@ -7,8 +7,8 @@
 
 use anyhow::{Context, Result, bail};
 use aws_sdk_secretsmanager::Client as SecretsManager;
-
-use crate::aws::AwsContext;
+use secrecy::ExposeSecret;
+use shared_auth::aws::versions;
 
 /// One parsed `valueFrom`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,18 +54,13 @@ impl ValueFrom {
 
     /// The value ECS would put in the variable.
     pub async fn resolve(&self, sm: &SecretsManager) -> Result<String> {
-        let mut get = sm.get_secret_value().secret_id(&self.secret);
-        if let Some(id) = &self.version_id {
-            get = get.version_id(id);
-        }
         // moto looks for AWSCURRENT on any version when no stage is named (infra/README.md).
-        get = get.version_stage(self.version_stage.as_deref().unwrap_or("AWSCURRENT"));
-        let text = get
-            .send()
+        let stage = self.version_stage.as_deref().unwrap_or("AWSCURRENT");
+        let version = versions::read(sm, &self.secret, self.version_id.as_deref(), Some(stage))
             .await
-            .aws(&format!("cannot read {}", self.secret))?
-            .secret_string
-            .with_context(|| format!("{} has no string value", self.secret))?;
+            .with_context(|| format!("cannot read {}", self.secret))?
+            .with_context(|| format!("{} has no value", self.secret))?;
+        let text = version.value.expose_secret().to_owned();
         let Some(key) = &self.json_key else {
             return Ok(text);
         };

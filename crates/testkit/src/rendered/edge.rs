@@ -22,15 +22,8 @@ async fn signer(world: &World) -> Result<(GuardContract, SecretString)> {
     let vars = function.environment.iter().cloned().collect();
     let contract = shared_auth::load_for(shared_auth::Component::Lambda, &vars)?.guard;
     let sm = aws_sdk_secretsmanager::Client::new(&world.deployed.sdk().await);
-    let secret = sm
-        .get_secret_value()
-        .secret_id(world.guard_secret_arn()?)
-        .version_stage("AWSCURRENT")
-        .send()
-        .await?
-        .secret_string
-        .context("the guard secret is not text")?;
-    Ok((contract, SecretString::from(secret)))
+    let secret = shared_auth::aws::versions::current(&sm, &world.guard_secret_arn()?).await?;
+    Ok((contract, secret.value))
 }
 
 /// A registration of a new user, signed now with the current secret, plus `extra` headers.

@@ -519,16 +519,12 @@ impl World {
                 .as_str()
                 .context("the instance has no managed master secret")?
                 .to_owned();
-        let text = sm
-            .get_secret_value()
-            .secret_id(&arn)
-            .version_stage("AWSCURRENT")
-            .send()
-            .await
+        let text = shared_auth::aws::versions::at_stage(&sm, &arn, "AWSCURRENT")
+            .await?
             .context("the master secret has no value")?
-            .secret_string
-            .context("the master secret is not text")?;
-        let secret: Value = serde_json::from_str(&text).context("the master secret is not JSON")?;
+            .value;
+        let secret: Value = serde_json::from_str(secrecy::ExposeSecret::expose_secret(&text))
+            .context("the master secret is not JSON")?;
         let user = secret["username"]
             .as_str()
             .map(str::to_owned)

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
+use opskit::cmd;
 use sha2::{Digest, Sha256};
 use shared_auth::Settings;
-use testkit::cmd;
 
 use crate::support::context::{cargo, lock_file, workspace_root};
 #[cfg(feature = "cloud")]
@@ -323,6 +323,7 @@ pub fn api_target(architecture: &str) -> (&'static str, &'static str) {
 /// cargo-zigbuild builds, so that once these have run, those find nothing left to compile.
 /// `cargo xtask test` runs them beside the tests' own build ([`BuildLock`] held), so that the
 /// deploy test, which needs the tests' build first, does not start on them minutes later.
+#[cfg(feature = "local")]
 pub fn cross_builds(settings: &Settings) -> Result<Vec<Command>> {
     let (flag, lambda_triple) = lambda_target(&settings.deploy.lambda_architecture);
     let (api_triple, _) = api_target(&settings.deploy.api_architecture);

@@ -34,7 +34,7 @@ pub fn handle_interrupts() {
         return;
     }
     // This process lives on after an interrupt: its servers keep out of its children's way.
-    testkit::services::outlive_interrupts();
+    opskit::process::outlive_interrupts();
 }
 
 pub fn interrupted() -> bool {
@@ -78,11 +78,13 @@ impl Group {
         self.0.wait().context("waiting for a child")
     }
 
+    #[cfg(feature = "local")]
     pub fn try_wait(&mut self) -> Result<Option<ExitStatus>> {
         self.0.try_wait().context("looking at a child")
     }
 
     /// Kills the whole group (the child and whatever it started), then reaps the child.
+    #[cfg(feature = "local")]
     pub fn kill(&mut self) {
         stop(&[self.id()], Signal::SIGKILL);
         let _ = self.0.wait();
@@ -96,16 +98,16 @@ impl Drop for Group {
     }
 }
 
-/// Runs `cmd` as a [`Group`] (echoed first, as `testkit::cmd::status` does) and waits for it.
+/// Runs `cmd` as a [`Group`] (echoed first, as `opskit::cmd::status` does) and waits for it.
 pub fn status(cmd: &mut Command) -> Result<ExitStatus> {
-    testkit::cmd::echo(cmd);
+    opskit::cmd::echo(cmd);
     Group::spawn(cmd)?.wait()
 }
 
-/// [`status`], failing when `cmd` does, as `testkit::cmd::run` does.
+/// [`status`], failing when `cmd` does, as `opskit::cmd::run` does.
 pub fn run(cmd: &mut Command) -> Result<()> {
     let ended = status(cmd)?;
-    testkit::cmd::succeeded(cmd, ended)
+    opskit::cmd::succeeded(cmd, ended)
 }
 
 /// Sends SIGTERM to every group still listed: what an interrupt of xtask does.

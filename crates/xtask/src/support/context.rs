@@ -13,7 +13,9 @@ use shared_auth::{Component, Settings};
 use {anyhow::bail, shared_auth::Unfilled};
 
 // Ctrl-C lives with the children it stops; every task reaches it from here.
-pub use crate::support::children::{handle_interrupts, interrupted};
+pub use crate::support::children::handle_interrupts;
+#[cfg(feature = "local")]
+pub use crate::support::children::interrupted;
 
 /// The file at `path` (created with its folder if missing), opened for locking: what a lock
 /// that one process of this checkout holds at a time is taken on.
@@ -50,15 +52,15 @@ pub fn cargo() -> String {
 }
 
 /// Builds `binaries` in the dev profile as the tests build them
-/// (`testkit::stack::dev_build_args`: the workspace's feature set, so every dependency build
+/// (`opskit::build::dev_build_args`: the workspace's feature set, so every dependency build
 /// is theirs) and returns the folder they are in, target/debug/. What `up`, `migrate` and the
 /// local Lambda runs start.
 pub fn dev_build(binaries: &[&str]) -> Result<PathBuf> {
     let root = workspace_root();
-    testkit::cmd::run(
+    opskit::cmd::run(
         std::process::Command::new(cargo())
             .current_dir(&root)
-            .args(testkit::stack::dev_build_args(binaries)),
+            .args(opskit::build::dev_build_args(binaries)),
     )
     .context("the build failed: fix the compile error above")?;
     Ok(root.join("target").join("debug"))
@@ -137,7 +139,7 @@ pub fn check_local_aws(settings: &Settings) -> Result<()> {
     }
     // A moto started by hand lacks the run-time configuration the stack needs (Lambda
     // invocations as stubs); it is idempotent, so it is applied every time.
-    testkit::services::configure_moto(url)
+    opskit::moto::configure_moto(url)
         .context("the local AWS is not a moto_server that takes its configuration")?;
     Ok(())
 }

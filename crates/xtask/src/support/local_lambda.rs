@@ -1,5 +1,5 @@
 //! A deployable Lambda function run here, as Lambda runs it: the debug build of its binary
-//! under `testkit`'s local Runtime API, its log in `target/tollgate/`. What a local AWS cannot
+//! under `opskit`'s local Runtime API, its log in `target/tollgate/`. What a local AWS cannot
 //! invoke (`reconcile` through the sign-up function, `rotate-secret` through the rotation
 //! function) is invoked this way, with the real binary: xtask links neither.
 
@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use testkit::process::Process;
-use testkit::runtime_api::{Outcome, RuntimeApi};
+use opskit::process::Process;
+use opskit::runtime_api::{Outcome, RuntimeApi};
 
 use crate::support::context::{dev_build, work_dir};
 

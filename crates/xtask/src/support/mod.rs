@@ -10,6 +10,7 @@ pub mod context;
 pub mod dns;
 #[cfg(feature = "cloud")]
 pub mod image;
+#[cfg(feature = "local")]
 pub mod lambda_log;
 #[cfg(feature = "cloud")]
 pub mod local_lambda;

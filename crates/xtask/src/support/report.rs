@@ -2,7 +2,7 @@
 //! `verify` both report through it, so their tables read alike.
 
 use anyhow::Result;
-use testkit::cmd;
+use opskit::cmd;
 
 #[derive(Debug, Default)]
 pub struct Report {
@@ -13,6 +13,7 @@ pub struct Report {
 
 impl Report {
     /// A report that also prints each check as it is recorded.
+    #[cfg(feature = "local")]
     pub fn live() -> Self {
         Self {
             checks: Vec::new(),

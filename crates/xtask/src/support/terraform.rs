@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
+use opskit::cmd;
 use serde_json::Value;
 use shared_auth::Settings;
-use testkit::cmd;
 
 use crate::support::context::{lock_file, work_dir, workspace_root};
 use crate::support::render;
@@ -248,7 +248,7 @@ pub fn show_plan(dir: &Path, file: &str) -> Result<Value> {
 pub fn state_resources(dir: &Path) -> Result<BTreeMap<String, Value>> {
     let text = cmd::output(terraform(dir).args(["show", "-json", "-no-color"]))?;
     let state: Value = serde_json::from_str(&text).context("terraform show is not JSON")?;
-    Ok(testkit::iam::resources(&state))
+    Ok(opskit::state::resources(&state))
 }
 
 #[cfg(test)]

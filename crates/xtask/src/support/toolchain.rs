@@ -4,7 +4,7 @@
 use std::process::Command;
 
 use anyhow::Result;
-use testkit::cmd;
+use opskit::cmd;
 
 /// Adds the Rust target `triple` through rustup unless it is installed.
 pub fn ensure_rust_target(triple: &str) -> Result<()> {

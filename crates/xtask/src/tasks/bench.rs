@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
+use opskit::cmd;
 use serde_json::json;
-use testkit::cmd;
 use testkit::services::{Moto, Postgres};
 
 use crate::flags;
@@ -224,7 +224,7 @@ fn build_dev() -> Result<Binaries> {
 /// A PostgreSQL client binary from PATH or the server's install folder.
 pub fn pg_bin(name: &str) -> Option<PathBuf> {
     cmd::which(name).or_else(|| {
-        Postgres::find_binaries()
+        opskit::locate::postgres_binaries()
             .ok()
             .map(|dir| dir.join(name))
             .filter(|p| p.is_file())

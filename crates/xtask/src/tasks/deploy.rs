@@ -16,9 +16,9 @@ mod migration;
 
 use anyhow::{Context, Result, bail};
 use aws_sdk_secretsmanager::Client as SecretsManager;
+use opskit::aws::{AwsContext, explain};
+use opskit::cmd;
 use secrecy::{ExposeSecret, SecretString};
-use testkit::aws::{AwsContext, explain};
-use testkit::cmd;
 
 use shared_auth::aws::versions;
 use shared_auth::waf::{GuardRuleGroup, rule_group_name};
@@ -100,12 +100,12 @@ impl flags::Deploy {
 /// state is kept next to the environment's folder.
 fn local_bootstrap(settings: &Settings, endpoint: &str) -> Result<()> {
     let d = &settings.deploy;
-    let account = testkit::iam::Account {
+    let account = opskit::bootstrap::Account {
         environment: settings.env.clone(),
         state_bucket: d
             .state_bucket
             .clone()
-            .unwrap_or_else(|| testkit::iam::Account::unnamed_state_bucket(&settings.env)),
+            .unwrap_or_else(|| opskit::bootstrap::Account::unnamed_state_bucket(&settings.env)),
         hosted_zone_id: d.hosted_zone_id.clone(),
         domain: d.domain.clone(),
     };
@@ -117,7 +117,7 @@ fn local_bootstrap(settings: &Settings, endpoint: &str) -> Result<()> {
         settings.env,
         work.display()
     );
-    testkit::iam::try_apply_bootstrap(
+    opskit::bootstrap::try_apply_bootstrap(
         &crate::support::context::workspace_root(),
         &work,
         endpoint,
@@ -188,7 +188,7 @@ async fn rotation_schedule(settings: &Settings, dir: &std::path::Path) -> Result
 /// each secret's first version, and in `static` mode the WAF rule group.
 async fn before_the_stack(settings: &Settings, dir: &std::path::Path, yes: bool) -> Result<()> {
     let env = &settings.env;
-    let sdk = testkit::sdk_config(&settings.aws).await;
+    let sdk = shared_auth::aws::sdk_config(&settings.aws).await;
     let sm = SecretsManager::new(&sdk);
     let login_secret = db_app_secret_name(env);
     let mut missing = Vec::new();
@@ -292,21 +292,15 @@ async fn ensure_first_version(
     id: &str,
     make: impl FnOnce() -> Result<SecretString>,
 ) -> Result<()> {
-    let current = sm
-        .get_secret_value()
-        .secret_id(id)
-        .version_stage("AWSCURRENT")
-        .send()
-        .await;
+    let current = versions::at_stage(sm, id, versions::CURRENT)
+        .await
+        .with_context(|| format!("cannot read the {what} `{id}`"))?;
     match current {
-        Ok(_) => {
+        Some(_) => {
             eprintln!("· {what} `{id}` already has a version");
             Ok(())
         }
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_resource_not_found_exception()) =>
-        {
+        None => {
             sm.put_secret_value()
                 .secret_id(id)
                 .secret_string(make()?.expose_secret())
@@ -316,7 +310,6 @@ async fn ensure_first_version(
             eprintln!("· {what} `{id}`: first version written (value not shown)");
             Ok(())
         }
-        Err(e) => bail!("cannot read the {what} `{id}`: {}", explain(&e)),
     }
 }
 
@@ -328,7 +321,7 @@ async fn ensure_first_version(
 /// copy of the current value is touched; no function runs on a local AWS that could be
 /// writing one.
 async fn clear_configuration_test_copy(settings: &Settings) -> Result<()> {
-    let sm = SecretsManager::new(&testkit::sdk_config(&settings.aws).await);
+    let sm = SecretsManager::new(&shared_auth::aws::sdk_config(&settings.aws).await);
     let id = &settings.guard.secret_id;
     let stages = versions::Stages::describe(&sm, id).await?;
     let holder = |stage: &str| stages.holder(stage).map(str::to_owned);
@@ -336,22 +329,17 @@ async fn clear_configuration_test_copy(settings: &Settings) -> Result<()> {
     else {
         return Ok(());
     };
-    // Each read names the stage too: moto otherwise looks for AWSCURRENT on any version id.
     let value = |version: String, stage: &'static str| {
         let sm = sm.clone();
         async move {
-            sm.get_secret_value()
-                .secret_id(id)
-                .version_id(version)
-                .version_stage(stage)
-                .send()
-                .await
-                .ok()
-                .and_then(|o| o.secret_string)
+            let read = versions::at_version(&sm, id, &version, stage).await;
+            read.ok()
+                .flatten()
+                .map(|v| v.value.expose_secret().to_owned())
         }
     };
-    let copy = value(pending.clone(), "AWSPENDING").await;
-    if pending != current && (copy.is_none() || copy == value(current, "AWSCURRENT").await) {
+    let copy = value(pending.clone(), versions::PENDING).await;
+    if pending != current && (copy.is_none() || copy == value(current, versions::CURRENT).await) {
         sm.update_secret_version_stage()
             .secret_id(id)
             .version_stage("AWSPENDING")

@@ -5,7 +5,7 @@
 //! that protection with an apply (the database still gets a final snapshot), then destroys.
 
 use anyhow::Result;
-use testkit::cmd;
+use opskit::cmd;
 
 use crate::flags;
 use crate::support::context::{block_on, check_local_aws, confirm, settings_for};
@@ -78,7 +78,9 @@ impl flags::Destroy {
         let name = shared_auth::waf::rule_group_name(env);
         let deleted = block_on(async {
             shared_auth::waf::GuardRuleGroup {
-                client: aws_sdk_wafv2::Client::new(&testkit::sdk_config(&settings.aws).await),
+                client: aws_sdk_wafv2::Client::new(
+                    &shared_auth::aws::sdk_config(&settings.aws).await,
+                ),
             }
             .delete(&name)
             .await

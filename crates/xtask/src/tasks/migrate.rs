@@ -6,7 +6,7 @@
 use std::process::Command;
 
 use anyhow::Result;
-use testkit::cmd;
+use opskit::cmd;
 
 use crate::flags;
 use crate::support::context::{dev_build, workspace_root};

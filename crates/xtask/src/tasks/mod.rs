@@ -1,6 +1,7 @@
 //! The tasks, one module each: `cargo xtask <task>` runs `flags::<Task>::run`, which reads as
 //! the list of named steps it takes. What several tasks use lives in [`crate::support`].
 
+#[cfg(feature = "local")]
 pub mod bench;
 #[cfg(feature = "cloud")]
 pub mod deploy;
@@ -8,6 +9,7 @@ pub mod deploy;
 pub mod destroy;
 pub mod fuzz;
 pub mod migrate;
+#[cfg(feature = "local")]
 pub mod moto;
 #[cfg(feature = "cloud")]
 pub mod package;
@@ -15,14 +17,20 @@ pub mod package;
 pub mod reconcile;
 #[cfg(feature = "cloud")]
 pub mod redrive;
+#[cfg(feature = "local")]
 pub mod registry;
 #[cfg(feature = "cloud")]
 pub mod rotate_secret;
 pub mod setup;
+#[cfg(feature = "local")]
 pub mod soak;
+#[cfg(feature = "local")]
 pub mod sqlx_prepare;
+#[cfg(feature = "local")]
 pub mod test;
+pub mod tidy;
 pub mod timing;
+#[cfg(feature = "local")]
 pub mod up;
 #[cfg(feature = "cloud")]
 pub mod verify;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use aws_sdk_sqs::Client as Sqs;
-use testkit::aws::AwsContext;
+use opskit::aws::AwsContext;
 
 use crate::flags;
 use crate::support::context::{block_on, check_local_aws, settings_for};
@@ -32,7 +32,7 @@ impl flags::Redrive {
             None => terraform::output_str(&outputs()?, "retry_queue_url")?,
         };
         block_on(async {
-            let sqs = Sqs::new(&testkit::sdk_config(&settings.aws).await);
+            let sqs = Sqs::new(&shared_auth::aws::sdk_config(&settings.aws).await);
             let moved = if settings.aws.endpoint_url.is_some() {
                 let moved = move_by_hand(&sqs, &from, &to).await?;
                 println!(

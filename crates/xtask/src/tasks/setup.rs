@@ -5,7 +5,7 @@
 //!   (`~/.cache/tollgate/tools/<name>-<pins' id>`, pinned in `crates/xtask/tools/*.txt`: the
 //!   local world's, the builds', checkov's; `cargo clean` keeps them, clones share them), never
 //!   into the user's Python; xtask and testkit find them there without PATH edits
-//!   (`testkit::cmd::path_with_tools`). A tool already on PATH is used as it is.
+//!   (`opskit::cmd::path_with_tools`). A tool already on PATH is used as it is.
 //! - Rust targets and components come through rustup.
 //! - System packages are installed with apt-get when that can run without a question (root, or
 //!   passwordless sudo, as in CI); otherwise one message lists every missing package with the
@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
-use testkit::cmd;
+use opskit::cmd;
 
 use crate::flags::{self, Scope};
 use crate::support::artifacts;
@@ -187,7 +187,7 @@ const NEEDS: &[Need] = &[
         source: Source::System("qemu-user-static", None),
     },
     Need {
-        name: testkit::platform::ARM64_LIBC,
+        name: opskit::locate::ARM64_LIBC,
         why: "runs the arm64 functions here (with qemu)",
         used_by: TEST,
         source: Source::System("libc6-arm64-cross", None),
@@ -257,11 +257,11 @@ fn survey(scope: Scope) -> Vec<Row> {
                     .iter()
                     .any(|c| c.starts_with(need.name))
                     .then(|| "rustup".to_owned()),
-                _ if need.name == "initdb" => testkit::services::Postgres::find_binaries()
+                _ if need.name == "initdb" => opskit::locate::postgres_binaries()
                     .ok()
                     .map(|dir| dir.display().to_string()),
-                _ if need.name == testkit::platform::ARM64_LIBC => {
-                    testkit::platform::arm64_sysroot().map(|dir| dir.display().to_string())
+                _ if need.name == opskit::locate::ARM64_LIBC => {
+                    opskit::locate::arm64_sysroot().map(|dir| dir.display().to_string())
                 }
                 // The security tools run from their own environment: checkov's brings an
                 // older cloudsplaining, which `which` would find first.
@@ -349,7 +349,7 @@ pub fn ensure(scope: Scope) -> Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    for venv in testkit::cmd::TOOL_ENVIRONMENTS {
+    for venv in opskit::cmd::TOOL_ENVIRONMENTS {
         if missing
             .iter()
             .any(|n| matches!(n.source, Source::Python(v) if v == venv))

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::SystemTime;
 
 use anyhow::{Context, Result, bail};
-use testkit::cmd;
+use opskit::cmd;
 use testkit::services::Postgres;
 
 use crate::flags;

@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use opskit::cmd;
 use testkit::AWS_ENDPOINT_VAR;
-use testkit::cmd;
 use testkit::services::{Moto, Postgres};
 
 use crate::flags;

@@ -23,14 +23,14 @@ use anyhow::{Context, Result, bail};
 
 use crate::flags::Scope;
 use aws_sdk_secretsmanager::Client as SecretsManager;
+use opskit::cmd;
+use opskit::process::Process;
+use opskit::runtime_api::{Outcome, RuntimeApi};
 use secrecy::SecretString;
 use serde_json::Value;
 use shared_auth::{Component, GuardContract};
-use testkit::cmd;
 use testkit::cognito::{PoolUser, UserPool};
-use testkit::process::Process;
 use testkit::queues::Queues;
-use testkit::runtime_api::{Outcome, RuntimeApi};
 use testkit::services::{Moto, Postgres, free_port};
 
 use crate::flags;
@@ -53,7 +53,7 @@ impl flags::Up {
             #[cfg(feature = "cloud")]
             return network::run();
             #[cfg(not(feature = "cloud"))]
-            return crate::forward_to_cloud();
+            return crate::forward_to_cloud(crate::Build::Full);
         }
         tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -163,9 +163,9 @@ async fn up(flags: flags::Up) -> Result<()> {
 
 /// Builds `api` and `post-confirm` in the dev profile, as the tests build them (the workspace's
 /// feature set, so `up` and the tests share every dependency build:
-/// `testkit::stack::dev_build_args`).
+/// `opskit::build::dev_build_args`).
 pub(crate) fn build() -> Result<Deployables> {
-    Ok(Deployables::in_dir(&dev_build(&testkit::stack::DEV_BUILD)?))
+    Ok(Deployables::in_dir(&dev_build(&opskit::build::DEV_BUILD)?))
 }
 
 /// moto_server, and PostgreSQL (TLS required) unless DATABASE_URL names one.
@@ -198,7 +198,7 @@ pub(crate) async fn provision(
     // Loopback plays the ALB: its X-Forwarded-For entries are believed, as the VPC's are in AWS.
     settings.guard.trusted_proxies = vec!["127.0.0.0/8".parse()?];
     settings.aws.endpoint_url = Some(moto.endpoint());
-    let sdk = testkit::sdk_config(&settings.aws).await;
+    let sdk = shared_auth::aws::sdk_config(&settings.aws).await;
     let secret = testkit::secrets::new_secret()?;
     let sm = SecretsManager::new(&sdk);
     testkit::secrets::put_secret(&sm, &settings.guard.secret_id, &secret)

@@ -9,9 +9,9 @@ pub mod push;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
+use opskit::aws::AwsContext;
 use secrecy::SecretString;
 use shared_auth::Settings;
-use testkit::aws::AwsContext;
 
 pub use oci::Image;
 pub use push::RegistryClient;
@@ -45,7 +45,7 @@ pub async fn registry_for(settings: &Settings) -> Result<RegistryClient> {
     if let Some(host) = &settings.deploy.registry {
         return RegistryClient::new(host, None);
     }
-    let config = testkit::sdk_config(&settings.aws).await;
+    let config = shared_auth::aws::sdk_config(&settings.aws).await;
     let ecr = aws_sdk_ecr::Client::new(&config);
     let token = ecr
         .get_authorization_token()
@@ -68,7 +68,7 @@ pub async fn repository_exists(settings: &Settings) -> Result<bool> {
     if settings.deploy.registry.is_some() {
         return Ok(true);
     }
-    let config = testkit::sdk_config(&settings.aws).await;
+    let config = shared_auth::aws::sdk_config(&settings.aws).await;
     let ecr = aws_sdk_ecr::Client::new(&config);
     match ecr
         .describe_repositories()

@@ -148,7 +148,7 @@ fn busy_ticks(stat: &str) -> u64 {
 }
 
 fn clock_ticks_per_second() -> Result<f64> {
-    let out = testkit::cmd::output(std::process::Command::new("getconf").arg("CLK_TCK"))?;
+    let out = opskit::cmd::output(std::process::Command::new("getconf").arg("CLK_TCK"))?;
     out.trim()
         .parse()
         .with_context(|| format!("getconf CLK_TCK printed {out:?}"))

@@ -9,11 +9,11 @@ use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
+use opskit::cmd;
+use opskit::process::Process;
 use secrecy::{ExposeSecret, SecretString};
 use shared_auth::Component;
-use testkit::cmd;
 use testkit::cognito::UserPool;
-use testkit::process::Process;
 use testkit::services::{Moto, Postgres, free_port};
 
 use super::cpu::{self, Split};
@@ -50,7 +50,7 @@ pub async fn rows(
         endpoint_url: Some(moto.endpoint()),
         ..testkit::local_aws_region()
     };
-    let sdk = testkit::sdk_config(&aws).await;
+    let sdk = shared_auth::aws::sdk_config(&aws).await;
     let pool = UserPool::create(&sdk, &moto.endpoint(), "bench").await?;
     let user = pool.sign_up("bench-user", "bench@example.com").await?;
     let secret = testkit::secrets::new_secret()?;

@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use aws_sdk_ecs::types::{AssignPublicIp, AwsVpcConfiguration, LaunchType, NetworkConfiguration};
+use opskit::aws::AwsContext;
+use opskit::cmd;
 use serde_json::Value;
 use shared_auth::Settings;
-use testkit::aws::AwsContext;
-use testkit::cmd;
 
 use crate::support::terraform;
 
@@ -44,7 +44,7 @@ pub async fn run(settings: &Settings, dir: &Path) -> Result<()> {
         );
         return Ok(());
     }
-    let ecs = aws_sdk_ecs::Client::new(&testkit::sdk_config(&settings.aws).await);
+    let ecs = aws_sdk_ecs::Client::new(&shared_auth::aws::sdk_config(&settings.aws).await);
     let cluster = attribute(&state, "aws_ecs_cluster.this", "name")?;
     let task = start(&ecs, &state, &cluster).await?;
     eprintln!("· migrations: task {task} started; waiting for it to stop");

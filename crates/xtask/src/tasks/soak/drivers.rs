@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use opskit::runtime_api::{Outcome, RuntimeApi};
 use serde_json::Value;
 use testkit::queues::Queues;
-use testkit::runtime_api::{Outcome, RuntimeApi};
 use tokio::time::MissedTickBehavior;
 
 use crate::tasks::bench::wrk::{self, Bodies, script_post, with_client};

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
-use testkit::cmd;
+use opskit::cmd;
 use testkit::rendered::{self, Report, world::Deployed};
 use testkit::services::{LocalRegistry, Moto};
 
@@ -34,11 +34,11 @@ pub fn run() -> Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     let values = runtime.block_on(rendered::account::user_values(&moto.endpoint(), ENV))?;
-    let bootstrap = testkit::iam::try_apply_bootstrap(
+    let bootstrap = opskit::bootstrap::try_apply_bootstrap(
         &workspace_root(),
         &dir.join("bootstrap"),
         &moto.endpoint(),
-        &testkit::iam::Account::from_values(ENV, &values),
+        &opskit::bootstrap::Account::from_values(ENV, &values),
     )?;
     let deploy = |args: &[&str]| -> Result<()> {
         let mut command = Command::new(std::env::current_exe()?);

@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result, bail};
 use aws_config::SdkConfig;
-use testkit::aws::AwsContext;
+use opskit::aws::AwsContext;
 
 use super::Outputs;
 use crate::support::terraform::output_str;

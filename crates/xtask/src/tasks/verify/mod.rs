@@ -14,9 +14,9 @@ mod service;
 use std::collections::HashMap;
 
 use anyhow::{Result, bail};
+use opskit::aws::AwsContext;
 use serde_json::Value;
 use shared_auth::Settings;
-use testkit::aws::AwsContext;
 
 use crate::flags;
 use crate::support::context::{block_on, require_supplied, settings_for};
@@ -45,7 +45,7 @@ impl flags::Verify {
 
 /// Every check, in the order the table shows them.
 async fn checks(settings: &Settings, outputs: &Outputs) -> Result<Report> {
-    let sdk = testkit::sdk_config(&settings.aws).await;
+    let sdk = shared_auth::aws::sdk_config(&settings.aws).await;
     let nat_eips = network::nat_eips(outputs)?;
     let mut report = Report::default();
     let lambda = aws_sdk_lambda::Client::new(&sdk)

@@ -5,9 +5,9 @@
 use anyhow::{Context, Result, bail};
 use aws_config::SdkConfig;
 use aws_sdk_secretsmanager::operation::describe_secret::DescribeSecretOutput as SecretDescription;
+use opskit::aws::AwsContext;
 use serde_json::Value;
 use shared_auth::Settings;
-use testkit::aws::AwsContext;
 
 use super::{Outputs, service::http};
 use crate::support::terraform::output_str;

@@ -9,9 +9,9 @@ use anyhow::{Context, Result, bail};
 use aws_config::SdkConfig;
 use aws_sdk_ecs::types::TaskDefinition;
 use aws_sdk_lambda::operation::get_function_configuration::GetFunctionConfigurationOutput as LambdaConfig;
+use opskit::aws::AwsContext;
 use serde_json::Value;
 use shared_auth::{Component, GuardContract, Settings};
-use testkit::aws::AwsContext;
 
 use super::Outputs;
 use crate::support::report::Report;

@@ -1,13 +1,37 @@
-//! A child process with its output in a log file; killed when dropped.
+//! A child process with its output in a log file, killed when dropped; and whether the servers
+//! this process starts lead process groups of their own ([`outlive_interrupts`]).
 
 use std::fs::File;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
 use crate::cmd;
+
+/// Set by a process that outlives an interrupt ([`outlive_interrupts`]).
+static OUTLIVES_INTERRUPTS: AtomicBool = AtomicBool::new(false);
+
+/// Says that this process outlives an interrupt and then stops its servers through their
+/// guards (xtask: it handles Ctrl-C and SIGTERM). Its servers then lead process groups of their
+/// own, so that an interrupt aimed at it or at its other children does not kill them before
+/// their guards stop them cleanly. A test binary does not call it: an interrupt ends it
+/// without running a guard, so its servers stay in its group and end with it, rather than
+/// outlive it (a killed deploy test left its moto_server and registry running).
+pub fn outlive_interrupts() {
+    OUTLIVES_INTERRUPTS.store(true, Ordering::SeqCst);
+}
+
+/// A server's command: in a process group of its own when this process outlives interrupts.
+pub fn grouped(command: &mut Command) -> &mut Command {
+    if OUTLIVES_INTERRUPTS.load(Ordering::SeqCst) {
+        command.process_group(0);
+    }
+    command
+}
 
 /// How long a service may take to become ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
