@@ -1,0 +1,332 @@
+//! `verify`'s edge checks, tested: the WAF's header shapes against real signatures, and the
+//! rule-group judgements against rules built as WAF returns them.
+
+/// The regex `infra/edge.tf` gives local `name`, as WAF receives it.
+fn edge_shape(name: &str) -> regex_lite::Regex {
+    let edge = include_str!("../../../../../../infra/edge.tf");
+    let line = edge
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("{name} in infra/edge.tf"));
+    let value = line
+        .split_once('"')
+        .and_then(|(_, rest)| rest.rsplit_once('"'))
+        .map(|(v, _)| v)
+        .expect("a quoted string");
+    regex_lite::Regex::new(value).expect("a valid regex")
+}
+
+/// The signature header a sender attaches in `hmac` mode ([`shared_auth::GuardContract::credentials`],
+/// the one builder), for `body` signed at `ts`.
+fn signature_of(secret: &secrecy::SecretString, ts: u64, body: &[u8]) -> String {
+    let vars =
+        std::collections::HashMap::from([("TOLLGATE__GUARD__MODE".to_owned(), "hmac".to_owned())]);
+    let contract = shared_auth::load_for(shared_auth::Component::Lambda, &vars)
+        .expect("local settings in hmac mode")
+        .guard;
+    let credentials = contract.credentials(secret, &contract.path, body, ts);
+    let (_, value) = credentials
+        .iter()
+        .find(|(name, _)| *name == contract.signature_header)
+        .expect("hmac mode signs");
+    value.to_owned()
+}
+
+/// The edge's hmac rule must let every real credential through and stop malformed ones:
+/// its shapes are checked against what the sender really signs.
+#[test]
+fn the_wafs_header_shapes_accept_every_real_signature_and_refuse_malformed_ones() {
+    let (timestamp, signature) = (edge_shape("timestamp_shape"), edge_shape("signature_shape"));
+    for n in 0..200u64 {
+        let secret = shared_auth::generate_secret().expect("random");
+        let ts = 1_700_000_000 + n * 7_919;
+        let sig = signature_of(&secret, ts, format!("{{\"n\":{n}}}").as_bytes());
+        assert!(timestamp.is_match(&ts.to_string()), "{ts}");
+        assert!(signature.is_match(&sig), "{sig}");
+        // During a rotation the sender may send two entries; a future version may add one.
+        assert!(signature.is_match(&format!("{sig} {sig}")));
+        assert!(signature.is_match(&format!("v2=abc {sig}")));
+    }
+    for bad in [
+        "",
+        "-1",
+        "12.5",
+        " 1700000000",
+        "1700000000 ",
+        "1234567890123",
+        "0x10",
+    ] {
+        assert!(!timestamp.is_match(bad), "timestamp {bad:?}");
+    }
+    let good = signature_of(&"k".repeat(43).into(), 1, b"{}");
+    for bad in [
+        String::new(),
+        "v1=".to_owned(),
+        "v1=abc".to_owned(),
+        good.replace("v1=", "v2="),
+        good.trim_end_matches('=').to_owned(),
+        format!("{good}x"),
+        format!("x{good}"),
+    ] {
+        assert!(!signature.is_match(&bad), "signature {bad:?}");
+    }
+}
+
+use aws_sdk_wafv2::primitives::Blob;
+use aws_sdk_wafv2::types::{
+    ByteMatchStatement, FieldToMatch, NotStatement, PositionalConstraint, RateBasedStatement,
+    RateBasedStatementAggregateKeyType, Rule, TextTransformation, UriPath, VisibilityConfig,
+};
+
+use super::*;
+
+fn path_match(path: &str, constraint: PositionalConstraint) -> Statement {
+    let mut b = ByteMatchStatement::builder()
+        .search_string(Blob::new(path))
+        .positional_constraint(constraint)
+        .field_to_match(
+            FieldToMatch::builder()
+                .uri_path(UriPath::builder().build())
+                .build(),
+        );
+    // Returned by WAF in any order.
+    for (priority, t) in [
+        TextTransformationType::Lowercase,
+        TextTransformationType::UrlDecode,
+        TextTransformationType::NormalizePath,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        b = b.text_transformations(
+            TextTransformation::builder()
+                .priority(priority as i32)
+                .r#type(t)
+                .build()
+                .expect("transformation"),
+        );
+    }
+    Statement::builder()
+        .byte_match_statement(b.build().expect("byte match"))
+        .build()
+}
+
+fn not(statement: Statement) -> Statement {
+    Statement::builder()
+        .not_statement(NotStatement::builder().statement(statement).build())
+        .build()
+}
+
+fn rate_rule(name: &str, scope_down: Option<Statement>) -> Rule {
+    let rate = RateBasedStatement::builder()
+        .limit(300)
+        .aggregate_key_type(RateBasedStatementAggregateKeyType::Ip)
+        .set_scope_down_statement(scope_down.map(Box::new))
+        .build()
+        .expect("rate statement");
+    Rule::builder()
+        .name(name)
+        .priority(2)
+        .statement(Statement::builder().rate_based_statement(rate).build())
+        .visibility_config(
+            VisibilityConfig::builder()
+                .sampled_requests_enabled(false)
+                .cloud_watch_metrics_enabled(true)
+                .metric_name(name)
+                .build()
+                .expect("visibility"),
+        )
+        .build()
+        .expect("rule")
+}
+
+fn blocking_and(name: &str, second: Statement) -> Rule {
+    let mut rule = rate_rule(name, None);
+    rule.action = Some(
+        aws_sdk_wafv2::types::RuleAction::builder()
+            .block(aws_sdk_wafv2::types::BlockAction::builder().build())
+            .build(),
+    );
+    rule.statement = Some(
+        Statement::builder()
+            .and_statement(
+                aws_sdk_wafv2::types::AndStatement::builder()
+                    .statements(path_match("/user", PositionalConstraint::Exactly))
+                    .statements(second)
+                    .build()
+                    .expect("and"),
+            )
+            .build(),
+    );
+    rule
+}
+
+#[test]
+fn the_source_rule_is_found_whatever_the_order_waf_returns_rules_in() {
+    let ip_set = "arn:aws:wafv2:ap-northeast-1:123456789012:regional/ipset/x/1";
+    let source = blocking_and(
+        "registration-from-nat-only",
+        not(Statement::builder()
+            .ip_set_reference_statement(
+                aws_sdk_wafv2::types::IpSetReferenceStatement::builder()
+                    .arn(ip_set)
+                    .build()
+                    .expect("ip set ref"),
+            )
+            .build()),
+    );
+    // hmac mode's shape rule: a blocking AND on the same path, but not the source check.
+    let shape = blocking_and(
+        "registration-signature-shape",
+        not(path_match("/other", PositionalConstraint::Exactly)),
+    );
+    for rules in [
+        vec![shape.clone(), source.clone()],
+        vec![source.clone(), shape.clone()],
+    ] {
+        let found = waf_rule_ok(&rules, "/user", ip_set).expect("found");
+        assert!(found.contains("registration-from-nat-only"), "{found}");
+    }
+    let err = waf_rule_ok(&[shape], "/user", ip_set).expect_err("no source rule");
+    assert!(
+        err.to_string().contains("registration-signature-shape"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_rate_rule_scoped_to_everything_but_the_guarded_path_passes() {
+    let rules = [rate_rule(
+        "app",
+        Some(not(path_match("/user", PositionalConstraint::Exactly))),
+    )];
+    assert!(rate_rules_spare_the_guarded_path(&rules, "/user").is_ok());
+    assert!(rate_rules_spare_the_guarded_path(&[], "/user").is_ok());
+}
+
+#[test]
+fn a_rate_rule_that_can_count_the_guarded_path_is_named() {
+    for (name, scope_down) in [
+        ("unscoped", None),
+        (
+            "on the path",
+            Some(path_match("/user", PositionalConstraint::StartsWith)),
+        ),
+        (
+            "not a prefix",
+            Some(not(path_match("/user", PositionalConstraint::StartsWith))),
+        ),
+        (
+            "not another path",
+            Some(not(path_match("/users", PositionalConstraint::Exactly))),
+        ),
+    ] {
+        let rules = [rate_rule(name, scope_down)];
+        let err = rate_rules_spare_the_guarded_path(&rules, "/user")
+            .expect_err(name)
+            .to_string();
+        assert!(err.contains(name), "{err}");
+    }
+}
+
+fn managed_rule(name: &str, scope_down: Option<Statement>) -> Rule {
+    Rule::builder()
+        .name(name)
+        .priority(10)
+        .statement(
+            Statement::builder()
+                .managed_rule_group_statement(
+                    aws_sdk_wafv2::types::ManagedRuleGroupStatement::builder()
+                        .vendor_name("AWS")
+                        .name(name)
+                        .set_scope_down_statement(scope_down.map(Box::new))
+                        .build()
+                        .expect("managed group"),
+                )
+                .build(),
+        )
+        .visibility_config(visibility(false))
+        .build()
+        .expect("rule")
+}
+
+#[test]
+fn a_managed_group_that_can_see_the_guarded_path_is_named() {
+    let scoped = managed_rule(
+        "AWSManagedRulesCommonRuleSet",
+        Some(not(path_match("/user", PositionalConstraint::Exactly))),
+    );
+    assert!(managed_rules_spare_the_guarded_path(std::slice::from_ref(&scoped), "/user").is_ok());
+    for (name, scope) in [
+        ("Unscoped", None),
+        (
+            "StartsWith",
+            Some(not(path_match("/user", PositionalConstraint::StartsWith))),
+        ),
+        (
+            "OtherPath",
+            Some(not(path_match("/users", PositionalConstraint::Exactly))),
+        ),
+        (
+            "NotNegated",
+            Some(path_match("/user", PositionalConstraint::Exactly)),
+        ),
+    ] {
+        let rules = [scoped.clone(), managed_rule(name, scope)];
+        let e = managed_rules_spare_the_guarded_path(&rules, "/user").expect_err(name);
+        assert!(e.to_string().contains(name), "{e}");
+    }
+}
+
+fn visibility(sampled: bool) -> VisibilityConfig {
+    VisibilityConfig::builder()
+        .sampled_requests_enabled(sampled)
+        .cloud_watch_metrics_enabled(true)
+        .metric_name("acl")
+        .build()
+        .expect("visibility")
+}
+
+fn acl(rules: Vec<Rule>, default_sampled: bool) -> aws_sdk_wafv2::types::WebAcl {
+    aws_sdk_wafv2::types::WebAcl::builder()
+        .name("acl")
+        .id("id")
+        .arn("arn")
+        .default_action(aws_sdk_wafv2::types::DefaultAction::builder().build())
+        .set_rules(Some(rules))
+        .visibility_config(visibility(default_sampled))
+        .build()
+        .expect("web ACL")
+}
+
+#[test]
+fn any_sampled_requests_are_named() {
+    let quiet = rate_rule("app", None);
+    assert!(no_sampled_requests(&acl(vec![quiet.clone()], false)).is_ok());
+    let err = no_sampled_requests(&acl(vec![quiet.clone()], true)).expect_err("default");
+    assert!(err.to_string().contains("(default action)"), "{err}");
+    let mut loud = rate_rule("loud", None);
+    loud.visibility_config = Some(visibility(true));
+    let err = no_sampled_requests(&acl(vec![quiet, loud], false)).expect_err("rule");
+    assert!(err.to_string().contains("loud"), "{err}");
+}
+
+#[test]
+fn a_redaction_that_misses_a_credential_header_names_it() {
+    for mode in ["hmac", "static"] {
+        let vars = std::collections::HashMap::from([
+            ("TOLLGATE_ENV".to_owned(), "local".to_owned()),
+            ("TOLLGATE__GUARD__MODE".to_owned(), mode.to_owned()),
+        ]);
+        let contract = shared_auth::load_for(shared_auth::Component::Lambda, &vars)
+            .expect("local contract")
+            .guard;
+        let needed = contract.credential_headers();
+        assert!(redaction_covers(&needed, &needed).is_ok());
+        for dropped in &needed {
+            let partial: Vec<String> = needed.iter().filter(|h| h != &dropped).cloned().collect();
+            let err = redaction_covers(&partial, &needed).expect_err(dropped);
+            assert!(err.to_string().contains(dropped.as_str()), "{err}");
+        }
+    }
+}
