@@ -3,13 +3,15 @@
 //!
 //! 1. No function longer than [`MAX_FN_LINES`] lines in `crates/*/src`: split it into named
 //!    steps.
-//! 2. No crate depends on a deployable (`api`, `post-confirm`, `rotate-secret`): what two
-//!    crates share lives in a library (`shared-auth`, `lambda-support`), and xtask runs a
-//!    deployable's built binary rather than linking it.
-//! 3. A deployable depends on `testkit` only as a dev-dependency, directly or through another
-//!    crate (its normal and build dependency tree holds no testkit).
+//! 2. No crate depends on a deployable: what two crates share lives in a library
+//!    (`shared-auth`, `lambda-support`), and xtask runs a deployable's built binary rather than
+//!    linking it. The deployables are read from the tree ([`deployables`]): a crate with a
+//!    binary that `infra/` deploys under its own name, never a list kept by hand.
+//! 3. `testkit` ships nowhere: neither a deployable nor the build that deploys (`xtask-cloud`,
+//!    xtask with `cloud` alone) has it in its normal or build dependency tree, directly or
+//!    through another crate. What the deploy path shares with the test kit is `opskit`.
 //! 4. No `#[path]` attribute: shared code is a crate, not a file included twice.
-//! 5. The light `cargo xtask` (no `cloud` feature, what `up` and `test` build) links no AWS SDK
+//! 5. The light `cargo xtask` (`local` alone, what `up` and `test` build) links no AWS SDK
 //!    that what `up` runs does not link already: the deploy-only SDKs (EC2, ECS, ECR, Lambda,
 //!    WAF) stay behind `cloud`, so a first `up` does not compile them.
 //! 6. One integration-test binary per crate (`tests/main.rs`, each file a module of it).
@@ -17,14 +19,19 @@
 //! 8. No module circles in any crate: imports go one way, parents above their children.
 //! 9. One reader of a secret's stages (`shared_auth::aws::versions::Stages`).
 //! 10. Every source file opens with a `//!` saying what it is.
+//! 11. One `GetSecretValue` in the code that runs (`crates/*/src`):
+//!     `shared_auth::aws::versions::read`. Tests may read a value themselves, as an observer
+//!     independent of the code under test.
+//! 12. One builder of a guarded request's credentials in the code that runs:
+//!     `GuardContract::credentials`. Only `shared-auth` calls `sign`; tests may sign requests no
+//!     sender would build (the adversarial suite's wrong methods and paths).
+//!
+//! Each rule that reads text has a self-test: it is fed a violating snippet and must find it.
 
 use std::path::{Path, PathBuf};
 
 /// The longest function the house accepts, signature to closing brace.
 const MAX_FN_LINES: usize = 80;
-
-/// The crates that ship: each is deployed on its own, and nothing links one.
-const DEPLOYABLES: [&str; 3] = ["api", "post-confirm", "rotate-secret"];
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -61,6 +68,64 @@ fn crates() -> Vec<PathBuf> {
         .collect();
     dirs.sort();
     dirs
+}
+
+/// The crates that ship, read from the tree: each crate with a binary (`src/main.rs` or a
+/// `[[bin]]`) that `infra/` deploys under its own name, as a Lambda function or an ECS task
+/// family (`"${local.name}-<crate>"`). Each is deployed on its own, and nothing links one.
+fn deployables() -> Vec<String> {
+    let with_binaries: Vec<String> = crates()
+        .iter()
+        .filter(|krate| has_binary(krate))
+        .filter_map(|krate| krate.file_name()?.to_str().map(str::to_owned))
+        .collect();
+    let infra: String = std::fs::read_dir(root().join("infra"))
+        .expect("infra/")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "tf"))
+        .map(|p| std::fs::read_to_string(p).expect("readable Terraform"))
+        .collect();
+    let found = deployed(&with_binaries, &infra);
+    assert!(
+        !found.is_empty(),
+        "no crate's binary is deployed by infra/*.tf: the rules that protect deployables would hold vacuously"
+    );
+    found
+}
+
+/// Whether a crate builds a binary.
+fn has_binary(krate: &Path) -> bool {
+    let manifest = std::fs::read_to_string(krate.join("Cargo.toml")).expect("Cargo.toml");
+    krate.join("src/main.rs").is_file() || manifest.contains("[[bin]]")
+}
+
+/// Of `crates` (with binaries), those `infra` (the Terraform text) deploys under their own name.
+fn deployed(crates: &[String], infra: &str) -> Vec<String> {
+    crates
+        .iter()
+        .filter(|name| infra.contains(&format!("\"${{local.name}}-{name}\"")))
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn deployables_are_what_infra_deploys() {
+    let infra = r#"
+        function_name = "${local.name}-post-confirm"
+        family        = "${local.name}-api"
+        name          = "${local.name}-api-tasks"
+        # xtask runs here: "${local.name}-xtask-cloud"
+    "#;
+    let crates = ["api", "post-confirm", "xtask", "testkit"].map(str::to_owned);
+    assert_eq!(deployed(&crates, infra), ["api", "post-confirm"]);
+    let found = deployables();
+    for library in ["shared-auth", "testkit", "opskit", "xtask"] {
+        assert!(
+            !found.iter().any(|d| d == library),
+            "{library} is not deployed: {found:?}"
+        );
+    }
 }
 
 /// `text` with comments, string and character literals blanked (newlines kept), so braces
@@ -281,6 +346,7 @@ fn dependencies(manifest: &Path) -> Vec<(String, String)> {
 
 #[test]
 fn no_crate_links_a_deployable_and_deployables_use_testkit_only_in_tests() {
+    let deployables = deployables();
     let mut wrong = Vec::new();
     for krate in crates() {
         let name = krate
@@ -289,15 +355,13 @@ fn no_crate_links_a_deployable_and_deployables_use_testkit_only_in_tests() {
             .unwrap_or("?")
             .to_owned();
         for (table, dependency) in dependencies(&krate.join("Cargo.toml")) {
-            if DEPLOYABLES.contains(&dependency.as_str()) {
+            if deployables.contains(&dependency) {
                 wrong.push(format!(
                     "crates/{name} depends on the deployable `{dependency}` ([{table}]): move what it \
                      needs into a library both use (shared-auth, lambda-support), or run the built binary"
                 ));
             }
-            if DEPLOYABLES.contains(&name.as_str())
-                && dependency == "testkit"
-                && table != "dev-dependencies"
+            if deployables.contains(&name) && dependency == "testkit" && table != "dev-dependencies"
             {
                 wrong.push(format!(
                     "crates/{name} depends on testkit in [{table}]: a deployable may use it in tests only \
@@ -358,9 +422,9 @@ fn every_crate_is_a_workspace_member() {
             "{relative} is not in [workspace] members: cargo test --workspace would skip it"
         );
     }
-    for dep in DEPLOYABLES {
+    for dep in deployables() {
         assert!(
-            members.iter().any(|m| m.ends_with(dep)),
+            members.iter().any(|m| m.ends_with(&dep)),
             "the deployable `{dep}` has no crate under crates/"
         );
     }
@@ -410,7 +474,7 @@ fn aws_sdks(package: &str, extra: &[&str]) -> std::collections::BTreeSet<String>
 
 #[test]
 fn the_light_xtask_links_no_sdk_that_up_would_not_build_anyway() {
-    let light = aws_sdks("xtask", &["--no-default-features"]);
+    let light = aws_sdks("xtask", &["--no-default-features", "--features", "local"]);
     let mut built_by_up = std::collections::BTreeSet::new();
     for package in ["api", "post-confirm", "testkit"] {
         built_by_up.extend(aws_sdks(package, &[]));
@@ -418,7 +482,7 @@ fn the_light_xtask_links_no_sdk_that_up_would_not_build_anyway() {
     let extra: Vec<&String> = light.difference(&built_by_up).collect();
     assert!(
         extra.is_empty(),
-        "`cargo xtask` without `cloud` links {extra:?}, which nothing `up` runs needs: make the \
+        "`cargo xtask` (`local` alone) links {extra:?}, which nothing `up` runs needs: make the \
          dependency optional in crates/xtask/Cargo.toml, add it to the `cloud` feature, and put \
          the code that uses it behind `#[cfg(feature = \"cloud\")]`"
     );
@@ -526,7 +590,7 @@ fn each_crate_has_one_test_binary() {
 }
 
 /// The dev builds of the binaries make no unit that the tests' build does not:
-/// `testkit::stack::dev_build_args` (what `up`, `migrate`, the local Lambda runs and the tests'
+/// `opskit::build::dev_build_args` (what `up`, `migrate`, the local Lambda runs and the tests'
 /// `built_binary` run), and `cargo lambda watch --bin post-confirm` (README's "Working on the
 /// Lambda alone", `up --no-lambda`'s hint, the lambda_watch test), which runs
 /// `cargo run --bin post-confirm`. When they did, each such build compiled its own copy of part
@@ -556,7 +620,7 @@ fn dev_builds_reuse_the_tests_units() {
     let builds = [
         (
             "a dev build of the binaries",
-            testkit::stack::dev_build_args(&["api", "post-confirm", "rotate-secret"]),
+            opskit::build::dev_build_args(&["api", "post-confirm", "rotate-secret"]),
         ),
         (
             "the emulator's build (`cargo lambda watch --bin post-confirm`)",
@@ -977,35 +1041,158 @@ fn lists_testkit(tree: &str) -> bool {
         .any(|line| line.split_whitespace().next() == Some("testkit"))
 }
 
+/// The builds that must not link testkit: every deployable, and `xtask-cloud` as the light
+/// build starts it (`cloud` alone), with the cargo flags that select each.
+fn shipped_builds() -> Vec<(String, Vec<String>)> {
+    let mut builds: Vec<(String, Vec<String>)> = deployables()
+        .into_iter()
+        .map(|d| (d.clone(), vec!["-p".to_owned(), d]))
+        .collect();
+    let cloud = "-p xtask --no-default-features --features cloud";
+    builds.push((
+        "xtask-cloud".to_owned(),
+        cloud.split(' ').map(str::to_owned).collect(),
+    ));
+    builds
+}
+
 #[test]
-fn no_deployable_ships_testkit_even_through_another_crate() {
+fn no_shipped_build_links_testkit_even_through_another_crate() {
     assert!(lists_testkit(
         "api v0.1.0 (/w/crates/api)\ntestkit v0.1.0 (/w/crates/testkit)\n"
     ));
     assert!(!lists_testkit(
         "api v0.1.0\ntestkit-like v1.0.0\nshared-auth v0.1.0 (*)\n"
     ));
+    // The rule sees testkit where it is: the full xtask build (the tests', with `local`) has it.
+    let full = cargo_stdout(
+        &[
+            "tree", "--locked", "-p", "xtask", "-e", "normal", "--prefix", "none",
+        ],
+        &[],
+    );
+    assert!(
+        lists_testkit(&String::from_utf8_lossy(&full)),
+        "xtask's default build (with `local`) should list testkit; the probe no longer sees it"
+    );
     let mut wrong = Vec::new();
-    for deployable in DEPLOYABLES {
-        let tree = cargo_stdout(
-            &[
-                "tree",
-                "--locked",
-                "-p",
-                deployable,
-                "-e",
-                "normal,build",
-                "--prefix",
-                "none",
-            ],
-            &[],
-        );
-        if lists_testkit(&String::from_utf8_lossy(&tree)) {
-            wrong.push(deployable);
+    for (name, select) in shipped_builds() {
+        let mut args: Vec<&str> =
+            vec!["tree", "--locked", "-e", "normal,build", "--prefix", "none"];
+        args.extend(select.iter().map(String::as_str));
+        if lists_testkit(&String::from_utf8_lossy(&cargo_stdout(&args, &[]))) {
+            wrong.push(name);
         }
     }
     assert!(
         wrong.is_empty(),
-        "these deployables link testkit through a normal or build dependency (`cargo tree -p <name> -i testkit -e normal,build` shows the path); test support must not ship: {wrong:?}"
+        "these shipped builds link testkit through a normal or build dependency (`cargo tree <flags> -i testkit -e normal,build` shows the path); test support must not ship, and what the deploy path needs of it belongs in opskit: {wrong:?}"
+    );
+}
+
+/// Where the code that runs reads a secret's value: `shared_auth::aws::versions::read`.
+const SECRET_READ_HOME: &str = "crates/shared-auth/src/aws/versions.rs";
+
+/// The files of `files` (path, text) under a crate's `src/` whose code calls
+/// `get_secret_value` outside its home.
+fn secret_readers(files: &[(String, String)]) -> Vec<String> {
+    files
+        .iter()
+        .filter(|(path, _)| path != SECRET_READ_HOME && path.contains("/src/"))
+        .filter(|(_, text)| code_only(text).contains("get_secret_value"))
+        .map(|(path, _)| path.clone())
+        .collect()
+}
+
+#[test]
+fn one_reader_of_a_secrets_value() {
+    let file = |p: &str, t: &str| (p.to_owned(), t.to_owned());
+    assert_eq!(
+        secret_readers(&[
+            file("crates/a/src/x.rs", "sm.get_secret_value().secret_id(id)"),
+            file(
+                "crates/a/src/y.rs",
+                "// get_secret_value\nlet s = \"get_secret_value\";"
+            ),
+            file("crates/a/tests/z.rs", "sm.get_secret_value()"),
+            file(SECRET_READ_HOME, "sm.get_secret_value()"),
+        ]),
+        ["crates/a/src/x.rs"],
+        "a read in src outside the home is found; comments, strings, tests and the home are not"
+    );
+    let found = secret_readers(&all_sources());
+    assert!(
+        found.is_empty(),
+        "these call GetSecretValue themselves; read through shared_auth::aws::versions \
+         (read, at_stage, at_version, current, accepted):\n  {}",
+        found.join("\n  ")
+    );
+}
+
+/// The files of `files` (path, text) under a crate's `src/`, outside `shared-auth`, whose code
+/// signs a guarded request itself rather than through `GuardContract::credentials`.
+fn own_signers(files: &[(String, String)]) -> Vec<String> {
+    let signs = |code: &str| {
+        [
+            "shared_auth::sign",
+            "shared_auth::string_to_sign",
+            "shared_auth::signing",
+        ]
+        .iter()
+        .any(|path| code.contains(path))
+            || code.split("use shared_auth::{").skip(1).any(|group| {
+                let names = group.split('}').next().unwrap_or_default();
+                names
+                    .split(|c: char| c == ',' || c.is_whitespace())
+                    .any(|n| matches!(n, "sign" | "string_to_sign" | "signing"))
+            })
+    };
+    files
+        .iter()
+        .filter(|(path, _)| path.contains("/src/") && !path.starts_with("crates/shared-auth/"))
+        .filter(|(_, text)| signs(&code_only(text)))
+        .map(|(path, _)| path.clone())
+        .collect()
+}
+
+#[test]
+fn one_builder_of_a_guarded_requests_credentials() {
+    let file = |p: &str, t: &str| (p.to_owned(), t.to_owned());
+    assert_eq!(
+        own_signers(&[
+            file(
+                "crates/a/src/x.rs",
+                "let s = shared_auth::sign(&k, 1, \"POST\", p, b);"
+            ),
+            file(
+                "crates/a/src/y.rs",
+                "use shared_auth::{GuardContract, sign};"
+            ),
+            file(
+                "crates/a/src/z.rs",
+                "use aws_sigv4::http_request::sign; sign(r, &p)"
+            ),
+            file(
+                "crates/a/src/w.rs",
+                "contract.credentials(&secret, path, body, now)"
+            ),
+            file(
+                "crates/a/tests/t.rs",
+                "shared_auth::sign(&k, 1, \"PUT\", p, b)"
+            ),
+            file(
+                "crates/shared-auth/src/lib.rs",
+                "sign(secret, now, m, p, b)"
+            ),
+        ]),
+        ["crates/a/src/x.rs", "crates/a/src/y.rs"],
+        "the guard's signer outside shared-auth is found; SigV4, the builder, tests and the home are not"
+    );
+    let found = own_signers(&all_sources());
+    assert!(
+        found.is_empty(),
+        "these sign a guarded request themselves; build its headers with \
+         GuardContract::credentials, the one builder:\n  {}",
+        found.join("\n  ")
     );
 }
