@@ -1,13 +1,66 @@
-//! The JSON body extractor every route uses: its rejections are problem+json like every other
-//! error, split the way a client can act on them — 415 without `application/json`, 413 over
-//! `api.body_limit_bytes`, 400 for broken JSON, 422 naming the field that is wrong.
+//! The request extractors, whose rejections are problem+json like every other error.
+//!
+//! - [`ProblemJson`]: the JSON body every route uses, refused the way a client can act on it —
+//!   415 without `application/json`, 413 over `api.body_limit_bytes`, 400 for broken JSON, 422
+//!   naming the field that is wrong.
+//! - [`Bearer`]: the claims of a verified Cognito ID token from `Authorization: Bearer …`; 401
+//!   with one text for every reason (the reason goes to the log), 503 when the user pool's keys
+//!   cannot be fetched, 404 when the api has no user pool configured.
 
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
+use crate::jwt::{IdClaims, TokenError};
 use crate::state::AppState;
+
+/// Every refused token gets this text, whatever the reason (logged, never answered).
+pub const INVALID_TOKEN: &str = "invalid token";
+
+/// The claims of the request's verified Cognito ID token.
+#[derive(Debug, Clone)]
+pub struct Bearer(pub IdClaims);
+
+impl FromRequestParts<AppState> for Bearer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Some(verifier) = state.jwt.as_ref() else {
+            return Err(ApiError::NotFound);
+        };
+        let claims = match bearer_token(&parts.headers) {
+            None => Err(TokenError::Missing),
+            Some(token) => verifier.verify(token, state.clock.now()).await,
+        };
+        claims.map(Bearer).map_err(|e| {
+            // The reason goes to the log only: the answer never says whether a signature was
+            // valid.
+            tracing::info!(reason = %e, "token refused");
+            match e {
+                TokenError::KeysUnavailable => {
+                    ApiError::Unavailable("the identity provider's keys are unavailable")
+                }
+                _ => ApiError::Unauthorized(INVALID_TOKEN),
+            }
+        })
+    }
+}
+
+/// The token of `Authorization: Bearer <token>` (the scheme in either case Cognito's clients
+/// send), trimmed; `None` when absent or empty.
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
 
 /// A JSON body of type `T`, or a problem+json rejection.
 #[derive(Debug, Clone)]

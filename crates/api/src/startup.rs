@@ -210,15 +210,15 @@ pub fn router(state: AppState) -> anyhow::Result<Router> {
     let filter = MethodFilter::try_from(method).context("guard.method is not a routable method")?;
     // The guard is a layer on this one handler: whatever path spelling reaches the handler
     // has passed the guard, and nothing else can reach it.
-    let registration = on(filter, routes::register).route_layer(
+    let registration = on(filter, routes::register::register).route_layer(
         axum::middleware::from_fn_with_state(state.clone(), guard::registration_guard),
     );
     let timeout = Duration::from_millis(state.settings.api.request_timeout_ms);
     Ok(Router::new()
         .route(&contract.path, registration)
-        .route("/users/me", get(routes::me))
-        .route("/healthz", get(routes::healthz))
-        .route("/readyz", get(routes::readyz))
+        .route("/users/me", get(routes::me::me))
+        .route("/healthz", get(routes::health::healthz))
+        .route("/readyz", get(routes::health::readyz))
         .route("/openapi.json", get(routes::openapi))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
