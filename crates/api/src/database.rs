@@ -29,7 +29,7 @@ use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 use tokio::sync::Mutex;
 
-use shared_auth::aws::secrets_manager;
+use shared_aws::secrets_manager;
 
 use crate::secrets::{SecretFetchError, fetch_stage};
 

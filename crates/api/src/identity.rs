@@ -54,7 +54,7 @@ impl UserDirectory {
         let (region, pool_id) = cognito_pool(issuer)?;
         let mut aws = settings.aws.clone();
         aws.region = Some(region);
-        let sdk = shared_auth::aws::sdk_config(&aws).await;
+        let sdk = shared_aws::sdk_config(&aws).await;
         Some(Self {
             client: Cognito::new(&sdk),
             pool_id,

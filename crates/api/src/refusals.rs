@@ -18,7 +18,7 @@ use shared_auth::DenyReason;
 
 use crate::budget::Budget;
 
-/// The metric's name (namespace [`shared_auth::emf::NAMESPACE`], dimensions `Service` and
+/// The metric's name (namespace [`shared_aws::emf::NAMESPACE`], dimensions `Service` and
 /// `Reason`, and `Service` alone for the total).
 pub const METRIC: &str = "RegistrationRefused";
 
@@ -114,7 +114,7 @@ fn not_logged_summary(code: &'static str, not_logged: u64) {
 /// Each count under `{Service, Reason}` and under `{Service}`: the refusal alarm
 /// (`infra/alarms.tf`) watches the total of every reason.
 fn emf_line(code: &str, count: u64) -> String {
-    use shared_auth::emf;
+    use shared_aws::emf;
     emf::line_with(
         "api",
         ("Reason", code),

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use aws_sdk_secretsmanager::Client as SecretsManager;
 use secrecy::{ExposeSecret, SecretString};
-use shared_auth::aws::{secrets_manager, versions};
 use shared_auth::{SecretSet, Settings};
+use shared_aws::{secrets_manager, versions};
 use tokio::sync::watch;
 
 use crate::clock::Clock;
@@ -131,7 +131,7 @@ pub struct Loaded {
 }
 
 /// The metric counting secret versions left out because their value cannot be a secret
-/// (namespace [`shared_auth::emf::NAMESPACE`], dimension `Stage`).
+/// (namespace [`shared_aws::emf::NAMESPACE`], dimension `Stage`).
 pub const UNUSABLE_METRIC: &str = "SecretVersionUnusable";
 
 impl Loaded {
@@ -148,7 +148,7 @@ impl Loaded {
             tracing::warn!(stage, version = %v.id, "secret version left out: its value is too short to be a secret");
             println!(
                 "{}",
-                shared_auth::emf::line("api", ("Stage", stage), &[(UNUSABLE_METRIC, 1, "Count")])
+                shared_aws::emf::line("api", ("Stage", stage), &[(UNUSABLE_METRIC, 1, "Count")])
             );
             left_out.push(versions::LeftOut {
                 stage,

@@ -430,13 +430,13 @@ async fn without_a_credential_every_source_gets_the_same_403_before_the_body() {
 async fn no_loaded_secret_means_503_not_a_pass() {
     let app = spawn_with(Options {
         provider: Some(api::secrets::SecretProvider::SecretsManager {
-            client: shared_auth::aws::secrets_manager(&shared_auth::AwsSettings {
+            client: shared_aws::secrets_manager(&shared_auth::AwsSettings {
                 region: Some("ap-northeast-1".into()),
                 endpoint_url: Some("http://127.0.0.1:9".into()),
             })
             .await,
             secret_id: "missing".into(),
-            acceptance: shared_auth::aws::versions::Acceptance {
+            acceptance: shared_aws::versions::Acceptance {
                 previous_grace_s: 3_600,
                 rotation_s: 960,
             },

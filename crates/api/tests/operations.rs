@@ -8,7 +8,7 @@ use api::secrets::SecretProvider;
 use aws_sdk_secretsmanager::Client as SecretsManager;
 use reqwest::StatusCode;
 use serde_json::Value;
-use shared_auth::aws::secrets_manager;
+use shared_aws::secrets_manager;
 use testkit::local_aws;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -45,10 +45,10 @@ async fn signed_status_at(app: &TestApp, secret: &str, sub: &str, at: u64) -> St
 }
 
 /// The contract's windows as the local settings give them.
-fn acceptance() -> shared_auth::aws::versions::Acceptance {
+fn acceptance() -> shared_aws::versions::Acceptance {
     let settings = shared_auth::load_for(shared_auth::Component::Api, &Default::default())
         .expect("local settings");
-    shared_auth::aws::versions::Acceptance::for_settings(&settings)
+    shared_aws::versions::Acceptance::for_settings(&settings)
 }
 
 /// A new secret in moto holding `value`, and an app reading it from there every second.

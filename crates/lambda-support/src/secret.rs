@@ -1,12 +1,12 @@
 //! The shared secret as a sender holds it: fetched lazily, cached for the contract's TTL,
 //! refetched at once when the api says the one in hand is no longer accepted. Read through
-//! the one reader of the secret's versions ([`shared_auth::aws::versions::current`]).
+//! the one reader of the secret's versions ([`shared_aws::versions::current`]).
 
 use std::time::{Duration, Instant};
 
 use aws_sdk_secretsmanager::Client as SecretsManager;
 use secrecy::SecretString;
-use shared_auth::aws::versions::{self, VersionsError};
+use shared_aws::versions::{self, VersionsError};
 use tokio::sync::Mutex;
 
 /// Where the secret comes from.

@@ -51,7 +51,7 @@ pub struct Deps {
 impl Deps {
     /// Builds the dependencies from settings, with the secret from Secrets Manager.
     pub async fn from_settings(settings: Settings) -> anyhow::Result<Self> {
-        let client = shared_auth::aws::secrets_manager(&settings.aws).await;
+        let client = shared_aws::secrets_manager(&settings.aws).await;
         let source = SecretSource::SecretsManager {
             client,
             secret_id: settings.guard.secret_id.clone(),
@@ -74,7 +74,7 @@ impl Deps {
             settings: settings.lambda.clone(),
             secrets: SecretCache::new(source, Duration::from_secs(settings.guard.secret_ttl_s)),
         };
-        let sdk = shared_auth::aws::sdk_config(&settings.aws).await;
+        let sdk = shared_aws::sdk_config(&settings.aws).await;
         let queue = settings.lambda.retry_queue.clone().map(|url| RetryQueue {
             sqs: aws_sdk_sqs::Client::new(&sdk),
             url,

@@ -3,7 +3,7 @@
 
 use crate::client::{Delivered, DeliveryError};
 
-/// The metric (namespace [`shared_auth::emf::NAMESPACE`], dimension `Outcome`).
+/// The metric (namespace [`shared_aws::emf::NAMESPACE`], dimension `Outcome`).
 pub const METRIC: &str = "Registration";
 
 /// How one registration ended.
@@ -56,7 +56,7 @@ pub fn is_final(error: &DeliveryError) -> bool {
 
 /// Prints one metric line for a registration that ended as `outcome` after `attempts`.
 pub fn emit(outcome: Outcome, attempts: u32) {
-    let line = shared_auth::emf::line(
+    let line = shared_aws::emf::line(
         "post-confirm",
         ("Outcome", outcome.as_str()),
         &[

@@ -38,7 +38,7 @@ async fn the_binary_processes_invocations_end_to_end() {
         .expect("clock")
         .as_nanos();
     let secret_id = format!("tollgate/test/bootstrap-{nanos}");
-    shared_auth::aws::secrets_manager(&aws)
+    shared_aws::secrets_manager(&aws)
         .await
         .create_secret()
         .name(&secret_id)

@@ -12,8 +12,8 @@ use lambda_support::secret::SecretSource;
 use post_confirm::queue::{DeadLetter, Message};
 use post_confirm::{Deps, handle};
 use serde_json::Value;
-use shared_auth::aws::secrets_manager;
 use shared_auth::{SecretSet, Settings};
+use shared_aws::secrets_manager;
 use testkit::queues::{Queues, Received};
 use testkit::receiver::{Receiver, Script};
 

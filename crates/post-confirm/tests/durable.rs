@@ -160,7 +160,7 @@ async fn a_poison_message_is_dead_lettered_after_its_receives_and_the_rest_of_it
     let contract = shared_auth::load_for(shared_auth::Component::Lambda, &Default::default())
         .expect("local settings")
         .guard;
-    let sm = shared_auth::aws::secrets_manager(&testkit::local_aws()).await;
+    let sm = shared_aws::secrets_manager(&testkit::local_aws()).await;
     let secret_id = format!("tollgate/test/poison-{}", uuid::Uuid::new_v4().simple());
     let secret = testkit::secrets::new_secret().expect("random");
     testkit::secrets::put_secret(&sm, &secret_id, &secret)

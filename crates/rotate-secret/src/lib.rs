@@ -13,7 +13,7 @@
 //! | `testSecret` | sends dry runs ([`shared_auth::DRY_RUN_HEADER`]) signed with the pending value, each of which must come back `204` verified with `pending`, and asks every task again | proves the whole path (ALB, WAF, guard) accepts it; no row is written |
 //! | `finishSecret` | moves `AWSCURRENT` to the token (the old value becomes `AWSPREVIOUS`, still accepted) and removes `AWSPENDING` | senders switch at their next fetch; the api still accepts what they hold |
 //!
-//! In `static` mode the WAF checks the header too ([`shared_auth::waf`]): `setSecret` first makes
+//! In `static` mode the WAF checks the header too ([`shared_aws::waf`]): `setSecret` first makes
 //! the rule group accept current, previous and pending, and `finishSecret` ends with current
 //! and previous, so the edge never refuses a value the api accepts.
 //!
@@ -28,12 +28,10 @@ use aws_sdk_secretsmanager::Client as SecretsManager;
 use aws_sdk_secretsmanager::error::DisplayErrorContext;
 use lambda_support::route::{self, GuardedRoute};
 use secrecy::{ExposeSecret, SecretString};
-use shared_auth::aws::versions::{
-    self, Acceptance, CURRENT, PENDING, Stages, Versions, VersionsError,
-};
 use shared_auth::rotation::{Step, UnknownStep};
-use shared_auth::waf::GuardRuleGroup;
 use shared_auth::{Settings, SigningMode};
+use shared_aws::versions::{self, Acceptance, CURRENT, PENDING, Stages, Versions, VersionsError};
+use shared_aws::waf::GuardRuleGroup;
 pub use verifiers::Verifiers;
 
 pub mod verifiers;
@@ -76,7 +74,8 @@ fn aws<E: std::error::Error + 'static, R: fmt::Debug>(
     RotationError::Aws(DisplayErrorContext(&e).to_string())
 }
 
-fn read(e: VersionsError, secret_id: &str) -> RotationError {
+/// A failed read of `secret_id`'s versions, as a rotation error.
+fn versions_error(e: VersionsError, secret_id: &str) -> RotationError {
     match e {
         VersionsError::NoCurrent => RotationError::NoCurrent(secret_id.to_owned()),
         VersionsError::Aws(e) => RotationError::Aws(e),
@@ -117,7 +116,7 @@ impl Rotator {
             settings.env != "local",
             concat!("tollgate-rotate-secret/", env!("CARGO_PKG_VERSION")),
         )?;
-        let sdk = shared_auth::aws::sdk_config(&settings.aws).await;
+        let sdk = shared_aws::sdk_config(&settings.aws).await;
         let local_api = (settings.env == shared_auth::settings::DEFAULT_ENV)
             .then_some(settings.lambda.api_base_url.as_str());
         let verifiers = Verifiers::from_vars(&|k| std::env::var(k).ok(), &sdk, local_api)?;
@@ -125,12 +124,12 @@ impl Rotator {
             verifiers,
             tasks_http: verifiers::client(&settings.lambda)?,
             acceptance: Acceptance::for_settings(settings),
-            sm: shared_auth::aws::secrets_manager(&settings.aws).await,
+            sm: shared_aws::secrets_manager(&settings.aws).await,
             route: GuardedRoute::new(http, settings.guard.clone(), &settings.lambda.api_base_url),
             budget,
             test_requests: 3,
             poll: Duration::from_millis(500),
-            waf: match std::env::var(shared_auth::waf::RULE_GROUP_ARN_VAR) {
+            waf: match std::env::var(shared_aws::waf::RULE_GROUP_ARN_VAR) {
                 Ok(arn) if !arn.is_empty() && settings.guard.mode == SigningMode::Static => Some((
                     GuardRuleGroup {
                         client: aws_sdk_wafv2::Client::new(&sdk),
@@ -146,7 +145,7 @@ impl Rotator {
     pub async fn accepted_versions(&self, secret_id: &str) -> Result<Versions, RotationError> {
         versions::accepted(&self.sm, secret_id, self.acceptance, versions::now_s())
             .await
-            .map_err(|e| read(e, secret_id))
+            .map_err(|e| versions_error(e, secret_id))
     }
 
     /// Makes the WAF accept exactly what Secrets Manager holds now (static mode only).
@@ -338,7 +337,7 @@ impl Rotator {
         versions::current(&self.sm, secret_id)
             .await
             .map(|v| v.value)
-            .map_err(|e| read(e, secret_id))
+            .map_err(|e| versions_error(e, secret_id))
     }
 
     /// One dry run of the guarded route with `secret`; `Ok` when the api answers `204`
@@ -441,7 +440,7 @@ impl Rotator {
         versions::at_version(&self.sm, secret_id, token, PENDING)
             .await
             .map(|v| v.map(|v| v.value))
-            .map_err(|e| read(e, secret_id))
+            .map_err(|e| versions_error(e, secret_id))
     }
 
     /// Runs the four steps in order, as Secrets Manager would, reporting each through

@@ -85,7 +85,7 @@ impl Stack {
     async fn start(mode: &str, label: &str) -> Stack {
         let work = work_dir(label);
         let endpoint = testkit::aws_endpoint();
-        let sm = shared_auth::aws::secrets_manager(&testkit::local_aws()).await;
+        let sm = shared_aws::secrets_manager(&testkit::local_aws()).await;
         let secret_id = format!("tollgate/test/rotation-{}", uuid::Uuid::new_v4().simple());
         let first = shared_auth::generate_secret().expect("random");
         sm.create_secret()
@@ -146,7 +146,7 @@ impl Stack {
     }
 
     async fn stages(&self) -> HashMap<String, Vec<String>> {
-        let mut stages = shared_auth::aws::versions::Stages::describe(&self.sm, &self.secret_id)
+        let mut stages = shared_aws::versions::Stages::describe(&self.sm, &self.secret_id)
             .await
             .expect("describe")
             .by_version()
@@ -482,11 +482,11 @@ async fn waf_accepts(waf: &aws_sdk_wafv2::Client, arn: &str) -> (Vec<String>, Ve
         .expect("GetRuleGroup")
         .rule_group
         .expect("group");
-    let ids = shared_auth::waf::accepted_ids(group.description().unwrap_or_default());
+    let ids = shared_aws::waf::accepted_ids(group.description().unwrap_or_default());
     let [rule] = group.rules() else {
         panic!("one rule: {:?}", group.rules().len())
     };
-    let values = shared_auth::waf::accepted_values(rule).expect("the shape waf::rule writes");
+    let values = shared_aws::waf::accepted_values(rule).expect("the shape waf::rule writes");
     (ids, values)
 }
 
@@ -496,7 +496,7 @@ async fn in_static_mode_the_waf_accepts_what_the_api_accepts_at_every_step() {
     let mut rotator = stack.rotator().await;
     let sdk = testkit::sdk_config(&testkit::local_aws()).await;
     let waf = aws_sdk_wafv2::Client::new(&sdk);
-    let group = shared_auth::waf::GuardRuleGroup {
+    let group = shared_aws::waf::GuardRuleGroup {
         client: waf.clone(),
     };
     let name = format!(

@@ -10,7 +10,7 @@ use rotate_secret::verifiers::{CLUSTER_VAR, FindError, PORT_VAR, SERVICE_VAR, Ve
 
 #[tokio::test]
 async fn a_service_without_running_tasks_holds_the_rotation_back() {
-    let sdk = shared_auth::aws::sdk_config(&testkit::local_aws()).await;
+    let sdk = shared_aws::sdk_config(&testkit::local_aws()).await;
     let cluster = format!("verifiers-{}", uuid::Uuid::new_v4().simple());
     aws_sdk_ecs::Client::new(&sdk)
         .create_cluster()
@@ -62,7 +62,7 @@ async fn the_tasks_are_asked_over_plain_http_where_the_api_client_speaks_https_o
         }
     });
     let settings = shared_auth::LambdaSettings::default();
-    let sdk = shared_auth::aws::sdk_config(&testkit::local_aws_region()).await;
+    let sdk = shared_aws::sdk_config(&testkit::local_aws_region()).await;
     let verifiers = Verifiers::from_vars(&|_: &str| None, &sdk, Some(&url)).expect("urls");
     let api_client =
         lambda_support::http::client(&settings, true, "test").expect("the guarded route's client");

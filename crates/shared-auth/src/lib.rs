@@ -11,12 +11,10 @@
 //! * [`signing`]: the `hmac` signature, [`sign`] and [`verify_signature`].
 //! * [`verdict`]: why a request was refused, safe to log.
 //! * [`rotation`]: the secret's rotation steps and how long one may wait.
-//! * `aws` (feature): the SDK configuration and the one reader of the secret's accepted
-//!   versions; `waf` (feature): the rule group that checks the secret at the edge in `static`
-//!   mode.
 //!
-//! Its default build has no async runtime, web framework or AWS SDK: those belong to the
-//! deployables, which turn the features on.
+//! It has no async runtime, web framework or AWS SDK, and no features: how a component reaches
+//! AWS by this contract (the SDK configuration, the secret's versions, EMF, the WAF rule group)
+//! is `shared-aws`.
 //!
 //! ## The `hmac` wire format (version 1)
 //!
@@ -84,17 +82,12 @@ pub const VERIFIED_WITH_HEADER: &str = "x-tollgate-verified-with";
 /// registration takes, signed with the current secret (`cargo xtask verify` sends it).
 pub const PROBE_EVENT: &str = r#"{"tollgate":"probe"}"#;
 
-#[cfg(feature = "aws")]
-pub mod aws;
 pub mod client_ip;
-pub mod emf;
 pub mod rotation;
 pub mod secret;
 pub mod settings;
 pub mod signing;
 pub mod verdict;
-#[cfg(feature = "waf")]
-pub mod waf;
 
 use std::fmt;
 

@@ -36,7 +36,7 @@ pub mod twin;
 
 pub use opskit::{aws, cmd, process, runtime_api};
 
-pub use shared_auth::aws::sdk_config;
+pub use shared_aws::sdk_config;
 
 /// The variable naming the local AWS endpoint (moto_server) the tests use.
 pub const AWS_ENDPOINT_VAR: &str = "TOLLGATE_TEST_AWS_ENDPOINT";

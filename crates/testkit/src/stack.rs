@@ -59,7 +59,7 @@ impl Api {
     /// Starts the api for `label`, `extra` variables on top of the local contract.
     pub async fn start(label: &str, extra: &[(&str, &str)]) -> Result<Self> {
         let work = work_dir(label)?;
-        let sm = shared_auth::aws::secrets_manager(&crate::local_aws()).await;
+        let sm = shared_aws::secrets_manager(&crate::local_aws()).await;
         let secret_id = format!("tollgate/test/{label}-{}", uuid::Uuid::new_v4().simple());
         let secret = crate::secrets::new_secret()?;
         crate::secrets::put_secret(&sm, &secret_id, &secret).await?;

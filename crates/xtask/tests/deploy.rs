@@ -433,12 +433,12 @@ async fn the_shipped_staging_stack_deploys_verifies_catches_a_mismatch_and_destr
         .send()
         .await;
     assert!(gone.is_err(), "destroy left the Lambda behind");
-    let group = shared_auth::waf::GuardRuleGroup {
+    let group = shared_aws::waf::GuardRuleGroup {
         client: aws_sdk_wafv2::Client::new(&config),
     };
     assert_eq!(
         group
-            .find(&shared_auth::waf::rule_group_name("staging"))
+            .find(&shared_aws::waf::rule_group_name("staging"))
             .await
             .expect("list rule groups"),
         None,

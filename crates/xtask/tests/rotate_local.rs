@@ -14,7 +14,7 @@ fn root() -> PathBuf {
 
 /// The holder of `stage` among the secret's versions.
 async fn holder(sm: &aws_sdk_secretsmanager::Client, id: &str, stage: &str) -> Option<String> {
-    shared_auth::aws::versions::Stages::describe(sm, id)
+    shared_aws::versions::Stages::describe(sm, id)
         .await
         .expect("describe")
         .holder(stage)
@@ -60,7 +60,7 @@ async fn dry_run(api_url: &str, secret_id: &str, secret: &secrecy::SecretString)
 async fn rotating_on_a_local_aws_runs_the_functions_binary_through_all_four_steps_and_revoking_ends_the_grace()
  {
     let aws = testkit::local_aws();
-    let sm = shared_auth::aws::secrets_manager(&aws).await;
+    let sm = shared_aws::secrets_manager(&aws).await;
     let secret_id = format!(
         "tollgate/test/rotate-local-{}",
         uuid::Uuid::new_v4().simple()

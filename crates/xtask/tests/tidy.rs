@@ -17,14 +17,16 @@
 //! 6. One integration-test binary per crate (`tests/main.rs`, each file a module of it).
 //! 7. A dev build of the binaries reuses the tests' dependency builds: one feature set.
 //! 8. No module circles in any crate: imports go one way, parents above their children.
-//! 9. One reader of a secret's stages (`shared_auth::aws::versions::Stages`).
+//! 9. One reader of a secret's stages (`shared_aws::versions::Stages`).
 //! 10. Every source file opens with a `//!` saying what it is.
 //! 11. One `GetSecretValue` in the code that runs (`crates/*/src`):
-//!     `shared_auth::aws::versions::read`. Tests may read a value themselves, as an observer
+//!     `shared_aws::versions::read`. Tests may read a value themselves, as an observer
 //!     independent of the code under test.
 //! 12. One builder of a guarded request's credentials in the code that runs:
 //!     `GuardContract::credentials`. Only `shared-auth` calls `sign`; tests may sign requests no
 //!     sender would build (the adversarial suite's wrong methods and paths).
+//! 13. The contract stays a contract: `shared-auth` links no AWS SDK, async runtime or web
+//!     framework (how a component reaches AWS is `shared-aws`).
 //!
 //! Each rule that reads text has a self-test: it is fed a violating snippet and must find it.
 
@@ -965,8 +967,8 @@ fn all_sources() -> Vec<(String, String)> {
     }
     files
 }
-/// Where a secret's stages are read: `shared_auth::aws::versions::Stages`, alone.
-const STAGES_HOME: &str = "crates/shared-auth/src/aws/versions.rs";
+/// Where a secret's stages are read: `shared_aws::versions::Stages`, alone.
+const STAGES_HOME: &str = "crates/shared-aws/src/versions.rs";
 
 /// The files of `files` (path, text) whose code reads `VersionIdsToStages` itself.
 fn stage_readers(files: &[(String, String)]) -> Vec<String> {
@@ -1001,7 +1003,7 @@ fn one_reader_of_a_secrets_stages() {
     assert!(
         found.is_empty(),
         "these read a secret's VersionIdsToStages themselves; ask \
-         shared_auth::aws::versions::Stages (one describe, holder(stage), of_version):\n  {}",
+         shared_aws::versions::Stages (one describe, holder(stage), of_version):\n  {}",
         found.join("\n  ")
     );
 }
@@ -1090,8 +1092,8 @@ fn no_shipped_build_links_testkit_even_through_another_crate() {
     );
 }
 
-/// Where the code that runs reads a secret's value: `shared_auth::aws::versions::read`.
-const SECRET_READ_HOME: &str = "crates/shared-auth/src/aws/versions.rs";
+/// Where the code that runs reads a secret's value: `shared_aws::versions::read`.
+const SECRET_READ_HOME: &str = "crates/shared-aws/src/versions.rs";
 
 /// The files of `files` (path, text) under a crate's `src/` whose code calls
 /// `get_secret_value` outside its home.
@@ -1123,7 +1125,7 @@ fn one_reader_of_a_secrets_value() {
     let found = secret_readers(&all_sources());
     assert!(
         found.is_empty(),
-        "these call GetSecretValue themselves; read through shared_auth::aws::versions \
+        "these call GetSecretValue themselves; read through shared_aws::versions \
          (read, at_stage, at_version, current, accepted):\n  {}",
         found.join("\n  ")
     );
@@ -1194,5 +1196,46 @@ fn one_builder_of_a_guarded_requests_credentials() {
         "these sign a guarded request themselves; build its headers with \
          GuardContract::credentials, the one builder:\n  {}",
         found.join("\n  ")
+    );
+}
+
+/// The crates of `package`'s normal dependency tree.
+fn normal_tree(package: &str) -> std::collections::BTreeSet<String> {
+    let args = [
+        "tree", "--locked", "-p", package, "-e", "normal", "--prefix", "none", "--format", "{p}",
+    ];
+    String::from_utf8_lossy(&cargo_stdout(&args, &[]))
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Of `tree`, what a contract crate must not link: an AWS SDK, an async runtime, a web framework.
+fn runtime_crates(tree: &std::collections::BTreeSet<String>) -> Vec<String> {
+    tree.iter()
+        .filter(|name| {
+            name.starts_with("aws-sdk-")
+                || name.starts_with("aws-config")
+                || matches!(name.as_str(), "tokio" | "axum" | "hyper" | "reqwest")
+        })
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn the_contract_links_no_aws_sdk_runtime_or_web_framework() {
+    // The probe finds them where they are: in shared-aws, the contract's AWS side.
+    let aws_side = runtime_crates(&normal_tree("shared-aws"));
+    assert!(
+        aws_side.iter().any(|c| c == "aws-sdk-secretsmanager")
+            && aws_side.iter().any(|c| c == "tokio"),
+        "the probe no longer sees the SDK and runtime in shared-aws: {aws_side:?}"
+    );
+    let found = runtime_crates(&normal_tree("shared-auth"));
+    assert!(
+        found.is_empty(),
+        "shared-auth links {found:?}: the contract must build without them; put what needs them \
+         in shared-aws (AWS) or the deployable that runs it"
     );
 }

@@ -8,7 +8,7 @@
 use anyhow::{Context, Result, bail};
 use aws_sdk_secretsmanager::Client as SecretsManager;
 use secrecy::ExposeSecret;
-use shared_auth::aws::versions;
+use shared_aws::versions;
 
 /// One parsed `valueFrom`.
 #[derive(Debug, Clone, PartialEq, Eq)]

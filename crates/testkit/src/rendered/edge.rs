@@ -22,7 +22,7 @@ async fn signer(world: &World) -> Result<(GuardContract, SecretString)> {
     let vars = function.environment.iter().cloned().collect();
     let contract = shared_auth::load_for(shared_auth::Component::Lambda, &vars)?.guard;
     let sm = aws_sdk_secretsmanager::Client::new(&world.deployed.sdk().await);
-    let secret = shared_auth::aws::versions::current(&sm, &world.guard_secret_arn()?).await?;
+    let secret = shared_aws::versions::current(&sm, &world.guard_secret_arn()?).await?;
     Ok((contract, secret.value))
 }
 

@@ -2,14 +2,14 @@
 //! namespace, name and exact set of dimensions (name and value): an alarm naming another set
 //! watches nothing and never fires. The runner's processes printed their metric lines (the
 //! embedded metric format) into their logs; each `Tollgate` alarm must name one of the metrics
-//! CloudWatch would make of them (`shared_auth::emf::metrics_of`, read from what the real
+//! CloudWatch would make of them (`shared_aws::emf::metrics_of`, read from what the real
 //! binaries printed, not from the code's constants). Alarms on AWS's own metrics must name the
 //! dimensions AWS publishes them under, with values of this stack's resources.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use shared_auth::emf::{Metric, metrics_of};
+use shared_aws::emf::{Metric, metrics_of};
 
 use super::world::{Deployed, Row};
 
@@ -68,7 +68,7 @@ pub fn alarms_watch_what_is_printed(deployed: &Deployed, logs: &[PathBuf]) -> Ve
                 .collect::<BTreeMap<_, _>>(),
         };
         let name = alarm["alarm_name"].as_str().unwrap_or(address);
-        let row = if metric.namespace == shared_auth::emf::NAMESPACE {
+        let row = if metric.namespace == shared_aws::emf::NAMESPACE {
             let ok = printed.contains(&metric);
             let detail = if ok {
                 format!("{metric}: printed by the binaries")

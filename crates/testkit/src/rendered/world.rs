@@ -519,7 +519,7 @@ impl World {
                 .as_str()
                 .context("the instance has no managed master secret")?
                 .to_owned();
-        let text = shared_auth::aws::versions::at_stage(&sm, &arn, "AWSCURRENT")
+        let text = shared_aws::versions::at_stage(&sm, &arn, "AWSCURRENT")
             .await?
             .context("the master secret has no value")?
             .value;
@@ -1026,7 +1026,7 @@ impl World {
     /// The version holding `AWSCURRENT`.
     pub async fn current_version(&self, secret: &str) -> Result<String> {
         let sm = aws_sdk_secretsmanager::Client::new(&self.deployed.sdk().await);
-        use shared_auth::aws::versions::{CURRENT, Stages};
+        use shared_aws::versions::{CURRENT, Stages};
         Stages::describe(&sm, secret)
             .await?
             .holder(CURRENT)

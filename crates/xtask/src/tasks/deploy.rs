@@ -20,9 +20,9 @@ use opskit::aws::{AwsContext, explain};
 use opskit::cmd;
 use secrecy::{ExposeSecret, SecretString};
 
-use shared_auth::aws::versions;
-use shared_auth::waf::{GuardRuleGroup, rule_group_name};
 use shared_auth::{Settings, SigningMode};
+use shared_aws::versions;
+use shared_aws::waf::{GuardRuleGroup, rule_group_name};
 
 use crate::flags;
 use crate::support::context::{block_on, check_local_aws, confirm, require_supplied, settings_for};
@@ -188,7 +188,7 @@ async fn rotation_schedule(settings: &Settings, dir: &std::path::Path) -> Result
 /// each secret's first version, and in `static` mode the WAF rule group.
 async fn before_the_stack(settings: &Settings, dir: &std::path::Path, yes: bool) -> Result<()> {
     let env = &settings.env;
-    let sdk = shared_auth::aws::sdk_config(&settings.aws).await;
+    let sdk = shared_aws::sdk_config(&settings.aws).await;
     let sm = SecretsManager::new(&sdk);
     let login_secret = db_app_secret_name(env);
     let mut missing = Vec::new();
@@ -321,7 +321,7 @@ async fn ensure_first_version(
 /// copy of the current value is touched; no function runs on a local AWS that could be
 /// writing one.
 async fn clear_configuration_test_copy(settings: &Settings) -> Result<()> {
-    let sm = SecretsManager::new(&shared_auth::aws::sdk_config(&settings.aws).await);
+    let sm = SecretsManager::new(&shared_aws::sdk_config(&settings.aws).await);
     let id = &settings.guard.secret_id;
     let stages = versions::Stages::describe(&sm, id).await?;
     let holder = |stage: &str| stages.holder(stage).map(str::to_owned);

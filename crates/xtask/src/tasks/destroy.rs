@@ -75,12 +75,10 @@ impl flags::Destroy {
         cmd::run(&mut destroy)?;
         // static mode's WAF rule group is not Terraform's (its rule holds the secret): now
         // that no web ACL refers to it, it goes too.
-        let name = shared_auth::waf::rule_group_name(env);
+        let name = shared_aws::waf::rule_group_name(env);
         let deleted = block_on(async {
-            shared_auth::waf::GuardRuleGroup {
-                client: aws_sdk_wafv2::Client::new(
-                    &shared_auth::aws::sdk_config(&settings.aws).await,
-                ),
+            shared_aws::waf::GuardRuleGroup {
+                client: aws_sdk_wafv2::Client::new(&shared_aws::sdk_config(&settings.aws).await),
             }
             .delete(&name)
             .await

@@ -76,7 +76,7 @@ fn sweep_here(settings: &Settings, api_url: &str, event: &Value) -> Result<Value
 /// The sweep through the deployed function.
 async fn sweep_in_aws(settings: &Settings, env: &str, event: &Value) -> Result<Value> {
     let function = terraform::output_str(&terraform::outputs(env)?, "lambda_function_name")?;
-    let sdk = shared_auth::aws::sdk_config(&settings.aws).await;
+    let sdk = shared_aws::sdk_config(&settings.aws).await;
     let out = aws_sdk_lambda::Client::new(&sdk)
         .invoke()
         .function_name(&function)

@@ -32,7 +32,7 @@ impl flags::Redrive {
             None => terraform::output_str(&outputs()?, "retry_queue_url")?,
         };
         block_on(async {
-            let sqs = Sqs::new(&shared_auth::aws::sdk_config(&settings.aws).await);
+            let sqs = Sqs::new(&shared_aws::sdk_config(&settings.aws).await);
             let moved = if settings.aws.endpoint_url.is_some() {
                 let moved = move_by_hand(&sqs, &from, &to).await?;
                 println!(

@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use aws_sdk_secretsmanager::Client as SecretsManager;
 use opskit::aws::AwsContext;
-use shared_auth::aws::versions::{self, Acceptance, PREVIOUS};
 use shared_auth::rotation::{Step, function_timeout};
-use shared_auth::waf::{GuardRuleGroup, rule_group_name};
 use shared_auth::{Settings, SigningMode};
+use shared_aws::versions::{self, Acceptance, PREVIOUS};
+use shared_aws::waf::{GuardRuleGroup, rule_group_name};
 
 use crate::flags;
 use crate::support::context::{check_local_aws, settings_for};
@@ -99,12 +99,12 @@ async fn rotate_here(settings: &Settings) -> Result<()> {
 /// static mode: the rule group the deployed function gets from Terraform, found by name.
 async fn static_rule_group(settings: &Settings) -> Result<Vec<(String, String)>> {
     let group = GuardRuleGroup {
-        client: aws_sdk_wafv2::Client::new(&shared_auth::aws::sdk_config(&settings.aws).await),
+        client: aws_sdk_wafv2::Client::new(&shared_aws::sdk_config(&settings.aws).await),
     };
     Ok(match group.find(&rule_group_name(&settings.env)).await? {
         Some(arn) => {
             eprintln!("· static mode: the WAF rule group {arn} follows the rotation");
-            vec![(shared_auth::waf::RULE_GROUP_ARN_VAR.to_owned(), arn)]
+            vec![(shared_aws::waf::RULE_GROUP_ARN_VAR.to_owned(), arn)]
         }
         None => {
             eprintln!("· static mode: no WAF rule group deployed; only the api is rotated");
@@ -117,7 +117,7 @@ async fn static_rule_group(settings: &Settings) -> Result<Vec<(String, String)>>
 /// end of its grace. Senders holding it get one 403, read the secret again and retry.
 async fn revoke_previous(settings: &Settings) -> Result<()> {
     let secret_id = &settings.guard.secret_id;
-    let sdk = shared_auth::aws::sdk_config(&settings.aws).await;
+    let sdk = shared_aws::sdk_config(&settings.aws).await;
     let sm = SecretsManager::new(&sdk);
     let stages = versions::Stages::describe(&sm, secret_id)
         .await
@@ -198,7 +198,7 @@ async fn wait_dropped(settings: &Settings, id: &str) -> Result<()> {
 /// `RotateSecret`, then the version's stages until it is `AWSCURRENT`.
 async fn rotate_in_aws(settings: &Settings) -> Result<()> {
     let secret_id = &settings.guard.secret_id;
-    let sm = SecretsManager::new(&shared_auth::aws::sdk_config(&settings.aws).await);
+    let sm = SecretsManager::new(&shared_aws::sdk_config(&settings.aws).await);
     let described = sm
         .describe_secret()
         .secret_id(secret_id)
@@ -303,7 +303,7 @@ mod tests {
         settings.aws = testkit::local_aws();
         settings.guard.secret_id =
             format!("tollgate/test/rotate-{}", uuid::Uuid::new_v4().simple());
-        let sm = SecretsManager::new(&shared_auth::aws::sdk_config(&settings.aws).await);
+        let sm = SecretsManager::new(&shared_aws::sdk_config(&settings.aws).await);
         let value = testkit::secrets::new_secret().expect("secret");
         testkit::secrets::put_secret(&sm, &settings.guard.secret_id, &value)
             .await

@@ -226,7 +226,7 @@ async fn app_users(stack: &Stack, count: usize) -> Result<Vec<PoolUser>> {
 async fn rotate_during(stack: &Stack, length: Duration) -> Result<Vec<String>> {
     let start = tokio::time::Instant::now();
     tokio::time::sleep_until(start + length / 3).await;
-    let sdk = shared_auth::aws::sdk_config(&shared_auth::AwsSettings {
+    let sdk = shared_aws::sdk_config(&shared_auth::AwsSettings {
         endpoint_url: Some(stack.moto.endpoint()),
         ..testkit::local_aws_region()
     })

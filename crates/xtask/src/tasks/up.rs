@@ -198,7 +198,7 @@ pub(crate) async fn provision(
     // Loopback plays the ALB: its X-Forwarded-For entries are believed, as the VPC's are in AWS.
     settings.guard.trusted_proxies = vec!["127.0.0.0/8".parse()?];
     settings.aws.endpoint_url = Some(moto.endpoint());
-    let sdk = shared_auth::aws::sdk_config(&settings.aws).await;
+    let sdk = shared_aws::sdk_config(&settings.aws).await;
     let secret = testkit::secrets::new_secret()?;
     let sm = SecretsManager::new(&sdk);
     testkit::secrets::put_secret(&sm, &settings.guard.secret_id, &secret)

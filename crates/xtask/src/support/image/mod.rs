@@ -45,7 +45,7 @@ pub async fn registry_for(settings: &Settings) -> Result<RegistryClient> {
     if let Some(host) = &settings.deploy.registry {
         return RegistryClient::new(host, None);
     }
-    let config = shared_auth::aws::sdk_config(&settings.aws).await;
+    let config = shared_aws::sdk_config(&settings.aws).await;
     let ecr = aws_sdk_ecr::Client::new(&config);
     let token = ecr
         .get_authorization_token()
@@ -68,7 +68,7 @@ pub async fn repository_exists(settings: &Settings) -> Result<bool> {
     if settings.deploy.registry.is_some() {
         return Ok(true);
     }
-    let config = shared_auth::aws::sdk_config(&settings.aws).await;
+    let config = shared_aws::sdk_config(&settings.aws).await;
     let ecr = aws_sdk_ecr::Client::new(&config);
     match ecr
         .describe_repositories()

@@ -50,7 +50,7 @@ pub async fn rows(
         endpoint_url: Some(moto.endpoint()),
         ..testkit::local_aws_region()
     };
-    let sdk = shared_auth::aws::sdk_config(&aws).await;
+    let sdk = shared_aws::sdk_config(&aws).await;
     let pool = UserPool::create(&sdk, &moto.endpoint(), "bench").await?;
     let user = pool.sign_up("bench-user", "bench@example.com").await?;
     let secret = testkit::secrets::new_secret()?;

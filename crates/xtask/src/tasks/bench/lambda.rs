@@ -54,7 +54,7 @@ async fn targets(moto: &Moto) -> Result<Targets> {
         endpoint_url: Some(moto.endpoint()),
         ..testkit::local_aws_region()
     };
-    let sm = aws_sdk_secretsmanager::Client::new(&shared_auth::aws::sdk_config(&aws).await);
+    let sm = aws_sdk_secretsmanager::Client::new(&shared_aws::sdk_config(&aws).await);
     let secret = testkit::secrets::new_secret()?;
     let secret_id = format!("tollgate/bench/{}", uuid::Uuid::new_v4().simple());
     testkit::secrets::put_secret(&sm, &secret_id, &secret).await?;

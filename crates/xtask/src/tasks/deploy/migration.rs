@@ -44,7 +44,7 @@ pub async fn run(settings: &Settings, dir: &Path) -> Result<()> {
         );
         return Ok(());
     }
-    let ecs = aws_sdk_ecs::Client::new(&shared_auth::aws::sdk_config(&settings.aws).await);
+    let ecs = aws_sdk_ecs::Client::new(&shared_aws::sdk_config(&settings.aws).await);
     let cluster = attribute(&state, "aws_ecs_cluster.this", "name")?;
     let task = start(&ecs, &state, &cluster).await?;
     eprintln!("· migrations: task {task} started; waiting for it to stop");

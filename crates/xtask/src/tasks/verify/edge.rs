@@ -167,16 +167,16 @@ impl Edge<'_> {
             .aws("WAF")?
             .rule_group
             .context("empty rule group")?;
-        let expected_name = shared_auth::waf::rule_group_name(env);
+        let expected_name = shared_aws::waf::rule_group_name(env);
         if group.name() != expected_name {
             bail!(
                 "the web ACL refers to `{}`, not `{expected_name}`",
                 group.name()
             );
         }
-        let ids = shared_auth::waf::accepted_ids(group.description().unwrap_or_default());
+        let ids = shared_aws::waf::accepted_ids(group.description().unwrap_or_default());
         let described = described(secret)?;
-        let held: BTreeSet<String> = shared_auth::aws::versions::Stages::of(described)
+        let held: BTreeSet<String> = shared_aws::versions::Stages::of(described)
             .staged_versions()
             .map(str::to_owned)
             .collect();
@@ -187,7 +187,7 @@ impl Edge<'_> {
                 group.rules().len()
             );
         };
-        let matches = shared_auth::waf::accepted_values(rule).map_or(0, |v| v.len());
+        let matches = shared_aws::waf::accepted_values(rule).map_or(0, |v| v.len());
         if accepted.is_empty() || !accepted.is_subset(&held) || matches != accepted.len() {
             bail!(
                 "`{expected_name}` accepts {ids:?} with {matches} header match(es); the secret holds {held:?}"

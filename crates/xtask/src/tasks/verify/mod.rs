@@ -45,7 +45,7 @@ impl flags::Verify {
 
 /// Every check, in the order the table shows them.
 async fn checks(settings: &Settings, outputs: &Outputs) -> Result<Report> {
-    let sdk = shared_auth::aws::sdk_config(&settings.aws).await;
+    let sdk = shared_aws::sdk_config(&settings.aws).await;
     let nat_eips = network::nat_eips(outputs)?;
     let mut report = Report::default();
     let lambda = aws_sdk_lambda::Client::new(&sdk)

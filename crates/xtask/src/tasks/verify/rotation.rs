@@ -38,7 +38,7 @@ pub(super) async fn secret_rotation(
         .function_arn
         .unwrap_or_default();
     let described = described(secret)?;
-    let stages = shared_auth::aws::versions::Stages::of(described);
+    let stages = shared_aws::versions::Stages::of(described);
     let holder = |stage: &str| stages.holder(stage).map(str::to_owned);
     let current = holder("AWSCURRENT").context("the guard secret has no AWSCURRENT version")?;
     let previous = holder("AWSPREVIOUS");

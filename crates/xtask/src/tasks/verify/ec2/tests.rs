@@ -283,7 +283,7 @@ async fn network(ec2: &Ec2) -> (String, String, String, String) {
 /// The two calls against the local AWS, on [`network`].
 #[tokio::test]
 async fn the_local_aws_answers_both_questions_as_read() {
-    let sdk = shared_auth::aws::sdk_config(&testkit::local_aws()).await;
+    let sdk = shared_aws::sdk_config(&testkit::local_aws()).await;
     let ec2 = Ec2::new(&sdk).unwrap();
     let (private, closed, nat, address) = network(&ec2).await;
     assert_eq!(

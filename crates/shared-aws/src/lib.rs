@@ -1,13 +1,22 @@
-//! What every component needs of AWS, one way: the SDK configuration from the `aws` settings
-//! (so all reach the same AWS, or moto_server, the same way) and, in [`versions`], the one
-//! reader of the guard secret's accepted versions.
+//! # shared-aws: what every Tollgate component needs of AWS, one way
 //!
-//! Behind the `aws` feature: the contract's default build stays free of the AWS SDK and of any
-//! async runtime; the api, both Lambdas and xtask turn it on.
+//! The contract (`shared-auth`) says what both ends agree on and stays free of the AWS SDK and
+//! of any async runtime. This crate is how the components reach AWS by that contract:
+//!
+//! - [`sdk_config`], [`secrets_manager`]: the SDK configuration from the `aws` settings, so all
+//!   reach the same AWS (or moto_server) the same way;
+//! - [`versions`]: the one reader of the guard secret's versions and stages, and of which it
+//!   accepts;
+//! - [`emf`]: CloudWatch's embedded metric format, one shape for the api and the functions;
+//! - [`waf`] (feature `waf`): the static-mode WAF rule group that checks the secret at the
+//!   edge, written by the rotation function and `deploy`, read by `verify`.
 
+pub mod emf;
 pub mod versions;
+#[cfg(feature = "waf")]
+pub mod waf;
 
-use crate::AwsSettings;
+use shared_auth::AwsSettings;
 
 /// A Secrets Manager client for `aws` settings.
 pub async fn secrets_manager(aws: &AwsSettings) -> aws_sdk_secretsmanager::Client {

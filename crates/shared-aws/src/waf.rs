@@ -7,8 +7,7 @@
 //! state or plan output. Its description lists the accepted Secrets Manager version ids, so
 //! `cargo xtask verify` can report them without reading a value.
 
-use crate::GuardContract;
-use crate::aws::versions::{Version, Versions};
+use crate::versions::{Version, Versions};
 use aws_sdk_wafv2::Client as Wafv2;
 use aws_sdk_wafv2::error::DisplayErrorContext;
 use aws_sdk_wafv2::primitives::Blob;
@@ -18,6 +17,7 @@ use aws_sdk_wafv2::types::{
     TextTransformation, TextTransformationType, UriPath, VisibilityConfig,
 };
 use secrecy::ExposeSecret;
+use shared_auth::GuardContract;
 
 /// The rotation function's variable naming the rule group (set by Terraform in `static` mode).
 pub const RULE_GROUP_ARN_VAR: &str = "TOLLGATE_GUARD_RULE_GROUP_ARN";
@@ -338,7 +338,7 @@ mod tests {
     use super::*;
 
     fn contract() -> GuardContract {
-        crate::load_for(crate::Component::Lambda, &Default::default())
+        shared_auth::load_for(shared_auth::Component::Lambda, &Default::default())
             .expect("local settings")
             .guard
     }

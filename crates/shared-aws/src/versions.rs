@@ -15,7 +15,7 @@
 //! - `AWSPENDING` counts only while a rotation can be in progress: its version is newer than
 //!   the current one and younger than the longest a rotation runs. A pending version a
 //!   failed rotation left behind, or one staged by hand, opens nothing.
-//! - Nothing here judges a value's length or shape: [`crate::SecretSet`] does, for the
+//! - Nothing here judges a value's length or shape: [`shared_auth::SecretSet`] does, for the
 //!   verifier.
 
 use std::collections::HashMap;
@@ -26,7 +26,7 @@ use aws_sdk_secretsmanager::error::DisplayErrorContext;
 use aws_sdk_secretsmanager::operation::describe_secret::DescribeSecretOutput;
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::SecretVersion;
+use shared_auth::SecretVersion;
 
 /// The stage names Secrets Manager gives versions.
 pub const CURRENT: &str = "AWSCURRENT";
@@ -63,10 +63,10 @@ pub struct Acceptance {
 impl Acceptance {
     /// The contract's windows: `guard.previous_grace_s`, and the longest rotation for the api's
     /// refresh interval.
-    pub fn for_settings(settings: &crate::Settings) -> Self {
+    pub fn for_settings(settings: &shared_auth::Settings) -> Self {
         Self {
             previous_grace_s: settings.guard.previous_grace_s,
-            rotation_s: crate::rotation::longest(settings.api.secret_refresh_s).as_secs(),
+            rotation_s: shared_auth::rotation::longest(settings.api.secret_refresh_s).as_secs(),
         }
     }
 }
