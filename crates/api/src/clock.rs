@@ -1,7 +1,5 @@
 //! The service's clock: a leaf that the secret store and the state both read.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 /// The service's idea of "now", in unix seconds. Shifted only by tests and drills (to check
 /// expiry handling without waiting).
 #[derive(Debug, Clone, Copy, Default)]
@@ -20,10 +18,6 @@ impl Clock {
     }
 
     pub fn now(&self) -> u64 {
-        let system = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        system.saturating_add_signed(self.offset_s)
+        shared_auth::unix::seconds().saturating_add_signed(self.offset_s)
     }
 }

@@ -120,7 +120,7 @@ fn emf_line(code: &str, count: u64) -> String {
         ("Reason", code),
         &[(METRIC, count, "Count")],
         emf::Sets::WithServiceTotal,
-        emf::now_ms(),
+        shared_auth::unix::millis(),
     )
 }
 

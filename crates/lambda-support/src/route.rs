@@ -2,8 +2,6 @@
 //! registrations, both functions' dry runs and the tests' clients all go through
 //! [`GuardedRoute::signed`], so a request is signed one way everywhere.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use secrecy::SecretString;
 use shared_auth::GuardContract;
 
@@ -14,14 +12,6 @@ pub struct GuardedRoute {
     pub contract: GuardContract,
     /// Scheme and host of the api (no path).
     pub base_url: String,
-}
-
-/// The current unix time in seconds.
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 impl GuardedRoute {
@@ -65,7 +55,7 @@ impl GuardedRoute {
 
     /// [`GuardedRoute::signed_at`] now.
     pub fn signed(&self, secret: &SecretString, body: &[u8]) -> reqwest::RequestBuilder {
-        self.signed_at(secret, body, unix_now())
+        self.signed_at(secret, body, shared_auth::unix::seconds())
     }
 
     /// A dry run signed with `secret`: the api checks the whole guard and, only if it passes,

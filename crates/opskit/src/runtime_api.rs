@@ -17,7 +17,7 @@ use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// How an invocation ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,10 +117,7 @@ impl RuntimeApi {
             *n += 1;
             format!("00000000-0000-4000-8000-{:012}", *n)
         };
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
+        let now_ms = shared_auth::unix::millis();
         let mut state = self.shared.state.lock().expect("state");
         state.queue.push_back(Pending {
             id: id.clone(),

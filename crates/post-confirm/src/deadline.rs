@@ -102,10 +102,7 @@ fn deadline_within(
     margin: Duration,
     cap: Duration,
 ) -> Instant {
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0);
+    let now_ms = shared_auth::unix::millis();
     let budget = capped_budget(deadline_epoch_ms, now_ms, margin, cap);
     if let Some(why) = budget.ignored {
         tracing::warn!(

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use aws_sdk_sqs::Client as Sqs;
 use aws_sdk_sqs::error::DisplayErrorContext;
-use lambda_support::route::unix_now;
 use serde::{Deserialize, Serialize};
 
 use crate::event::Registration;
@@ -78,7 +77,7 @@ impl RetryQueue {
         self.send(&Message::Registration {
             registration: registration.clone(),
             reason: reason.chars().take(500).collect(),
-            queued_at: unix_now(),
+            queued_at: shared_auth::unix::seconds(),
         })
         .await
     }

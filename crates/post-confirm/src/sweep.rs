@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_cognitoidentityprovider::error::DisplayErrorContext;
 use aws_sdk_cognitoidentityprovider::types::{UserStatusType, UserType};
-use lambda_support::route::unix_now;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -60,7 +59,7 @@ pub fn requested(raw: &Value, default_window_s: u64) -> Option<Result<Cursor, St
             None => return Some(Err(format!("window_s is not a number of seconds: {w}"))),
         },
     };
-    let now = i64::try_from(unix_now()).unwrap_or(i64::MAX);
+    let now = i64::try_from(shared_auth::unix::seconds()).unwrap_or(i64::MAX);
     Some(Ok(Cursor {
         user_pool_id: pool.to_owned(),
         since: window.map(|w| now.saturating_sub(i64::try_from(w).unwrap_or(i64::MAX))),
@@ -196,7 +195,7 @@ mod tests {
             .expect("a sweep")
             .expect("valid");
         let since = cursor.since.expect("a window");
-        let now = i64::try_from(unix_now()).expect("now");
+        let now = i64::try_from(shared_auth::unix::seconds()).expect("now");
         assert!((now - 7200 - since).abs() <= 2, "{since}");
         let all = requested(
             &json!({"tollgate": "sweep", "user_pool_id": "p", "window_s": null}),

@@ -11,6 +11,7 @@
 //! * [`signing`]: the `hmac` signature, [`sign`] and [`verify_signature`].
 //! * [`verdict`]: why a request was refused, safe to log.
 //! * [`rotation`]: the secret's rotation steps and how long one may wait.
+//! * [`unix`]: the clock, read in one place.
 //!
 //! It has no async runtime, web framework or AWS SDK, and no features: how a component reaches
 //! AWS by this contract (the SDK configuration, the secret's versions, EMF, the WAF rule group)
@@ -87,6 +88,7 @@ pub mod rotation;
 pub mod secret;
 pub mod settings;
 pub mod signing;
+pub mod unix;
 pub mod verdict;
 
 use std::fmt;

@@ -2,8 +2,6 @@
 //! metrics, with no agent and no API call. The api and the Lambda print the same shape, so
 //! their metrics sit side by side under one namespace.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use serde_json::{Map, Value, json};
 
 /// The namespace every Tollgate metric is published under.
@@ -23,7 +21,13 @@ pub enum Sets {
 /// One EMF line: `metrics` (name, value, unit) for `service`, with one dimension
 /// (`dimension.0` = `dimension.1`) besides `Service`, stamped now.
 pub fn line(service: &str, dimension: (&str, &str), metrics: &[(&str, u64, &str)]) -> String {
-    line_with(service, dimension, metrics, Sets::Detailed, now_ms())
+    line_with(
+        service,
+        dimension,
+        metrics,
+        Sets::Detailed,
+        shared_auth::unix::millis(),
+    )
 }
 
 /// [`line`], published under the dimension sets `sets` at `timestamp_ms` (unix milliseconds).
@@ -59,14 +63,6 @@ pub fn line_with(
         root.insert((*name).into(), (*value).into());
     }
     Value::Object(root).to_string()
-}
-
-/// The unix time in milliseconds.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// A metric as CloudWatch keys it: namespace, name, and the dimensions' names and values.

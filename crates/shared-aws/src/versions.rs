@@ -320,9 +320,7 @@ pub async fn current(sm: &SecretsManager, secret_id: &str) -> Result<Version, Ve
 
 /// Unix seconds now, by this machine's clock.
 pub fn now_s() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    i64::try_from(shared_auth::unix::seconds()).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]

@@ -3,8 +3,6 @@
 //! moto never invokes triggers, so [`PoolUser::event`] builds the PostConfirmation event Cognito
 //! would send, from the user's stored attributes.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use anyhow::{Context, Result};
 use aws_sdk_cognitoidentityprovider::Client as Cognito;
 use aws_sdk_cognitoidentityprovider::types::{AttributeType, AuthFlowType, ExplicitAuthFlowsType};
@@ -49,7 +47,7 @@ impl UserPool {
             .region()
             .map(ToString::to_string)
             .unwrap_or_else(|| "ap-northeast-1".into());
-        let unique = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos();
+        let unique = uuid::Uuid::new_v4().simple();
         let pool = cognito
             .create_user_pool()
             .pool_name(format!("tollgate-{label}-{unique}"))

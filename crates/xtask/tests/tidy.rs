@@ -27,6 +27,8 @@
 //!     sender would build (the adversarial suite's wrong methods and paths).
 //! 13. The contract stays a contract: `shared-auth` links no AWS SDK, async runtime or web
 //!     framework (how a component reaches AWS is `shared-aws`).
+//! 14. The clock is read in one place in the code that runs: `shared_auth::unix` (seconds and
+//!     milliseconds since the epoch); a clock that can be shifted (the api's) builds on it.
 //!
 //! Each rule that reads text has a self-test: it is fed a violating snippet and must find it.
 
@@ -1237,5 +1239,66 @@ fn the_contract_links_no_aws_sdk_runtime_or_web_framework() {
         found.is_empty(),
         "shared-auth links {found:?}: the contract must build without them; put what needs them \
          in shared-aws (AWS) or the deployable that runs it"
+    );
+}
+
+/// Where the code that runs reads the wall clock as Unix time.
+const CLOCK_HOME: &str = "crates/shared-auth/src/unix.rs";
+
+/// The files of `files` (path, text) under a crate's `src/` whose code turns the wall clock
+/// into Unix time itself (`….duration_since(UNIX_EPOCH)`) outside [`CLOCK_HOME`].
+fn own_clocks(files: &[(String, String)]) -> Vec<String> {
+    let reads_clock = |code: &str| {
+        code.match_indices("duration_since(").any(|(at, _)| {
+            let call = &code[at..code.len().min(at + 60)];
+            call.split(')')
+                .next()
+                .unwrap_or_default()
+                .contains("UNIX_EPOCH")
+        })
+    };
+    files
+        .iter()
+        .filter(|(path, _)| path != CLOCK_HOME && path.contains("/src/"))
+        .filter(|(_, text)| reads_clock(&code_only(text)))
+        .map(|(path, _)| path.clone())
+        .collect()
+}
+
+#[test]
+fn the_clock_is_read_in_one_place() {
+    let file = |p: &str, t: &str| (p.to_owned(), t.to_owned());
+    assert_eq!(
+        own_clocks(&[
+            file(
+                "crates/a/src/x.rs",
+                "SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs()"
+            ),
+            file(
+                "crates/a/src/y.rs",
+                "now.duration_since(\n    std::time::UNIX_EPOCH,\n)"
+            ),
+            file(
+                "crates/a/src/z.rs",
+                "let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1);"
+            ),
+            file(
+                "crates/a/src/w.rs",
+                "give_up.saturating_duration_since(Instant::now())"
+            ),
+            file(
+                "crates/a/tests/t.rs",
+                "SystemTime::now().duration_since(UNIX_EPOCH)"
+            ),
+            file(CLOCK_HOME, "SystemTime::now().duration_since(UNIX_EPOCH)"),
+        ]),
+        ["crates/a/src/x.rs", "crates/a/src/y.rs"],
+        "a clock read in src outside the home is found; a fixed time, an Instant, tests and the home are not"
+    );
+    let found = own_clocks(&all_sources());
+    assert!(
+        found.is_empty(),
+        "these read the clock themselves; use shared_auth::unix::{{seconds, millis}}:\n  {}",
+        found.join("\n  ")
     );
 }

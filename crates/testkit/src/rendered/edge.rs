@@ -4,7 +4,7 @@
 //! `X-Forwarded-For` forgery and a third address are refused, the signature headers must have
 //! their shape, and the rate rule counts the NAT's requests everywhere but on the guarded path.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::twin;
 use anyhow::{Context, Result, bail};
@@ -36,7 +36,7 @@ fn signed(
     let body = format!(
         r#"{{"sub":"{sub}","email":"{sub}@example.com","email_verified":true,"username":"{sub}"}}"#
     );
-    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    let now = shared_auth::unix::seconds();
     let mut headers = vec![("content-type".to_owned(), "application/json".to_owned())];
     headers.extend(
         contract
@@ -174,10 +174,7 @@ async fn rate(world: &World, contract: &GuardContract, secret: &SecretString) ->
     let scaled = limit.div_ceil(u64::from(RATE_SCALE)) as usize;
     // Registrations of the right shape (the api refuses their signature, quickly): WAF lets
     // each through and counts none.
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)?
-        .as_secs()
-        .to_string();
+    let now = shared_auth::unix::seconds().to_string();
     let shaped = || {
         Call::post(
             &contract.path,

@@ -27,10 +27,7 @@ const PROTECTED: [&str; 7] = [
 /// What lifts the protection for the destroy, keeping a final snapshot named for this
 /// destroy (a second destroy must not meet the first one's snapshot).
 fn unprotect() -> Vec<String> {
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let stamp = shared_auth::unix::seconds();
     vec![
         "-var=deletion_protection=false".to_owned(),
         "-var=final_snapshot=true".to_owned(),

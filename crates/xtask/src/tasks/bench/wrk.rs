@@ -15,9 +15,7 @@ pub struct Bodies<'a> {
 
 impl<'a> Bodies<'a> {
     pub fn new(contract: &'a GuardContract, secret: &'a SecretString) -> Self {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let now = shared_auth::unix::seconds();
         Self {
             contract,
             secret,

@@ -80,9 +80,7 @@ pub async fn sign_ups(
 
 /// Now, in unix milliseconds.
 pub fn unix_ms() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64() * 1e3)
+    shared_auth::unix::millis() as f64
 }
 
 /// User number `n`, made from the template event: its own `sub`, name and address.

@@ -1,8 +1,6 @@
 //! Forged registrations, each sent for a new user and expected to be refused with nothing
 //! stored. Loopback plays the ALB, so a spoofed `X-Forwarded-For` is judged as in the cloud.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use anyhow::{Result, bail};
 use secrecy::SecretString;
 use serde_json::json;
@@ -70,7 +68,7 @@ impl Forger<'_> {
 
     async fn send(&self, attack: Attack, sub: &str) -> Result<u16> {
         let body = json!({"sub": sub, "email": "mallory@example.com", "email_verified": true, "username": "mallory"}).to_string();
-        let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+        let now = shared_auth::unix::seconds();
         let path = match attack {
             Attack::PathVariant => format!("{}/", self.contract.path),
             _ => self.contract.path.clone(),
