@@ -1,4 +1,9 @@
 //! Logging: JSON lines in the cloud (CloudWatch), readable lines locally; `RUST_LOG` filters.
+//!
+//! The functions install theirs in `lambda_support::telemetry`, and the two differ on purpose:
+//! the api stamps each line and prints readable lines on a terminal, with `EnvFilter`'s span
+//! directives; a function's lines are stamped by Lambda, always JSON, and filtered by `Targets`
+//! so no regex engine rides in the zip. One init would make one side carry the other's weight.
 
 use tracing_subscriber::EnvFilter;
 
