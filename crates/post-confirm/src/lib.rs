@@ -17,6 +17,7 @@ pub mod client;
 pub mod deadline;
 pub mod drain;
 pub mod event;
+pub mod lazy;
 pub mod outcome;
 pub mod probe;
 pub mod queue;
@@ -25,6 +26,7 @@ pub mod trigger;
 
 use std::time::{Duration, Instant};
 
+use aws_config::SdkConfig;
 use lambda_runtime::LambdaEvent;
 use lambda_support::route::GuardedRoute;
 use lambda_support::secret::{SecretCache, SecretSource};
@@ -33,6 +35,7 @@ use shared_auth::Settings;
 
 use crate::client::Registrar;
 use crate::event::Action;
+use crate::lazy::LazyClient;
 use crate::queue::RetryQueue;
 
 pub use crate::outcome::METRIC;
@@ -44,25 +47,34 @@ pub struct Deps {
     pub settings: Settings,
     /// The retry queue, when `lambda.retry_queue` names one.
     pub queue: Option<RetryQueue>,
-    /// For the sweep's listing of the user pool.
-    pub cognito: Option<aws_sdk_cognitoidentityprovider::Client>,
+    /// For the sweep's listing of the user pool; built on the first sweep.
+    pub cognito: Option<LazyClient<aws_sdk_cognitoidentityprovider::Client>>,
 }
 
 impl Deps {
     /// Builds the dependencies from settings, with the secret from Secrets Manager.
+    /// The AWS configuration is loaded once, for every client.
     pub async fn from_settings(settings: Settings) -> anyhow::Result<Self> {
-        let client = shared_aws::secrets_manager(&settings.aws).await;
+        let sdk = shared_aws::sdk_config(&settings.aws).await;
         let source = SecretSource::SecretsManager {
-            client,
+            client: aws_sdk_secretsmanager::Client::new(&sdk),
             secret_id: settings.guard.secret_id.clone(),
         };
-        Self::with_secret_source(settings, source).await
+        Self::build(settings, source, sdk)
     }
 
+    /// The dependencies with the secret from `source` (tests give a fixed set).
     pub async fn with_secret_source(
         settings: Settings,
         source: SecretSource,
     ) -> anyhow::Result<Self> {
+        let sdk = shared_aws::sdk_config(&settings.aws).await;
+        Self::build(settings, source, sdk)
+    }
+
+    /// Builds what every invocation reuses. The SQS and Cognito clients are made on their
+    /// first use ([`LazyClient`]): a direct registration needs neither.
+    fn build(settings: Settings, source: SecretSource, sdk: SdkConfig) -> anyhow::Result<Self> {
         // Plain HTTP only on a developer's machine; the ALB listens on HTTPS.
         let http = lambda_support::http::client(
             &settings.lambda,
@@ -74,16 +86,18 @@ impl Deps {
             settings: settings.lambda.clone(),
             secrets: SecretCache::new(source, Duration::from_secs(settings.guard.secret_ttl_s)),
         };
-        let sdk = shared_aws::sdk_config(&settings.aws).await;
         let queue = settings.lambda.retry_queue.clone().map(|url| RetryQueue {
-            sqs: aws_sdk_sqs::Client::new(&sdk),
+            sqs: LazyClient::new(sdk.clone(), aws_sdk_sqs::Client::new),
             url,
             dead_letters: settings.lambda.dead_letter_queue.clone(),
         });
         Ok(Self {
             registrar,
             queue,
-            cognito: Some(aws_sdk_cognitoidentityprovider::Client::new(&sdk)),
+            cognito: Some(LazyClient::new(
+                sdk,
+                aws_sdk_cognitoidentityprovider::Client::new,
+            )),
             settings,
         })
     }

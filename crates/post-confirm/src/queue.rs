@@ -10,6 +10,7 @@ use aws_sdk_sqs::error::DisplayErrorContext;
 use serde::{Deserialize, Serialize};
 
 use crate::event::Registration;
+use crate::lazy::LazyClient;
 
 /// What a queue message holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,7 +54,8 @@ pub struct QueueError(String);
 /// The retry queue and its dead-letter queue.
 #[derive(Debug, Clone)]
 pub struct RetryQueue {
-    pub sqs: Sqs,
+    /// Built on the first hand-off or drain, never on a direct registration.
+    pub sqs: LazyClient<Sqs>,
     pub url: String,
     pub dead_letters: Option<String>,
 }
@@ -99,6 +101,7 @@ impl RetryQueue {
 
     async fn send_to(&self, url: &str, body: &str) -> Result<(), QueueError> {
         self.sqs
+            .get()
             .send_message()
             .queue_url(url)
             .message_body(body)
@@ -111,6 +114,7 @@ impl RetryQueue {
     /// Hides the message from the queue for `delay`, so its next receive comes after it.
     pub async fn back_off(&self, receipt: &str, delay: Duration) -> Result<(), QueueError> {
         self.sqs
+            .get()
             .change_message_visibility()
             .queue_url(&self.url)
             .receipt_handle(receipt)

@@ -18,6 +18,7 @@ use serde_json::Value;
 
 use crate::Deps;
 use crate::event::Registration;
+use crate::lazy::LazyClient;
 use crate::outcome::{self, Outcome};
 use crate::queue::{Cursor, Message};
 
@@ -79,7 +80,7 @@ pub async fn run(deps: &Deps, mut cursor: Cursor, deadline: Instant) -> Counts {
     let budget = Duration::from_millis(deps.settings.lambda.sweep_budget_ms);
     let deadline = deadline.min(Instant::now() + budget);
     let mut counts = Counts::default();
-    let Some(cognito) = &deps.cognito else {
+    let Some(cognito) = deps.cognito.as_ref().map(LazyClient::get) else {
         counts.error = Some("no Cognito client".into());
         return counts;
     };

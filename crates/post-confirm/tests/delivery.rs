@@ -188,6 +188,21 @@ async fn a_sign_up_is_delivered_signed_and_the_event_comes_back_unchanged() {
         serde_json::json!({"sub": "7d8ca528-4931-4254-9273-ea5ee853f271", "email": "ada@example.com", "email_verified": false, "username": "ada"})
     );
     assert_eq!(calls[0].status, 201);
+    // The common path builds no client it does not call (a cold start's cost): SQS and Cognito
+    // are made on their first use, by a hand-off, a drain or a sweep.
+    let queue = deps
+        .queue
+        .as_ref()
+        .expect("the harness names a retry queue");
+    assert!(
+        !queue.sqs.is_built(),
+        "a direct registration built the SQS client"
+    );
+    let cognito = deps.cognito.as_ref().expect("a Cognito client, lazily");
+    assert!(
+        !cognito.is_built(),
+        "a direct registration built the Cognito client"
+    );
 }
 
 #[tokio::test]
