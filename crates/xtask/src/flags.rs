@@ -57,8 +57,9 @@ pub struct Setup {
 ///
 /// Starts a throwaway PostgreSQL cluster unless DATABASE_URL is set, and moto_server unless
 /// TOLLGATE_TEST_AWS_ENDPOINT is set; exports both; runs `cargo test --workspace`; stops what
-/// it started. Arguments after `--` go to `cargo test` (and run it alone, without the deploy
-/// test beside the rest).
+/// it started. Arguments after `--` go to `cargo test --workspace` (and run it alone, without
+/// the deploy test beside the rest): choose tests by target and name (`-- --test integration
+/// delivery::`), not by package, which would build a second dependency tree.
 #[derive(Debug, Args)]
 pub struct Test {
     /// Fail rather than update Cargo.lock (cargo's `--locked`, given to every `cargo test`), as

@@ -44,6 +44,7 @@ impl flags::Test {
         crate::tasks::setup::ensure(crate::flags::Scope::Test)?;
         let services = Services::start(self.locked)?;
         if !self.cargo_args.is_empty() {
+            refuse_a_package(&self.cargo_args)?;
             let mut args = vec!["--workspace", "--no-fail-fast"];
             args.extend(self.cargo_args.iter().map(String::as_str));
             let status = children::status(&mut services.cargo_test(&args))?;
@@ -308,9 +309,48 @@ fn outcome(runs: &[(&str, ExitStatus)]) -> Result<()> {
     Ok(())
 }
 
+/// Refuses `-p`/`--package` among the arguments for `cargo test`: with `--workspace`, which
+/// keeps one feature set for every test (rather than compile a second tree), cargo would run
+/// every package's tests anyway, quietly; the deploy test among them.
+fn refuse_a_package(args: &[String]) -> Result<()> {
+    let package = args.iter().take_while(|a| *a != "--").any(|a| {
+        matches!(a.as_str(), "-p" | "--package")
+            || a.starts_with("--package=")
+            || (a.starts_with("-p") && a.len() > 2)
+    });
+    if package {
+        bail!(
+            "`cargo xtask test -- -p …` would run every package's tests (the workspace is one build, one \
+             feature set). Choose by target and test name instead, e.g. \
+             `cargo xtask test -- --test integration delivery::`, or `-- --lib lazy`"
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_package_filter_is_refused_and_names_and_targets_are_not() {
+        let args = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        for package in [
+            &["-p", "api"][..],
+            &["--package", "api"],
+            &["--package=api"],
+            &["-papi"],
+        ] {
+            assert!(refuse_a_package(&args(package)).is_err(), "{package:?}");
+        }
+        for fine in [
+            &["--test", "integration", "delivery::"][..],
+            &["--lib", "lazy"],
+            &["--", "-p"],
+        ] {
+            assert!(refuse_a_package(&args(fine)).is_ok(), "{fine:?}");
+        }
+    }
 
     /// `.ci/run` starts the bench and the soak when this file appears; a rename on one side
     /// alone would leave CI waiting for the whole deploy test (the loop ends with the run).
