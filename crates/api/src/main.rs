@@ -37,7 +37,8 @@ async fn main() -> ExitCode {
         println!("settings for `{}` are valid:\n{settings:#?}", settings.env);
         return ExitCode::SUCCESS;
     }
-    telemetry::init(&settings.env);
+    // Held to the end of `main`: every queued line is written before the process exits.
+    let _log = telemetry::init(&settings.env);
     let result = if cli.migrate {
         migrate(&settings).await
     } else {

@@ -7,6 +7,7 @@ mod common;
 
 mod adversarial;
 mod alb_keep_alive;
+mod audit_log;
 mod bounded;
 mod database;
 mod guard;

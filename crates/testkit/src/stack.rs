@@ -113,6 +113,12 @@ impl Api {
         Ok(())
     }
 
+    /// Stops the api as ECS stops a task: SIGTERM, then up to `grace` to finish by itself
+    /// (then it is killed). Its exit status, if it ended by itself.
+    pub fn terminate(&mut self, grace: Duration) -> Option<std::process::ExitStatus> {
+        self.process.take()?.terminate(grace)
+    }
+
     /// Stops the api: its address refuses connections until [`Api::restart`].
     pub fn stop(&mut self) {
         self.process = None;
