@@ -53,7 +53,9 @@ async fn no_registration_line_is_lost_when_the_api_is_stopped() {
     let log = std::fs::read_to_string(&api.log).expect("the api's log");
     // The last line, logged as `main` returns: only the flush on exit writes it.
     assert!(
-        log.lines().last().is_some_and(|l| l.contains("api stopped")),
+        log.lines()
+            .last()
+            .is_some_and(|l| l.contains("api stopped")),
         "the api's last line (\"api stopped\") was lost at exit; see {}",
         api.log.display()
     );
