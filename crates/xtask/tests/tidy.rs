@@ -454,25 +454,9 @@ fn cargo_stdout(args: &[&str], env: &[(&str, &str)]) -> Vec<u8> {
 
 /// The `aws-sdk-*` crates in `package`'s normal dependency tree, with `extra` cargo flags.
 fn aws_sdks(package: &str, extra: &[&str]) -> std::collections::BTreeSet<String> {
-    let mut args = vec![
-        "tree",
-        "--locked",
-        "--package",
-        package,
-        "--edges",
-        "normal",
-        "--prefix",
-        "none",
-        "--format",
-        "{p}",
-    ];
-    args.extend_from_slice(extra);
-    let out = cargo_stdout(&args, &[]);
-    String::from_utf8_lossy(&out)
-        .lines()
-        .filter_map(|line| line.split_whitespace().next())
+    normal_tree(package, extra)
+        .into_iter()
         .filter(|name| name.starts_with("aws-sdk-"))
-        .map(str::to_owned)
         .collect()
 }
 
@@ -974,10 +958,23 @@ const STAGES_HOME: &str = "crates/shared-aws/src/versions.rs";
 
 /// The files of `files` (path, text) whose code reads `VersionIdsToStages` itself.
 fn stage_readers(files: &[(String, String)]) -> Vec<String> {
+    offenders(
+        files,
+        |path| path != STAGES_HOME,
+        |code| code.contains("version_ids_to_stages"),
+    )
+}
+
+/// The paths of `files` (path, text) a rule covers (`covered`, by path) whose code, comments
+/// and literals blanked ([`code_only`]), breaks it (`breaks`): the one shape of the text rules.
+fn offenders(
+    files: &[(String, String)],
+    covered: impl Fn(&str) -> bool,
+    breaks: impl Fn(&str) -> bool,
+) -> Vec<String> {
     files
         .iter()
-        .filter(|(path, _)| path != STAGES_HOME)
-        .filter(|(_, text)| code_only(text).contains("version_ids_to_stages"))
+        .filter(|(path, text)| covered(path) && breaks(&code_only(text)))
         .map(|(path, _)| path.clone())
         .collect()
 }
@@ -1100,12 +1097,11 @@ const SECRET_READ_HOME: &str = "crates/shared-aws/src/versions.rs";
 /// The files of `files` (path, text) under a crate's `src/` whose code calls
 /// `get_secret_value` outside its home.
 fn secret_readers(files: &[(String, String)]) -> Vec<String> {
-    files
-        .iter()
-        .filter(|(path, _)| path != SECRET_READ_HOME && path.contains("/src/"))
-        .filter(|(_, text)| code_only(text).contains("get_secret_value"))
-        .map(|(path, _)| path.clone())
-        .collect()
+    offenders(
+        files,
+        |path| path != SECRET_READ_HOME && path.contains("/src/"),
+        |code| code.contains("get_secret_value"),
+    )
 }
 
 #[test]
@@ -1151,12 +1147,11 @@ fn own_signers(files: &[(String, String)]) -> Vec<String> {
                     .any(|n| matches!(n, "sign" | "string_to_sign" | "signing"))
             })
     };
-    files
-        .iter()
-        .filter(|(path, _)| path.contains("/src/") && !path.starts_with("crates/shared-auth/"))
-        .filter(|(_, text)| signs(&code_only(text)))
-        .map(|(path, _)| path.clone())
-        .collect()
+    offenders(
+        files,
+        |path| path.contains("/src/") && !path.starts_with("crates/shared-auth/"),
+        signs,
+    )
 }
 
 #[test]
@@ -1201,11 +1196,12 @@ fn one_builder_of_a_guarded_requests_credentials() {
     );
 }
 
-/// The crates of `package`'s normal dependency tree.
-fn normal_tree(package: &str) -> std::collections::BTreeSet<String> {
-    let args = [
+/// The crates of `package`'s normal dependency tree, with `extra` cargo flags.
+fn normal_tree(package: &str, extra: &[&str]) -> std::collections::BTreeSet<String> {
+    let mut args = vec![
         "tree", "--locked", "-p", package, "-e", "normal", "--prefix", "none", "--format", "{p}",
     ];
+    args.extend_from_slice(extra);
     String::from_utf8_lossy(&cargo_stdout(&args, &[]))
         .lines()
         .filter_map(|line| line.split_whitespace().next())
@@ -1228,13 +1224,13 @@ fn runtime_crates(tree: &std::collections::BTreeSet<String>) -> Vec<String> {
 #[test]
 fn the_contract_links_no_aws_sdk_runtime_or_web_framework() {
     // The probe finds them where they are: in shared-aws, the contract's AWS side.
-    let aws_side = runtime_crates(&normal_tree("shared-aws"));
+    let aws_side = runtime_crates(&normal_tree("shared-aws", &[]));
     assert!(
         aws_side.iter().any(|c| c == "aws-sdk-secretsmanager")
             && aws_side.iter().any(|c| c == "tokio"),
         "the probe no longer sees the SDK and runtime in shared-aws: {aws_side:?}"
     );
-    let found = runtime_crates(&normal_tree("shared-auth"));
+    let found = runtime_crates(&normal_tree("shared-auth", &[]));
     assert!(
         found.is_empty(),
         "shared-auth links {found:?}: the contract must build without them; put what needs them \
@@ -1257,12 +1253,11 @@ fn own_clocks(files: &[(String, String)]) -> Vec<String> {
                 .contains("UNIX_EPOCH")
         })
     };
-    files
-        .iter()
-        .filter(|(path, _)| path != CLOCK_HOME && path.contains("/src/"))
-        .filter(|(_, text)| reads_clock(&code_only(text)))
-        .map(|(path, _)| path.clone())
-        .collect()
+    offenders(
+        files,
+        |path| path != CLOCK_HOME && path.contains("/src/"),
+        reads_clock,
+    )
 }
 
 #[test]
