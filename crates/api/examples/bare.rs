@@ -3,8 +3,10 @@
 //! ([`api::users::register_user`]); `GET /users/me` verifies the RS256 ID token with plain
 //! `jsonwebtoken` against the JWKS (read once at start) and runs the api's select
 //! ([`api::users::find_by_sub`]). Both go through the api's own pool ([`Database`]: the same
-//! TLS, connection count and options, from the same settings). No guard, no metrics, no request
-//! id, no timeouts or limits, no logs, no error bodies.
+//! TLS, connection count and options, from the same settings). `POST /refuse` is the fair
+//! reference for a request refused by its signature: it reads the body, computes one
+//! HMAC-SHA256 over it with the secret, and answers 403. No guard, no metrics, no request id,
+//! no timeouts or limits, no logs, no error bodies.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,6 +16,7 @@ use anyhow::Context;
 use api::database::Database;
 use api::domain::{NewUser, RegistrationRequest};
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::{Json, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -24,6 +27,7 @@ use serde::Deserialize;
 use shared_auth::Component;
 
 struct Bare {
+    key: Vec<u8>,
     db: Database,
     keys: HashMap<String, DecodingKey>,
     validation: Validation,
@@ -50,7 +54,9 @@ async fn main() -> anyhow::Result<()> {
     let mut validation = Validation::new(Algorithm::RS256);
     validation.set_issuer(&[api.jwt_issuer.as_deref().context("api.jwt_issuer")?]);
     validation.set_audience(&[api.jwt_client_id.as_deref().context("api.jwt_client_id")?]);
+    let key = std::env::var("TOLLGATE_SECRET_CURRENT").unwrap_or_default();
     let state = Arc::new(Bare {
+        key: key.into_bytes(),
         db,
         keys,
         validation,
@@ -58,6 +64,7 @@ async fn main() -> anyhow::Result<()> {
     let app = Router::new()
         .route("/user", post(register))
         .route("/users/me", get(me))
+        .route("/refuse", post(refuse))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(state);
     let listener = tokio::net::TcpListener::bind(api.listen).await?;
@@ -82,6 +89,19 @@ async fn register(
             | api::users::Registered::Unchanged(user),
         ) => (StatusCode::CREATED, Json(user)).into_response(),
         Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    }
+}
+
+async fn refuse(State(bare): State<Arc<Bare>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    use hmac::Mac as _;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&bare.key).expect("any key length");
+    mac.update(&body);
+    let presented = headers
+        .get("x-tollgate-signature")
+        .map_or(&b""[..], |v| v.as_bytes());
+    match mac.verify_slice(presented) {
+        Ok(()) => StatusCode::NO_CONTENT,
+        Err(_) => StatusCode::FORBIDDEN,
     }
 }
 

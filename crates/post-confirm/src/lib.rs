@@ -55,7 +55,7 @@ impl Deps {
     /// Builds the dependencies from settings, with the secret from Secrets Manager.
     /// The AWS configuration is loaded once, for every client.
     pub async fn from_settings(settings: Settings) -> anyhow::Result<Self> {
-        let sdk = shared_aws::sdk_config(&settings.aws).await;
+        let sdk = lambda_support::sdk_config(&settings).await?;
         let source = SecretSource::SecretsManager {
             client: aws_sdk_secretsmanager::Client::new(&sdk),
             secret_id: settings.guard.secret_id.clone(),
@@ -68,7 +68,7 @@ impl Deps {
         settings: Settings,
         source: SecretSource,
     ) -> anyhow::Result<Self> {
-        let sdk = shared_aws::sdk_config(&settings.aws).await;
+        let sdk = lambda_support::sdk_config(&settings).await?;
         Self::build(settings, source, sdk)
     }
 

@@ -487,6 +487,47 @@ async fn an_api_whose_certificate_no_public_root_signs_is_refused() {
     );
 }
 
+/// Whether the function's AWS clients complete a TLS handshake with an endpoint whose
+/// certificate comes from a throwaway CA, given `private_ca` as `lambda.private_ca_pem`.
+async fn aws_handshakes_with_private_ca(private_ca: Option<&str>) -> usize {
+    use std::sync::atomic::Ordering;
+    let ca = testkit::tls::TestCa::new("an endpoint no public root signs").expect("ca");
+    let (endpoint, handshakes) = https_receiver(&ca).await;
+    let ca_pem = ca.pem();
+    let mut extra = vec![("TOLLGATE__AWS__ENDPOINT_URL", endpoint.as_str())];
+    if private_ca.is_some() {
+        extra.push(("TOLLGATE__LAMBDA__PRIVATE_CA_PEM", ca_pem.as_str()));
+    }
+    let sdk = lambda_support::sdk_config(&settings("http://127.0.0.1:9", &extra))
+        .await
+        .expect("the functions' SDK configuration");
+    let sm = aws_sdk_secretsmanager::Client::new(&sdk);
+    // The endpoint closes each connection after its handshake: the call fails either way;
+    // what counts is whether a handshake was made.
+    let _ = tokio::time::timeout(
+        Duration::from_secs(5),
+        sm.get_secret_value().secret_id("tollgate/test/tls").send(),
+    )
+    .await;
+    handshakes.load(Ordering::SeqCst)
+}
+
+#[tokio::test]
+async fn the_functions_aws_calls_trust_the_compiled_in_roots_and_the_contracts_ca_only() {
+    // The SDK's default client reads the system trust store, which does not hold this CA: a
+    // handshake with it proves the SDK calls go through the functions' own TLS configuration
+    // (lambda_support::sdk_http), and none without the CA proves verification stays on.
+    assert!(
+        aws_handshakes_with_private_ca(Some("yes")).await > 0,
+        "the SDK's calls trust the contract's private CA"
+    );
+    assert_eq!(
+        aws_handshakes_with_private_ca(None).await,
+        0,
+        "no handshake with an endpoint no trusted root signs"
+    );
+}
+
 #[tokio::test]
 async fn a_hung_secrets_manager_is_given_up_within_the_budget() {
     // Accepts connections and never answers, as a Secrets Manager endpoint that hangs.

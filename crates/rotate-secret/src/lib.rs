@@ -116,7 +116,7 @@ impl Rotator {
             settings.env != "local",
             concat!("tollgate-rotate-secret/", env!("CARGO_PKG_VERSION")),
         )?;
-        let sdk = shared_aws::sdk_config(&settings.aws).await;
+        let sdk = lambda_support::sdk_config(settings).await?;
         let local_api = (settings.env == shared_auth::settings::DEFAULT_ENV)
             .then_some(settings.lambda.api_base_url.as_str());
         let verifiers = Verifiers::from_vars(&|k| std::env::var(k).ok(), &sdk, local_api)?;
@@ -124,7 +124,7 @@ impl Rotator {
             verifiers,
             tasks_http: verifiers::client(&settings.lambda)?,
             acceptance: Acceptance::for_settings(settings),
-            sm: shared_aws::secrets_manager(&settings.aws).await,
+            sm: aws_sdk_secretsmanager::Client::new(&sdk),
             route: GuardedRoute::new(http, settings.guard.clone(), &settings.lambda.api_base_url),
             budget,
             test_requests: 3,

@@ -26,6 +26,12 @@ pub async fn secrets_manager(aws: &AwsSettings) -> aws_sdk_secretsmanager::Clien
 /// SDK configuration for `aws` settings. `endpoint_url` points every client at a local AWS
 /// (moto_server), which gets test credentials unless the environment provides some.
 pub async fn sdk_config(aws: &AwsSettings) -> aws_config::SdkConfig {
+    loader(aws).load().await
+}
+
+/// The loader [`sdk_config`] loads, for a caller that sets more before loading (the Lambda
+/// functions give it their own HTTP client).
+pub fn loader(aws: &AwsSettings) -> aws_config::ConfigLoader {
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
     if let Some(region) = &aws.region {
         loader = loader.region(aws_config::Region::new(region.clone()));
@@ -42,5 +48,5 @@ pub async fn sdk_config(aws: &AwsSettings) -> aws_config::SdkConfig {
             ));
         }
     }
-    loader.load().await
+    loader
 }

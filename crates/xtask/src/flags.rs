@@ -35,6 +35,7 @@ pub enum Task {
     Moto(Moto),
     Bench(Bench),
     Soak(Soak),
+    Cost(Cost),
 }
 
 /// Bring what `up` and `test` (or `--for deploy`) need onto this machine: Python tools into the
@@ -250,6 +251,13 @@ pub struct Bench {
     /// Cold starts of each Lambda function (the median is reported).
     #[arg(long, default_value_t = 21)]
     pub cold_starts: usize,
+    /// Rounds of the api's runs and their references; each goal row is the median of the
+    /// rounds' ratios, printed with their spread.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=15))]
+    pub pairs: u64,
+    /// Measure only these parts (repeatable; all of them when not given).
+    #[arg(long, value_enum)]
+    pub only: Vec<BenchPart>,
     /// Print JSON (for tracking) instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -262,6 +270,26 @@ pub struct Bench {
     /// `cargo xtask test`; CI uses it to prove the bench runs, its figures are not the product's).
     #[arg(long, value_enum, default_value_t = Builds::Release)]
     pub build: Builds,
+}
+
+/// Estimate each environment's monthly cost standing still and per million sign-ups, from its
+/// contract, the stack and the region's price table (deploy/prices/<region>.toml).
+#[derive(Debug, Args)]
+pub struct Cost {
+    /// The environments (repeatable); staging and production when not given.
+    #[arg(long)]
+    pub env: Vec<String>,
+}
+
+/// A part of `cargo xtask bench`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchPart {
+    /// The api's routes against their references.
+    Http,
+    /// The Lambda's start against the naive function and the echo.
+    Lambda,
+    /// The api's and the function's capacity held to their CPU share in AWS.
+    Capacity,
 }
 
 /// Hold the load for N minutes on loopback: sign-ups through the real Lambda binary,

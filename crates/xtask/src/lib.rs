@@ -42,6 +42,7 @@ pub fn main() -> ExitCode {
         flags::Task::SqlxPrepare(task) => task.run(),
         flags::Task::Timing(task) => task.run(),
         flags::Task::Tidy(task) => task.run(),
+        flags::Task::Cost(task) => task.run(),
         flags::Task::Fuzz(task) => task.run(),
         #[cfg(feature = "local")]
         flags::Task::Registry(task) => task.run(),

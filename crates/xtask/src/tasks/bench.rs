@@ -8,6 +8,7 @@
 //! `lambda_runtime` echo function cold under the local Runtime API. Figures only: nothing here
 //! asserts a time.
 
+mod capacity;
 mod cpu;
 mod http;
 mod lambda;
@@ -39,14 +40,67 @@ pub struct Row {
     /// `None`: reported for tracking, no goal.
     pub goal: Option<f64>,
     pub lower_is_better: bool,
+    /// Each pair's ratio, sorted, when the row is the median of several (ours and the
+    /// reference measured alternately); empty for a single measurement.
+    pub ratios: Vec<f64>,
 }
 
 impl Row {
+    /// A row from alternating (ours, reference) measurements: the pair whose ratio is the
+    /// median, with every pair's ratio for the spread.
+    pub fn paired(
+        name: &'static str,
+        unit: &'static str,
+        reference_name: &'static str,
+        goal: Option<f64>,
+        pairs: &[(f64, f64)],
+    ) -> Self {
+        let (ours, reference) = pairs
+            .get(http::median_index(pairs))
+            .copied()
+            .unwrap_or_default();
+        let mut ratios: Vec<f64> = pairs.iter().map(|(o, r)| o / r.max(1e-9)).collect();
+        ratios.sort_by(f64::total_cmp);
+        Row {
+            name,
+            ours,
+            reference,
+            unit,
+            reference_name,
+            goal,
+            lower_is_better: false,
+            ratios,
+        }
+    }
+
+    /// A row whose smaller ratio is the better one.
+    pub fn lower_is_better(self) -> Self {
+        Row {
+            lower_is_better: true,
+            ..self
+        }
+    }
+
     fn ratio(&self) -> f64 {
         if self.reference == 0.0 {
             0.0
         } else {
             self.ours / self.reference
+        }
+    }
+
+    /// How far the pairs' ratios spread: lowest and highest for a few pairs, the middle half
+    /// (25th to 75th percentile) for many, where one outlier would say little.
+    fn spread(&self) -> Option<(f64, f64, &'static str)> {
+        let mut r = self.ratios.clone();
+        match r.len() {
+            0 | 1 => None,
+            2..=5 => Some((r[0], r[r.len() - 1], "min–max")),
+            _ => Some((
+                percentile(&mut r, 25.0),
+                percentile(&mut r, 75.0),
+                "p25–p75",
+            )),
         }
     }
 
@@ -85,11 +139,37 @@ impl flags::Bench {
             seconds: self.seconds,
             connections: self.connections,
             cold_starts: self.cold_starts,
+            pairs: self.pairs as usize,
             dir: dir.clone(),
             api_binary: self.api_binary,
         };
-        let (mut rows, splits) = block_on(http::rows(&settings, &binaries, &pg, &moto))?;
-        rows.extend(block_on(lambda::rows(&settings, &binaries, &moto))?);
+        let parts = if self.only.is_empty() {
+            vec![
+                flags::BenchPart::Http,
+                flags::BenchPart::Lambda,
+                flags::BenchPart::Capacity,
+            ]
+        } else {
+            self.only.clone()
+        };
+        let (mut rows, mut splits, mut capacity) = (Vec::new(), Vec::new(), Vec::new());
+        for part in parts {
+            match part {
+                flags::BenchPart::Http => {
+                    let (r, s) = block_on(http::rows(&settings, &binaries, &pg, &moto))?;
+                    rows.extend(r);
+                    splits.extend(s);
+                }
+                flags::BenchPart::Lambda => {
+                    rows.extend(block_on(lambda::rows(&settings, &binaries, &moto))?);
+                }
+                flags::BenchPart::Capacity => {
+                    let (c, r) = block_on(capacity::rows(&settings, &binaries, &pg, &moto))?;
+                    capacity.extend(c);
+                    rows.extend(r);
+                }
+            }
+        }
         drop(pg);
         drop(moto);
         let machine = match self.build {
@@ -100,10 +180,11 @@ impl flags::Bench {
             ),
         };
         if self.json {
-            println!("{}", to_json(&rows, &splits, &machine));
+            println!("{}", to_json(&rows, &splits, &capacity, &machine));
         } else {
             print_table(&rows, &machine);
             print_splits(&splits);
+            capacity::print(&capacity);
         }
         Ok(())
     }
@@ -114,6 +195,8 @@ pub struct BenchSettings {
     pub seconds: u64,
     pub connections: u32,
     pub cold_starts: usize,
+    /// Rounds of (ours, reference) each goal row is the median of.
+    pub pairs: usize,
     pub dir: PathBuf,
     /// Another api build to measure (e.g. an older commit's), instead of this checkout's.
     pub api_binary: Option<PathBuf>,
@@ -249,20 +332,25 @@ fn machine() -> String {
 fn print_table(rows: &[Row], machine: &str) {
     println!("\nmachine: {machine}\n");
     println!(
-        "{:<52} {:>12} {:>12} {:>7} {:>7}  reference is",
-        "measure", "ours", "reference", "ratio", "goal"
+        "{:<52} {:>12} {:>12} {:>7} {:>20} {:>7}  reference is",
+        "measure", "ours", "reference", "ratio", "spread", "goal"
     );
     for row in rows {
         let goal = row.goal.map_or_else(
             || "—".to_owned(),
             |g| format!("{}{g:.2}", if row.lower_is_better { "≤" } else { "≥" }),
         );
+        let spread = row.spread().map_or_else(
+            || "—".to_owned(),
+            |(low, high, what)| format!("{low:.2}–{high:.2} {what} of {}", row.ratios.len()),
+        );
         println!(
-            "{:<52} {:>12} {:>12} {:>7.2} {:>7}  {} {}",
+            "{:<52} {:>12} {:>12} {:>7.2} {:>20} {:>7}  {} {}",
             row.name,
             format!("{:.1} {}", row.ours, row.unit),
             format!("{:.1} {}", row.reference, row.unit),
             row.ratio(),
+            spread,
             goal,
             row.reference_name,
             match row.met() {
@@ -295,9 +383,15 @@ fn print_splits(splits: &[cpu::Split]) {
     }
 }
 
-fn to_json(rows: &[Row], splits: &[cpu::Split], machine: &str) -> serde_json::Value {
+fn to_json(
+    rows: &[Row],
+    splits: &[cpu::Split],
+    capacity: &[capacity::Capacity],
+    machine: &str,
+) -> serde_json::Value {
     json!({
         "machine": machine,
+        "capacity": capacity.iter().map(capacity::Capacity::to_json).collect::<Vec<_>>(),
         "cpu_per_request_us": splits.iter().map(|s| json!({
             "run": s.run,
             "api": s.per_request.api,
@@ -314,16 +408,12 @@ fn to_json(rows: &[Row], splits: &[cpu::Split], machine: &str) -> serde_json::Va
             "reference_is": r.reference_name,
             "unit": r.unit,
             "ratio": r.ratio(),
+            "pair_ratios": r.ratios,
             "goal": r.goal,
             "lower_is_better": r.lower_is_better,
             "met": r.met(),
         })).collect::<Vec<_>>(),
     })
-}
-
-/// The median of `samples` (sorted here).
-pub fn median(samples: &mut [f64]) -> f64 {
-    percentile(samples, 50.0)
 }
 
 /// The `p`-th percentile of `samples` (nearest rank; sorted here).
@@ -352,10 +442,10 @@ mod tests {
     #[test]
     fn percentiles_are_nearest_rank() {
         let mut samples = vec![5.0, 1.0, 4.0, 2.0, 3.0];
-        assert_eq!(median(&mut samples), 3.0);
+        assert_eq!(percentile(&mut samples, 50.0), 3.0);
         assert_eq!(percentile(&mut samples, 99.0), 5.0);
         assert_eq!(percentile(&mut samples, 1.0), 1.0);
-        assert_eq!(median(&mut []), 0.0);
+        assert_eq!(percentile(&mut [], 50.0), 0.0);
     }
 
     #[test]
@@ -380,6 +470,7 @@ mod tests {
             reference_name: "",
             goal: Some(1.5),
             lower_is_better,
+            ratios: Vec::new(),
         };
         assert_eq!(
             (row(14.0, true).met(), row(16.0, true).met()),

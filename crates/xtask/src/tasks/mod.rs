@@ -3,6 +3,7 @@
 
 #[cfg(feature = "local")]
 pub mod bench;
+pub mod cost;
 #[cfg(feature = "cloud")]
 pub mod deploy;
 #[cfg(feature = "cloud")]

@@ -1,9 +1,11 @@
-//! The api under `wrk`: each guarded-route case against `GET /healthz` (the cheapest route,
-//! same server, same run); accepted registrations and `GET /users/me` against the bare
-//! reference (`crates/api/examples/bare.rs`: the same statements and token check through the
-//! same pool, without what Tollgate adds), registrations as the median of three alternating
-//! pairs; and both against `pgbench` running the api's own statement with the pool's
-//! connection count, for where the database's share goes.
+//! The api under `wrk`, in rounds: each round measures every figure beside its reference
+//! (the guarded route's refusals beside `GET /healthz` and beside the bare reference's
+//! refusal; accepted registrations and `GET /users/me` beside the bare reference,
+//! `crates/api/examples/bare.rs`: the same statements and token check through the same pool,
+//! without what Tollgate adds), and a goal row is the median of the rounds' ratios with their
+//! spread. Odd rounds start with the references, so a drift of the machine over the run does
+//! not favour one side. Then `pgbench` runs the api's own statement with the pool's connection
+//! count, for where the database's share goes.
 
 use std::path::Path;
 use std::process::Command;
@@ -17,27 +19,40 @@ use testkit::cognito::UserPool;
 use testkit::services::{Moto, Postgres, free_port};
 
 use super::cpu::{self, Split};
-use super::wrk::{self, Bodies, script_get, script_new_users, script_post, with_client};
+use super::wrk::{
+    self, Bodies, script_get, script_new_users, script_post, script_post_to, with_client,
+};
 use super::{BenchSettings, Binaries, Row, number_after, pg_bin};
 use crate::support::context::workspace_root;
 
 /// An address outside the allowlist, as the ALB would report it.
 const OUTSIDER: &str = "203.0.113.9";
 
-/// The api as the bench runs it: its environment, address and process.
-struct BenchApi {
-    env: Vec<(String, String)>,
-    base: String,
-    process: Process,
+/// The api as the bench runs it: its environment and address.
+pub(super) struct BenchApi {
+    pub env: Vec<(String, String)>,
+    pub base: String,
 }
 
-/// The wrk runs against one api, each a route or a kind of request.
-struct Runs {
+/// What every round sends: the credential headers and body of a registration (the replay
+/// run's, already registered), a forged one, and the ID token `GET /users/me` presents.
+struct Requests {
+    replay: (Vec<(String, String)>, String),
+    forged: (Vec<(String, String)>, String),
+    id_token: String,
+}
+
+/// One round's figures: the api's runs, then the references'.
+struct Round {
     healthz: WrkRun,
     outsider: WrkRun,
     forged: WrkRun,
     replay: WrkRun,
-    me: WrkRun,
+    me: (WrkRun, cpu::PerRequest),
+    accepted: (f64, cpu::PerRequest),
+    bare_accepted: (f64, cpu::PerRequest),
+    bare_me: (WrkRun, cpu::PerRequest),
+    bare_refused: WrkRun,
 }
 
 pub async fn rows(
@@ -56,101 +71,245 @@ pub async fn rows(
     let secret = testkit::secrets::new_secret()?;
     let api_binary = s.api_binary.as_deref().unwrap_or(&bin.api);
     let http = reqwest::Client::new();
-    let mut api = start_api(s, api_binary, pg, moto, &pool, &secret, &http).await?;
-    let (runs, me_cpu) = wrk_runs(s, &api, &secret, &user.id_token, &http, pg).await?;
-    api.process.stop();
-    let pairs = registration_pairs(s, api_binary, bin, &api, &user.id_token, &http, pg).await?;
+    let api = api_settings(pg, moto, &pool, &secret)?;
+    let requests = requests(&api, &secret, &user.id_token)?;
+    let mut rounds = Vec::new();
+    for round in 0..s.pairs {
+        eprintln!("· round {}/{}", round + 1, s.pairs);
+        let ours_first = round % 2 == 0;
+        let mut ours = None;
+        let mut references = None;
+        for side in [ours_first, !ours_first] {
+            if side {
+                ours = Some(api_runs(s, api_binary, &api, &requests, &http, pg, round).await?);
+            } else {
+                references = Some(bare_runs(s, bin, &api, &requests, &http, pg, round).await?);
+            }
+        }
+        let (healthz, outsider, forged, replay, me, accepted) = ours.context("our runs")?;
+        let (bare_accepted, bare_me, bare_refused) = references.context("the references")?;
+        let round = Round {
+            healthz,
+            outsider,
+            forged,
+            replay,
+            me,
+            accepted,
+            bare_accepted,
+            bare_me,
+            bare_refused,
+        };
+        eprintln!(
+            "· round {}: accepted {:.0}/s (bare {:.0}/s), /users/me {:.0}/s (bare {:.0}/s), \
+             refused by a bad secret {:.0}/s (bare {:.0}/s), allowlist {:.0}/s (/healthz {:.0}/s)",
+            rounds.len() + 1,
+            round.accepted.0,
+            round.bare_accepted.0,
+            round.me.0.rps,
+            round.bare_me.0.rps,
+            round.forged.rps,
+            round.bare_refused.rps,
+            round.outsider.rps,
+            round.healthz.rps,
+        );
+        rounds.push(round);
+    }
+    let accepted_pairs: Vec<(f64, f64)> = rounds
+        .iter()
+        .map(|r| (r.accepted.0, r.bare_accepted.0))
+        .collect();
+    let median_round = &rounds[median_index(&accepted_pairs)];
     let (statements, pgbench_cpu) = run_pgbench(s, pg, None)?;
     // The same statements at the api's rate: PostgreSQL's cost per statement at that load
     // (group commit and wake-ups amortise less at a lower rate), apart from how it is driven.
-    let (_, paced_cpu) = run_pgbench(s, pg, Some(pairs.ours))?;
+    let (_, paced_cpu) = run_pgbench(s, pg, Some(median_round.accepted.0))?;
     let split = |run, generator, per_request| Split {
         run,
         generator,
         per_request,
     };
     let splits = vec![
-        split("accepted POST /user", "wrk", pairs.ours_cpu),
-        split("bare POST /user (reference)", "wrk", pairs.bare_cpu),
+        split("accepted POST /user", "wrk", median_round.accepted.1),
+        split(
+            "bare POST /user (reference)",
+            "wrk",
+            median_round.bare_accepted.1,
+        ),
         split("pgbench, the api's statement", "pgbench", pgbench_cpu),
         split("pgbench at the accepted rate", "pgbench", paced_cpu),
-        split("GET /users/me", "wrk", me_cpu),
-        split("bare GET /users/me (reference)", "wrk", pairs.bare_me_cpu),
+        split("GET /users/me", "wrk", median_round.me.1),
+        split(
+            "bare GET /users/me (reference)",
+            "wrk",
+            median_round.bare_me.1,
+        ),
     ];
-    runs.warn_about_errors(s);
-    Ok((runs.rows(&pairs, statements), splits))
+    for round in &rounds {
+        round.warn_about_errors(s);
+    }
+    Ok((table(&rounds, statements), splits))
 }
 
-/// Accepted registrations against the bare reference, in alternating pairs (the median pair's
-/// ratio counts), and the bare `GET /users/me` once.
-struct Pairs {
-    ours: f64,
-    bare: f64,
-    ours_cpu: cpu::PerRequest,
-    bare_cpu: cpu::PerRequest,
-    bare_me: f64,
-    bare_me_cpu: cpu::PerRequest,
+/// The index of the pair whose ratio is the median (nearest rank: an actual pair).
+pub(super) fn median_index(pairs: &[(f64, f64)]) -> usize {
+    let ratio = |(ours, reference): (f64, f64)| ours / reference.max(1e-9);
+    let mut order: Vec<usize> = (0..pairs.len()).collect();
+    order.sort_by(|&a, &b| ratio(pairs[a]).total_cmp(&ratio(pairs[b])));
+    order[(pairs.len().max(1) - 1) / 2]
 }
 
-/// How many alternating (ours, bare) registration runs the ratio is the median of.
-const PAIRS: usize = 3;
+/// The api's environment: `local` mode behind wrk playing the ALB, on a free port.
+fn api_settings(
+    pg: &Postgres,
+    moto: &Moto,
+    pool: &UserPool,
+    secret: &SecretString,
+) -> Result<BenchApi> {
+    let port = free_port()?;
+    let base = format!("http://127.0.0.1:{port}");
+    let mut env = vec![
+        ("TOLLGATE_ENV".to_owned(), "local".to_owned()),
+        ("TOLLGATE_LOG_FORMAT".to_owned(), "json".to_owned()),
+        ("DATABASE_URL".to_owned(), pg.url()),
+        (
+            "TOLLGATE_SECRET_CURRENT".to_owned(),
+            secret.expose_secret().to_owned(),
+        ),
+        (
+            "TOLLGATE__API__LISTEN".to_owned(),
+            format!("127.0.0.1:{port}"),
+        ),
+        // wrk plays the ALB: it names the client in X-Forwarded-For.
+        (
+            "TOLLGATE__GUARD__TRUSTED_PROXIES".to_owned(),
+            "127.0.0.1/32".to_owned(),
+        ),
+        ("TOLLGATE__AWS__ENDPOINT_URL".to_owned(), moto.endpoint()),
+    ];
+    env.extend(pool.api_env());
+    Ok(BenchApi { env, base })
+}
 
-async fn registration_pairs(
+/// The requests every round sends, signed under the api's contract.
+fn requests(api: &BenchApi, secret: &SecretString, id_token: &str) -> Result<Requests> {
+    let vars = api.env.iter().cloned().collect();
+    let contract = shared_auth::load_for(Component::Api, &vars)
+        .context("the bench's api settings")?
+        .guard;
+    let wrong = testkit::secrets::new_secret()?;
+    Ok(Requests {
+        replay: Bodies::new(&contract, secret).signed(0),
+        forged: Bodies::new(&contract, &wrong).signed(1),
+        id_token: id_token.to_owned(),
+    })
+}
+
+type ApiRuns = (
+    WrkRun,
+    WrkRun,
+    WrkRun,
+    WrkRun,
+    (WrkRun, cpu::PerRequest),
+    (f64, cpu::PerRequest),
+);
+
+/// The api's side of a round: `/healthz`, the two refusals, the replay and `/users/me` from
+/// one process, then accepted registrations from one in `static` mode.
+async fn api_runs(
     s: &BenchSettings,
     api_binary: &Path,
-    bin: &Binaries,
     api: &BenchApi,
-    id_token: &str,
+    requests: &Requests,
     http: &reqwest::Client,
     pg: &Postgres,
-) -> Result<Pairs> {
-    let mut runs = Vec::new();
-    let mut bare_me = None;
-    for round in 0..PAIRS {
-        let (ours, ours_cpu) =
-            accepted_run(s, api_binary, &api.env, &api.base, http, pg, round).await?;
-        let mut bare = Process::start("bare", &bin.bare, &api.env, &s.dir.join("bare.log"))?;
-        bare.wait_ready(http, &format!("{}/healthz", api.base))
-            .await?;
-        // The reference checks no credential: the header is one nothing reads.
-        let (bare_rps, bare_cpu) = created_per_second(
-            s,
-            &api.base,
-            "bare-accepted",
-            &bare,
-            pg,
-            ("x-unused", ""),
-            0x9000 + 16 * round,
-        )
+    round: usize,
+) -> Result<ApiRuns> {
+    let mut process = Process::start("api", api_binary, &api.env, &s.dir.join("api.log"))?;
+    process
+        .wait_ready(http, &format!("{}/healthz", api.base))
         .await?;
-        if round == 0 {
-            bare_me = Some(me_run(s, &api.base, "bare-users-me", id_token, &bare, pg)?);
-        }
-        bare.stop();
-        eprintln!(
-            "· registration pair {}/{PAIRS}: ours {ours:.0}/s, bare {bare_rps:.0}/s",
-            round + 1,
-        );
-        runs.push((ours, bare_rps, ours_cpu, bare_cpu));
+    let (replay_headers, replay_body) = &requests.replay;
+    let mut first = http
+        .post(format!("{}/user", api.base))
+        .body(replay_body.clone());
+    for (k, v) in with_client(replay_headers, "127.0.0.1") {
+        first = first.header(k, v);
     }
-    let mut ratios: Vec<f64> = runs.iter().map(|(o, b, _, _)| o / b.max(1e-9)).collect();
-    let median_ratio = super::median(&mut ratios.clone());
-    let median_pair = runs
-        .iter()
-        .find(|(o, b, _, _)| o / b.max(1e-9) == median_ratio)
-        .copied()
-        .context("a median pair")?;
-    let (bare_me, bare_me_cpu) = bare_me.context("the bare /users/me run")?;
-    ratios.sort_by(f64::total_cmp);
-    eprintln!("· accepted ÷ bare, the {PAIRS} pairs: {ratios:.3?}");
-    Ok(Pairs {
-        ours: median_pair.0,
-        bare: median_pair.1,
-        ours_cpu: median_pair.2,
-        bare_cpu: median_pair.3,
-        bare_me: bare_me.rps,
-        bare_me_cpu,
-    })
+    let status = first.send().await?.status();
+    if !status.is_success() {
+        bail!(
+            "the bench's first registration got {status}; see {}",
+            process.log().display()
+        );
+    }
+    let wrk = |name: &str, script: String| run_wrk(s, s.seconds, &api.base, name, &script);
+    let (forged_headers, forged_body) = &requests.forged;
+    let healthz = wrk("healthz", script_get("/healthz", &[]))?;
+    let outsider = wrk(
+        "refused-allowlist",
+        script_post(&with_client(replay_headers, OUTSIDER), replay_body),
+    )?;
+    let forged = wrk(
+        "refused-secret",
+        script_post(&with_client(forged_headers, "127.0.0.1"), forged_body),
+    )?;
+    let replay = wrk(
+        "replay",
+        script_post(&with_client(replay_headers, "127.0.0.1"), replay_body),
+    )?;
+    let me = me_run(s, &api.base, "users-me", &requests.id_token, &process, pg)?;
+    process.stop();
+    let accepted = accepted_run(s, api_binary, &api.env, &api.base, http, pg, round).await?;
+    Ok((healthz, outsider, forged, replay, me, accepted))
+}
+
+/// The references' side of a round, from the bare handler: accepted registrations,
+/// `GET /users/me`, and the forged request refused after one HMAC over its body.
+async fn bare_runs(
+    s: &BenchSettings,
+    bin: &Binaries,
+    api: &BenchApi,
+    requests: &Requests,
+    http: &reqwest::Client,
+    pg: &Postgres,
+    round: usize,
+) -> Result<((f64, cpu::PerRequest), (WrkRun, cpu::PerRequest), WrkRun)> {
+    let mut bare = Process::start("bare", &bin.bare, &api.env, &s.dir.join("bare.log"))?;
+    bare.wait_ready(http, &format!("{}/healthz", api.base))
+        .await?;
+    // The reference checks no credential: the header is one nothing reads.
+    let accepted = created_per_second(
+        s,
+        &api.base,
+        "bare-accepted",
+        &bare,
+        pg,
+        ("x-unused", ""),
+        0x9000 + 16 * round,
+    )
+    .await?;
+    let me = me_run(s, &api.base, "bare-users-me", &requests.id_token, &bare, pg)?;
+    let (forged_headers, forged_body) = &requests.forged;
+    let refused = run_wrk(
+        s,
+        s.seconds,
+        &api.base,
+        "bare-refused",
+        &script_post_to(
+            "/refuse",
+            &with_client(forged_headers, "127.0.0.1"),
+            forged_body,
+        ),
+    )?;
+    bare.stop();
+    if refused.errors < refused.requests * 0.99 {
+        bail!(
+            "the bare refusal answered {} of {} requests with a non-2xx; it must refuse them all",
+            refused.errors,
+            refused.requests
+        );
+    }
+    Ok((accepted, me, refused))
 }
 
 /// `GET /users/me` under wrk against `process`, with its CPU split.
@@ -230,104 +389,13 @@ async fn created_per_second(
     ))
 }
 
-/// Starts the api in `local` mode behind wrk playing the ALB, and waits until it answers.
-async fn start_api(
-    s: &BenchSettings,
-    api_binary: &Path,
-    pg: &Postgres,
-    moto: &Moto,
-    pool: &UserPool,
-    secret: &SecretString,
-    http: &reqwest::Client,
-) -> Result<BenchApi> {
-    let port = free_port()?;
-    let base = format!("http://127.0.0.1:{port}");
-    let mut env = vec![
-        ("TOLLGATE_ENV".to_owned(), "local".to_owned()),
-        ("TOLLGATE_LOG_FORMAT".to_owned(), "json".to_owned()),
-        ("DATABASE_URL".to_owned(), pg.url()),
-        (
-            "TOLLGATE_SECRET_CURRENT".to_owned(),
-            secret.expose_secret().to_owned(),
-        ),
-        (
-            "TOLLGATE__API__LISTEN".to_owned(),
-            format!("127.0.0.1:{port}"),
-        ),
-        // wrk plays the ALB: it names the client in X-Forwarded-For.
-        (
-            "TOLLGATE__GUARD__TRUSTED_PROXIES".to_owned(),
-            "127.0.0.1/32".to_owned(),
-        ),
-        ("TOLLGATE__AWS__ENDPOINT_URL".to_owned(), moto.endpoint()),
-    ];
-    env.extend(pool.api_env());
-    let mut process = Process::start("api", api_binary, &env, &s.dir.join("api.log"))?;
-    process.wait_ready(http, &format!("{base}/healthz")).await?;
-    Ok(BenchApi { env, base, process })
-}
-
-/// Registers one user (the replay run's), then runs wrk on each route and kind of request;
-/// `GET /users/me` with its CPU split.
-async fn wrk_runs(
-    s: &BenchSettings,
-    api: &BenchApi,
-    secret: &SecretString,
-    id_token: &str,
-    http: &reqwest::Client,
-    pg: &Postgres,
-) -> Result<(Runs, cpu::PerRequest)> {
-    let vars = api.env.iter().cloned().collect();
-    let contract = shared_auth::load_for(Component::Api, &vars)
-        .context("the bench's api settings")?
-        .guard;
-    let bodies = Bodies::new(&contract, secret);
-    let (replay_headers, replay_body) = bodies.signed(0);
-    let mut first = http
-        .post(format!("{}/user", api.base))
-        .body(replay_body.clone());
-    for (k, v) in with_client(&replay_headers, "127.0.0.1") {
-        first = first.header(k, v);
-    }
-    let status = first.send().await?.status();
-    if status.as_u16() != 201 {
-        bail!(
-            "the bench's first registration got {status}; see {}",
-            api.process.log().display()
-        );
-    }
-    let wrk = |name: &str, script: String| run_wrk(s, s.seconds, &api.base, name, &script);
-    let me = me_run(s, &api.base, "users-me", id_token, &api.process, pg)?;
-    let wrong = testkit::secrets::new_secret()?;
-    let (forged_headers, forged_body) = Bodies::new(&contract, &wrong).signed(1);
-    Ok((
-        Runs {
-            healthz: wrk("healthz", script_get("/healthz", &[]))?,
-            outsider: wrk(
-                "refused-allowlist",
-                script_post(&with_client(&replay_headers, OUTSIDER), &replay_body),
-            )?,
-            forged: wrk(
-                "refused-secret",
-                script_post(&with_client(&forged_headers, "127.0.0.1"), &forged_body),
-            )?,
-            replay: wrk(
-                "replay",
-                script_post(&with_client(&replay_headers, "127.0.0.1"), &replay_body),
-            )?,
-            me: me.0,
-        },
-        me.1,
-    ))
-}
-
-impl Runs {
+impl Round {
     /// A warning for each run whose answers were not all as expected.
     fn warn_about_errors(&self, s: &BenchSettings) {
         for (name, run, expected) in [
             ("healthz", &self.healthz, "2xx"),
             ("replay", &self.replay, "2xx"),
-            ("users-me", &self.me, "2xx"),
+            ("users-me", &self.me.0, "2xx"),
         ] {
             if run.errors > 0.0 {
                 eprintln!(
@@ -338,71 +406,64 @@ impl Runs {
             }
         }
     }
+}
 
-    /// The table's rows: each figure beside its reference from the same run.
-    fn rows(&self, pairs: &Pairs, statements: f64) -> Vec<Row> {
-        let row = |name, ours, reference, reference_name, goal| Row {
-            name,
-            ours,
-            reference,
-            unit: "req/s",
-            reference_name,
-            goal,
-            lower_is_better: false,
-        };
-        let healthz = self.healthz.rps;
-        vec![
-            row(
-                "POST /user refused by the allowlist ÷ GET /healthz",
-                self.outsider.rps,
-                healthz,
-                "GET /healthz",
-                Some(0.95),
-            ),
-            row(
-                "POST /user refused by a bad secret ÷ GET /healthz",
-                self.forged.rps,
-                healthz,
-                "GET /healthz",
-                Some(0.90),
-            ),
-            row(
-                "accepted POST /user ÷ bare handler (median of 3 pairs)",
-                pairs.ours,
-                pairs.bare,
-                "the same statement and pool, nothing else",
-                Some(0.95),
-            ),
-            row(
-                "GET /users/me (RS256 ID token) ÷ bare handler",
-                self.me.rps,
-                pairs.bare_me,
-                "jsonwebtoken, the same JWKS and select",
-                Some(0.90),
-            ),
-            row(
-                "accepted POST /user (new sub each) ÷ pgbench",
-                pairs.ours,
-                statements,
-                "pgbench, the api's statement, pool size",
-                None,
-            ),
-            row(
-                "replayed POST /user (same sub) ÷ accepted",
-                self.replay.rps,
-                pairs.ours,
-                "accepted POST /user",
-                None,
-            ),
-            row(
-                "GET /users/me (RS256 ID token) ÷ GET /healthz",
-                self.me.rps,
-                healthz,
-                "GET /healthz",
-                None,
-            ),
-        ]
-    }
+/// The table's rows: each goal row the median of the rounds' ratios, with their spread.
+fn table(rounds: &[Round], statements: f64) -> Vec<Row> {
+    let row = |name, pairs: Vec<(f64, f64)>, reference_name, goal| {
+        Row::paired(name, "req/s", reference_name, goal, &pairs)
+    };
+    let pairs = |f: &dyn Fn(&Round) -> (f64, f64)| rounds.iter().map(f).collect::<Vec<_>>();
+    vec![
+        row(
+            "POST /user refused by the allowlist ÷ GET /healthz",
+            pairs(&|r| (r.outsider.rps, r.healthz.rps)),
+            "GET /healthz",
+            Some(0.95),
+        ),
+        row(
+            "POST /user refused by a bad secret ÷ bare refusal",
+            pairs(&|r| (r.forged.rps, r.bare_refused.rps)),
+            "reads the same body, one HMAC, 403",
+            Some(0.95),
+        ),
+        row(
+            "accepted POST /user ÷ bare handler",
+            pairs(&|r| (r.accepted.0, r.bare_accepted.0)),
+            "the same statement and pool, nothing else",
+            Some(0.95),
+        ),
+        row(
+            "GET /users/me (RS256 ID token) ÷ bare handler",
+            pairs(&|r| (r.me.0.rps, r.bare_me.0.rps)),
+            "jsonwebtoken, the same JWKS and select",
+            Some(0.95),
+        ),
+        row(
+            "POST /user refused by a bad secret ÷ GET /healthz",
+            pairs(&|r| (r.forged.rps, r.healthz.rps)),
+            "GET /healthz",
+            None,
+        ),
+        row(
+            "accepted POST /user (new sub each) ÷ pgbench",
+            pairs(&|r| (r.accepted.0, statements)),
+            "pgbench, the api's statement, pool size",
+            None,
+        ),
+        row(
+            "replayed POST /user (same sub) ÷ accepted",
+            pairs(&|r| (r.replay.rps, r.accepted.0)),
+            "accepted POST /user",
+            None,
+        ),
+        row(
+            "GET /users/me (RS256 ID token) ÷ GET /healthz",
+            pairs(&|r| (r.me.0.rps, r.healthz.rps)),
+            "GET /healthz",
+            None,
+        ),
+    ]
 }
 
 /// Accepted registrations, a new user each, counted as users created per second. wrk cannot

@@ -16,7 +16,8 @@ use shared_auth::{Component, SecretSet};
 use testkit::receiver::Receiver;
 use testkit::services::Moto;
 
-use super::{BenchSettings, Binaries, Row, median, percentile};
+use super::capacity::{self, Cgroup};
+use super::{BenchSettings, Binaries, Row, percentile};
 use crate::support::artifacts;
 use crate::support::context::settings_for;
 
@@ -101,6 +102,57 @@ async fn targets(moto: &Moto) -> Result<Targets> {
     })
 }
 
+/// The sign-up function's and the naive function's cold starts, each held to the CPU share
+/// Lambda gives `memory_mb` ([`capacity::lambda_vcpu`]), alternating: the median pair's ratio.
+pub async fn at_share(
+    s: &BenchSettings,
+    bin: &Binaries,
+    moto: &Moto,
+    memory_mb: f64,
+) -> Result<Vec<Row>> {
+    let Targets {
+        receiver,
+        _naive_receiver,
+        real_env,
+        naive_env,
+    } = targets(moto).await?;
+    let vcpu = capacity::lambda_vcpu(memory_mb);
+    let (post_confirm, naive, n) = (bin.post_confirm.clone(), bin.naive.clone(), s.cold_starts);
+    let (real_log, naive_log) = (
+        s.dir.join("post-confirm-share.log"),
+        s.dir.join("naive-share.log"),
+    );
+    let pairs = tokio::task::spawn_blocking(move || -> Result<Vec<(f64, f64)>> {
+        eprintln!(
+            "· Lambda: {n} cold starts of each function held to {vcpu:.3} vCPU ({memory_mb} MB)"
+        );
+        let cgroup = Cgroup::limited("lambda", vcpu)?;
+        (0..n)
+            .map(|_| {
+                Ok((
+                    cold_start(&post_confirm, &real_env, &real_log, Some(&cgroup))?,
+                    cold_start(&naive, &naive_env, &naive_log, Some(&cgroup))?,
+                ))
+            })
+            .collect()
+    })
+    .await
+    .context("the Lambda runs at its share")??;
+    if receiver.calls().iter().any(|c| !c.verified) {
+        bail!("the receiver could not verify a bench registration");
+    }
+    Ok(vec![
+        Row::paired(
+            "Lambda start at its memory's CPU share ÷ naive",
+            "ms",
+            "the naive function at the same share",
+            None,
+            &pairs,
+        )
+        .lower_is_better(),
+    ])
+}
+
 /// Times of each function, in milliseconds: cold starts, then warm invocations.
 struct Timings {
     real_cold: Vec<f64>,
@@ -128,18 +180,18 @@ pub async fn rows(s: &BenchSettings, bin: &Binaries, moto: &Moto) -> Result<Vec<
         s.cold_starts,
     );
     let Timings {
-        mut real_cold,
-        mut naive_cold,
-        mut echo_cold,
+        real_cold,
+        naive_cold,
+        echo_cold,
         mut real_warm,
         mut echo_warm,
     } = tokio::task::spawn_blocking(move || -> Result<Timings> {
         eprintln!("· Lambda: {cold_starts} cold starts of each function, alternating");
         let (mut real_cold, mut naive_cold, mut echo_cold) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..cold_starts {
-            real_cold.push(cold_start(&post_confirm, &real_env, &real_log)?);
-            naive_cold.push(cold_start(&naive, &naive_env, &naive_log)?);
-            echo_cold.push(cold_start(&echo, &[], &echo_log)?);
+            real_cold.push(cold_start(&post_confirm, &real_env, &real_log, None)?);
+            naive_cold.push(cold_start(&naive, &naive_env, &naive_log, None)?);
+            echo_cold.push(cold_start(&echo, &[], &echo_log, None)?);
         }
         eprintln!("· Lambda: {WARM} warm invocations of each function");
         Ok(Timings {
@@ -159,9 +211,9 @@ pub async fn rows(s: &BenchSettings, bin: &Binaries, moto: &Moto) -> Result<Vec<
     let zip = artifacts::lambda_zip(&settings_for("local")?)?;
     let zip_mb = std::fs::metadata(&zip)?.len() as f64 / 1e6;
     Ok(table(
-        &mut real_cold,
-        &mut naive_cold,
-        &mut echo_cold,
+        &real_cold,
+        &naive_cold,
+        &echo_cold,
         &mut real_warm,
         &mut echo_warm,
         zip_mb,
@@ -169,62 +221,73 @@ pub async fn rows(s: &BenchSettings, bin: &Binaries, moto: &Moto) -> Result<Vec<
 }
 
 /// The rows: the cold start beside the naive function's (the goal) and the echo's (the floor),
-/// the warm timings beside the echo's, and the zip beside its goal.
+/// each the median of the alternating cold starts' ratios; the warm timings beside the echo's,
+/// and the zip beside its goal.
 fn table(
-    real_cold: &mut [f64],
-    naive_cold: &mut [f64],
-    echo_cold: &mut [f64],
+    real_cold: &[f64],
+    naive_cold: &[f64],
+    echo_cold: &[f64],
     real_warm: &mut [f64],
     echo_warm: &mut [f64],
     zip_mb: f64,
 ) -> Vec<Row> {
-    let real_median = median(real_cold);
-    let echo_median = median(echo_cold);
+    let pairs = |reference: &[f64]| -> Vec<(f64, f64)> {
+        real_cold
+            .iter()
+            .copied()
+            .zip(reference.iter().copied())
+            .collect()
+    };
+    let single = |name, ours, reference, reference_name, goal| Row {
+        name,
+        ours,
+        reference,
+        unit: "ms",
+        reference_name,
+        goal,
+        lower_is_better: true,
+        ratios: Vec::new(),
+    };
     vec![
+        Row::paired(
+            "Lambda start → first invocation ÷ naive",
+            "ms",
+            "the same two calls, SDK and client as defaults",
+            Some(0.70),
+            &pairs(naive_cold),
+        )
+        .lower_is_better(),
+        Row::paired(
+            "Lambda start → first invocation ÷ echo",
+            "ms",
+            "bare lambda_runtime echo (the floor)",
+            None,
+            &pairs(echo_cold),
+        )
+        .lower_is_better(),
+        single(
+            "Lambda warm invocation p50 ÷ echo",
+            percentile(real_warm, 50.0),
+            percentile(echo_warm, 50.0),
+            "bare lambda_runtime echo",
+            None,
+        ),
+        single(
+            "Lambda warm invocation p99 ÷ echo",
+            percentile(real_warm, 99.0),
+            percentile(echo_warm, 99.0),
+            "bare lambda_runtime echo",
+            None,
+        ),
         Row {
-            name: "Lambda start → first invocation (median) ÷ naive",
-            ours: real_median,
-            reference: median(naive_cold),
-            unit: "ms",
-            reference_name: "the same two calls, SDK and client as defaults",
-            goal: Some(0.75),
-            lower_is_better: true,
-        },
-        Row {
-            name: "Lambda start → first invocation (median) ÷ echo",
-            ours: real_median,
-            reference: echo_median,
-            unit: "ms",
-            reference_name: "bare lambda_runtime echo (the floor)",
-            goal: None,
-            lower_is_better: true,
-        },
-        Row {
-            name: "Lambda warm invocation p50 ÷ echo",
-            ours: percentile(real_warm, 50.0),
-            reference: percentile(echo_warm, 50.0),
-            unit: "ms",
-            reference_name: "bare lambda_runtime echo",
-            goal: None,
-            lower_is_better: true,
-        },
-        Row {
-            name: "Lambda warm invocation p99 ÷ echo",
-            ours: percentile(real_warm, 99.0),
-            reference: percentile(echo_warm, 99.0),
-            unit: "ms",
-            reference_name: "bare lambda_runtime echo",
-            goal: None,
-            lower_is_better: true,
-        },
-        Row {
-            name: "bootstrap.zip size ÷ 3 MB",
-            ours: zip_mb,
-            reference: ZIP_GOAL_MB,
             unit: "MB",
-            reference_name: "the goal itself",
-            goal: Some(1.0),
-            lower_is_better: true,
+            ..single(
+                "bootstrap.zip size ÷ 3 MB",
+                zip_mb,
+                ZIP_GOAL_MB,
+                "the goal itself",
+                Some(1.0),
+            )
         },
     ]
 }
@@ -234,10 +297,17 @@ fn spawn(
     runtime: &RuntimeApi,
     env: &[(String, String)],
     log: &Path,
+    cgroup: Option<&Cgroup>,
 ) -> Result<Killed> {
     let log = std::fs::File::create(log)?;
-    let child = Command::new(binary)
+    let mut command = match cgroup {
+        Some(cgroup) => cgroup.command(binary),
+        None => Command::new(binary),
+    };
+    let child = command
         .env_clear()
+        // The cgroup's shell is found on PATH; the function itself reads nothing from it.
+        .env("PATH", "/usr/bin:/bin")
         .envs(runtime.lambda_env("bench"))
         .envs(env.iter().cloned())
         .env("RUST_LOG", "info")
@@ -249,11 +319,17 @@ fn spawn(
     Ok(Killed(child))
 }
 
-/// Milliseconds from spawning the process to its first invocation's result.
-fn cold_start(binary: &Path, env: &[(String, String)], log: &Path) -> Result<f64> {
+/// Milliseconds from spawning the process (in `cgroup`, if given) to its first invocation's
+/// result.
+fn cold_start(
+    binary: &Path,
+    env: &[(String, String)],
+    log: &Path,
+    cgroup: Option<&Cgroup>,
+) -> Result<f64> {
     let runtime = RuntimeApi::start()?;
     let started = Instant::now();
-    let _process = spawn(binary, &runtime, env, log)?;
+    let _process = spawn(binary, &runtime, env, log, cgroup)?;
     let outcome = runtime.invoke(SIGN_UP, Duration::from_secs(5));
     let elapsed = started.elapsed().as_secs_f64() * 1e3;
     match outcome {
@@ -269,7 +345,7 @@ fn cold_start(binary: &Path, env: &[(String, String)], log: &Path) -> Result<f64
 /// Milliseconds per invocation of one warm process, after a first one.
 fn warm(binary: &Path, env: &[(String, String)], log: &Path) -> Result<Vec<f64>> {
     let runtime = RuntimeApi::start()?;
-    let _process = spawn(binary, &runtime, env, log)?;
+    let _process = spawn(binary, &runtime, env, log, None)?;
     runtime.invoke(SIGN_UP, Duration::from_secs(5));
     let mut samples = Vec::with_capacity(WARM);
     for _ in 0..WARM {

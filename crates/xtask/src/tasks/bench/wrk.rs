@@ -64,8 +64,14 @@ pub fn script_get(path: &str, headers: &[(String, String)]) -> String {
 
 /// A wrk script sending `POST /user` with `headers` and `body`.
 pub fn script_post(headers: &[(String, String)], body: &str) -> String {
+    script_post_to("/user", headers, body)
+}
+
+/// A wrk script sending `POST path` with `headers` and `body`.
+pub fn script_post_to(path: &str, headers: &[(String, String)], body: &str) -> String {
     let mut lua = format!(
-        "wrk.method = \"POST\"\nwrk.path = \"/user\"\nwrk.body = {}\n",
+        "wrk.method = \"POST\"\nwrk.path = {}\nwrk.body = {}\n",
+        lua_string(path),
         lua_string(body)
     );
     for (k, v) in headers {

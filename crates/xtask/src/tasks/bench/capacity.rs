@@ -1,0 +1,471 @@
+//! Capacity at the CPU share AWS gives: the api held to its Fargate task's CPU units (read from
+//! `infra/service.tf`) and the sign-up function to its memory's CPU share (read from
+//! `infra/post_confirm.tf`; Lambda allocates CPU in proportion to memory, one vCPU at 1,769 MB:
+//! <https://docs.aws.amazon.com/lambda/latest/dg/configuration-memory.html>), each by a Linux
+//! CPU cgroup quota, against PostgreSQL with the shipped contract's pool size.
+//!
+//! The api's load steps up in concurrency; the knee is the first step that reaches 95 % of the
+//! most any step served: beyond it more concurrency adds waiting, not throughput. The
+//! autoscaling target the stack uses is derived from the knee (see [`request_target`]).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use opskit::cmd;
+use opskit::process::Process;
+use secrecy::ExposeSecret;
+use serde_json::json;
+use shared_auth::Component;
+use testkit::cognito::UserPool;
+use testkit::services::{Moto, Postgres, free_port};
+
+use super::wrk::{script_get, script_new_users, totals};
+use super::{BenchSettings, Binaries, number_after};
+use crate::support::context::{settings_for, workspace_root};
+
+/// Concurrency steps of the api's runs.
+const STEPS: [u32; 6] = [1, 2, 4, 8, 16, 32];
+/// The CFS period the quotas are a share of, in microseconds.
+const PERIOD_US: u64 = 100_000;
+/// Lambda's memory for one full vCPU (the page cited above).
+const LAMBDA_MB_PER_VCPU: f64 = 1769.0;
+/// The autoscaling target keeps each task at this share of its knee: the room for the load
+/// that arrives while a new task starts (scale-out cooldown 60 s, a task's start about as long).
+pub const TARGET_SHARE_OF_KNEE: f64 = 0.6;
+
+/// One step: concurrency, rate served and the 99th-percentile latency.
+#[derive(Debug, Clone, Copy)]
+pub struct Step {
+    pub connections: u32,
+    pub rps: f64,
+    pub p99_ms: f64,
+}
+
+/// A capacity figure: what was measured, under which share, its steps and knee.
+#[derive(Debug, Clone)]
+pub struct Capacity {
+    pub what: &'static str,
+    /// The CPU share, in vCPUs.
+    pub vcpu: f64,
+    pub steps: Vec<Step>,
+    pub unit: &'static str,
+}
+
+impl Capacity {
+    /// The first step serving at least 95 % of the best step's rate.
+    pub fn knee(&self) -> Option<Step> {
+        let best = self.steps.iter().map(|s| s.rps).fold(0.0, f64::max);
+        self.steps.iter().copied().find(|s| s.rps >= 0.95 * best)
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        json!({
+            "measure": self.what,
+            "vcpu": self.vcpu,
+            "unit": self.unit,
+            "steps": self.steps.iter().map(|s| json!({
+                "connections": s.connections, "rate": s.rps, "p99_ms": s.p99_ms,
+            })).collect::<Vec<_>>(),
+            "knee": self.knee().map(|k| json!({
+                "connections": k.connections, "rate": k.rps, "p99_ms": k.p99_ms,
+            })),
+        })
+    }
+}
+
+/// The ALB requests per task per minute (`ALBRequestCountPerTarget` is a one-minute sum) that
+/// keeps a task at [`TARGET_SHARE_OF_KNEE`] of the smaller of the two routes' knees.
+pub fn request_target(knees_rps: &[f64]) -> Option<u64> {
+    let lowest = knees_rps.iter().copied().reduce(f64::min)?;
+    Some((lowest * TARGET_SHARE_OF_KNEE * 60.0).floor() as u64)
+}
+
+pub fn print(capacity: &[Capacity]) {
+    if capacity.is_empty() {
+        return;
+    }
+    println!("\nCapacity held to the CPU share AWS gives (cgroup quota)\n");
+    for c in capacity {
+        println!("{} at {:.3} vCPU:", c.what, c.vcpu);
+        for step in &c.steps {
+            println!(
+                "  {:>3} at once: {:>9.1} {}  p99 {:>8.1} ms",
+                step.connections, step.rps, c.unit, step.p99_ms
+            );
+        }
+        if let Some(k) = c.knee() {
+            println!(
+                "  knee: {:.1} {} at {} at once (p99 {:.1} ms)",
+                k.rps, c.unit, k.connections, k.p99_ms
+            );
+        }
+    }
+    let knees: Vec<f64> = capacity
+        .iter()
+        .filter(|c| c.unit == "req/s")
+        .filter_map(|c| c.knee().map(|k| k.rps))
+        .collect();
+    if let Some(target) = request_target(&knees) {
+        println!(
+            "\nALBRequestCountPerTarget for {:.0} % of the lower knee: {target} requests per task per minute",
+            TARGET_SHARE_OF_KNEE * 100.0
+        );
+    }
+}
+
+/// A CPU cgroup with a quota; removed when dropped (once its processes have exited).
+#[derive(Debug)]
+pub struct Cgroup {
+    dir: PathBuf,
+    procs: PathBuf,
+}
+
+impl Cgroup {
+    /// A cgroup limited to `vcpu` CPUs: cgroup v2's `cpu.max` where the unified hierarchy has
+    /// the cpu controller, else v1's `cpu.cfs_quota_us`.
+    pub fn limited(name: &str, vcpu: f64) -> Result<Self> {
+        let quota = ((vcpu * PERIOD_US as f64).round() as u64).max(1_000);
+        let leaf = format!("tollgate-{name}-{}", std::process::id());
+        let v2 = Path::new("/sys/fs/cgroup");
+        let v1 = Path::new("/sys/fs/cgroup/cpu");
+        let (dir, limit) = if v2.join("cgroup.controllers").is_file() {
+            let enabled = std::fs::read_to_string(v2.join("cgroup.subtree_control"))?;
+            if !enabled.split_whitespace().any(|c| c == "cpu") {
+                bail!(
+                    "the cpu controller is not enabled for child cgroups: \
+                     echo +cpu > /sys/fs/cgroup/cgroup.subtree_control"
+                );
+            }
+            (v2.join(&leaf), ("cpu.max", format!("{quota} {PERIOD_US}")))
+        } else if v1.join("cpu.cfs_quota_us").is_file() {
+            (v1.join(&leaf), ("cpu.cfs_quota_us", quota.to_string()))
+        } else {
+            bail!(
+                "no CPU cgroup controller at /sys/fs/cgroup (v2) or /sys/fs/cgroup/cpu (v1): \
+                 the capacity run needs one it may write (run as root, or leave out \
+                 `--only capacity`)"
+            );
+        };
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create the cgroup {}", dir.display()))?;
+        if !dir.join("cpu.max").is_file() {
+            std::fs::write(dir.join("cpu.cfs_period_us"), PERIOD_US.to_string())?;
+        }
+        std::fs::write(dir.join(limit.0), &limit.1)
+            .with_context(|| format!("cannot set {} in {}", limit.0, dir.display()))?;
+        Ok(Self {
+            procs: dir.join("cgroup.procs"),
+            dir,
+        })
+    }
+
+    /// `program` started inside the cgroup: a shell moves itself in, then becomes the
+    /// program, so nothing of it runs outside the quota.
+    pub fn command(&self, program: &Path) -> Command {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(r#"echo $$ > "$1" && shift && exec "$@""#)
+            .arg("sh")
+            .arg(&self.procs)
+            .arg(program);
+        command
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+/// CPU units of the api's task in `infra/service.tf` (`cpu = 256`), as vCPUs.
+fn api_vcpu() -> Result<f64> {
+    let units = number_in_block(
+        "service.tf",
+        "resource \"aws_ecs_task_definition\" \"api\"",
+        "cpu",
+    )?;
+    Ok(units / 1024.0)
+}
+
+/// The sign-up function's memory in `infra/post_confirm.tf`, in MB.
+fn lambda_memory_mb() -> Result<f64> {
+    number_in_block(
+        "post_confirm.tf",
+        "resource \"aws_lambda_function\"",
+        "memory_size",
+    )
+}
+
+/// The number `key = N` first set after `block` opens in `infra/<file>`.
+fn number_in_block(file: &str, block: &str, key: &str) -> Result<f64> {
+    let path = workspace_root().join("infra").join(file);
+    let text = std::fs::read_to_string(&path)?;
+    let start = text
+        .find(block)
+        .with_context(|| format!("no `{block}` in {}", path.display()))?;
+    text[start..]
+        .lines()
+        .find_map(|line| {
+            let (k, v) = line.split_once('=')?;
+            (k.trim() == key).then(|| v.split_whitespace().next()?.parse().ok())?
+        })
+        .with_context(|| format!("no numeric `{key} =` in `{block}` of {}", path.display()))
+}
+
+pub async fn rows(
+    s: &BenchSettings,
+    bin: &Binaries,
+    pg: &Postgres,
+    moto: &Moto,
+) -> Result<(Vec<Capacity>, Vec<super::Row>)> {
+    let vcpu = api_vcpu()?;
+    let pool_size = settings_for("production")?.api.db_max_connections;
+    eprintln!(
+        "· capacity: the api held to {vcpu} vCPU (infra/service.tf), pool of {pool_size} \
+         (deploy/production.toml)"
+    );
+    let aws = shared_auth::AwsSettings {
+        endpoint_url: Some(moto.endpoint()),
+        ..testkit::local_aws_region()
+    };
+    let sdk = shared_aws::sdk_config(&aws).await;
+    let pool = UserPool::create(&sdk, &moto.endpoint(), "capacity").await?;
+    let user = pool
+        .sign_up("capacity-user", "capacity@example.com")
+        .await?;
+    let secret = testkit::secrets::new_secret()?;
+    let port = free_port()?;
+    let base = format!("http://127.0.0.1:{port}");
+    let mut env = vec![
+        ("TOLLGATE_ENV".to_owned(), "local".to_owned()),
+        ("TOLLGATE_LOG_FORMAT".to_owned(), "json".to_owned()),
+        ("DATABASE_URL".to_owned(), pg.url()),
+        (
+            "TOLLGATE_SECRET_CURRENT".to_owned(),
+            secret.expose_secret().to_owned(),
+        ),
+        (
+            "TOLLGATE__API__LISTEN".to_owned(),
+            format!("127.0.0.1:{port}"),
+        ),
+        (
+            "TOLLGATE__API__DB_MAX_CONNECTIONS".to_owned(),
+            pool_size.to_string(),
+        ),
+        (
+            "TOLLGATE__GUARD__TRUSTED_PROXIES".to_owned(),
+            "127.0.0.1/32".to_owned(),
+        ),
+        ("TOLLGATE__GUARD__MODE".to_owned(), "static".to_owned()),
+        ("TOLLGATE__AWS__ENDPOINT_URL".to_owned(), moto.endpoint()),
+    ];
+    env.extend(pool.api_env());
+    let header = shared_auth::load_for(Component::Api, &env.iter().cloned().collect())?
+        .guard
+        .static_header;
+    let cgroup = Cgroup::limited("api", vcpu)?;
+    let mut command = cgroup.command(s.api_binary.as_deref().unwrap_or(&bin.api));
+    command.envs(env.iter().map(|(k, v)| (k, v)));
+    let mut api = Process::spawn("api (capacity)", command, &s.dir.join("api-capacity.log"))?;
+    api.wait_ready(&reqwest::Client::new(), &format!("{base}/healthz"))
+        .await?;
+    let step_seconds = (s.seconds / 2).max(3);
+    let db = sqlx::PgPool::connect(&pg.url()).await?;
+    let mut sign_ups = Vec::new();
+    for (i, connections) in STEPS.into_iter().enumerate() {
+        let before = user_count(&db).await?;
+        let run = wrk_step(
+            s,
+            &base,
+            "capacity-sign-ups",
+            connections,
+            step_seconds,
+            &script_new_users(&header, secret.expose_secret(), 0xc000 + 16 * i),
+        )?;
+        let created = user_count(&db).await? - before;
+        if run.errors > 0.0 || (created as f64) < run.requests * 0.99 {
+            bail!(
+                "capacity: {created} users created for {} answers ({} not 2xx); see {}",
+                run.requests,
+                run.errors,
+                api.log().display()
+            );
+        }
+        sign_ups.push(Step {
+            connections,
+            rps: created as f64 / run.elapsed_s.max(1e-3),
+            p99_ms: run.p99_ms,
+        });
+    }
+    let mut me = Vec::new();
+    let token = [(
+        "Authorization".to_owned(),
+        format!("Bearer {}", user.id_token),
+    )];
+    for connections in STEPS {
+        let run = wrk_step(
+            s,
+            &base,
+            "capacity-users-me",
+            connections,
+            step_seconds,
+            &script_get("/users/me", &token),
+        )?;
+        if run.errors > 0.0 {
+            bail!(
+                "capacity: {} of /users/me's answers were not 2xx; see {}",
+                run.errors,
+                api.log().display()
+            );
+        }
+        me.push(Step {
+            connections,
+            rps: run.requests / run.elapsed_s.max(1e-3),
+            p99_ms: run.p99_ms,
+        });
+    }
+    api.stop();
+    drop(cgroup);
+    let capacity = vec![
+        Capacity {
+            what: "sign-ups (accepted POST /user), one api task",
+            vcpu,
+            steps: sign_ups,
+            unit: "req/s",
+        },
+        Capacity {
+            what: "GET /users/me, one api task",
+            vcpu,
+            steps: me,
+            unit: "req/s",
+        },
+    ];
+    let lambda = super::lambda::at_share(s, bin, moto, lambda_memory_mb()?).await?;
+    Ok((capacity, lambda))
+}
+
+/// A Lambda's CPU share for `memory_mb` (Lambda gives one vCPU at 1,769 MB).
+pub fn lambda_vcpu(memory_mb: f64) -> f64 {
+    memory_mb / LAMBDA_MB_PER_VCPU
+}
+
+async fn user_count(db: &sqlx::PgPool) -> Result<i64> {
+    Ok(sqlx::query_scalar::<_, i64>("SELECT count(*) FROM users")
+        .fetch_one(db)
+        .await?)
+}
+
+struct StepRun {
+    requests: f64,
+    elapsed_s: f64,
+    errors: f64,
+    p99_ms: f64,
+}
+
+fn wrk_step(
+    s: &BenchSettings,
+    base: &str,
+    name: &str,
+    connections: u32,
+    seconds: u64,
+    script: &str,
+) -> Result<StepRun> {
+    let path = s.dir.join(format!("{name}.lua"));
+    std::fs::write(&path, script)?;
+    eprintln!("· wrk: {name} ({seconds} s, {connections} connections)");
+    let out = cmd::output(Command::new("wrk").args([
+        "-t1",
+        &format!("-c{connections}"),
+        &format!("-d{seconds}s"),
+        "--timeout",
+        "5s",
+        "--latency",
+        "-s",
+        &path.display().to_string(),
+        base,
+    ]))
+    .with_context(|| format!("wrk {name}"))?;
+    let (requests, elapsed_s) = totals(&out);
+    Ok(StepRun {
+        requests,
+        elapsed_s,
+        errors: number_after(&out, "Non-2xx or 3xx responses:").unwrap_or(0.0),
+        p99_ms: p99_ms(&out)?,
+    })
+}
+
+/// The 99th percentile from wrk's `--latency` distribution (`99%  12.34ms`), in ms.
+fn p99_ms(out: &str) -> Result<f64> {
+    let value = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("99%"))
+        .map(str::trim)
+        .with_context(|| format!("no 99% latency in wrk's output:\n{out}"))?;
+    let (number, scale) = if let Some(n) = value.strip_suffix("us") {
+        (n, 1e-3)
+    } else if let Some(n) = value.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = value.strip_suffix('s') {
+        (n, 1e3)
+    } else {
+        bail!("an unknown latency unit in `{value}`")
+    };
+    Ok(number.parse::<f64>()? * scale)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn capacity(rates: &[f64]) -> Capacity {
+        Capacity {
+            what: "x",
+            vcpu: 0.25,
+            steps: rates
+                .iter()
+                .zip(STEPS)
+                .map(|(&rps, connections)| Step {
+                    connections,
+                    rps,
+                    p99_ms: 1.0,
+                })
+                .collect(),
+            unit: "req/s",
+        }
+    }
+
+    #[test]
+    fn the_knee_is_the_first_step_within_five_percent_of_the_best() {
+        let knee = capacity(&[100.0, 190.0, 290.0, 300.0, 296.0, 280.0]).knee();
+        assert_eq!(knee.map(|k| k.connections), Some(4));
+        assert!(capacity(&[]).knee().is_none());
+    }
+
+    #[test]
+    fn the_request_target_is_a_share_of_the_lower_knee_per_minute() {
+        // 0.6 × 300 req/s × 60 s.
+        assert_eq!(request_target(&[1000.0, 300.0]), Some(10_800));
+        assert_eq!(request_target(&[]), None);
+    }
+
+    #[test]
+    fn wrk_latencies_are_read_in_their_units() {
+        let out = "  Latency Distribution\n     50%  1.20ms\n     75%  2.00ms\n     90%  3.00ms\n     99%  812.00us\n";
+        assert_eq!(p99_ms(out).expect("us"), 0.812);
+        assert_eq!(p99_ms("     99%    1.50s\n").expect("s"), 1500.0);
+        assert_eq!(p99_ms("     99%   12.34ms\n").expect("ms"), 12.34);
+        assert!(p99_ms("nothing").is_err());
+    }
+
+    #[test]
+    fn the_shares_come_from_the_stack_as_checked_in() {
+        let vcpu = api_vcpu().expect("the api task's cpu");
+        assert!(vcpu > 0.0 && vcpu <= 16.0, "{vcpu}");
+        let mb = lambda_memory_mb().expect("the function's memory");
+        assert!((128.0..=10_240.0).contains(&mb), "{mb}");
+        assert!((lambda_vcpu(1769.0) - 1.0).abs() < 1e-9);
+    }
+}
