@@ -9,6 +9,7 @@
 //! asserts a time.
 
 mod capacity;
+mod cgroup;
 mod cpu;
 mod http;
 mod lambda;

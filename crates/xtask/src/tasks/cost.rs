@@ -2,7 +2,7 @@
 //! million sign-ups add, from its contract (`deploy/<env>.toml`), the stack as checked in
 //! (`infra/`) and the region's price table (`deploy/prices/<region>.toml`, data with its
 //! sources). The Fargate line of the marginal cost comes from the bench's measured capacity of
-//! one task (`[per_sign_up] sign_ups_per_task_s`).
+//! one task (`infra/capacity.toml`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -43,8 +43,6 @@ pub struct PerSignUp {
     pub nat_bytes: f64,
     pub log_bytes: f64,
     pub secret_reads: f64,
-    /// Accepted registrations one api task serves at its knee (BENCHMARKS.md, capacity).
-    pub sign_ups_per_task_s: f64,
 }
 
 /// What the estimate reads of an environment.
@@ -67,6 +65,8 @@ pub struct Shape {
     pub waf_rules: u32,
     pub alarms: u32,
     pub metrics: u32,
+    /// Accepted registrations one api task serves at its knee (`infra/capacity.toml`).
+    pub sign_ups_per_task_s: f64,
 }
 
 /// One line of the estimate.
@@ -138,10 +138,27 @@ impl PriceTable {
 
 /// The estimate for `shape` at `table`'s prices.
 pub fn estimate(shape: &Shape, table: &PriceTable) -> Result<Estimate> {
+    let task_hour = task_hour(shape, table)?;
+    Ok(Estimate {
+        fixed: fixed(shape, table, task_hour)?,
+        at_max: f64::from(shape.api_max_count - shape.api_min_count) * task_hour * HOURS_PER_MONTH,
+        per_million: per_million(shape, table, task_hour)?,
+    })
+}
+
+/// One api task for an hour.
+fn task_hour(shape: &Shape, table: &PriceTable) -> Result<f64> {
+    let hour = |key: &str| table.usd(key, "hour");
+    Ok(
+        hour(&format!("fargate_vcpu_{}", shape.api_architecture))? * shape.api_vcpu
+            + hour(&format!("fargate_gb_{}", shape.api_architecture))? * shape.api_memory_gb,
+    )
+}
+
+/// A month at the autoscaling floor, no sign-ups.
+fn fixed(shape: &Shape, table: &PriceTable, task_hour: f64) -> Result<Vec<Line>> {
     let hour = |key: &str| table.usd(key, "hour");
     let month = |key: &str| table.usd(key, "month");
-    let task_hour = hour(&format!("fargate_vcpu_{}", shape.api_architecture))? * shape.api_vcpu
-        + hour(&format!("fargate_gb_{}", shape.api_architecture))? * shape.api_memory_gb;
     let db_copies = if shape.db_multi_az { 2.0 } else { 1.0 };
     let line = |what: String, usd: f64| Line { what, usd };
     let fixed = vec![
@@ -199,14 +216,18 @@ pub fn estimate(shape: &Shape, table: &PriceTable) -> Result<Estimate> {
                 + f64::from(shape.metrics) * month("cloudwatch_metric")?,
         ),
     ];
-    let at_max = f64::from(shape.api_max_count - shape.api_min_count) * task_hour * HOURS_PER_MONTH;
+    Ok(fixed)
+}
 
+/// What a million sign-ups add.
+fn per_million(shape: &Shape, table: &PriceTable, task_hour: f64) -> Result<Vec<Line>> {
+    let line = |what: String, usd: f64| Line { what, usd };
     let n = 1e6;
     let per = &table.per_sign_up;
-    if per.sign_ups_per_task_s <= 0.0 {
+    if shape.sign_ups_per_task_s <= 0.0 {
         bail!(
-            "`per_sign_up.sign_ups_per_task_s` is not set: put the capacity row of \
-             `cargo xtask bench --only capacity` (BENCHMARKS.md) there"
+            "no measured capacity: put the knee of `cargo xtask bench --only capacity` in \
+             infra/capacity.toml"
         );
     }
     let million = |key: &str| table.usd(key, "million");
@@ -237,9 +258,9 @@ pub fn estimate(shape: &Shape, table: &PriceTable) -> Result<Estimate> {
         line(
             format!(
                 "Fargate time ({} sign-ups/s per task, measured)",
-                per.sign_ups_per_task_s
+                shape.sign_ups_per_task_s
             ),
-            n / per.sign_ups_per_task_s.max(1e-9) / 3600.0 * task_hour,
+            n / shape.sign_ups_per_task_s / 3600.0 * task_hour,
         ),
         line("WAF requests".into(), million("waf_request")?),
         line(
@@ -255,11 +276,7 @@ pub fn estimate(shape: &Shape, table: &PriceTable) -> Result<Estimate> {
             million("route53_query")?,
         ),
     ];
-    Ok(Estimate {
-        fixed,
-        at_max,
-        per_million,
-    })
+    Ok(per_million)
 }
 
 /// The largest line of `lines`.
@@ -310,7 +327,27 @@ fn shape(settings: &Settings) -> Result<Shape> {
             .matches("resource \"aws_cloudwatch_metric_alarm\"")
             .count() as u32,
         metrics: 0,
+        sign_ups_per_task_s: Measured::checked_in()?.sign_ups_per_task_s,
     })
+}
+
+/// One api task's measured knees (`infra/capacity.toml`, from `cargo xtask bench --only
+/// capacity`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Measured {
+    pub measured: String,
+    pub sign_ups_per_task_s: f64,
+    pub users_me_per_task_s: f64,
+}
+
+impl Measured {
+    pub fn checked_in() -> Result<Self> {
+        let path = workspace_root().join("infra").join("capacity.toml");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("{}", path.display()))
+    }
 }
 
 /// `text` from `start` to the next top-level `resource`/`data` block.
@@ -353,6 +390,11 @@ impl flags::Cost {
             let estimate = estimate(&shape, &table)?;
             print(&env, &shape, &table, &estimate);
         }
+        let m = Measured::checked_in()?;
+        println!(
+            "\none api task's knees (infra/capacity.toml; {}): {} sign-ups/s, {} GET /users/me/s",
+            m.measured, m.sign_ups_per_task_s, m.users_me_per_task_s
+        );
         Ok(())
     }
 }
@@ -398,6 +440,29 @@ fn print(env: &str, shape: &Shape, table: &PriceTable, e: &Estimate) {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_autoscaling_request_target_is_derived_from_the_measured_knee() {
+        let measured = Measured::checked_in().expect("infra/capacity.toml");
+        let expected = (measured
+            .sign_ups_per_task_s
+            .min(measured.users_me_per_task_s)
+            * 0.6
+            * 60.0)
+            .floor();
+        let service = std::fs::read_to_string(workspace_root().join("infra/service.tf"))
+            .expect("infra/service.tf");
+        let policy = block(
+            &service,
+            "resource \"aws_appautoscaling_policy\" \"api_requests\"",
+        );
+        let target = number_after(policy, "target_value").expect("its target_value");
+        assert_eq!(
+            target, expected,
+            "infra/service.tf's ALBRequestCountPerTarget target is not 60 % of the lower knee \
+             in infra/capacity.toml, per minute"
+        );
+    }
+
     /// Round numbers, so the totals below are computed by hand.
     const TABLE: &str = r#"
 checked = "2026-12-07"
@@ -427,7 +492,6 @@ lambda_billed_ms = 100
 nat_bytes = 10000
 log_bytes = 2000
 secret_reads = 0.1
-sign_ups_per_task_s = 100
 "#;
 
     fn shape() -> Shape {
@@ -449,6 +513,7 @@ sign_ups_per_task_s = 100
             waf_rules: 3,
             alarms: 5,
             metrics: 0,
+            sign_ups_per_task_s: 100.0,
         }
     }
 

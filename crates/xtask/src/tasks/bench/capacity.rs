@@ -8,7 +8,6 @@
 //! most any step served: beyond it more concurrency adds waiting, not throughput. The
 //! autoscaling target the stack uses is derived from the knee (see [`request_target`]).
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
@@ -20,16 +19,13 @@ use shared_auth::Component;
 use testkit::cognito::UserPool;
 use testkit::services::{Moto, Postgres, free_port};
 
+use super::cgroup::Cgroup;
 use super::wrk::{script_get, script_new_users, totals};
 use super::{BenchSettings, Binaries, number_after};
 use crate::support::context::{settings_for, workspace_root};
 
 /// Concurrency steps of the api's runs.
 const STEPS: [u32; 6] = [1, 2, 4, 8, 16, 32];
-/// The CFS period the quotas are a share of, in microseconds.
-const PERIOD_US: u64 = 100_000;
-/// Lambda's memory for one full vCPU (the page cited above).
-const LAMBDA_MB_PER_VCPU: f64 = 1769.0;
 /// The autoscaling target keeps each task at this share of its knee: the room for the load
 /// that arrives while a new task starts (scale-out cooldown 60 s, a task's start about as long).
 pub const TARGET_SHARE_OF_KNEE: f64 = 0.6;
@@ -114,72 +110,6 @@ pub fn print(capacity: &[Capacity]) {
     }
 }
 
-/// A CPU cgroup with a quota; removed when dropped (once its processes have exited).
-#[derive(Debug)]
-pub struct Cgroup {
-    dir: PathBuf,
-    procs: PathBuf,
-}
-
-impl Cgroup {
-    /// A cgroup limited to `vcpu` CPUs: cgroup v2's `cpu.max` where the unified hierarchy has
-    /// the cpu controller, else v1's `cpu.cfs_quota_us`.
-    pub fn limited(name: &str, vcpu: f64) -> Result<Self> {
-        let quota = ((vcpu * PERIOD_US as f64).round() as u64).max(1_000);
-        let leaf = format!("tollgate-{name}-{}", std::process::id());
-        let v2 = Path::new("/sys/fs/cgroup");
-        let v1 = Path::new("/sys/fs/cgroup/cpu");
-        let (dir, limit) = if v2.join("cgroup.controllers").is_file() {
-            let enabled = std::fs::read_to_string(v2.join("cgroup.subtree_control"))?;
-            if !enabled.split_whitespace().any(|c| c == "cpu") {
-                bail!(
-                    "the cpu controller is not enabled for child cgroups: \
-                     echo +cpu > /sys/fs/cgroup/cgroup.subtree_control"
-                );
-            }
-            (v2.join(&leaf), ("cpu.max", format!("{quota} {PERIOD_US}")))
-        } else if v1.join("cpu.cfs_quota_us").is_file() {
-            (v1.join(&leaf), ("cpu.cfs_quota_us", quota.to_string()))
-        } else {
-            bail!(
-                "no CPU cgroup controller at /sys/fs/cgroup (v2) or /sys/fs/cgroup/cpu (v1): \
-                 the capacity run needs one it may write (run as root, or leave out \
-                 `--only capacity`)"
-            );
-        };
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("cannot create the cgroup {}", dir.display()))?;
-        if !dir.join("cpu.max").is_file() {
-            std::fs::write(dir.join("cpu.cfs_period_us"), PERIOD_US.to_string())?;
-        }
-        std::fs::write(dir.join(limit.0), &limit.1)
-            .with_context(|| format!("cannot set {} in {}", limit.0, dir.display()))?;
-        Ok(Self {
-            procs: dir.join("cgroup.procs"),
-            dir,
-        })
-    }
-
-    /// `program` started inside the cgroup: a shell moves itself in, then becomes the
-    /// program, so nothing of it runs outside the quota.
-    pub fn command(&self, program: &Path) -> Command {
-        let mut command = Command::new("sh");
-        command
-            .arg("-c")
-            .arg(r#"echo $$ > "$1" && shift && exec "$@""#)
-            .arg("sh")
-            .arg(&self.procs)
-            .arg(program);
-        command
-    }
-}
-
-impl Drop for Cgroup {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir(&self.dir);
-    }
-}
-
 /// CPU units of the api's task in `infra/service.tf` (`cpu = 256`), as vCPUs.
 fn api_vcpu() -> Result<f64> {
     let units = number_in_block(
@@ -227,6 +157,45 @@ pub async fn rows(
         "· capacity: the api held to {vcpu} vCPU (infra/service.tf), pool of {pool_size} \
          (deploy/production.toml)"
     );
+    let (env, base, secret, id_token) = api_env(moto, pg, pool_size).await?;
+    let header = shared_auth::load_for(Component::Api, &env.iter().cloned().collect())?
+        .guard
+        .static_header;
+    let cgroup = Cgroup::limited("api", vcpu)?;
+    let mut command = cgroup.command(s.api_binary.as_deref().unwrap_or(&bin.api));
+    command.envs(env.iter().map(|(k, v)| (k, v)));
+    let mut api = Process::spawn("api (capacity)", command, &s.dir.join("api-capacity.log"))?;
+    api.wait_ready(&reqwest::Client::new(), &format!("{base}/healthz"))
+        .await?;
+    let sign_ups = sign_up_steps(s, &base, &api, pg, &header, &secret).await?;
+    let me = me_steps(s, &base, &api, &id_token)?;
+    api.stop();
+    drop(cgroup);
+    let capacity = vec![
+        Capacity {
+            what: "sign-ups (accepted POST /user), one api task",
+            vcpu,
+            steps: sign_ups,
+            unit: "req/s",
+        },
+        Capacity {
+            what: "GET /users/me, one api task",
+            vcpu,
+            steps: me,
+            unit: "req/s",
+        },
+    ];
+    let lambda = super::lambda::at_share(s, bin, moto, lambda_memory_mb()?).await?;
+    Ok((capacity, lambda))
+}
+
+/// The api's environment for the capacity runs (`static` mode, the shipped pool size), its
+/// base URL, the secret and a user's ID token.
+async fn api_env(
+    moto: &Moto,
+    pg: &Postgres,
+    pool_size: u32,
+) -> Result<(Vec<(String, String)>, String, secrecy::SecretString, String)> {
     let aws = shared_auth::AwsSettings {
         endpoint_url: Some(moto.endpoint()),
         ..testkit::local_aws_region()
@@ -263,27 +232,34 @@ pub async fn rows(
         ("TOLLGATE__AWS__ENDPOINT_URL".to_owned(), moto.endpoint()),
     ];
     env.extend(pool.api_env());
-    let header = shared_auth::load_for(Component::Api, &env.iter().cloned().collect())?
-        .guard
-        .static_header;
-    let cgroup = Cgroup::limited("api", vcpu)?;
-    let mut command = cgroup.command(s.api_binary.as_deref().unwrap_or(&bin.api));
-    command.envs(env.iter().map(|(k, v)| (k, v)));
-    let mut api = Process::spawn("api (capacity)", command, &s.dir.join("api-capacity.log"))?;
-    api.wait_ready(&reqwest::Client::new(), &format!("{base}/healthz"))
-        .await?;
-    let step_seconds = (s.seconds / 2).max(3);
+    Ok((env, base, secret, user.id_token))
+}
+
+/// The step at which wrk stays a step: half a run, at least 3 s.
+fn step_seconds(s: &BenchSettings) -> u64 {
+    (s.seconds / 2).max(3)
+}
+
+/// Accepted registrations at each concurrency step, counted in the database.
+async fn sign_up_steps(
+    s: &BenchSettings,
+    base: &str,
+    api: &Process,
+    pg: &Postgres,
+    header: &str,
+    secret: &secrecy::SecretString,
+) -> Result<Vec<Step>> {
     let db = sqlx::PgPool::connect(&pg.url()).await?;
     let mut sign_ups = Vec::new();
     for (i, connections) in STEPS.into_iter().enumerate() {
         let before = user_count(&db).await?;
         let run = wrk_step(
             s,
-            &base,
+            base,
             "capacity-sign-ups",
             connections,
-            step_seconds,
-            &script_new_users(&header, secret.expose_secret(), 0xc000 + 16 * i),
+            step_seconds(s),
+            &script_new_users(header, secret.expose_secret(), 0xc000 + 16 * i),
         )?;
         let created = user_count(&db).await? - before;
         if run.errors > 0.0 || (created as f64) < run.requests * 0.99 {
@@ -300,18 +276,20 @@ pub async fn rows(
             p99_ms: run.p99_ms,
         });
     }
+    Ok(sign_ups)
+}
+
+/// `GET /users/me` at each concurrency step.
+fn me_steps(s: &BenchSettings, base: &str, api: &Process, id_token: &str) -> Result<Vec<Step>> {
     let mut me = Vec::new();
-    let token = [(
-        "Authorization".to_owned(),
-        format!("Bearer {}", user.id_token),
-    )];
+    let token = [("Authorization".to_owned(), format!("Bearer {}", id_token))];
     for connections in STEPS {
         let run = wrk_step(
             s,
-            &base,
+            base,
             "capacity-users-me",
             connections,
-            step_seconds,
+            step_seconds(s),
             &script_get("/users/me", &token),
         )?;
         if run.errors > 0.0 {
@@ -327,29 +305,7 @@ pub async fn rows(
             p99_ms: run.p99_ms,
         });
     }
-    api.stop();
-    drop(cgroup);
-    let capacity = vec![
-        Capacity {
-            what: "sign-ups (accepted POST /user), one api task",
-            vcpu,
-            steps: sign_ups,
-            unit: "req/s",
-        },
-        Capacity {
-            what: "GET /users/me, one api task",
-            vcpu,
-            steps: me,
-            unit: "req/s",
-        },
-    ];
-    let lambda = super::lambda::at_share(s, bin, moto, lambda_memory_mb()?).await?;
-    Ok((capacity, lambda))
-}
-
-/// A Lambda's CPU share for `memory_mb` (Lambda gives one vCPU at 1,769 MB).
-pub fn lambda_vcpu(memory_mb: f64) -> f64 {
-    memory_mb / LAMBDA_MB_PER_VCPU
+    Ok(me)
 }
 
 async fn user_count(db: &sqlx::PgPool) -> Result<i64> {
@@ -466,6 +422,6 @@ mod tests {
         assert!(vcpu > 0.0 && vcpu <= 16.0, "{vcpu}");
         let mb = lambda_memory_mb().expect("the function's memory");
         assert!((128.0..=10_240.0).contains(&mb), "{mb}");
-        assert!((lambda_vcpu(1769.0) - 1.0).abs() < 1e-9);
+        assert!((super::super::cgroup::lambda_vcpu(1769.0) - 1.0).abs() < 1e-9);
     }
 }

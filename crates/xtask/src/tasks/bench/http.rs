@@ -76,29 +76,19 @@ pub async fn rows(
     let mut rounds = Vec::new();
     for round in 0..s.pairs {
         eprintln!("· round {}/{}", round + 1, s.pairs);
-        let ours_first = round % 2 == 0;
-        let mut ours = None;
-        let mut references = None;
-        for side in [ours_first, !ours_first] {
-            if side {
-                ours = Some(api_runs(s, api_binary, &api, &requests, &http, pg, round).await?);
-            } else {
-                references = Some(bare_runs(s, bin, &api, &requests, &http, pg, round).await?);
-            }
-        }
-        let (healthz, outsider, forged, replay, me, accepted) = ours.context("our runs")?;
-        let (bare_accepted, bare_me, bare_refused) = references.context("the references")?;
-        let round = Round {
-            healthz,
-            outsider,
-            forged,
-            replay,
-            me,
-            accepted,
-            bare_accepted,
-            bare_me,
-            bare_refused,
-        };
+        let round = one_round(
+            &Setup {
+                s,
+                api_binary,
+                bin,
+                api: &api,
+                requests: &requests,
+                http: &http,
+                pg,
+            },
+            round,
+        )
+        .await?;
         eprintln!(
             "· round {}: accepted {:.0}/s (bare {:.0}/s), /users/me {:.0}/s (bare {:.0}/s), \
              refused by a bad secret {:.0}/s (bare {:.0}/s), allowlist {:.0}/s (/healthz {:.0}/s)",
@@ -123,31 +113,75 @@ pub async fn rows(
     // The same statements at the api's rate: PostgreSQL's cost per statement at that load
     // (group commit and wake-ups amortise less at a lower rate), apart from how it is driven.
     let (_, paced_cpu) = run_pgbench(s, pg, Some(median_round.accepted.0))?;
+    let splits = splits(median_round, pgbench_cpu, paced_cpu);
+    for round in &rounds {
+        round.warn_about_errors(s);
+    }
+    Ok((table(&rounds, statements), splits))
+}
+
+/// Where the CPU of the median round's runs and of the database references went.
+fn splits(median: &Round, pgbench: cpu::PerRequest, paced: cpu::PerRequest) -> Vec<Split> {
     let split = |run, generator, per_request| Split {
         run,
         generator,
         per_request,
     };
-    let splits = vec![
-        split("accepted POST /user", "wrk", median_round.accepted.1),
-        split(
-            "bare POST /user (reference)",
-            "wrk",
-            median_round.bare_accepted.1,
-        ),
-        split("pgbench, the api's statement", "pgbench", pgbench_cpu),
-        split("pgbench at the accepted rate", "pgbench", paced_cpu),
-        split("GET /users/me", "wrk", median_round.me.1),
-        split(
-            "bare GET /users/me (reference)",
-            "wrk",
-            median_round.bare_me.1,
-        ),
-    ];
-    for round in &rounds {
-        round.warn_about_errors(s);
+    vec![
+        split("accepted POST /user", "wrk", median.accepted.1),
+        split("bare POST /user (reference)", "wrk", median.bare_accepted.1),
+        split("pgbench, the api's statement", "pgbench", pgbench),
+        split("pgbench at the accepted rate", "pgbench", paced),
+        split("GET /users/me", "wrk", median.me.1),
+        split("bare GET /users/me (reference)", "wrk", median.bare_me.1),
+    ]
+}
+
+/// What every round runs against.
+struct Setup<'a> {
+    s: &'a BenchSettings,
+    api_binary: &'a Path,
+    bin: &'a Binaries,
+    api: &'a BenchApi,
+    requests: &'a Requests,
+    http: &'a reqwest::Client,
+    pg: &'a Postgres,
+}
+
+/// One round: the api's runs and the references', the references first in odd rounds.
+async fn one_round(setup: &Setup<'_>, round: usize) -> Result<Round> {
+    let Setup {
+        s,
+        api_binary,
+        bin,
+        api,
+        requests,
+        http,
+        pg,
+    } = *setup;
+    let ours_first = round.is_multiple_of(2);
+    let mut ours = None;
+    let mut references = None;
+    for side in [ours_first, !ours_first] {
+        if side {
+            ours = Some(api_runs(s, api_binary, api, requests, http, pg, round).await?);
+        } else {
+            references = Some(bare_runs(s, bin, api, requests, http, pg, round).await?);
+        }
     }
-    Ok((table(&rounds, statements), splits))
+    let (healthz, outsider, forged, replay, me, accepted) = ours.context("our runs")?;
+    let (bare_accepted, bare_me, bare_refused) = references.context("the references")?;
+    Ok(Round {
+        healthz,
+        outsider,
+        forged,
+        replay,
+        me,
+        accepted,
+        bare_accepted,
+        bare_me,
+        bare_refused,
+    })
 }
 
 /// The index of the pair whose ratio is the median (nearest rank: an actual pair).

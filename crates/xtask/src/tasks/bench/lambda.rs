@@ -16,7 +16,7 @@ use shared_auth::{Component, SecretSet};
 use testkit::receiver::Receiver;
 use testkit::services::Moto;
 
-use super::capacity::{self, Cgroup};
+use super::cgroup::{self, Cgroup};
 use super::{BenchSettings, Binaries, Row, percentile};
 use crate::support::artifacts;
 use crate::support::context::settings_for;
@@ -103,7 +103,7 @@ async fn targets(moto: &Moto) -> Result<Targets> {
 }
 
 /// The sign-up function's and the naive function's cold starts, each held to the CPU share
-/// Lambda gives `memory_mb` ([`capacity::lambda_vcpu`]), alternating: the median pair's ratio.
+/// Lambda gives `memory_mb` ([`cgroup::lambda_vcpu`]), alternating: the median pair's ratio.
 pub async fn at_share(
     s: &BenchSettings,
     bin: &Binaries,
@@ -116,7 +116,7 @@ pub async fn at_share(
         real_env,
         naive_env,
     } = targets(moto).await?;
-    let vcpu = capacity::lambda_vcpu(memory_mb);
+    let vcpu = cgroup::lambda_vcpu(memory_mb);
     let (post_confirm, naive, n) = (bin.post_confirm.clone(), bin.naive.clone(), s.cold_starts);
     let (real_log, naive_log) = (
         s.dir.join("post-confirm-share.log"),
