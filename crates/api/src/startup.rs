@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use axum::Router;
 use axum::extract::ConnectInfo;
-use axum::http::{Method, Request, Response, StatusCode};
+use axum::http::{HeaderValue, Method, Request, Response, StatusCode};
 use axum::routing::{MethodFilter, get, on};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -17,7 +17,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use shared_auth::Settings;
 use tower::ServiceBuilder;
 use tower_http::request_id::{
-    MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, OnResponse, TraceLayer};
@@ -225,7 +225,7 @@ pub fn router(state: AppState) -> anyhow::Result<Router> {
         .layer(
             ServiceBuilder::new()
                 .map_request(drop_unusable_request_id)
-                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(SetRequestIdLayer::x_request_id(RandomRequestId))
                 .layer(
                     TraceLayer::new_for_http()
                         .make_span_with(request_span)
@@ -295,6 +295,23 @@ fn logged_method(method: &Method) -> &'static str {
         .unwrap_or("OTHER")
 }
 
+/// A request id for each request without a usable one: a random (version 4) UUID from the
+/// thread's fast generator. An id names a request in the logs and is no secret, so it needs no
+/// system call per request (tower-http's `MakeRequestUuid` reads the kernel's generator each
+/// time: a `getrandom` per request, BENCHMARKS.md).
+#[derive(Debug, Clone, Copy)]
+struct RandomRequestId;
+
+impl MakeRequestId for RandomRequestId {
+    fn make_request_id<B>(&mut self, _request: &Request<B>) -> Option<RequestId> {
+        let id = uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes()).into_uuid();
+        let mut text = uuid::Uuid::encode_buffer();
+        HeaderValue::from_str(id.hyphenated().encode_lower(&mut text))
+            .ok()
+            .map(RequestId::new)
+    }
+}
+
 /// The longest caller-supplied `x-request-id` kept (a UUID is 36).
 const MAX_REQUEST_ID_LEN: usize = 64;
 
@@ -360,4 +377,34 @@ pub async fn shutdown_signal() {
         () = term => {},
     }
     tracing::info!("shutdown requested: finishing requests in flight");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_version_4_uuids_and_do_not_repeat_across_threads() {
+        let ids = |n| {
+            std::thread::spawn(move || {
+                let request = Request::new(());
+                (0..n)
+                    .map(|_| {
+                        let id = RandomRequestId.make_request_id(&request).expect("an id");
+                        let text = id.header_value().to_str().expect("ascii").to_owned();
+                        let uuid = uuid::Uuid::try_parse(&text).expect("a UUID");
+                        assert_eq!(uuid.get_version_num(), 4, "{text}");
+                        text
+                    })
+                    .collect::<Vec<_>>()
+            })
+        };
+        let (a, b) = (ids(5_000), ids(5_000));
+        let mut all: Vec<String> = a.join().expect("a").into_iter().collect();
+        all.extend(b.join().expect("b"));
+        let count = all.len();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), count, "a request id repeated");
+    }
 }
