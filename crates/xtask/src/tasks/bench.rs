@@ -56,10 +56,7 @@ impl Row {
         goal: Option<f64>,
         pairs: &[(f64, f64)],
     ) -> Self {
-        let (ours, reference) = pairs
-            .get(http::median_index(pairs))
-            .copied()
-            .unwrap_or_default();
+        let (ours, reference) = pairs.get(median_index(pairs)).copied().unwrap_or_default();
         let mut ratios: Vec<f64> = pairs.iter().map(|(o, r)| o / r.max(1e-9)).collect();
         ratios.sort_by(f64::total_cmp);
         Row {
@@ -415,6 +412,14 @@ fn to_json(
             "met": r.met(),
         })).collect::<Vec<_>>(),
     })
+}
+
+/// The index of the pair whose ratio is the median (nearest rank: an actual pair).
+pub(super) fn median_index(pairs: &[(f64, f64)]) -> usize {
+    let ratio = |(ours, reference): (f64, f64)| ours / reference.max(1e-9);
+    let mut order: Vec<usize> = (0..pairs.len()).collect();
+    order.sort_by(|&a, &b| ratio(pairs[a]).total_cmp(&ratio(pairs[b])));
+    order[(pairs.len().max(1) - 1) / 2]
 }
 
 /// The `p`-th percentile of `samples` (nearest rank; sorted here).

@@ -289,13 +289,12 @@ pub fn total(lines: &[Line]) -> f64 {
 }
 
 /// The environment's shape from its contract and the stack as checked in.
-fn shape(settings: &Settings) -> Result<Shape> {
+fn shape(settings: &Settings, measured: &Measured) -> Result<Shape> {
     let infra = workspace_root().join("infra");
     let read = |file: &str| {
         std::fs::read_to_string(infra.join(file)).with_context(|| format!("infra/{file}"))
     };
     let d = &settings.deploy;
-    let service = read("service.tf")?;
     let edge = read("edge.tf")?;
     let azs = 2; // infra/locals.tf: the first two of the region's zones
     let web_acl = block(&edge, "resource \"aws_wafv2_web_acl\"");
@@ -309,13 +308,10 @@ fn shape(settings: &Settings) -> Result<Shape> {
         azs,
         api_min_count: d.api_min_count,
         api_max_count: d.api_max_count,
-        api_vcpu: number_after(
-            block(&service, "resource \"aws_ecs_task_definition\" \"api\""),
-            "cpu",
-        )? / 1024.0,
+        api_vcpu: api_task_vcpu()?,
         api_memory_gb: shared_auth::settings::capacity::API_TASK_MEMORY_MIB as f64 / 1024.0,
         api_architecture: d.api_architecture.clone(),
-        lambda_memory_gb: number_after(&read("post_confirm.tf")?, "memory_size")? / 1024.0,
+        lambda_memory_gb: lambda_memory_mb()? / 1024.0,
         lambda_architecture: d.lambda_architecture.clone(),
         db_instance_class: d.db_instance_class.clone(),
         db_multi_az: d.db_multi_az,
@@ -327,8 +323,49 @@ fn shape(settings: &Settings) -> Result<Shape> {
             .matches("resource \"aws_cloudwatch_metric_alarm\"")
             .count() as u32,
         metrics: 0,
-        sign_ups_per_task_s: Measured::checked_in()?.sign_ups_per_task_s,
+        sign_ups_per_task_s: measured.sign_ups_per_task_s,
     })
+}
+
+/// CPU units of the api's task in `infra/service.tf` (`cpu = 256`), as vCPUs.
+pub fn api_task_vcpu() -> Result<f64> {
+    Ok(infra_number(
+        "service.tf",
+        "resource \"aws_ecs_task_definition\" \"api\"",
+        "cpu",
+    )? / 1024.0)
+}
+
+/// The sign-up function's memory in `infra/post_confirm.tf`, in MB.
+pub fn lambda_memory_mb() -> Result<f64> {
+    infra_number(
+        "post_confirm.tf",
+        "resource \"aws_lambda_function\"",
+        "memory_size",
+    )
+}
+
+/// The number `key = N` first set in the block `start` opens in `infra/<file>`.
+fn infra_number(file: &str, start: &str, key: &str) -> Result<f64> {
+    let path = workspace_root().join("infra").join(file);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let found = block(&text, start);
+    if found.is_empty() {
+        bail!("no `{start}` in {}", path.display());
+    }
+    number_after(found, key).with_context(|| format!("in `{start}` of {}", path.display()))
+}
+
+/// The autoscaling target keeps each task at this share of its knee: the room for the load
+/// that arrives while a new task starts (scale-out cooldown 60 s, a task's start about as long).
+pub const TARGET_SHARE_OF_KNEE: f64 = 0.6;
+
+/// The ALB requests per task per minute (`ALBRequestCountPerTarget` is a one-minute sum) that
+/// keeps a task at [`TARGET_SHARE_OF_KNEE`] of the smaller of the routes' knees.
+pub fn request_target(knees_rps: &[f64]) -> Option<u64> {
+    let lowest = knees_rps.iter().copied().reduce(f64::min)?;
+    Some((lowest * TARGET_SHARE_OF_KNEE * 60.0).floor() as u64)
 }
 
 /// One api task's measured knees (`infra/capacity.toml`, from `cargo xtask bench --only
@@ -380,9 +417,10 @@ impl flags::Cost {
         } else {
             self.env
         };
+        let m = Measured::checked_in()?;
         for env in envs {
             let settings = settings_for(&env)?;
-            let shape = shape(&settings)?;
+            let shape = shape(&settings, &m)?;
             let table = PriceTable::for_region(
                 &workspace_root().join("deploy").join("prices"),
                 &shape.region,
@@ -390,11 +428,17 @@ impl flags::Cost {
             let estimate = estimate(&shape, &table)?;
             print(&env, &shape, &table, &estimate);
         }
-        let m = Measured::checked_in()?;
         println!(
             "\none api task's knees (infra/capacity.toml; {}): {} sign-ups/s, {} GET /users/me/s",
             m.measured, m.sign_ups_per_task_s, m.users_me_per_task_s
         );
+        if let Some(target) = request_target(&[m.sign_ups_per_task_s, m.users_me_per_task_s]) {
+            println!(
+                "ALBRequestCountPerTarget for {:.0} % of the lower knee: {target} per task per minute \
+                 (infra/service.tf)",
+                TARGET_SHARE_OF_KNEE * 100.0
+            );
+        }
         Ok(())
     }
 }
@@ -410,14 +454,7 @@ fn print(env: &str, shape: &Shape, table: &PriceTable, e: &Estimate) {
             shape.region
         );
     }
-    println!("  a month at the floor, no sign-ups:");
-    for l in &e.fixed {
-        println!("    {:>9.2} USD  {}", l.usd, l.what);
-    }
-    println!("    {:>9.2} USD  total", total(&e.fixed));
-    if let Some(l) = largest(&e.fixed) {
-        println!("    largest: {}", l.what);
-    }
+    print_lines("a month at the floor, no sign-ups", &e.fixed);
     println!(
         "  + {:.2} USD a month with the api at its ceiling ({} tasks)",
         e.at_max, shape.api_max_count
@@ -425,15 +462,20 @@ fn print(env: &str, shape: &Shape, table: &PriceTable, e: &Estimate) {
     let mut sources: Vec<&str> = table.prices.values().map(|p| p.source.as_str()).collect();
     sources.sort_unstable();
     sources.dedup();
-    println!("  a million sign-ups add:");
-    for l in &e.per_million {
+    print_lines("a million sign-ups add", &e.per_million);
+    println!("  prices from: {}", sources.join(", "));
+}
+
+/// `lines` under `title`, their total and the largest.
+fn print_lines(title: &str, lines: &[Line]) {
+    println!("  {title}:");
+    for l in lines {
         println!("    {:>9.2} USD  {}", l.usd, l.what);
     }
-    println!("    {:>9.2} USD  total", total(&e.per_million));
-    if let Some(l) = largest(&e.per_million) {
+    println!("    {:>9.2} USD  total", total(lines));
+    if let Some(l) = largest(lines) {
         println!("    largest: {}", l.what);
     }
-    println!("  prices from: {}", sources.join(", "));
 }
 
 #[cfg(test)]
@@ -441,14 +483,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_request_target_is_a_share_of_the_lower_knee_per_minute() {
+        // 0.6 × 300 req/s × 60 s.
+        assert_eq!(request_target(&[1000.0, 300.0]), Some(10_800));
+        assert_eq!(request_target(&[]), None);
+    }
+
+    #[test]
     fn the_autoscaling_request_target_is_derived_from_the_measured_knee() {
         let measured = Measured::checked_in().expect("infra/capacity.toml");
-        let expected = (measured
-            .sign_ups_per_task_s
-            .min(measured.users_me_per_task_s)
-            * 0.6
-            * 60.0)
-            .floor();
+        let expected = request_target(&[measured.sign_ups_per_task_s, measured.users_me_per_task_s])
+            .expect("two knees") as f64;
         let service = std::fs::read_to_string(workspace_root().join("infra/service.tf"))
             .expect("infra/service.tf");
         let policy = block(
@@ -585,7 +630,8 @@ secret_reads = 0.1
     fn the_shipped_environments_are_estimated_from_the_checked_in_table() {
         for env in ["staging", "production"] {
             let settings = settings_for(env).expect("the contract");
-            let shape = super::shape(&settings).expect("the shape");
+            let measured = Measured::checked_in().expect("infra/capacity.toml");
+            let shape = super::shape(&settings, &measured).expect("the shape");
             assert!(shape.waf_rules > 0 && shape.alarms > 0, "{shape:?}");
             let table = PriceTable::for_region(
                 &workspace_root().join("deploy").join("prices"),

@@ -15,20 +15,17 @@ use opskit::cmd;
 use opskit::process::Process;
 use secrecy::ExposeSecret;
 use serde_json::json;
-use shared_auth::Component;
-use testkit::cognito::UserPool;
-use testkit::services::{Moto, Postgres, free_port};
+use testkit::services::{Moto, Postgres};
 
 use super::cgroup::Cgroup;
+use super::http::{self, BenchApi};
 use super::wrk::{script_get, script_new_users, totals};
 use super::{BenchSettings, Binaries, number_after};
-use crate::support::context::{settings_for, workspace_root};
+use crate::support::context::settings_for;
+use crate::tasks::cost::{TARGET_SHARE_OF_KNEE, api_task_vcpu, lambda_memory_mb, request_target};
 
 /// Concurrency steps of the api's runs.
 const STEPS: [u32; 6] = [1, 2, 4, 8, 16, 32];
-/// The autoscaling target keeps each task at this share of its knee: the room for the load
-/// that arrives while a new task starts (scale-out cooldown 60 s, a task's start about as long).
-pub const TARGET_SHARE_OF_KNEE: f64 = 0.6;
 
 /// One step: concurrency, rate served and the 99th-percentile latency.
 #[derive(Debug, Clone, Copy)]
@@ -70,13 +67,6 @@ impl Capacity {
     }
 }
 
-/// The ALB requests per task per minute (`ALBRequestCountPerTarget` is a one-minute sum) that
-/// keeps a task at [`TARGET_SHARE_OF_KNEE`] of the smaller of the two routes' knees.
-pub fn request_target(knees_rps: &[f64]) -> Option<u64> {
-    let lowest = knees_rps.iter().copied().reduce(f64::min)?;
-    Some((lowest * TARGET_SHARE_OF_KNEE * 60.0).floor() as u64)
-}
-
 pub fn print(capacity: &[Capacity]) {
     if capacity.is_empty() {
         return;
@@ -110,57 +100,25 @@ pub fn print(capacity: &[Capacity]) {
     }
 }
 
-/// CPU units of the api's task in `infra/service.tf` (`cpu = 256`), as vCPUs.
-fn api_vcpu() -> Result<f64> {
-    let units = number_in_block(
-        "service.tf",
-        "resource \"aws_ecs_task_definition\" \"api\"",
-        "cpu",
-    )?;
-    Ok(units / 1024.0)
-}
-
-/// The sign-up function's memory in `infra/post_confirm.tf`, in MB.
-fn lambda_memory_mb() -> Result<f64> {
-    number_in_block(
-        "post_confirm.tf",
-        "resource \"aws_lambda_function\"",
-        "memory_size",
-    )
-}
-
-/// The number `key = N` first set after `block` opens in `infra/<file>`.
-fn number_in_block(file: &str, block: &str, key: &str) -> Result<f64> {
-    let path = workspace_root().join("infra").join(file);
-    let text = std::fs::read_to_string(&path)?;
-    let start = text
-        .find(block)
-        .with_context(|| format!("no `{block}` in {}", path.display()))?;
-    text[start..]
-        .lines()
-        .find_map(|line| {
-            let (k, v) = line.split_once('=')?;
-            (k.trim() == key).then(|| v.split_whitespace().next()?.parse().ok())?
-        })
-        .with_context(|| format!("no numeric `{key} =` in `{block}` of {}", path.display()))
-}
-
 pub async fn rows(
     s: &BenchSettings,
     bin: &Binaries,
     pg: &Postgres,
     moto: &Moto,
 ) -> Result<(Vec<Capacity>, Vec<super::Row>)> {
-    let vcpu = api_vcpu()?;
+    let vcpu = api_task_vcpu()?;
     let pool_size = settings_for("production")?.api.db_max_connections;
     eprintln!(
         "· capacity: the api held to {vcpu} vCPU (infra/service.tf), pool of {pool_size} \
          (deploy/production.toml)"
     );
-    let (env, base, secret, id_token) = api_env(moto, pg, pool_size).await?;
-    let header = shared_auth::load_for(Component::Api, &env.iter().cloned().collect())?
-        .guard
-        .static_header;
+    let (pool, user, secret) = http::identity(moto, "capacity").await?;
+    let BenchApi { mut env, base } = http::api_settings(pg, moto, &pool, &secret)?;
+    env.push((
+        "TOLLGATE__API__DB_MAX_CONNECTIONS".into(),
+        pool_size.to_string(),
+    ));
+    let header = http::static_mode(&mut env)?;
     let cgroup = Cgroup::limited("api", vcpu)?;
     let mut command = cgroup.command(s.api_binary.as_deref().unwrap_or(&bin.api));
     command.envs(env.iter().map(|(k, v)| (k, v)));
@@ -168,7 +126,7 @@ pub async fn rows(
     api.wait_ready(&reqwest::Client::new(), &format!("{base}/healthz"))
         .await?;
     let sign_ups = sign_up_steps(s, &base, &api, pg, &header, &secret).await?;
-    let me = me_steps(s, &base, &api, &id_token)?;
+    let me = me_steps(s, &base, &api, &user.id_token)?;
     api.stop();
     drop(cgroup);
     let capacity = vec![
@@ -187,52 +145,6 @@ pub async fn rows(
     ];
     let lambda = super::lambda::at_share(s, bin, moto, lambda_memory_mb()?).await?;
     Ok((capacity, lambda))
-}
-
-/// The api's environment for the capacity runs (`static` mode, the shipped pool size), its
-/// base URL, the secret and a user's ID token.
-async fn api_env(
-    moto: &Moto,
-    pg: &Postgres,
-    pool_size: u32,
-) -> Result<(Vec<(String, String)>, String, secrecy::SecretString, String)> {
-    let aws = shared_auth::AwsSettings {
-        endpoint_url: Some(moto.endpoint()),
-        ..testkit::local_aws_region()
-    };
-    let sdk = shared_aws::sdk_config(&aws).await;
-    let pool = UserPool::create(&sdk, &moto.endpoint(), "capacity").await?;
-    let user = pool
-        .sign_up("capacity-user", "capacity@example.com")
-        .await?;
-    let secret = testkit::secrets::new_secret()?;
-    let port = free_port()?;
-    let base = format!("http://127.0.0.1:{port}");
-    let mut env = vec![
-        ("TOLLGATE_ENV".to_owned(), "local".to_owned()),
-        ("TOLLGATE_LOG_FORMAT".to_owned(), "json".to_owned()),
-        ("DATABASE_URL".to_owned(), pg.url()),
-        (
-            "TOLLGATE_SECRET_CURRENT".to_owned(),
-            secret.expose_secret().to_owned(),
-        ),
-        (
-            "TOLLGATE__API__LISTEN".to_owned(),
-            format!("127.0.0.1:{port}"),
-        ),
-        (
-            "TOLLGATE__API__DB_MAX_CONNECTIONS".to_owned(),
-            pool_size.to_string(),
-        ),
-        (
-            "TOLLGATE__GUARD__TRUSTED_PROXIES".to_owned(),
-            "127.0.0.1/32".to_owned(),
-        ),
-        ("TOLLGATE__GUARD__MODE".to_owned(), "static".to_owned()),
-        ("TOLLGATE__AWS__ENDPOINT_URL".to_owned(), moto.endpoint()),
-    ];
-    env.extend(pool.api_env());
-    Ok((env, base, secret, user.id_token))
 }
 
 /// The step at which wrk stays a step: half a run, at least 3 s.
@@ -401,13 +313,6 @@ mod tests {
     }
 
     #[test]
-    fn the_request_target_is_a_share_of_the_lower_knee_per_minute() {
-        // 0.6 × 300 req/s × 60 s.
-        assert_eq!(request_target(&[1000.0, 300.0]), Some(10_800));
-        assert_eq!(request_target(&[]), None);
-    }
-
-    #[test]
     fn wrk_latencies_are_read_in_their_units() {
         let out = "  Latency Distribution\n     50%  1.20ms\n     75%  2.00ms\n     90%  3.00ms\n     99%  812.00us\n";
         assert_eq!(p99_ms(out).expect("us"), 0.812);
@@ -418,7 +323,7 @@ mod tests {
 
     #[test]
     fn the_shares_come_from_the_stack_as_checked_in() {
-        let vcpu = api_vcpu().expect("the api task's cpu");
+        let vcpu = api_task_vcpu().expect("the api task's cpu");
         assert!(vcpu > 0.0 && vcpu <= 16.0, "{vcpu}");
         let mb = lambda_memory_mb().expect("the function's memory");
         assert!((128.0..=10_240.0).contains(&mb), "{mb}");

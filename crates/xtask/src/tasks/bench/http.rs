@@ -15,14 +15,14 @@ use opskit::cmd;
 use opskit::process::Process;
 use secrecy::{ExposeSecret, SecretString};
 use shared_auth::Component;
-use testkit::cognito::UserPool;
+use testkit::cognito::{PoolUser, UserPool};
 use testkit::services::{Moto, Postgres, free_port};
 
 use super::cpu::{self, Split};
 use super::wrk::{
     self, Bodies, script_get, script_new_users, script_post, script_post_to, with_client,
 };
-use super::{BenchSettings, Binaries, Row, number_after, pg_bin};
+use super::{BenchSettings, Binaries, Row, median_index, number_after, pg_bin};
 use crate::support::context::workspace_root;
 
 /// An address outside the allowlist, as the ALB would report it.
@@ -61,14 +61,7 @@ pub async fn rows(
     pg: &Postgres,
     moto: &Moto,
 ) -> Result<(Vec<Row>, Vec<Split>)> {
-    let aws = shared_auth::AwsSettings {
-        endpoint_url: Some(moto.endpoint()),
-        ..testkit::local_aws_region()
-    };
-    let sdk = shared_aws::sdk_config(&aws).await;
-    let pool = UserPool::create(&sdk, &moto.endpoint(), "bench").await?;
-    let user = pool.sign_up("bench-user", "bench@example.com").await?;
-    let secret = testkit::secrets::new_secret()?;
+    let (pool, user, secret) = identity(moto, "bench").await?;
     let api_binary = s.api_binary.as_deref().unwrap_or(&bin.api);
     let http = reqwest::Client::new();
     let api = api_settings(pg, moto, &pool, &secret)?;
@@ -184,16 +177,37 @@ async fn one_round(setup: &Setup<'_>, round: usize) -> Result<Round> {
     })
 }
 
-/// The index of the pair whose ratio is the median (nearest rank: an actual pair).
-pub(super) fn median_index(pairs: &[(f64, f64)]) -> usize {
-    let ratio = |(ours, reference): (f64, f64)| ours / reference.max(1e-9);
-    let mut order: Vec<usize> = (0..pairs.len()).collect();
-    order.sort_by(|&a, &b| ratio(pairs[a]).total_cmp(&ratio(pairs[b])));
-    order[(pairs.len().max(1) - 1) / 2]
+/// A user pool named `name` in moto with one confirmed user, and a new guard secret: what an
+/// api under the bench needs besides its database.
+pub(super) async fn identity(
+    moto: &Moto,
+    name: &str,
+) -> Result<(UserPool, PoolUser, SecretString)> {
+    let aws = shared_auth::AwsSettings {
+        endpoint_url: Some(moto.endpoint()),
+        ..testkit::local_aws_region()
+    };
+    let sdk = shared_aws::sdk_config(&aws).await;
+    let pool = UserPool::create(&sdk, &moto.endpoint(), name).await?;
+    let user = pool
+        .sign_up(&format!("{name}-user"), &format!("{name}@example.com"))
+        .await?;
+    Ok((pool, user, testkit::secrets::new_secret()?))
+}
+
+/// `env` switched to the guard's `static` mode (wrk cannot compute an HMAC per request);
+/// returns the header the secret goes in.
+pub(super) fn static_mode(env: &mut Vec<(String, String)>) -> Result<String> {
+    env.push(("TOLLGATE__GUARD__MODE".into(), "static".into()));
+    Ok(
+        shared_auth::load_for(Component::Api, &env.iter().cloned().collect())?
+            .guard
+            .static_header,
+    )
 }
 
 /// The api's environment: `local` mode behind wrk playing the ALB, on a free port.
-fn api_settings(
+pub(super) fn api_settings(
     pg: &Postgres,
     moto: &Moto,
     pool: &UserPool,
@@ -514,15 +528,12 @@ async fn accepted_run(
     round: usize,
 ) -> Result<(f64, cpu::PerRequest)> {
     let mut env = env.to_vec();
-    env.push(("TOLLGATE__GUARD__MODE".into(), "static".into()));
+    let header = static_mode(&mut env)?;
     let secret = env
         .iter()
         .find(|(k, _)| k == "TOLLGATE_SECRET_CURRENT")
         .map(|(_, v)| v.clone())
         .unwrap_or_default();
-    let header = shared_auth::load_for(Component::Api, &env.iter().cloned().collect())?
-        .guard
-        .static_header;
     let mut api = Process::start(
         "api (static)",
         api_binary,
