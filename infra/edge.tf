@@ -189,7 +189,7 @@ locals {
   # What shared-auth's verifier accepts (crate docs): unix seconds as 1 to 12 digits, and a
   # v1 entry (base64 of a 32-byte HMAC) among up to four space-separated entries.
   timestamp_shape = "^[0-9]{1,12}$"
-  signature_shape = "(^| )v1=[A-Za-z0-9+/]{43}=( |$)"
+  signature_shape = "(^| )v1,[A-Za-z0-9+/]{43}=( |$)"
 }
 
 # static mode: the rule group holding the accepted secret values. Created and kept by
@@ -329,8 +329,8 @@ resource "aws_wafv2_web_acl" "this" {
     }
   }
 
-  # hmac: the timestamp must be plain unix seconds and the signature header must hold a
-  # well-formed v1 entry; anything else is refused before it reaches the ALB.
+  # hmac (Standard Webhooks): the timestamp must be plain unix seconds and the signature
+  # header must hold a well-formed `v1,` entry; anything else is refused before the ALB.
   dynamic "rule" {
     for_each = var.guard_mode == "hmac" ? [1] : []
     content {

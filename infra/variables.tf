@@ -368,7 +368,7 @@ variable "guard_mode" {
 
 variable "guard_timestamp_header" {
   type        = string
-  default     = "x-tollgate-timestamp"
+  default     = "webhook-timestamp"
   description = "The contract's guard.timestamp_header (hmac mode), lower case."
   validation {
     condition     = var.guard_timestamp_header == lower(var.guard_timestamp_header)
@@ -378,7 +378,7 @@ variable "guard_timestamp_header" {
 
 variable "guard_signature_header" {
   type        = string
-  default     = "x-tollgate-signature"
+  default     = "webhook-signature"
   description = "The contract's guard.signature_header (hmac mode), lower case."
   validation {
     condition     = var.guard_signature_header == lower(var.guard_signature_header)

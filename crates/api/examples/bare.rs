@@ -97,7 +97,7 @@ async fn refuse(State(bare): State<Arc<Bare>>, headers: HeaderMap, body: Bytes) 
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&bare.key).expect("any key length");
     mac.update(&body);
     let presented = headers
-        .get("x-tollgate-signature")
+        .get(shared_auth::signing::SIGNATURE_HEADER)
         .map_or(&b""[..], |v| v.as_bytes());
     match mac.verify_slice(presented) {
         Ok(()) => StatusCode::NO_CONTENT,

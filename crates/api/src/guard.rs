@@ -59,8 +59,6 @@ pub async fn registration_guard(
     let now = state.clock.now();
     let verdict = state.settings.guard.verify(
         &loaded.set,
-        parts.method.as_str(),
-        parts.uri.path(),
         &bytes,
         |name| {
             parts
@@ -122,7 +120,8 @@ fn allowed_source(
         Some(ip) => ip,
     };
     if request.uri().query().is_some() {
-        // The signature covers method, path and body, not a query: refuse what it cannot vouch for.
+        // The guard's key vouches for this route's body only, not a query: refuse what it
+        // cannot vouch for.
         return Err((DenyReason::QueryNotSigned, Some(client)));
     }
     Ok(client)

@@ -84,11 +84,12 @@ fn hmac_cases(app: &TestApp) -> Vec<Case> {
     );
     let body = victim_body();
     let t = now();
-    let good = |path: &str, body: &str, ts: u64, secret: &str| {
-        app.credentials(secret, path, body.as_bytes(), ts)
-    };
+    let id_h = contract.id_header.clone();
+    // The id every case carries unless it is what the case is about: the victim body's.
+    let id = body_id(body.as_bytes());
+    let good = |body: &str, ts: u64, secret: &str| app.credentials(secret, body.as_bytes(), ts);
     let sig_of = |ts: u64, secret: &str, body: &str| {
-        good("/user", body, ts, secret)
+        good(body, ts, secret)
             .into_iter()
             .find(|(k, _)| *k == sig_h)
             .map(|(_, v)| v)
@@ -103,6 +104,14 @@ fn hmac_cases(app: &TestApp) -> Vec<Case> {
                    method: &str,
                    body: &str,
                    refused: &'static [u16]| {
+        let mut headers = headers;
+        let prefix = format!("{id_h}:");
+        if !headers
+            .iter()
+            .any(|h| h.to_ascii_lowercase().starts_with(&prefix))
+        {
+            headers.insert(0, format!("{id_h}: {id}"));
+        }
         cases.push(Case {
             family,
             name,
@@ -122,7 +131,7 @@ fn hmac_cases(app: &TestApp) -> Vec<Case> {
         "a".repeat(4096),
     ];
     for (i, secret) in wrong_secrets.iter().enumerate() {
-        let forged = sign_raw(secret, t, "POST", "/user", &body);
+        let forged = sign_raw(secret, t, &body);
         add(
             "signature",
             format!("wrong secret #{i} (len {})", secret.len()),
@@ -136,25 +145,28 @@ fn hmac_cases(app: &TestApp) -> Vec<Case> {
     let mangled = [
         String::new(),
         " ".into(),
-        "v1=".into(),
+        "v1,".into(),
         "v1".into(),
-        sig.replacen("v1=", "v0=", 1),
-        sig.replacen("v1=", "V1=", 1),
-        sig.replacen("v1=", "v2=", 1),
-        sig.replacen("v1=", "v1 =", 1),
+        sig.replacen("v1,", "v0,", 1),
+        sig.replacen("v1,", "V1,", 1),
+        sig.replacen("v1,", "v2,", 1),
+        sig.replacen("v1,", "v1a,", 1),
+        sig.replacen("v1,", "v1 ,", 1),
+        // The format before Standard Webhooks.
+        sig.replacen("v1,", "v1=", 1),
         sig[..sig.len() - 4].to_owned(),
         format!("{sig}AAAA"),
         sig.replace('+', "-").replace('/', "_"),
         sig.trim_end_matches('=').to_owned() + "==",
-        "v1=AAAA,v1=AAAA".to_owned(),
-        vec!["v1=AAAA"; 20].join(","),
-        format!("v1={}", "A".repeat(10_000)),
-        "v1=%%%%".into(),
-        format!("v1= {}", sig.trim_start_matches("v1=")),
-        sig.trim_start_matches("v1=").to_owned(),
-        "v1=\u{00e9}".into(),
+        "v1,AAAA v1,AAAA".to_owned(),
+        vec!["v1,AAAA"; 20].join(" "),
+        format!("v1,{}", "A".repeat(10_000)),
+        "v1,%%%%".into(),
+        format!("v1, {}", sig.trim_start_matches("v1,")),
+        sig.trim_start_matches("v1,").to_owned(),
+        "v1,\u{00e9}".into(),
         sig.to_lowercase(),
-        format!("v1={}", hex_of(&sig)),
+        format!("v1,{}", hex_of(&sig)),
     ];
     // A mangling that happens to leave the signature as it was is no forgery.
     for (i, value) in mangled.iter().filter(|v| **v != sig).enumerate() {
@@ -191,24 +203,36 @@ fn hmac_cases(app: &TestApp) -> Vec<Case> {
         &format!("{body} "),
         FORBIDDEN,
     );
+    // The id family: the id is signed, and of the one shape that cannot be re-split.
+    let other_id = body_id(other_body.as_bytes());
+    let long_id = "a".repeat(129);
+    for (name, value) in [
+        ("another registration's id", other_id.as_str()),
+        ("no id", ""),
+        ("id holding the separator", "reg_1.2"),
+        ("id with a space", "reg_1 2"),
+        ("id of 129 characters", long_id.as_str()),
+    ] {
+        let mut headers = vec![format!("{ts_h}: {t}"), format!("{sig_h}: {sig}")];
+        headers.insert(0, format!("{id_h}: {value}"));
+        add(
+            "id",
+            name.into(),
+            headers,
+            "/user",
+            "POST",
+            &body,
+            FORBIDDEN,
+        );
+    }
     add(
-        "signature",
-        "signed for PUT".into(),
+        "id",
+        "id sent twice".into(),
         vec![
+            format!("{id_h}: {id}"),
+            format!("{id_h}: {id}"),
             format!("{ts_h}: {t}"),
-            format!("{sig_h}: {}", sign_raw(CURRENT, t, "PUT", "/user", &body)),
-        ],
-        "/user",
-        "POST",
-        &body,
-        FORBIDDEN,
-    );
-    add(
-        "signature",
-        "signed for /users".into(),
-        vec![
-            format!("{ts_h}: {t}"),
-            format!("{sig_h}: {}", sign_raw(CURRENT, t, "POST", "/users", &body)),
+            format!("{sig_h}: {sig}"),
         ],
         "/user",
         "POST",
@@ -284,7 +308,7 @@ fn hmac_cases(app: &TestApp) -> Vec<Case> {
         "forged then genuine signature lines".into(),
         vec![
             format!("{ts_h}: {t}"),
-            format!("{sig_h}: v1=AAAA"),
+            format!("{sig_h}: v1,AAAA"),
             format!("{sig_h}: {sig}"),
         ],
         "/user",
@@ -293,10 +317,12 @@ fn hmac_cases(app: &TestApp) -> Vec<Case> {
         FORBIDDEN,
     );
     for renamed in [
-        "x-tollgate-signatures",
-        "x-tollgate_signature",
-        "tollgate-signature",
-        "x-tollgate-signature ",
+        "webhook-signatures",
+        "webhook_signature",
+        "svix-signature",
+        "webhook-signature ",
+        // The header of the format before Standard Webhooks.
+        "x-tollgate-signature",
         "authorization",
     ] {
         add(
@@ -357,7 +383,7 @@ fn hmac_cases(app: &TestApp) -> Vec<Case> {
         ("milliseconds", (t * 1000).to_string()),
         ("ISO date", "2026-11-25T00:00:00Z".into()),
     ] {
-        let signed = sign_raw(CURRENT, value.parse().unwrap_or(t), "POST", "/user", &body);
+        let signed = sign_raw(CURRENT, value.parse().unwrap_or(t), &body);
         add(
             "timestamp",
             format!("timestamp {name}"),
@@ -400,15 +426,10 @@ fn hmac_cases(app: &TestApp) -> Vec<Case> {
         "/user?sub=x",
         "http://127.0.0.1/user/",
     ] {
-        let signed = good(
-            target.split(['?', '#']).next().unwrap_or(target),
-            &body,
-            t,
-            CURRENT,
-        );
+        let signed = good(&body, t, CURRENT);
         add(
             "path",
-            format!("path `{target}` (signed for it)"),
+            format!("path `{target}` (validly signed)"),
             lines(&signed),
             target,
             "POST",
@@ -422,22 +443,10 @@ fn hmac_cases(app: &TestApp) -> Vec<Case> {
         "GET", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD", "post", "Post", "TRACE", "CONNECT",
         "PROPFIND",
     ] {
-        let signed = lines(
-            &good("/user", &body, t, CURRENT)
-                .into_iter()
-                .map(|(k, v)| {
-                    let v = if k == sig_h {
-                        sign_raw(CURRENT, t, method, "/user", &body)
-                    } else {
-                        v
-                    };
-                    (k, v)
-                })
-                .collect::<Vec<_>>(),
-        );
+        let signed = lines(&good(&body, t, CURRENT));
         add(
             "method",
-            format!("method {method} (signed for it)"),
+            format!("method {method} (validly signed)"),
             signed,
             "/user",
             method,
@@ -447,7 +456,7 @@ fn hmac_cases(app: &TestApp) -> Vec<Case> {
     }
 
     // Framing family: what a proxy and the server might disagree on.
-    let signed = lines(&good("/user", &body, t, CURRENT));
+    let signed = lines(&good(&body, t, CURRENT));
     let framings: Vec<(&str, String)> = vec![
         // Whichever framing the server believes, the body it reads is not the signed one.
         (
@@ -485,7 +494,7 @@ fn hmac_cases(app: &TestApp) -> Vec<Case> {
         (
             "signature folded over two lines",
             format!(
-                "POST /user HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{ts_h}: {t}\r\n{sig_h}: v1=AAAA\r\n {sig}\r\n\r\n{body}",
+                "POST /user HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{ts_h}: {t}\r\n{sig_h}: v1,AAAA\r\n {sig}\r\n\r\n{body}",
                 body.len()
             ),
         ),
@@ -494,7 +503,7 @@ fn hmac_cases(app: &TestApp) -> Vec<Case> {
             request(
                 "POST",
                 "/user",
-                &lines(&good("/user", &"x".repeat(20_000), t, CURRENT)),
+                &lines(&good(&"x".repeat(20_000), t, CURRENT)),
                 &"x".repeat(20_000),
             ),
         ),
@@ -503,7 +512,7 @@ fn hmac_cases(app: &TestApp) -> Vec<Case> {
             request(
                 "POST",
                 "/user",
-                &lines(&good("/user", "not json", t, CURRENT)),
+                &lines(&good("not json", t, CURRENT)),
                 "not json",
             ),
         ),
@@ -543,7 +552,7 @@ fn hmac_cases(app: &TestApp) -> Vec<Case> {
 /// X-Forwarded-For: the app trusts loopback as a proxy and allows 127.0.0.1 only.
 fn forwarded_cases(app: &TestApp) -> Vec<Case> {
     let body = victim_body();
-    let signed = lines(&app.credentials(CURRENT, "/user", body.as_bytes(), now()));
+    let signed = lines(&app.credentials(CURRENT, body.as_bytes(), now()));
     let mut cases = Vec::new();
     for (name, values) in [
         ("spoofed left-most", vec!["127.0.0.1, 198.51.100.7"]),
@@ -714,13 +723,13 @@ fn oracle_cases(credentials: Vec<(&'static str, Vec<String>)>) -> Vec<Case> {
     cases
 }
 
-/// `v1=` signature of an arbitrary request, as a sender with `secret` would compute it.
-fn sign_raw(secret: &str, ts: u64, method: &str, path: &str, body: &str) -> String {
+/// `v1,` signature of `body` with the id it carries ([`body_id`]), as a sender with `secret`
+/// would compute it.
+fn sign_raw(secret: &str, ts: u64, body: &str) -> String {
     shared_auth::sign(
         &SecretString::from(secret),
+        &body_id(body.as_bytes()),
         ts,
-        method,
-        path,
         body.as_bytes(),
     )
 }
@@ -754,13 +763,14 @@ async fn forged_registrations_in_hmac_mode_are_refused_and_store_nothing() {
     let body = victim_body();
     control(
         &app,
-        app.credentials(CURRENT, "/user", body.as_bytes(), now()),
+        app.credentials(CURRENT, body.as_bytes(), now()),
         &body,
     )
     .await;
     let mut cases = hmac_cases(&app);
     cases.extend(forwarded_cases(&app));
-    let (ts_h, sig_h) = (
+    let (id_h, ts_h, sig_h) = (
+        app.settings.guard.id_header.clone(),
         app.settings.guard.timestamp_header.clone(),
         app.settings.guard.signature_header.clone(),
     );
@@ -768,13 +778,26 @@ async fn forged_registrations_in_hmac_mode_are_refused_and_store_nothing() {
         ("no credential", vec![]),
         (
             "signature of the wrong shape",
-            vec![format!("{ts_h}: {}", now()), format!("{sig_h}: v1=zz")],
+            vec![
+                format!("{id_h}: reg_oracle"),
+                format!("{ts_h}: {}", now()),
+                format!("{sig_h}: v1,zz"),
+            ],
         ),
         (
             "timestamp not a number",
             vec![
+                format!("{id_h}: reg_oracle"),
                 format!("{ts_h}: soon"),
-                format!("{sig_h}: v1={}", "0".repeat(64)),
+                format!("{sig_h}: v1,{}", "0".repeat(64)),
+            ],
+        ),
+        (
+            "id of the wrong shape",
+            vec![
+                format!("{id_h}: reg.oracle"),
+                format!("{ts_h}: {}", now()),
+                format!("{sig_h}: v1,{}", "A".repeat(43) + "="),
             ],
         ),
     ]));

@@ -28,8 +28,8 @@ async fn no_registration_line_is_lost_when_the_api_is_stopped() {
             .post(format!("{}{}", api.url, contract.path))
             .header("content-type", "application/json");
         let credentials = contract.credentials(
-            &api.secret,
-            &contract.path,
+            std::slice::from_ref(&api.secret),
+            &shared_auth::registration_id("audit-log", &sub),
             body.as_bytes(),
             shared_auth::unix::seconds(),
         );

@@ -326,7 +326,7 @@ async fn registrations_survive_two_credential_rotations_under_load() {
         }
         let sub = uuid::Uuid::new_v4().to_string();
         let body = body_for(&sub, "load@example.com");
-        let headers = app.credentials(CURRENT, "/user", body.as_bytes(), now());
+        let headers = app.credentials(CURRENT, body.as_bytes(), now());
         let (http, base) = (app.http.clone(), app.base.clone());
         requests.spawn(async move {
             let mut request = http

@@ -34,7 +34,7 @@ async fn a_correctly_signed_request_is_accepted() {
 async fn the_previous_secret_is_accepted_during_a_rotation() {
     let app = spawn().await;
     let body = body_for(SUB, "ada@example.com");
-    let headers = app.credentials(PREVIOUS, "/user", body.as_bytes(), now());
+    let headers = app.credentials(PREVIOUS, body.as_bytes(), now());
     assert_eq!(
         app.post_user(body.as_bytes(), &headers).await.status(),
         StatusCode::CREATED
@@ -83,7 +83,7 @@ async fn every_forged_hmac_request_is_refused_with_the_same_answer() {
     let body = body_for(SUB, "ada@example.com");
     let other = body_for("11111111-2222-4333-8444-555555555555", "eve@example.com");
     let ts = now();
-    let good = app.credentials(CURRENT, "/user", body.as_bytes(), ts);
+    let good = app.credentials(CURRENT, body.as_bytes(), ts);
     let with = |name: &str, value: String| -> Vec<(String, String)> {
         good.iter()
             .map(|(k, v)| {
@@ -97,7 +97,7 @@ async fn every_forged_hmac_request_is_refused_with_the_same_answer() {
     };
     let sig = good
         .iter()
-        .find(|(k, _)| k == "x-tollgate-signature")
+        .find(|(k, _)| k == "webhook-signature")
         .expect("signature")
         .1
         .clone();
@@ -106,19 +106,18 @@ async fn every_forged_hmac_request_is_refused_with_the_same_answer() {
         ("no credential at all", vec![], &body),
         (
             "signature only",
-            vec![("x-tollgate-signature".into(), sig.clone())],
+            vec![("webhook-signature".into(), sig.clone())],
             &body,
         ),
         (
             "timestamp only",
-            vec![("x-tollgate-timestamp".into(), ts.to_string())],
+            vec![("webhook-timestamp".into(), ts.to_string())],
             &body,
         ),
         (
             "wrong secret",
             app.credentials(
                 "an-entirely-different-secret-0123456789abc",
-                "/user",
                 body.as_bytes(),
                 ts,
             ),
@@ -126,12 +125,12 @@ async fn every_forged_hmac_request_is_refused_with_the_same_answer() {
         ),
         (
             "empty secret",
-            app.credentials("", "/user", body.as_bytes(), ts),
+            app.credentials("", body.as_bytes(), ts),
             &body,
         ),
         (
             "stale timestamp",
-            app.credentials(CURRENT, "/user", body.as_bytes(), ts - 301),
+            app.credentials(CURRENT, body.as_bytes(), ts - 301),
             &body,
         ),
         (
@@ -140,38 +139,38 @@ async fn every_forged_hmac_request_is_refused_with_the_same_answer() {
             // `ts + 301` back inside the window (a CI run got 201). The edges themselves are
             // shared-auth's unit test, at a fixed `now`. The stale case only grows staler.
             "future timestamp",
-            app.credentials(CURRENT, "/user", body.as_bytes(), ts + 301 + 60),
+            app.credentials(CURRENT, body.as_bytes(), ts + 301 + 60),
             &body,
         ),
         (
             "timestamp changed after signing",
-            with("x-tollgate-timestamp", (ts - 1).to_string()),
+            with("webhook-timestamp", (ts - 1).to_string()),
             &body,
         ),
         ("body altered after signing", good.clone(), &other),
         (
-            "signed for another path",
-            app.credentials(CURRENT, "/users", body.as_bytes(), ts),
+            "id changed after signing",
+            with("webhook-id", "reg_00000000000000000000000000000000".into()),
             &body,
         ),
         (
             "empty signature",
-            with("x-tollgate-signature", String::new()),
+            with("webhook-signature", String::new()),
             &body,
         ),
         (
             "garbage signature",
-            with("x-tollgate-signature", "v1=not-base64!!".into()),
+            with("webhook-signature", "v1,not-base64!!".into()),
             &body,
         ),
         (
             "truncated signature",
-            with("x-tollgate-signature", sig[..sig.len() - 2].to_owned()),
+            with("webhook-signature", sig[..sig.len() - 2].to_owned()),
             &body,
         ),
         (
             "non-numeric timestamp",
-            with("x-tollgate-timestamp", "yesterday".into()),
+            with("webhook-timestamp", "yesterday".into()),
             &body,
         ),
     ];
@@ -184,7 +183,7 @@ async fn every_forged_hmac_request_is_refused_with_the_same_answer() {
 async fn a_method_change_after_signing_never_reaches_the_handler() {
     let app = spawn().await;
     let body = body_for(SUB, "ada@example.com");
-    let headers = app.credentials(CURRENT, "/user", body.as_bytes(), now());
+    let headers = app.credentials(CURRENT, body.as_bytes(), now());
     let mut req = app
         .http
         .put(format!("{}/user", app.base))
@@ -206,7 +205,7 @@ async fn odd_cased_header_names_are_the_same_headers() {
     let app = spawn().await;
     let body = body_for(SUB, "ada@example.com");
     let lines: Vec<String> = app
-        .credentials(CURRENT, "/user", body.as_bytes(), now())
+        .credentials(CURRENT, body.as_bytes(), now())
         .iter()
         .map(|(k, v)| format!("{}: {v}", k.to_uppercase()))
         .collect();
@@ -218,16 +217,19 @@ async fn odd_cased_header_names_are_the_same_headers() {
 async fn duplicated_credential_headers_are_refused() {
     let app = spawn().await;
     let body = body_for(SUB, "ada@example.com");
-    let creds = app.credentials(CURRENT, "/user", body.as_bytes(), now());
-    let mut lines: Vec<String> = creds.iter().map(|(k, v)| format!("{k}: {v}")).collect();
-    // The same valid signature twice, on two lines: ambiguous, so refused.
-    let sig = creds
-        .iter()
-        .find(|(k, _)| k == "x-tollgate-signature")
-        .expect("signature");
-    lines.push(format!("X-Tollgate-Signature: {}", sig.1));
-    let (status, body_text) = app.raw(&raw_post("/user", &lines, &body)).await;
-    assert_eq!((status, body_text.as_str()), (403, FORBIDDEN_BODY));
+    let creds = app.credentials(CURRENT, body.as_bytes(), now());
+    assert_eq!(creds.len(), 3, "id, timestamp, signature");
+    // Each valid header twice, on two lines (the copy odd-cased): ambiguous, so refused.
+    for (name, value) in &creds {
+        let mut lines: Vec<String> = creds.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+        lines.push(format!("{}: {value}", name.to_uppercase()));
+        let (status, body_text) = app.raw(&raw_post("/user", &lines, &body)).await;
+        assert_eq!(
+            (status, body_text.as_str()),
+            (403, FORBIDDEN_BODY),
+            "{name}"
+        );
+    }
     assert_eq!(app.user_count().await, 0);
 }
 
@@ -246,9 +248,9 @@ async fn path_variants_never_reach_the_handler() {
         "/users",
         "/user/../user",
     ] {
-        // Signed for the variant itself, so only the routing can stop it.
+        // Validly signed (the path is not signed), so only the routing can stop it.
         let lines: Vec<String> = app
-            .credentials(CURRENT, path, body.as_bytes(), now())
+            .credentials(CURRENT, body.as_bytes(), now())
             .iter()
             .map(|(k, v)| format!("{k}: {v}"))
             .collect();
@@ -267,7 +269,7 @@ async fn a_source_outside_the_allowlist_is_refused_even_with_the_secret() {
         spawn_with(Options::default().var("TOLLGATE__GUARD__ALLOWED_CIDRS", "203.0.113.7/32"))
             .await;
     let body = body_for(SUB, "ada@example.com");
-    let headers = app.credentials(CURRENT, "/user", body.as_bytes(), now());
+    let headers = app.credentials(CURRENT, body.as_bytes(), now());
     assert_refused(
         &app,
         app.post_user(body.as_bytes(), &headers).await,
@@ -283,7 +285,7 @@ async fn an_untrusted_peer_cannot_claim_an_address_with_x_forwarded_for() {
         spawn_with(Options::default().var("TOLLGATE__GUARD__ALLOWED_CIDRS", "203.0.113.7/32"))
             .await;
     let body = body_for(SUB, "ada@example.com");
-    let mut headers = app.credentials(CURRENT, "/user", body.as_bytes(), now());
+    let mut headers = app.credentials(CURRENT, body.as_bytes(), now());
     headers.push(("x-forwarded-for".into(), "203.0.113.7".into()));
     assert_refused(
         &app,
@@ -308,7 +310,7 @@ async fn behind_proxy() -> TestApp {
 async fn the_allowed_address_appended_by_a_trusted_proxy_is_accepted() {
     let app = behind_proxy().await;
     let body = body_for(SUB, "ada@example.com");
-    let mut headers = app.credentials(CURRENT, "/user", body.as_bytes(), now());
+    let mut headers = app.credentials(CURRENT, body.as_bytes(), now());
     headers.push((
         "x-forwarded-for".into(),
         "198.51.100.99, 203.0.113.7".into(),
@@ -324,7 +326,7 @@ async fn a_spoofed_left_most_entry_is_ignored() {
     let app = behind_proxy().await;
     let body = body_for(SUB, "ada@example.com");
     let creds: Vec<String> = app
-        .credentials(CURRENT, "/user", body.as_bytes(), now())
+        .credentials(CURRENT, body.as_bytes(), now())
         .iter()
         .map(|(k, v)| format!("{k}: {v}"))
         .collect();
@@ -380,13 +382,13 @@ async fn without_a_credential_every_source_gets_the_same_403_before_the_body() {
             ("none", vec![]),
             (
                 "empty",
-                vec!["x-tollgate-signature:".into(), "x-custom-auth:".into()],
+                vec!["webhook-signature:".into(), "x-custom-auth:".into()],
             ),
             (
                 "misshapen",
                 vec![
-                    format!("x-tollgate-timestamp: {stale}"),
-                    format!("x-tollgate-signature: v1={}", "A".repeat(44)),
+                    format!("webhook-timestamp: {stale}"),
+                    format!("webhook-signature: v1,{}", "A".repeat(44)),
                     "x-custom-auth: short".into(),
                 ],
             ),
@@ -395,8 +397,8 @@ async fn without_a_credential_every_source_gets_the_same_403_before_the_body() {
                 vec![
                     "x-custom-auth: a".into(),
                     "x-custom-auth: b".into(),
-                    "x-tollgate-timestamp: 1".into(),
-                    "x-tollgate-timestamp: 2".into(),
+                    "webhook-timestamp: 1".into(),
+                    "webhook-timestamp: 2".into(),
                 ],
             ),
         ];
@@ -456,7 +458,7 @@ async fn a_verified_dry_run_answers_204_and_writes_nothing() {
     let app = spawn().await;
     let body = body_for(SUB, "ada@example.com");
     for (secret, version) in [(CURRENT, "current"), (PREVIOUS, "previous")] {
-        let mut headers = app.credentials(secret, "/user", body.as_bytes(), now());
+        let mut headers = app.credentials(secret, body.as_bytes(), now());
         headers.push((shared_auth::DRY_RUN_HEADER.to_owned(), "1".to_owned()));
         let response = app.post_user(body.as_bytes(), &headers).await;
         assert_eq!(response.status(), StatusCode::NO_CONTENT, "{version}");
@@ -478,14 +480,13 @@ async fn a_forged_dry_run_never_passes_and_never_writes() {
         spawn_with(Options::default().var("TOLLGATE__GUARD__TRUSTED_PROXIES", "127.0.0.1/32"))
             .await;
     let body = body_for(SUB, "ada@example.com");
-    let good = app.credentials(CURRENT, "/user", body.as_bytes(), now());
+    let good = app.credentials(CURRENT, body.as_bytes(), now());
     let wrong = app.credentials(
         "wrong-secret-0123456789abcdefghijklmnopqrstu",
-        "/user",
         body.as_bytes(),
         now(),
     );
-    let stale = app.credentials(CURRENT, "/user", body.as_bytes(), now() - 3_600);
+    let stale = app.credentials(CURRENT, body.as_bytes(), now() - 3_600);
     let as_lines = |h: &[(String, String)]| -> Vec<String> {
         h.iter().map(|(k, v)| format!("{k}: {v}")).collect()
     };

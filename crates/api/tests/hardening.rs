@@ -17,7 +17,7 @@ fn signed_raw(app: &TestApp, path_and_query: &str, extra: &[&str]) -> (String, S
     let sub = uuid::Uuid::new_v4().to_string();
     let body = body_for(&sub, "ada@example.com");
     let mut headers: Vec<String> = app
-        .credentials(CURRENT, "/user", body.as_bytes(), now())
+        .credentials(CURRENT, body.as_bytes(), now())
         .into_iter()
         .map(|(k, v)| format!("{k}: {v}"))
         .collect();
@@ -80,7 +80,7 @@ async fn a_replay_of_an_older_registration_never_reverts_newer_data() {
     let app = &app;
     let send = |email: &'static str, ts: u64| {
         let body = body_for(SUB, email);
-        let headers = app.credentials(CURRENT, "/user", body.as_bytes(), ts);
+        let headers = app.credentials(CURRENT, body.as_bytes(), ts);
         async move {
             app.post_user(body.as_bytes(), &headers)
                 .await

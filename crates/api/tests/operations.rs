@@ -40,7 +40,7 @@ async fn signed_status_within(
 /// The status of a registration signed at `at` (unix seconds).
 async fn signed_status_at(app: &TestApp, secret: &str, sub: &str, at: u64) -> StatusCode {
     let body = body_for(sub, "ada@example.com");
-    let headers = app.credentials(secret, "/user", body.as_bytes(), at);
+    let headers = app.credentials(secret, body.as_bytes(), at);
     app.post_user(body.as_bytes(), &headers).await.status()
 }
 
@@ -525,7 +525,7 @@ async fn shutdown_finishes_the_request_in_flight() {
     let mut app = spawn().await;
     let body = body_for(SUB, "ada@example.com");
     let lines: Vec<String> = app
-        .credentials(CURRENT, "/user", body.as_bytes(), now())
+        .credentials(CURRENT, body.as_bytes(), now())
         .iter()
         .map(|(k, v)| format!("{k}: {v}"))
         .collect();

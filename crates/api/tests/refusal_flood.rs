@@ -66,14 +66,14 @@ async fn a_forged_flood_is_counted_in_full_and_logged_in_bounds() {
         .guard;
     let body = body_for(SUB, "ada@example.com");
     let forged = contract.credentials(
-        &SecretString::from(WRONG_SECRET),
-        "/user",
+        &[SecretString::from(WRONG_SECRET)],
+        &body_id(body.as_bytes()),
         body.as_bytes(),
         now(),
     );
     let good = contract.credentials(
-        &SecretString::from(CURRENT),
-        "/user",
+        &[SecretString::from(CURRENT)],
+        &body_id(body.as_bytes()),
         body.as_bytes(),
         now(),
     );

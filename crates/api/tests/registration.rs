@@ -63,7 +63,7 @@ async fn a_replay_with_changed_attributes_updates_them() {
         r#"{{"sub":"{SUB}","email":"ada@example.org","email_verified":false,"username":"ada"}}"#
     );
     // Signed a second later: registrations apply in the order they were signed.
-    let headers = app.credentials(CURRENT, "/user", changed.as_bytes(), now() + 1);
+    let headers = app.credentials(CURRENT, changed.as_bytes(), now() + 1);
     let response = app.post_user(changed.as_bytes(), &headers).await;
     assert_eq!(response.status(), StatusCode::OK);
     let user: Value = response.json().await.expect("json");
@@ -76,7 +76,7 @@ async fn a_replay_with_changed_attributes_updates_them() {
 async fn fifty_concurrent_identical_registrations_make_one_row() {
     let app = spawn().await;
     let body = body_for(SUB, "ada@example.com");
-    let headers = app.credentials(CURRENT, "/user", body.as_bytes(), now());
+    let headers = app.credentials(CURRENT, body.as_bytes(), now());
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..50 {
         let mut request = app
@@ -180,7 +180,7 @@ async fn a_wrong_content_type_is_415() {
         "application/x-www-form-urlencoded",
         "application/jsonp",
     ] {
-        let mut headers = app.credentials(CURRENT, "/user", body.as_bytes(), now());
+        let mut headers = app.credentials(CURRENT, body.as_bytes(), now());
         headers.push(("content-type".into(), content_type.into()));
         let mut req = app
             .http
@@ -192,7 +192,7 @@ async fn a_wrong_content_type_is_415() {
         let (status, _) = problem(req.send().await.expect("sent")).await;
         assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{content_type}");
     }
-    let mut headers = app.credentials(CURRENT, "/user", body.as_bytes(), now());
+    let mut headers = app.credentials(CURRENT, body.as_bytes(), now());
     headers.push((
         "content-type".into(),
         "application/json; charset=utf-8".into(),
@@ -226,7 +226,7 @@ async fn an_oversized_body_is_413_declared_or_streamed() {
 
     // Chunked, with no Content-Length: the limit applies while reading.
     let headers: Vec<String> = app
-        .credentials(CURRENT, "/user", big.as_bytes(), now())
+        .credentials(CURRENT, big.as_bytes(), now())
         .iter()
         .map(|(k, v)| format!("{k}: {v}"))
         .collect();
@@ -269,7 +269,7 @@ async fn pooled_connections_the_server_closed_while_idle_are_replaced_not_failed
     let mut tasks = tokio::task::JoinSet::new();
     for n in 0..10 {
         let body = body_for(&sub(n), "ada@example.com");
-        let headers = app.credentials(CURRENT, "/user", body.as_bytes(), now());
+        let headers = app.credentials(CURRENT, body.as_bytes(), now());
         let mut request = app
             .http
             .post(format!("{}/user", app.base))

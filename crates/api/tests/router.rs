@@ -15,7 +15,7 @@ use secrecy::SecretString;
 use shared_auth::{Component, SecretSet};
 use tower::ServiceExt;
 
-const SECRET: &str = "router-test-secret-0123456789abcdefghijklm";
+const SECRET: &str = "whsec_cm91dGVyLXRlc3Qta2V5LTAxMjM0NTY3ODlhYmNkZWY=";
 const BODY: &str = r#"{"sub":"7d8ca528-4931-4254-9273-ea5ee853f271","email":"ada@example.com","email_verified":true,"username":"ada"}"#;
 
 /// The service as seen from `peer`, on a database at a closed port.
@@ -60,7 +60,12 @@ fn signed(
 ) -> Request<Body> {
     let mut request = Request::post("/user").header("content-type", content_type);
     for (name, value) in contract
-        .credentials(&SecretString::from(secret), "/user", body.as_bytes(), now())
+        .credentials(
+            &[SecretString::from(secret)],
+            &shared_auth::registration_id("router-tests", body),
+            body.as_bytes(),
+            now(),
+        )
         .iter()
     {
         request = request.header(name, value);

@@ -28,11 +28,12 @@ impl GuardedRoute {
         format!("{}{}", self.base_url, self.contract.path)
     }
 
-    /// A request to the route carrying the JSON `body`, signed with `secret` at `now` (unix
-    /// seconds) by the contract's mode.
+    /// A request to the route carrying the JSON `body` as message `id`, signed at `now` (unix
+    /// seconds) with every key of `keys` by the contract's mode.
     pub fn signed_at(
         &self,
-        secret: &SecretString,
+        keys: &[SecretString],
+        id: &str,
         body: &[u8],
         now: u64,
     ) -> reqwest::RequestBuilder {
@@ -43,25 +44,25 @@ impl GuardedRoute {
             .request(method, self.url())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body.to_vec());
-        for (name, value) in self
-            .contract
-            .credentials(secret, &self.contract.path, body, now)
-            .iter()
-        {
+        for (name, value) in self.contract.credentials(keys, id, body, now).iter() {
             request = request.header(name, value);
         }
         request
     }
 
     /// [`GuardedRoute::signed_at`] now.
-    pub fn signed(&self, secret: &SecretString, body: &[u8]) -> reqwest::RequestBuilder {
-        self.signed_at(secret, body, shared_auth::unix::seconds())
+    pub fn signed(&self, keys: &[SecretString], id: &str, body: &[u8]) -> reqwest::RequestBuilder {
+        self.signed_at(keys, id, body, shared_auth::unix::seconds())
     }
 
-    /// A dry run signed with `secret`: the api checks the whole guard and, only if it passes,
-    /// answers `204` with the version it matched, writing nothing.
-    pub fn dry_run(&self, secret: &SecretString) -> reqwest::RequestBuilder {
-        self.signed(secret, b"{}")
+    /// A dry run signed with `keys`: the api checks the whole guard and, only if it passes,
+    /// answers `204` with the version it matched, writing nothing. Its id is its own
+    /// (`dryrun_`, the time in milliseconds and a count): a dry run is never a registration.
+    pub fn dry_run(&self, keys: &[SecretString]) -> reqwest::RequestBuilder {
+        static SENT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = SENT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = format!("dryrun_{}_{n}", shared_auth::unix::millis());
+        self.signed(keys, &id, b"{}")
             .header(shared_auth::DRY_RUN_HEADER, "1")
     }
 }

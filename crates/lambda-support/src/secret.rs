@@ -1,6 +1,7 @@
-//! The shared secret as a sender holds it: fetched lazily, cached for the contract's TTL,
-//! refetched at once when the api says the one in hand is no longer accepted. Read through
-//! the one reader of the secret's versions ([`shared_aws::versions::current`]).
+//! The keys a sender signs with: fetched lazily, cached for the contract's TTL, refetched at
+//! once when the api says the ones in hand are no longer accepted. Read through the one reader
+//! of the secret's versions ([`shared_aws::versions::signing_keys`]): the current key, and
+//! the pending one during a rotation.
 
 use std::time::{Duration, Instant};
 
@@ -12,12 +13,14 @@ use tokio::sync::Mutex;
 /// Where the secret comes from.
 #[derive(Debug)]
 pub enum SecretSource {
-    /// Secrets Manager, version `AWSCURRENT`.
+    /// Secrets Manager: `AWSCURRENT`, and `AWSPENDING` while a rotation of at most
+    /// `rotation_s` seconds is in progress.
     SecretsManager {
         client: SecretsManager,
         secret_id: String,
+        rotation_s: u64,
     },
-    /// A value given at start (tests and local tools).
+    /// One key given at start (tests and local tools).
     Fixed(SecretString),
 }
 
@@ -33,8 +36,11 @@ pub enum SecretError {
 pub struct SecretCache {
     source: SecretSource,
     ttl: Duration,
-    cached: Mutex<Option<(SecretString, Instant)>>,
+    cached: Mutex<Option<(Keys, Instant)>>,
 }
+
+/// The keys to sign with, current first; never empty.
+pub type Keys = Vec<SecretString>;
 
 impl SecretCache {
     pub fn new(source: SecretSource, ttl: Duration) -> Self {
@@ -45,8 +51,8 @@ impl SecretCache {
         }
     }
 
-    /// The cached secret while it is younger than the TTL, else a fresh one.
-    pub async fn get(&self) -> Result<SecretString, SecretError> {
+    /// The cached keys while they are younger than the TTL, else fresh ones.
+    pub async fn get(&self) -> Result<Keys, SecretError> {
         let mut cached = self.cached.lock().await;
         if let Some((secret, at)) = cached.as_ref()
             && at.elapsed() < self.ttl
@@ -58,20 +64,26 @@ impl SecretCache {
         Ok(secret)
     }
 
-    /// A fresh secret, whatever the cache holds (after a 403: the secret was rotated).
-    pub async fn refresh(&self) -> Result<SecretString, SecretError> {
+    /// Fresh keys, whatever the cache holds (after a 403: the secret was rotated).
+    pub async fn refresh(&self) -> Result<Keys, SecretError> {
         let mut cached = self.cached.lock().await;
         let secret = self.fetch().await?;
         *cached = Some((secret.clone(), Instant::now()));
         Ok(secret)
     }
 
-    async fn fetch(&self) -> Result<SecretString, SecretError> {
+    async fn fetch(&self) -> Result<Keys, SecretError> {
         match &self.source {
-            SecretSource::Fixed(secret) => Ok(secret.clone()),
-            SecretSource::SecretsManager { client, secret_id } => {
-                match versions::current(client, secret_id).await {
-                    Ok(current) => Ok(current.value),
+            SecretSource::Fixed(secret) => Ok(vec![secret.clone()]),
+            SecretSource::SecretsManager {
+                client,
+                secret_id,
+                rotation_s,
+            } => {
+                match versions::signing_keys(client, secret_id, *rotation_s, versions::now_s())
+                    .await
+                {
+                    Ok(keys) => Ok(keys),
                     Err(VersionsError::NoCurrent) => {
                         Err(SecretError::NotAString(secret_id.clone()))
                     }

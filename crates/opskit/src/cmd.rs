@@ -182,8 +182,9 @@ pub fn tools_dir() -> std::path::PathBuf {
 /// The project's Python environments under [`tools_dir`], each from its pin file
 /// `crates/xtask/tools/<name>.txt`: the local AWS and the API's conformance test; what builds the
 /// deployables (all a deploy needs); checkov apart (it pins an old boto3); the security
-/// analysers (cloudsplaining, zizmor).
-pub const TOOL_ENVIRONMENTS: [&str; 4] = ["python", "build", "checkov", "security"];
+/// analysers (cloudsplaining, zizmor); the reference libraries the wire format is checked
+/// against (interop).
+pub const TOOL_ENVIRONMENTS: [&str; 5] = ["python", "build", "checkov", "security", "interop"];
 
 /// The folder of the project environment `venv`: `<venv>-<id>` under [`tools_dir`], the id from
 /// the pins in its file (comments aside). A change of pins names a new folder, which `setup`

@@ -6,9 +6,8 @@
 use std::time::{Duration, Instant};
 
 use lambda_support::route::{self, GuardedRoute};
-use lambda_support::secret::{SecretCache, SecretError};
+use lambda_support::secret::{Keys, SecretCache, SecretError};
 use reqwest::StatusCode;
-use secrecy::SecretString;
 use shared_auth::LambdaSettings;
 
 use crate::event::Registration;
@@ -126,8 +125,8 @@ fn judge(outcome: reqwest::Result<reqwest::Response>, attempts: u32, refetched: 
 }
 
 impl Registrar {
-    /// The current secret, or the error that ends the delivery when `deadline` comes first.
-    async fn secret(&self, deadline: Instant, fresh: bool) -> Result<SecretString, DeliveryError> {
+    /// The keys to sign with, or the error that ends the delivery when `deadline` comes first.
+    async fn secret(&self, deadline: Instant, fresh: bool) -> Result<Keys, DeliveryError> {
         let read = async {
             if fresh {
                 self.secrets.refresh().await
@@ -168,6 +167,7 @@ impl Registrar {
     ) -> Result<Delivered, DeliveryError> {
         let body = serde_json::to_vec(registration)
             .unwrap_or_else(|_| unreachable!("plain strings serialise"));
+        let id = registration.id();
         let attempt_timeout = Duration::from_millis(self.settings.attempt_timeout_ms);
         let mut secret = self.secret(deadline, false).await?;
         let mut refetched = false;
@@ -181,7 +181,7 @@ impl Registrar {
             attempts += 1;
             let sent = self
                 .route
-                .signed(&secret, &body)
+                .signed(&secret, &id, &body)
                 .timeout(attempt_timeout.min(remaining))
                 .send()
                 .await;

@@ -64,7 +64,12 @@ async fn handle(deps: &Deps, message: &SqsMessage, deadline: Instant) -> bool {
             tracing::info!(?counts, "sweep continued from the queue");
             true
         }
-        Ok(Message::Registration { registration, .. }) => {
+        Ok(Message::Registration {
+            registration,
+            user_pool_id,
+            ..
+        }) => {
+            let registration = registration.in_pool(&user_pool_id);
             let budget = (Instant::now() + PER_MESSAGE).min(deadline);
             let receipt = message.receipt_handle.as_deref().unwrap_or_default();
             retry(deps, queue, &registration, &body, receipt, receives, budget).await

@@ -15,6 +15,10 @@ pub struct Registration {
     pub email: Option<String>,
     pub email_verified: bool,
     pub username: String,
+    /// The user pool the user signed up in: not part of the body; with `sub`, it makes the
+    /// request's id ([`Registration::id`]).
+    #[serde(skip)]
+    pub user_pool_id: String,
 }
 
 /// What to do with one event.
@@ -72,6 +76,7 @@ pub fn action(raw: &Value) -> Result<Action, EventError> {
     Registration::from_attributes(header.user_name.as_deref().unwrap_or_default(), |name| {
         attrs.get(name).map(String::as_str)
     })
+    .map(|r| r.in_pool(header.user_pool_id.as_deref().unwrap_or_default()))
     .map(Action::Register)
 }
 
@@ -99,6 +104,19 @@ impl Registration {
             email,
             email_verified,
             username: username.to_owned(),
+            user_pool_id: String::new(),
         })
+    }
+
+    /// The same registration, of a user in pool `user_pool_id`.
+    pub fn in_pool(mut self, user_pool_id: &str) -> Self {
+        user_pool_id.clone_into(&mut self.user_pool_id);
+        self
+    }
+
+    /// The request's message id ([`shared_auth::registration_id`]): the same for the trigger,
+    /// a queue redelivery and the sweep.
+    pub fn id(&self) -> String {
+        shared_auth::registration_id(&self.user_pool_id, &self.sub)
     }
 }

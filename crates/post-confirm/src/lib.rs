@@ -59,6 +59,7 @@ impl Deps {
         let source = SecretSource::SecretsManager {
             client: aws_sdk_secretsmanager::Client::new(&sdk),
             secret_id: settings.guard.secret_id.clone(),
+            rotation_s: shared_auth::rotation::longest(settings.api.secret_refresh_s).as_secs(),
         };
         Self::build(settings, source, sdk)
     }

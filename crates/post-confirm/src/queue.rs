@@ -19,6 +19,10 @@ pub enum Message {
     /// A registration not finished yet, and why (never a secret).
     Registration {
         registration: Registration,
+        /// The user's pool (the registration's id is made from it); empty in a message queued
+        /// before it was kept.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        user_pool_id: String,
         reason: String,
         /// When it was first queued (unix seconds).
         queued_at: u64,
@@ -78,6 +82,7 @@ impl RetryQueue {
     ) -> Result<(), QueueError> {
         self.send(&Message::Registration {
             registration: registration.clone(),
+            user_pool_id: registration.user_pool_id.clone(),
             reason: reason.chars().take(500).collect(),
             queued_at: shared_auth::unix::seconds(),
         })
@@ -154,7 +159,9 @@ mod tests {
                 email: Some("ada@example.com".into()),
                 email_verified: true,
                 username: "ada".into(),
+                user_pool_id: String::new(),
             },
+            user_pool_id: "ap-northeast-1_Example".into(),
             reason: "gave up after 4 attempt(s): 503 Service Unavailable".into(),
             queued_at: 1_700_000_000,
         };
@@ -165,6 +172,7 @@ mod tests {
         );
         let fields: serde_json::Value = serde_json::from_str(&text).expect("json");
         assert_eq!(fields["kind"], "registration");
+        assert_eq!(fields["user_pool_id"], "ap-northeast-1_Example");
         assert!(fields["registration"].get("secret").is_none());
     }
 }

@@ -100,7 +100,7 @@ pub async fn run(deps: &Deps, mut cursor: Cursor, deadline: Instant) -> Counts {
             }
         };
         for user in page.users() {
-            register(deps, user, cursor.since, deadline, &mut counts).await;
+            register(deps, user, &cursor, deadline, &mut counts).await;
         }
         cursor.token = page
             .pagination_token()
@@ -132,10 +132,11 @@ async fn continue_later(deps: &Deps, cursor: Cursor, counts: &mut Counts) {
 async fn register(
     deps: &Deps,
     user: &UserType,
-    since: Option<i64>,
+    cursor: &Cursor,
     deadline: Instant,
     counts: &mut Counts,
 ) {
+    let since = cursor.since;
     counts.listed += 1;
     if user.user_status() != Some(&UserStatusType::Confirmed) {
         return;
@@ -156,7 +157,7 @@ async fn register(
             .find(|a| a.name() == name)
             .and_then(|a| a.value())
     });
-    let Ok(registration) = registration else {
+    let Ok(registration) = registration.map(|r| r.in_pool(&cursor.user_pool_id)) else {
         counts.failed += 1;
         return;
     };

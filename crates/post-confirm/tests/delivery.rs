@@ -17,7 +17,7 @@ use shared_aws::secrets_manager;
 use testkit::queues::{Queues, Received};
 use testkit::receiver::{Receiver, Script};
 
-const SECRET: &str = "lambda-test-secret-0123456789abcdefghijklmn";
+const SECRET: &str = "whsec_bGFtYmRhLXRlc3Qta2V5LTAxMjM0NTY3ODlhYmNkZWY=";
 
 fn fixture(name: &str) -> Value {
     let path = format!("{}/tests/fixtures/{name}.json", env!("CARGO_MANIFEST_DIR"));
@@ -555,6 +555,7 @@ async fn a_hung_secrets_manager_is_given_up_within_the_budget() {
         SecretSource::SecretsManager {
             client: secrets_manager(&aws).await,
             secret_id: "tollgate/test/hung".into(),
+            rotation_s: 600,
         },
     )
     .await;
@@ -581,7 +582,7 @@ async fn a_rotated_secret_is_refetched_after_one_403() {
     let aws = testkit::local_aws();
     let sm = secrets_manager(&aws).await;
     let old = "old-lambda-secret-0123456789abcdefghijklmnop";
-    let new = "new-lambda-secret-0123456789abcdefghijklmnop";
+    let new = "whsec_bmV3LWxhbWJkYS1rZXktMDEyMzQ1Njc4OWFiY2RlZg==";
     sm.create_secret()
         .name(&secret_id)
         .secret_string(old)
@@ -598,6 +599,7 @@ async fn a_rotated_secret_is_refetched_after_one_403() {
         SecretSource::SecretsManager {
             client: secrets_manager(&aws).await,
             secret_id: secret_id.clone(),
+            rotation_s: 600,
         },
     )
     .await;
@@ -633,4 +635,104 @@ fn unique_suffix() -> String {
         .expect("clock")
         .as_nanos();
     format!("{}-{nanos}", std::process::id())
+}
+
+/// `call` verified by both Standard Webhooks reference libraries (Rust and Python) under `key`.
+fn reference_libraries_verify(call: &testkit::receiver::Call, key: &str) -> Result<(), String> {
+    let mut headers = http::HeaderMap::new();
+    for (name, value) in &call.headers {
+        headers.append(
+            http::HeaderName::from_bytes(name.as_bytes()).expect("name"),
+            value.parse().expect("value"),
+        );
+    }
+    standardwebhooks::Webhook::new(key)
+        .expect("key")
+        .verify(&call.raw, &headers)
+        .map_err(|e| format!("Rust: {e}"))?;
+    testkit::reference::verify(key, &call.headers, &call.raw).map_err(|e| format!("Python: {e}"))
+}
+
+fn header<'a>(call: &'a testkit::receiver::Call, name: &str) -> &'a str {
+    call.headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .map_or("", |(_, v)| v.as_str())
+}
+
+#[tokio::test]
+async fn the_functions_requests_verify_with_the_reference_libraries_and_a_redelivery_keeps_the_id()
+{
+    let (receiver, deps, queues) = harness(&[]).await;
+    // The trigger's every attempt fails: the registration goes to the queue, and its
+    // redelivery succeeds.
+    receiver.script(&vec![Script::Status(503); 4]);
+    let batch = sign_up_is_queued(&deps, &queues, Duration::from_secs(5), "503").await;
+    assert_eq!(drain(&deps, &queues, batch).await, (1, 0));
+    let calls = receiver.calls();
+    assert_eq!(
+        calls.iter().map(|c| c.status).collect::<Vec<_>>(),
+        [503, 503, 503, 503, 201]
+    );
+    let expected = shared_auth::registration_id(
+        "ap-northeast-1_EXAMPLE",
+        "7d8ca528-4931-4254-9273-ea5ee853f271",
+    );
+    for (n, call) in calls.iter().enumerate() {
+        assert_eq!(header(call, "webhook-id"), expected, "call {n}");
+        reference_libraries_verify(call, SECRET).unwrap_or_else(|e| panic!("call {n}: {e}"));
+        assert!(
+            reference_libraries_verify(call, "whsec_b3RoZXIta2V5LTAxMjM0NTY3ODlhYmNkZWY=").is_err(),
+            "call {n} verified under another key"
+        );
+    }
+}
+
+#[tokio::test]
+async fn during_a_rotation_the_function_signs_with_the_current_and_the_pending_key() {
+    // An environment whose secret predates the Standard Webhooks format, rotating into it.
+    let legacy = "legacy-lambda-secret-0123456789abcdefghijkl";
+    let pending = testkit::secrets::new_secret().expect("random");
+    let secret_id = format!("tollgate/test/lambda-pending-{}", unique_suffix());
+    let aws = testkit::local_aws();
+    let sm = secrets_manager(&aws).await;
+    sm.create_secret()
+        .name(&secret_id)
+        .secret_string(legacy)
+        .send()
+        .await
+        .expect("create secret in moto");
+    sm.put_secret_value()
+        .secret_id(&secret_id)
+        .secret_string(secrecy::ExposeSecret::expose_secret(&pending))
+        .version_stages("AWSPENDING")
+        .send()
+        .await
+        .expect("stage a pending version in moto");
+    let s = settings("http://127.0.0.1:9", &[]);
+    // A receiver that has learned only the pending key still accepts.
+    let pending_only = secrets(secrecy::ExposeSecret::expose_secret(&pending));
+    let receiver = Receiver::start(s.guard.clone(), pending_only).await;
+    let source = SecretSource::SecretsManager {
+        client: secrets_manager(&aws).await,
+        secret_id,
+        rotation_s: 600,
+    };
+    let deps = deps_for(&receiver.base_url(), &queues().await, &[], source).await;
+    handle(
+        &deps,
+        invocation(fixture("sign-up"), Duration::from_secs(5)),
+    )
+    .await
+    .expect("delivered");
+    let calls = receiver.calls();
+    assert_eq!(
+        calls.len(),
+        1,
+        "no 403 and refetch: the first request passed"
+    );
+    assert_eq!(calls[0].status, 201);
+    assert_eq!(header(&calls[0], "webhook-signature").split(' ').count(), 2);
+    reference_libraries_verify(&calls[0], secrecy::ExposeSecret::expose_secret(&pending))
+        .expect("the pending key's entry verifies with the reference libraries");
 }

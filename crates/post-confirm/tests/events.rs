@@ -25,8 +25,24 @@ fn a_sign_up_becomes_a_registration() {
             email: Some("ada@example.com".into()),
             email_verified: true,
             username: "ada".into(),
+            user_pool_id: "ap-northeast-1_EXAMPLE".into(),
         }
     );
+}
+
+#[test]
+fn the_pool_makes_the_id_and_never_enters_the_body() {
+    let r = registration("sign-up");
+    assert_eq!(
+        r.id(),
+        shared_auth::registration_id(
+            "ap-northeast-1_EXAMPLE",
+            "7d8ca528-4931-4254-9273-ea5ee853f271"
+        )
+    );
+    let body = serde_json::to_value(&r).expect("json");
+    assert!(body.get("user_pool_id").is_none(), "{body}");
+    assert_ne!(r.id(), r.clone().in_pool("ap-northeast-1_OTHER").id());
 }
 
 #[test]

@@ -8,7 +8,7 @@
 //!
 //! | step | what it does | why no sender is refused |
 //! |---|---|---|
-//! | `createSecret` | a new random value ([`shared_auth::generate_secret`]) as `AWSPENDING` under the rotation's token | nothing uses it yet |
+//! | `createSecret` | a new Standard Webhooks key ([`shared_auth::generate_secret`], `whsec_…`) as `AWSPENDING` under the rotation's token; a value staged by hand that is not one is refused | nothing uses it yet |
 //! | `setSecret` | waits until **every** running api task reports the pending version id on its own `GET /readyz` ([`verifiers`]: the tasks' private addresses from ECS) | no task is taken on trust: one whose refresh fails holds the rotation back instead of refusing the promoted value |
 //! | `testSecret` | sends dry runs ([`shared_auth::DRY_RUN_HEADER`]) signed with the pending value, each of which must come back `204` verified with `pending`, and asks every task again | proves the whole path (ALB, WAF, guard) accepts it; no row is written |
 //! | `finishSecret` | moves `AWSCURRENT` to the token (the old value becomes `AWSPREVIOUS`, still accepted) and removes `AWSPENDING` | senders switch at their next fetch; the api still accepts what they hold |
@@ -66,6 +66,10 @@ pub enum RotationError {
     Waf(String),
     #[error("the system's random source failed: {0}")]
     Random(String),
+    /// A pending value someone staged by hand that is not a Standard Webhooks key: the
+    /// rotation will not promote it.
+    #[error("{0}; delete the AWSPENDING version and rotate again to have one generated")]
+    NotStandard(#[from] shared_auth::SecretError),
 }
 
 fn aws<E: std::error::Error + 'static, R: fmt::Debug>(
@@ -233,7 +237,8 @@ impl Rotator {
             // the steps without it, nothing yet): write the value below.
             _ => {}
         }
-        if self.pending_value(secret_id, token).await?.is_some() {
+        if let Some(pending) = self.pending_value(secret_id, token).await? {
+            shared_auth::secret::require_standard(&pending, "pending")?;
             tracing::info!(version = token, "the pending version already has its value");
             return Ok(());
         }
@@ -318,6 +323,7 @@ impl Rotator {
         let current = self.current_value(secret_id).await?;
         let (secret, expected) = match self.pending_value(secret_id, token).await? {
             Some(pending) if pending.expose_secret() != current.expose_secret() => {
+                shared_auth::secret::require_standard(&pending, "pending")?;
                 (pending, "pending")
             }
             _ => (current, "current"),
@@ -349,7 +355,7 @@ impl Rotator {
     ) -> Result<(), RotationError> {
         let response = self
             .route
-            .dry_run(secret)
+            .dry_run(std::slice::from_ref(secret))
             .timeout(Duration::from_secs(5))
             .send()
             .await

@@ -83,11 +83,16 @@ async fn fresh_database() -> String {
 
 impl Stack {
     async fn start(mode: &str, label: &str) -> Stack {
+        let first = shared_auth::generate_secret().expect("random");
+        Self::start_with(mode, label, first).await
+    }
+
+    /// The stack with `first` as the secret's first version.
+    async fn start_with(mode: &str, label: &str, first: secrecy::SecretString) -> Stack {
         let work = work_dir(label);
         let endpoint = testkit::aws_endpoint();
         let sm = shared_aws::secrets_manager(&testkit::local_aws()).await;
         let secret_id = format!("tollgate/test/rotation-{}", uuid::Uuid::new_v4().simple());
-        let first = shared_auth::generate_secret().expect("random");
         sm.create_secret()
             .name(&secret_id)
             .secret_string(first.expose_secret())
@@ -167,6 +172,19 @@ impl Stack {
             .expect("get version")
             .secret_string
             .expect("string")
+    }
+
+    /// `value` staged `AWSPENDING` under `token`, as a tool or a person would by hand.
+    async fn stage_pending(&self, token: &str, value: &str) {
+        self.sm
+            .put_secret_value()
+            .secret_id(&self.secret_id)
+            .client_request_token(token)
+            .secret_string(value)
+            .version_stages("AWSPENDING")
+            .send()
+            .await
+            .expect("moto stages the pending value");
     }
 
     async fn rows(&self) -> i64 {
@@ -346,16 +364,8 @@ async fn the_configuration_test_passes_when_the_pending_version_copies_the_curre
     let rotator = stack.rotator().await;
     let current = holder(&stack.stages().await, "AWSCURRENT").expect("current");
     let token = uuid::Uuid::new_v4().to_string();
-    stack
-        .sm
-        .put_secret_value()
-        .secret_id(&stack.secret_id)
-        .client_request_token(&token)
-        .secret_string(stack.value(&current).await)
-        .version_stages("AWSPENDING")
-        .send()
-        .await
-        .expect("stage a copy of the current value");
+    let copy = stack.value(&current).await;
+    stack.stage_pending(&token, &copy).await;
     rotator
         .run(Step::Test, &stack.secret_id, &token)
         .await
@@ -367,8 +377,8 @@ async fn the_configuration_test_passes_when_the_pending_version_copies_the_curre
 const SIGN_UPS: usize = 500;
 const STREAM: Duration = Duration::from_secs(30);
 
-async fn rotation_under_load(mode: &str) {
-    let stack = Stack::start(mode, mode).await;
+async fn rotation_under_load(mode: &str, first: secrecy::SecretString) -> Stack {
+    let stack = Stack::start_with(mode, mode, first).await;
     let runtime = Arc::new(RuntimeApi::start().expect("runtime API"));
     let mut env = stack.shared_env.clone();
     env.extend([
@@ -459,16 +469,81 @@ async fn rotation_under_load(mode: &str) {
         "no request refused; see {}",
         stack.api_log.display()
     );
+    stack
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rotating_twice_under_load_refuses_and_loses_no_sign_up_hmac() {
-    rotation_under_load("hmac").await;
+    rotation_under_load("hmac", shared_auth::generate_secret().expect("random")).await;
+}
+
+/// A pending value staged by hand that is not a Standard Webhooks key is never tested nor
+/// promoted: the rotation stops at once and says what to do.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pending_value_that_is_no_standard_webhooks_key_is_refused() {
+    let stack = Stack::start("hmac", "not-standard").await;
+    let rotator = stack.rotator().await;
+    let token = uuid::Uuid::new_v4().to_string();
+    stack
+        .stage_pending(&token, "hand-made-pending-value-0123456789abcdefgh")
+        .await;
+    for step in [Step::Create, Step::Test] {
+        let e = rotator
+            .run(step, &stack.secret_id, &token)
+            .await
+            .expect_err("a value of the old format is refused");
+        assert!(matches!(e, RotationError::NotStandard(_)), "{step:?}: {e}");
+        assert!(e.to_string().contains("whsec_"), "{e}");
+    }
+    assert_eq!(
+        stack.stages().await[&token],
+        ["AWSPENDING"],
+        "nothing promoted"
+    );
+}
+
+/// An environment whose secret predates the Standard Webhooks format (no `whsec_`): the first
+/// rotation moves it to a `whsec_` key with sign-ups flowing (none refused, none lost: the
+/// old key stays accepted as the previous version), and after the second the old key is
+/// refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_of_the_format_before_standard_webhooks_rotates_into_it_under_load() {
+    let legacy = "pre-standard-webhooks-secret-0123456789abcdefgh";
+    let stack = rotation_under_load("hmac", legacy.into()).await;
+    let stages = stack.stages().await;
+    for stage in ["AWSCURRENT", "AWSPREVIOUS"] {
+        let id = holder(&stages, stage).expect(stage);
+        let value = secrecy::SecretString::from(stack.value(&id).await);
+        assert_eq!(
+            shared_auth::secret::key_format(&value, "rotated"),
+            Ok(shared_auth::KeyFormat::StandardWebhooks),
+            "{stage} after two rotations"
+        );
+    }
+    // The api drops the old key at its next refresh (every second here).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let route = stack.rotator().await.route;
+    let sub = uuid::Uuid::new_v4().to_string();
+    let body = format!(r#"{{"sub":"{sub}","email_verified":false,"username":"late"}}"#);
+    let status = route
+        .signed(
+            &[secrecy::SecretString::from(legacy)],
+            &shared_auth::registration_id("ap-northeast-1_test", &sub),
+            body.as_bytes(),
+        )
+        .send()
+        .await
+        .expect("sent")
+        .status();
+    assert_eq!(
+        status, 403,
+        "the old key is refused once it is no longer current or previous"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rotating_twice_under_load_refuses_and_loses_no_sign_up_static() {
-    rotation_under_load("static").await;
+    rotation_under_load("static", shared_auth::generate_secret().expect("random")).await;
 }
 
 /// What a rule group accepts, read back from moto: the ids its description names and the

@@ -26,8 +26,10 @@ fn measure(name: &str, budget: Duration, max_iterations: u64, mut f: impl FnMut(
     );
 }
 
+const ID: &str = "reg_0123456789abcdef0123456789abcdef";
+
 fn main() {
-    let current = "bench-current-secret-0123456789abcdefghijk";
+    let current = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oDYmVuY2gtY3VycmVudA==";
     let previous = "bench-previous-secret-0123456789abcdefghij";
     let secrets = SecretSet::new(current.into(), Some(previous.into())).expect("valid secrets");
     let body = br#"{"sub":"7d8ca528-4931-4254-9273-ea5ee853f271","email":"ada@example.com","email_verified":true,"username":"ada"}"#;
@@ -35,23 +37,23 @@ fn main() {
     let budget = Duration::from_millis(500);
     let cap = 5_000_000;
 
-    let sig_current = sign(&current.into(), now, "POST", "/user", body);
-    let sig_previous = sign(&previous.into(), now, "POST", "/user", body);
+    let sig_current = sign(&current.into(), ID, now, body);
+    let sig_previous = sign(&previous.into(), ID, now, body);
     let ts = now.to_string();
     let check = |sig: &str| {
         let timestamp = [ts.as_bytes()];
         let signature = [sig.as_bytes()];
+        let id = [ID.as_bytes()];
         let req = SignedRequest {
-            method: "POST",
-            path: "/user",
             body,
+            id: &id,
             timestamp: &timestamp,
             signature: &signature,
         };
         black_box(verify_signature(&secrets, &req, now, 300)).ok();
     };
     measure("hmac sign (current secret)", budget, cap, || {
-        black_box(sign(&current.into(), now, "POST", "/user", body));
+        black_box(sign(&current.into(), ID, now, body));
     });
     measure("hmac verify, current secret matches", budget, cap, || {
         check(&sig_current)

@@ -28,7 +28,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let samples = samples_from_args();
     {
         let settings = shared_auth::load_for(shared_auth::Component::Deploy, &Default::default())?;
-        let secret = "timing-secret-0123456789abcdefghijklmnopqrstuvw";
+        let secret = "whsec_dGltaW5nLXNlY3JldC0wMTIzNDU2Nzg5YWJjZGVmZ2hpams=";
         let secrets = SecretSet::new(SecretString::from(secret), None)?;
         let body = br#"{"sub":"7d8ca528-4931-4254-9273-ea5ee853f271","username":"ada"}"#;
         println!(
@@ -51,12 +51,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let ts = now.to_string();
                 black_box(contract.verify(
                     &secrets,
-                    "POST",
-                    "/user",
                     body,
                     |name| match name {
                         n if n == header_name => vec![value.as_bytes()],
                         n if n == contract.timestamp_header => vec![ts.as_bytes()],
+                        n if n == contract.id_header => vec![b"msg_timing".as_slice()],
                         _ => vec![],
                     },
                     now,
@@ -87,7 +86,7 @@ fn credential(contract: &GuardContract, secret: &str, body: &[u8], now: u64) -> 
     let secret = SecretString::from(secret);
     match contract.mode {
         SigningMode::Static => secrecy::ExposeSecret::expose_secret(&secret).to_owned(),
-        SigningMode::Hmac => shared_auth::sign(&secret, now, "POST", "/user", body),
+        SigningMode::Hmac => shared_auth::sign(&secret, "msg_timing", now, body),
     }
 }
 
@@ -95,7 +94,7 @@ fn credential(contract: &GuardContract, secret: &str, body: &[u8], now: u64) -> 
 /// forgery keeps its length and format (base64 stays base64).
 fn flip(value: &str, index: usize) -> String {
     let mut bytes = value.as_bytes().to_vec();
-    let index = if value.starts_with("v1=") {
+    let index = if value.starts_with("v1,") {
         index.max(3)
     } else {
         index

@@ -8,7 +8,8 @@
 //! * [`client_ip`]: which address a request comes from, read from `X-Forwarded-For` the only
 //!   safe way (from the right, through trusted proxies only).
 //! * [`secret`]: the accepted secrets ([`SecretSet`]) and the constant-time `static` check.
-//! * [`signing`]: the `hmac` signature, [`sign`] and [`verify_signature`].
+//! * [`signing`]: the `hmac` mode's Standard Webhooks signature, [`sign`] and
+//!   [`verify_signature`].
 //! * [`verdict`]: why a request was refused, safe to log.
 //! * [`rotation`]: the secret's rotation steps and how long one may wait.
 //! * [`unix`]: the clock, read in one place.
@@ -17,42 +18,49 @@
 //! AWS by this contract (the SDK configuration, the secret's versions, EMF, the WAF rule group)
 //! is `shared-aws`.
 //!
-//! ## The `hmac` wire format (version 1)
+//! ## The `hmac` wire format: Standard Webhooks
 //!
-//! Other implementations sign against this, so it is exact:
+//! The signed mode speaks the [Standard Webhooks] specification, so any of its libraries can
+//! produce and check Tollgate's requests:
 //!
-//! * Headers: `x-tollgate-timestamp: <unix seconds>` and
-//!   `x-tollgate-signature: v1=<base64, standard alphabet, padded>` (names configurable in the
-//!   contract). The signature header may carry several space-separated entries, one per secret
-//!   during a rotation; any one valid `v1=` entry passes, entries of other versions are ignored,
-//!   at most [`signing::MAX_SIGNATURES`] entries are read.
-//! * Signed bytes, UTF-8, `\n` separated, no trailing newline:
+//! * Headers: `webhook-id` (the message id), `webhook-timestamp` (unix seconds) and
+//!   `webhook-signature`: space-separated `v1,<base64 HMAC-SHA256>` entries, one per key the
+//!   sender holds (the current key, and the pending one during a rotation). Any one valid `v1`
+//!   entry under any key the receiver accepts passes; other versions are ignored; at most
+//!   [`signing::MAX_SIGNATURES`] entries are read.
+//! * Signed bytes: `{id}.{timestamp}.{body}`, the body exactly as sent.
+//! * Keys: `whsec_` followed by the standard base64 of 24 to 64 random bytes (Tollgate makes 32);
+//!   the HMAC key is the decoded bytes.
+//! * Freshness: refused when `|now − timestamp| > max_skew_s` (default 300 s, the reference
+//!   libraries' tolerance).
+//! * The id of a registration is [`signing::registration_id`]: the same for the trigger, a
+//!   queue redelivery and the sweep, so it can key idempotency.
 //!
-//!   ```text
-//!   v1
-//!   {timestamp}
-//!   {METHOD}
-//!   {path}
-//!   {lowercase hex SHA-256 of the raw body}
-//!   ```
+//! Where Tollgate is stricter than the spec, and why:
 //!
-//!   `path` is the request path exactly as sent and received (no decoding, no normalising),
-//!   without the query string.
-//! * MAC: HMAC-SHA256 keyed with the secret's UTF-8 bytes, checked with the MAC's
-//!   constant-time verification.
-//! * Freshness: refused when `|now − timestamp| > max_skew_s` (default 300 s).
+//! * The id must be 1 to 128 of `[A-Za-z0-9_-]`: it can never hold the `.` that separates the
+//!   signed fields, so no request's fields can be re-split into another's.
+//! * Method and path are not signed (the spec signs id, timestamp and body). A key guards one
+//!   route: the guard is bound to that route's handler alone, which the router reaches by one
+//!   method only, and a query is refused. A signature can therefore be replayed only to the
+//!   route it was made for, with the same body, inside the skew window, where the registration
+//!   is idempotent.
+//! * A key without the `whsec_` prefix (the format before this one) is still accepted, as its
+//!   UTF-8 bytes, until a rotation replaces it; no writer makes or stores one
+//!   ([`secret::require_standard`]).
+//!
+//! [Standard Webhooks]: https://github.com/standard-webhooks/standard-webhooks/blob/main/spec/standard-webhooks.md
 //!
 //! ```
-//! use shared_auth::{sign, string_to_sign};
-//! let secret = "tollgate-test-secret-0123456789abcdef".into();
-//! let body = br#"{"sub":"7d8ca528-4931-4254-9273-ea5ee853f271"}"#;
+//! use shared_auth::signing::{sign, signed_content};
+//! // The reference libraries' own test case.
+//! let key = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD".into();
+//! let body = br#"{"email":"test@example.com","username":"test_user"}"#;
+//! let id = "msg_27UH4WbU6Z5A5EzD8u03UvzRbpk";
+//! assert!(signed_content(id, 1_649_367_553, body).starts_with(b"msg_27UH4WbU6Z5A5EzD8u03UvzRbpk.1649367553.{"));
 //! assert_eq!(
-//!     string_to_sign(1_700_000_000, "POST", "/user", body),
-//!     "v1\n1700000000\nPOST\n/user\n1bdf4a197bf648b88b80e0f1a5d5555d981c9c1f98d89e3f4e61f51cec414a66",
-//! );
-//! assert_eq!(
-//!     sign(&secret, 1_700_000_000, "POST", "/user", body),
-//!     "v1=4hnGX0uh3RLys5dOC97BVHQahwi3r3Hf9ltvrvZTi+g=",
+//!     sign(&key, id, 1_649_367_553, body),
+//!     "v1,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw=",
 //! );
 //! ```
 //!
@@ -96,12 +104,15 @@ use std::fmt;
 use secrecy::{ExposeSecret, SecretString};
 
 pub use client_ip::{client_ip, is_allowed};
-pub use secret::{SecretError, SecretSet, generate as generate_secret, verify_static};
+pub use secret::{
+    KeyFormat, SecretError, SecretSet, generate as generate_secret, generate_password,
+    verify_static,
+};
 pub use settings::{
     ApiSettings, AwsSettings, Component, ConfigError, DbSslMode, DeploySettings, GuardContract,
     LambdaSettings, SecretSource, Settings, SigningMode, Unfilled, load, load_for,
 };
-pub use signing::{SignedRequest, sign, string_to_sign, verify_signature};
+pub use signing::{SignedRequest, registration_id, sign, sign_all, verify_signature};
 pub use verdict::{DenyReason, SecretVersion, Verdict};
 
 /// The headers a sender adds to prove it knows the secret. `Debug` hides their values.
@@ -123,22 +134,28 @@ impl fmt::Debug for CredentialHeaders {
 }
 
 impl GuardContract {
-    /// The sender's side: the credential headers for one request to the guarded route, signed
-    /// at `now` (unix seconds) with `secret`, in the contract's mode.
+    /// The sender's side: the credential headers for one request to the guarded route, with
+    /// message id `id`, signed at `now` (unix seconds) with every key of `keys` (the current
+    /// key first; the pending one after it during a rotation), in the contract's mode. The
+    /// `static` mode sends the first key alone.
     pub fn credentials(
         &self,
-        secret: &SecretString,
-        path: &str,
+        keys: &[SecretString],
+        id: &str,
         body: &[u8],
         now: u64,
     ) -> CredentialHeaders {
+        let Some(first) = keys.first() else {
+            return CredentialHeaders(Vec::new());
+        };
         CredentialHeaders(match self.mode {
-            SigningMode::Static => vec![(self.static_header.clone(), secret.clone())],
+            SigningMode::Static => vec![(self.static_header.clone(), first.clone())],
             SigningMode::Hmac => vec![
+                (self.id_header.clone(), id.to_owned().into()),
                 (self.timestamp_header.clone(), now.to_string().into()),
                 (
                     self.signature_header.clone(),
-                    sign(secret, now, &self.method, path, body).into(),
+                    sign_all(keys, id, now, body).into(),
                 ),
             ],
         })
@@ -174,6 +191,7 @@ impl GuardContract {
         match self.mode {
             SigningMode::Static => secret::check_static_shape(&header(&self.static_header)),
             SigningMode::Hmac => signing::check_shape(
+                &header(&self.id_header),
                 &header(&self.timestamp_header),
                 &header(&self.signature_header),
                 now,
@@ -185,13 +203,10 @@ impl GuardContract {
 
     /// The receiver's side: checks the credential of a request in the contract's mode.
     ///
-    /// `header` returns every line of the named header; `path` is the path as received,
-    /// without the query.
+    /// `header` returns every line of the named header; `body` is the body as received.
     pub fn verify<'a>(
         &self,
         secrets: &SecretSet,
-        method: &str,
-        path: &str,
         body: &[u8],
         header: impl Fn(&str) -> Vec<&'a [u8]>,
         now: u64,
@@ -201,9 +216,8 @@ impl GuardContract {
             SigningMode::Hmac => verify_signature(
                 secrets,
                 &SignedRequest {
-                    method,
-                    path,
                     body,
+                    id: &header(&self.id_header),
                     timestamp: &header(&self.timestamp_header),
                     signature: &header(&self.signature_header),
                 },
@@ -237,8 +251,8 @@ mod tests {
                 [
                     "authorization",
                     "cookie",
-                    "x-origin-verify",
-                    "x-tollgate-signature"
+                    "webhook-signature",
+                    "x-origin-verify"
                 ],
                 "{mode}"
             );

@@ -8,23 +8,89 @@ use subtle::ConstantTimeEq;
 
 use crate::verdict::{DenyReason, SecretVersion, Verdict};
 
-/// Shortest accepted secret, in bytes. `xtask` writes 43 (32 random bytes, base64url).
+/// Shortest accepted secret, in bytes, of a key from before the Standard Webhooks format
+/// (no `whsec_` prefix), still accepted so an environment holding one rotates out of it.
 pub const MIN_SECRET_LEN: usize = 32;
+
+/// The Standard Webhooks key prefix: a key is `whsec_` followed by the standard base64 of
+/// its bytes.
+pub const KEY_PREFIX: &str = "whsec_";
+/// Fewest key bytes the spec allows.
+pub const MIN_KEY_BYTES: usize = 24;
+/// Most key bytes the spec allows.
+pub const MAX_KEY_BYTES: usize = 64;
+/// Bytes of a key [`generate`] makes.
+pub const GENERATED_KEY_BYTES: usize = 32;
+/// Length of a secret [`generate`] makes: `whsec_` and 44 base64 characters.
+pub const GENERATED_SECRET_LEN: usize = KEY_PREFIX.len() + GENERATED_KEY_BYTES.div_ceil(3) * 4;
 
 /// Why a secret value cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SecretError {
     #[error("the {0} secret is shorter than {MIN_SECRET_LEN} bytes")]
     TooShort(&'static str),
+    #[error(
+        "the {0} secret starts with `whsec_` but is not the standard base64 of \
+         {MIN_KEY_BYTES} to {MAX_KEY_BYTES} bytes"
+    )]
+    MalformedKey(&'static str),
+    #[error(
+        "the {0} secret is not a Standard Webhooks key (`whsec_` and the standard base64 of \
+         {MIN_KEY_BYTES} to {MAX_KEY_BYTES} random bytes); a key of the format before it is \
+         accepted only until a rotation replaces it, never written"
+    )]
+    NotStandard(&'static str),
 }
 
-/// Length of a secret [`generate`] makes: 32 random bytes as base64url without padding.
-pub const GENERATED_SECRET_LEN: usize = 43;
+/// Which format a secret value is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyFormat {
+    /// `whsec_` + base64 of 24 to 64 bytes: the HMAC key is the decoded bytes.
+    StandardWebhooks,
+    /// A key written before the Standard Webhooks format: the HMAC key is its UTF-8 bytes.
+    Legacy,
+}
 
-/// A new shared secret: 32 bytes from the operating system's CSPRNG, base64url (43
-/// characters, alphabet `A-Z a-z 0-9 - _`), so it fits a header and a WAF byte match as is.
-/// Every writer of the secret (the rotation function, `cargo xtask`) makes it here.
+/// The format of `value`, named `which` in the error when it can be neither.
+pub fn key_format(value: &SecretString, which: &'static str) -> Result<KeyFormat, SecretError> {
+    use base64::Engine as _;
+    let value = value.expose_secret();
+    match value.strip_prefix(KEY_PREFIX) {
+        Some(encoded) => match base64::engine::general_purpose::STANDARD.decode(encoded) {
+            Ok(bytes) if (MIN_KEY_BYTES..=MAX_KEY_BYTES).contains(&bytes.len()) => {
+                Ok(KeyFormat::StandardWebhooks)
+            }
+            _ => Err(SecretError::MalformedKey(which)),
+        },
+        None if value.len() < MIN_SECRET_LEN => Err(SecretError::TooShort(which)),
+        None => Ok(KeyFormat::Legacy),
+    }
+}
+
+/// What every writer of the guard secret requires of a new value: a Standard Webhooks key.
+pub fn require_standard(value: &SecretString, which: &'static str) -> Result<(), SecretError> {
+    match key_format(value, which)? {
+        KeyFormat::StandardWebhooks => Ok(()),
+        KeyFormat::Legacy => Err(SecretError::NotStandard(which)),
+    }
+}
+
+/// A new guard key: 32 bytes from the operating system's CSPRNG as a Standard Webhooks key,
+/// `whsec_` + standard base64 (50 characters; fits a header and a WAF byte match as is). Every
+/// writer of the guard secret (the rotation function, `cargo xtask`) makes it here.
 pub fn generate() -> Result<SecretString, getrandom::Error> {
+    use base64::Engine as _;
+    let mut bytes = [0u8; GENERATED_KEY_BYTES];
+    getrandom::fill(&mut bytes)?;
+    Ok(SecretString::from(format!(
+        "{KEY_PREFIX}{}",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    )))
+}
+
+/// A new password (the database login's): 32 bytes from the CSPRNG as base64url without
+/// padding (43 characters of `A-Z a-z 0-9 - _`), safe in a connection URL as is.
+pub fn generate_password() -> Result<SecretString, getrandom::Error> {
     use base64::Engine as _;
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes)?;
@@ -44,17 +110,13 @@ pub struct SecretSet {
 }
 
 impl SecretSet {
-    /// Builds the set; an empty `previous` counts as absent, a short secret is refused.
+    /// Builds the set; an empty `previous` counts as absent, a value that is no key
+    /// ([`key_format`]) is refused.
     pub fn new(current: SecretString, previous: Option<SecretString>) -> Result<Self, SecretError> {
-        if current.expose_secret().len() < MIN_SECRET_LEN {
-            return Err(SecretError::TooShort("current"));
-        }
+        key_format(&current, "current")?;
         let previous = previous.filter(|p| !p.expose_secret().is_empty());
-        if previous
-            .as_ref()
-            .is_some_and(|p| p.expose_secret().len() < MIN_SECRET_LEN)
-        {
-            return Err(SecretError::TooShort("previous"));
+        if let Some(p) = &previous {
+            key_format(p, "previous")?;
         }
         Ok(Self {
             current,
@@ -64,22 +126,19 @@ impl SecretSet {
     }
 
     /// Adds the version a rotation is introducing (`AWSPENDING`); an empty one counts as
-    /// absent, a short one is refused.
+    /// absent, one that is no key is refused.
     pub fn with_pending(mut self, pending: Option<SecretString>) -> Result<Self, SecretError> {
         let pending = pending.filter(|p| !p.expose_secret().is_empty());
-        if pending
-            .as_ref()
-            .is_some_and(|p| p.expose_secret().len() < MIN_SECRET_LEN)
-        {
-            return Err(SecretError::TooShort("pending"));
+        if let Some(p) = &pending {
+            key_format(p, "pending")?;
         }
         self.pending = pending;
         Ok(self)
     }
 
-    /// Whether `value` can be a secret here (long enough).
+    /// Whether `value` can be a key here, in either format.
     pub fn usable(value: &SecretString) -> bool {
-        value.expose_secret().len() >= MIN_SECRET_LEN
+        key_format(value, "").is_ok()
     }
 
     pub fn current(&self) -> &SecretString {
@@ -232,20 +291,75 @@ mod tests {
     }
 
     #[test]
-    fn generated_secrets_have_the_contract_shape_and_differ() {
+    fn generated_keys_are_standard_webhooks_keys_and_differ() {
+        use base64::Engine as _;
         let a = generate().expect("random source");
         let b = generate().expect("random source");
         for s in [&a, &b] {
             let v = s.expose_secret();
             assert_eq!(v.len(), GENERATED_SECRET_LEN);
-            assert!(v.len() >= MIN_SECRET_LEN);
-            assert!(
-                v.bytes()
-                    .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'),
-                "{v}"
-            );
+            assert_eq!(v.len(), 50);
+            let encoded = v.strip_prefix("whsec_").expect("prefixed");
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .expect("standard base64");
+            assert_eq!(bytes.len(), 32);
+            assert_eq!(require_standard(s, "new"), Ok(()));
         }
         assert_ne!(a.expose_secret(), b.expose_secret());
+        let p = generate_password().expect("random source");
+        assert!(
+            p.expose_secret()
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+                && p.expose_secret().len() == 43
+        );
+    }
+
+    #[test]
+    fn key_formats_are_told_apart_and_malformed_keys_refused() {
+        use base64::Engine as _;
+        let key = |n: usize| {
+            SecretString::from(format!(
+                "whsec_{}",
+                base64::engine::general_purpose::STANDARD.encode(vec![7u8; n])
+            ))
+        };
+        for n in [24, 32, 64] {
+            assert_eq!(
+                key_format(&key(n), "k"),
+                Ok(KeyFormat::StandardWebhooks),
+                "{n}"
+            );
+        }
+        for n in [0, 23, 65] {
+            assert_eq!(
+                key_format(&key(n), "k"),
+                Err(SecretError::MalformedKey("k")),
+                "{n}"
+            );
+        }
+        for bad in [
+            "whsec_not base64!!",
+            "whsec_C2FVsBQIhrscChlQIMV-b5sSYspob7oD",
+        ] {
+            assert_eq!(
+                key_format(&bad.into(), "k"),
+                Err(SecretError::MalformedKey("k")),
+                "{bad}"
+            );
+        }
+        assert_eq!(key_format(&CURRENT.into(), "k"), Ok(KeyFormat::Legacy));
+        assert_eq!(
+            require_standard(&CURRENT.into(), "pending"),
+            Err(SecretError::NotStandard("pending"))
+        );
+        assert_eq!(
+            SecretSet::new(key(32).clone(), Some(key(10))).err(),
+            Some(SecretError::MalformedKey("previous"))
+        );
+        let shown = SecretError::NotStandard("pending").to_string();
+        assert!(shown.contains("whsec_"), "{shown}");
     }
 
     #[test]

@@ -44,15 +44,19 @@ pub enum DenyReason {
     CredentialEmpty,
     /// The static secret does not match any accepted secret.
     CredentialMismatch,
+    /// The message id header (`webhook-id`) is absent.
+    IdMissing,
+    /// The message id is not 1 to 128 of `[A-Za-z0-9_-]`.
+    IdMalformed,
     /// The timestamp header is absent.
     TimestampMissing,
     /// The timestamp header is not a plain count of unix seconds.
     TimestampMalformed,
     /// The timestamp is further from the receiver's clock than `max_skew_s`.
     TimestampOutOfWindow,
-    /// The signature header holds no well-formed `v1=` entry, or too many entries.
+    /// The signature header holds no well-formed `v1,` entry, or too many entries.
     SignatureMalformed,
-    /// No `v1=` entry matches any accepted secret.
+    /// No `v1,` entry matches any accepted key.
     SignatureMismatch,
 }
 
@@ -68,6 +72,8 @@ impl DenyReason {
             DenyReason::CredentialDuplicated => "credential_duplicated",
             DenyReason::CredentialEmpty => "credential_empty",
             DenyReason::CredentialMismatch => "credential_mismatch",
+            DenyReason::IdMissing => "id_missing",
+            DenyReason::IdMalformed => "id_malformed",
             DenyReason::TimestampMissing => "timestamp_missing",
             DenyReason::TimestampMalformed => "timestamp_malformed",
             DenyReason::TimestampOutOfWindow => "timestamp_out_of_window",

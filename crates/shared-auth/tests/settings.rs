@@ -180,9 +180,19 @@ fn each_bad_value_is_named_by_its_key() {
             "proxies",
         ),
         (
-            &[("TOLLGATE__GUARD__STATIC_HEADER", "x-tollgate-signature")],
+            &[("TOLLGATE__GUARD__STATIC_HEADER", "webhook-signature")],
             "guard.static_header",
             "different",
+        ),
+        (
+            &[("TOLLGATE__GUARD__ID_HEADER", "webhook-timestamp")],
+            "guard.static_header",
+            "different",
+        ),
+        (
+            &[("TOLLGATE__GUARD__ID_HEADER", "Webhook-Id")],
+            "guard.id_header",
+            "lower case",
         ),
         (
             &[("TOLLGATE__GUARD__MAX_SKEW_S", "0")],
@@ -631,6 +641,7 @@ fn rendered_contract_variables_parse_back_to_the_same_contract() {
         // Change every field, so a field that the rendering forgot shows up as a difference.
         original.mode = shared_auth::SigningMode::Static;
         original.static_header = "x-other-auth".into();
+        original.id_header = "x-other-id".into();
         original.timestamp_header = "x-other-ts".into();
         original.signature_header = "x-other-sig".into();
         original.secret_id = "arn:aws:secretsmanager:ap-northeast-1:123456789012:secret:x".into();

@@ -318,6 +318,34 @@ pub async fn current(sm: &SecretsManager, secret_id: &str) -> Result<Version, Ve
     Versions::current_only(at_stage(sm, secret_id, CURRENT).await?)
 }
 
+/// The keys a sender signs with at `now_s`: the current version, then the pending one while a
+/// rotation is in progress (by the same rule a verifier counts it, [`Versions::from_stages`]),
+/// so a receiver that has learned either accepts the request. Both stages are read at once.
+pub async fn signing_keys(
+    sm: &SecretsManager,
+    secret_id: &str,
+    rotation_s: u64,
+    now_s: i64,
+) -> Result<Vec<SecretString>, VersionsError> {
+    let (current, pending) = tokio::join!(
+        at_stage(sm, secret_id, CURRENT),
+        at_stage(sm, secret_id, PENDING)
+    );
+    let acceptance = Acceptance {
+        previous_grace_s: 0,
+        rotation_s,
+    };
+    let versions = Versions::from_stages(current?, None, pending?, acceptance, now_s)?;
+    Ok(std::iter::once(versions.current.value)
+        .chain(
+            versions
+                .pending
+                .map(|p| p.value)
+                .filter(|p| shared_auth::secret::require_standard(p, "pending").is_ok()),
+        )
+        .collect())
+}
+
 /// Unix seconds now, by this machine's clock.
 pub fn now_s() -> i64 {
     i64::try_from(shared_auth::unix::seconds()).unwrap_or(i64::MAX)

@@ -8,6 +8,7 @@
 //! - [`services`]: PostgreSQL (TLS required, throwaway CA from [`tls`]) and moto_server on
 //!   loopback, owned by guards that stop them;
 //! - [`receiver`]: a scripted `POST /user` that verifies signatures as the api does;
+//! - [`reference`]: the Standard Webhooks reference library for Python, to sign and verify with;
 //! - [`cognito`]: a user pool in moto, sign-up and confirmation, the PostConfirmation event;
 //! - [`secrets`]: new random secrets and writing them as Secrets Manager versions;
 //! - [`queues`]: the retry and dead-letter queues in moto, and Lambda's SQS poller played here;
@@ -26,6 +27,7 @@ pub mod iam;
 pub mod platform;
 pub mod queues;
 pub mod receiver;
+pub mod reference;
 #[cfg(feature = "platform")]
 pub mod rendered;
 pub mod secrets;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use shared_auth::{GuardContract, SecretSet};
 
@@ -31,6 +31,10 @@ pub struct Call {
     pub verified: bool,
     pub body: serde_json::Value,
     pub status: u16,
+    /// Every header as received (names lower case), for checking with other code.
+    pub headers: Vec<(String, String)>,
+    /// The body's bytes exactly as received.
+    pub raw: Bytes,
 }
 
 #[derive(Clone)]
@@ -112,8 +116,6 @@ impl Receiver {
 
 async fn receive(
     State(inner): State<Inner>,
-    method: Method,
-    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> axum::response::Response {
@@ -122,8 +124,6 @@ async fn receive(
     let secrets = inner.secrets.lock().expect("secrets").clone();
     let verdict = inner.contract.verify(
         &secrets,
-        method.as_str(),
-        uri.path(),
         &body,
         |name| headers.get_all(name).iter().map(|v| v.as_bytes()).collect(),
         now,
@@ -134,6 +134,16 @@ async fn receive(
             verified: verdict.is_ok(),
             body: json,
             status,
+            headers: headers
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_str().to_owned(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect(),
+            raw: body.clone(),
         });
     };
     match verdict {

@@ -64,7 +64,11 @@ async fn the_sweep_registers_exactly_the_missing_users_and_a_second_run_none() {
             r#"{{"sub":"{sub}","email":"sweep-{n}@example.com","email_verified":false,"username":"sweep-{n}"}}"#
         );
         let status = route
-            .signed(&secret, body.as_bytes())
+            .signed(
+                std::slice::from_ref(&secret),
+                &shared_auth::registration_id("reconcile", sub),
+                body.as_bytes(),
+            )
             .send()
             .await
             .expect("sent")

@@ -43,7 +43,15 @@ async fn dry_run(api_url: &str, secret_id: &str, secret: &secrecy::SecretString)
         .header("content-type", "application/json")
         .header(shared_auth::DRY_RUN_HEADER, "1")
         .body(body.to_vec());
-    for (name, value) in guard.credentials(secret, &guard.path, body, now).iter() {
+    for (name, value) in guard
+        .credentials(
+            std::slice::from_ref(secret),
+            "dryrun_rotate_local",
+            body,
+            now,
+        )
+        .iter()
+    {
         request = request.header(name, value);
     }
     let response = request.send().await.expect("dry run");

@@ -20,8 +20,9 @@ use crate::users::{self, Registered, User};
     tag = "registration",
     request_body(content = RegistrationRequest, content_type = "application/json"),
     params(
-        ("x-tollgate-timestamp" = Option<String>, Header, description = "Unix seconds (hmac mode)"),
-        ("x-tollgate-signature" = Option<String>, Header, description = "`v1=<base64>` entries (hmac mode)"),
+        ("webhook-id" = Option<String>, Header, description = "Standard Webhooks message id, `[A-Za-z0-9_-]{1,128}` (hmac mode)"),
+        ("webhook-timestamp" = Option<String>, Header, description = "Standard Webhooks signing time, unix seconds (hmac mode)"),
+        ("webhook-signature" = Option<String>, Header, description = "Standard Webhooks `v1,<base64>` entries, space-separated (hmac mode)"),
         ("x-custom-auth" = Option<String>, Header, description = "The shared secret (static mode)"),
     ),
     responses(

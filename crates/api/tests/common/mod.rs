@@ -14,8 +14,16 @@ use sqlx::PgPool;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 
-pub const CURRENT: &str = "test-current-secret-0123456789abcdefghijkl";
+/// A Standard Webhooks key, as every key written now is.
+pub const CURRENT: &str = "whsec_dGVzdC1jdXJyZW50LWtleS0wMTIzNDU2Nzg5YWJjZGVm";
+/// A key of the format before it (no `whsec_`), still accepted until a rotation replaces it.
 pub const PREVIOUS: &str = "test-previous-secret-0123456789abcdefghijk";
+
+/// The message id a test request carries: made from its body, like a registration's from its
+/// user.
+pub fn body_id(body: &[u8]) -> String {
+    shared_auth::registration_id("api-tests", &String::from_utf8_lossy(body))
+}
 pub const SUB: &str = "7d8ca528-4931-4254-9273-ea5ee853f271";
 
 #[allow(unused_imports)] // the database tests use it
@@ -146,17 +154,12 @@ impl TestApp {
         }
     }
 
-    /// The credential headers the Lambda would send for `path` and `body` at `ts`.
-    pub fn credentials(
-        &self,
-        secret: &str,
-        path: &str,
-        body: &[u8],
-        ts: u64,
-    ) -> Vec<(String, String)> {
+    /// The credential headers the Lambda would send for `body` at `ts`, its message id made
+    /// from the body (so one body always has one id).
+    pub fn credentials(&self, secret: &str, body: &[u8], ts: u64) -> Vec<(String, String)> {
         self.settings
             .guard
-            .credentials(&SecretString::from(secret), path, body, ts)
+            .credentials(&[SecretString::from(secret)], &body_id(body), body, ts)
             .iter()
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect()
@@ -184,7 +187,11 @@ impl TestApp {
             &self.base,
         );
         route
-            .signed(&SecretString::from(CURRENT), body.as_bytes())
+            .signed(
+                &[SecretString::from(CURRENT)],
+                &body_id(body.as_bytes()),
+                body.as_bytes(),
+            )
             .send()
             .await
             .expect("request sent")

@@ -1,4 +1,4 @@
-//! The signature and timestamp headers as a sender controls them: any bytes, several lines.
+//! The id, signature and timestamp headers as a sender controls them: any bytes, several lines.
 //! Verification must not panic, and random bytes must never verify.
 #![no_main]
 
@@ -7,9 +7,7 @@ use shared_auth::{SecretSet, SignedRequest, verify_signature};
 
 fuzz_target!(|data: &[u8]| {
     let secrets = SecretSet::new(
-        "fuzzing-secret-0123456789abcdefghijklmnopqrstuv"
-            .to_owned()
-            .into(),
+        "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD".to_owned().into(),
         Some(
             "fuzzing-previous-0123456789abcdefghijklmnopqr"
                 .to_owned()
@@ -17,16 +15,17 @@ fuzz_target!(|data: &[u8]| {
         ),
     )
     .expect("valid secrets");
-    let mut parts = data.splitn(3, |b| *b == 0);
+    let mut parts = data.splitn(4, |b| *b == 0);
+    let id = parts.next().unwrap_or_default();
     let timestamp = parts.next().unwrap_or_default();
     let signature = parts.next().unwrap_or_default();
     let body = parts.next().unwrap_or_default();
     let signatures: Vec<&[u8]> = signature.split(|b| *b == b'\n').collect();
     let timestamps = [timestamp];
+    let ids = [id];
     let request = SignedRequest {
-        method: "POST",
-        path: "/user",
         body,
+        id: &ids,
         timestamp: &timestamps,
         signature: &signatures,
     };

@@ -47,10 +47,13 @@ pub struct GuardContract {
     /// Header carrying the secret itself in `static` mode.
     #[serde(default = "defaults::static_header")]
     pub static_header: String,
-    /// Header carrying the signing time (unix seconds) in `hmac` mode.
+    /// Header carrying the message id in `hmac` mode (Standard Webhooks: `webhook-id`).
+    #[serde(default = "defaults::id_header")]
+    pub id_header: String,
+    /// Header carrying the signing time (unix seconds) in `hmac` mode (`webhook-timestamp`).
     #[serde(default = "defaults::timestamp_header")]
     pub timestamp_header: String,
-    /// Header carrying the `v1=` signatures in `hmac` mode.
+    /// Header carrying the `v1,` signatures in `hmac` mode (`webhook-signature`).
     #[serde(default = "defaults::signature_header")]
     pub signature_header: String,
     /// Secrets Manager id (name or ARN) of the shared secret.
@@ -453,6 +456,9 @@ mod defaults {
     pub fn static_header() -> String {
         "x-custom-auth".to_owned()
     }
+    pub fn id_header() -> String {
+        crate::signing::ID_HEADER.to_owned()
+    }
     pub fn timestamp_header() -> String {
         crate::signing::TIMESTAMP_HEADER.to_owned()
     }
@@ -517,6 +523,7 @@ impl GuardContract {
             (key("path"), self.path.clone()),
             (key("mode"), self.mode.to_string()),
             (key("static_header"), self.static_header.clone()),
+            (key("id_header"), self.id_header.clone()),
             (key("timestamp_header"), self.timestamp_header.clone()),
             (key("signature_header"), self.signature_header.clone()),
             (key("secret_id"), self.secret_id.clone()),

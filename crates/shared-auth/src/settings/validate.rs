@@ -589,10 +589,11 @@ impl GuardContract {
         Ok(())
     }
 
-    /// Three distinct, lower-case header names of the guard's own.
+    /// Four distinct, lower-case header names of the guard's own.
     fn check_headers(&self) -> Result<(), ConfigError> {
         let headers = [
             ("guard.static_header", &self.static_header),
+            ("guard.id_header", &self.id_header),
             ("guard.timestamp_header", &self.timestamp_header),
             ("guard.signature_header", &self.signature_header),
         ];
@@ -622,13 +623,13 @@ impl GuardContract {
                 ));
             }
         }
-        if self.static_header == self.timestamp_header
-            || self.static_header == self.signature_header
-            || self.timestamp_header == self.signature_header
-        {
+        let mut names: Vec<&str> = headers.iter().map(|(_, n)| n.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        if names.len() != headers.len() {
             return Err(ConfigError::invalid(
                 "guard.static_header",
-                "the static, timestamp and signature headers must be three different names",
+                "the static, id, timestamp and signature headers must be four different names",
             ));
         }
         Ok(())

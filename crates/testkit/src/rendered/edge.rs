@@ -40,7 +40,12 @@ fn signed(
     let mut headers = vec![("content-type".to_owned(), "application/json".to_owned())];
     headers.extend(
         contract
-            .credentials(secret, &contract.path, body.as_bytes(), now)
+            .credentials(
+                std::slice::from_ref(secret),
+                &shared_auth::registration_id("edge-check", &sub),
+                body.as_bytes(),
+                now,
+            )
             .iter()
             .map(|(k, v)| (k.to_owned(), v.to_owned())),
     );
@@ -137,7 +142,7 @@ async fn shape(world: &World, contract: &GuardContract) -> Result<Row> {
         &contract.path,
         vec![(
             contract.signature_header.clone(),
-            format!("v1={}=", "A".repeat(43)),
+            format!("v1,{}=", "A".repeat(43)),
         )],
         "{}".into(),
     );
@@ -182,7 +187,7 @@ async fn rate(world: &World, contract: &GuardContract, secret: &SecretString) ->
                 (contract.timestamp_header.clone(), now.clone()),
                 (
                     contract.signature_header.clone(),
-                    format!("v1={}=", "A".repeat(43)),
+                    format!("v1,{}=", "A".repeat(43)),
                 ),
             ],
             "{}".into(),

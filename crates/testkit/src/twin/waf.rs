@@ -545,7 +545,7 @@ mod tests {
                     {"NotStatement": {"Statement": {"IPSetReferenceStatement": {"ARN": SET}}}}]}}},
                 {"Name": "registration-signature-shape", "Priority": 3, "Action": {"Block": {}}, "Statement": {"AndStatement": {"Statements": [
                     path_match("EXACTLY"),
-                    {"NotStatement": {"Statement": {"RegexMatchStatement": {"RegexString": "^[0-9]{1,12}$", "FieldToMatch": {"SingleHeader": {"Name": "X-Tollgate-Timestamp"}}, "TextTransformations": [{"Priority": 0, "Type": "NONE"}]}}}}]}}},
+                    {"NotStatement": {"Statement": {"RegexMatchStatement": {"RegexString": "^[0-9]{1,12}$", "FieldToMatch": {"SingleHeader": {"Name": "Webhook-Timestamp"}}, "TextTransformations": [{"Priority": 0, "Type": "NONE"}]}}}}]}}},
                 {"Name": "AWSManagedRulesCommonRuleSet", "Priority": 10, "OverrideAction": {"Count": {}}, "Statement": {"ManagedRuleGroupStatement": {"VendorName": "AWS", "Name": "AWSManagedRulesCommonRuleSet"}}}
             ]
         });
@@ -575,7 +575,7 @@ mod tests {
     #[test]
     fn the_guarded_path_in_any_spelling_is_blocked_from_outside_the_set() {
         let acl = acl();
-        let stamp = [("x-tollgate-timestamp", "1700000000")];
+        let stamp = [("webhook-timestamp", "1700000000")];
         for uri in [
             "/user",
             "/USER",
@@ -613,7 +613,7 @@ mod tests {
                 "POST",
                 "/user",
                 NAT,
-                &[("x-tollgate-timestamp", "soon")]
+                &[("webhook-timestamp", "soon")]
             )),
             blocked
         );
@@ -622,7 +622,7 @@ mod tests {
     #[test]
     fn the_rate_rule_counts_everything_but_the_guarded_path() {
         let acl = acl().with_rate_scale(10);
-        let stamp = [("x-tollgate-timestamp", "1700000000")];
+        let stamp = [("webhook-timestamp", "1700000000")];
         // Limit 100 scaled by 10: the 11th request of a client within the window is blocked.
         for n in 1..=10 {
             assert_eq!(

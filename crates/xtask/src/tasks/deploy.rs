@@ -221,11 +221,13 @@ async fn before_the_stack(settings: &Settings, dir: &std::path::Path, yes: bool)
         cmd::run(&mut apply)?;
     }
     ensure_first_version(&sm, "guard secret", &settings.guard.secret_id, || {
-        generated_secret()
+        shared_auth::generate_secret()
+            .map_err(|e| anyhow::anyhow!("the system's random source failed: {e}"))
     })
     .await?;
+    guard_key_format(&sm, &settings.guard.secret_id).await?;
     ensure_first_version(&sm, "api's login", &login_secret, || {
-        let password = generated_secret()?;
+        let password = generated_password()?;
         let json =
             serde_json::json!({"username": DB_APP_LOGIN, "password": password.expose_secret()});
         Ok(SecretString::from(json.to_string()))
@@ -237,9 +239,31 @@ async fn before_the_stack(settings: &Settings, dir: &std::path::Path, yes: bool)
     Ok(())
 }
 
-fn generated_secret() -> Result<SecretString> {
-    shared_auth::generate_secret()
+fn generated_password() -> Result<SecretString> {
+    shared_auth::generate_password()
         .map_err(|e| anyhow::anyhow!("the system's random source failed: {e}"))
+}
+
+/// The guard secret's current value must be a key: a Standard Webhooks key, or one of the
+/// format before it, which stays accepted until a rotation replaces it (said, not refused, so
+/// an environment deployed before the format moves into it without a failed sign-up). A
+/// value that is neither (a malformed `whsec_` key, a short value) stops the deploy.
+async fn guard_key_format(sm: &SecretsManager, id: &str) -> Result<()> {
+    let current = versions::current(sm, id)
+        .await
+        .with_context(|| format!("cannot read the guard secret `{id}`"))?;
+    match shared_auth::secret::key_format(&current.value, "current")
+        .with_context(|| format!("the guard secret `{id}` cannot be used"))?
+    {
+        shared_auth::KeyFormat::StandardWebhooks => Ok(()),
+        shared_auth::KeyFormat::Legacy => {
+            eprintln!(
+                "· guard secret `{id}` is in the format before Standard Webhooks: still accepted; \
+                 `cargo xtask rotate-secret --env <env>` moves it to a `whsec_` key now"
+            );
+            Ok(())
+        }
+    }
 }
 
 async fn secret_exists(sm: &SecretsManager, id: &str) -> Result<bool> {

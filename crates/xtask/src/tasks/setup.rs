@@ -29,7 +29,8 @@ use crate::support::context::lock_file;
 /// Where a missing tool comes from.
 #[derive(Debug, Clone, Copy)]
 enum Source {
-    /// A project environment (`python` or `checkov`), from its pin file.
+    /// A project environment (`python`, `build`, `checkov`, `security`, `interop`), from its
+    /// pin file.
     Python(&'static str),
     /// The Node environment (`crates/xtask/tools/node`, installed with `npm ci`).
     Node,
@@ -83,6 +84,12 @@ const NEEDS: &[Need] = &[
         why: "the network twin's NAT, gateways and security groups",
         used_by: TEST,
         source: Source::System("iptables", None),
+    },
+    Need {
+        name: "python",
+        why: "the Standard Webhooks reference library (interop tests)",
+        used_by: TEST,
+        source: Source::Python("interop"),
     },
     Need {
         name: "schemathesis",
@@ -266,7 +273,7 @@ fn survey(scope: Scope) -> Vec<Row> {
                 // The security tools run from their own environment: checkov's brings an
                 // older cloudsplaining, which `which` would find first.
                 Source::Node => cmd::node_tool(need.name).map(|path| describe(&path)),
-                Source::Python(venv @ "security") => {
+                Source::Python(venv @ ("security" | "interop")) => {
                     cmd::tool_in(venv, need.name).map(|path| describe(&path))
                 }
                 _ if need.name == "zig" => artifacts::zig().map(|zig| match zig {

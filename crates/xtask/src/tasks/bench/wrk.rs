@@ -31,7 +31,12 @@ impl<'a> Bodies<'a> {
         );
         let headers = self
             .contract
-            .credentials(self.secret, &self.contract.path, body.as_bytes(), self.now)
+            .credentials(
+                std::slice::from_ref(self.secret),
+                &shared_auth::registration_id("bench", &sub),
+                body.as_bytes(),
+                self.now,
+            )
             .iter()
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect();

@@ -85,7 +85,12 @@ impl Forger<'_> {
         if !matches!(attack, Attack::NoSignature) {
             for (name, value) in self
                 .contract
-                .credentials(&secret, &path, body.as_bytes(), ts)
+                .credentials(
+                    std::slice::from_ref(&secret),
+                    &shared_auth::registration_id("attacks", sub),
+                    body.as_bytes(),
+                    ts,
+                )
                 .iter()
             {
                 request = request.header(name, value);

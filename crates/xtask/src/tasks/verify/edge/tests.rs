@@ -24,7 +24,7 @@ fn signature_of(secret: &secrecy::SecretString, ts: u64, body: &[u8]) -> String 
     let contract = shared_auth::load_for(shared_auth::Component::Lambda, &vars)
         .expect("local settings in hmac mode")
         .guard;
-    let credentials = contract.credentials(secret, &contract.path, body, ts);
+    let credentials = contract.credentials(std::slice::from_ref(secret), "msg_edge", body, ts);
     let (_, value) = credentials
         .iter()
         .find(|(name, _)| *name == contract.signature_header)
@@ -45,7 +45,7 @@ fn the_wafs_header_shapes_accept_every_real_signature_and_refuse_malformed_ones(
         assert!(signature.is_match(&sig), "{sig}");
         // During a rotation the sender may send two entries; a future version may add one.
         assert!(signature.is_match(&format!("{sig} {sig}")));
-        assert!(signature.is_match(&format!("v2=abc {sig}")));
+        assert!(signature.is_match(&format!("v1a,abc {sig}")));
     }
     for bad in [
         "",
@@ -61,9 +61,10 @@ fn the_wafs_header_shapes_accept_every_real_signature_and_refuse_malformed_ones(
     let good = signature_of(&"k".repeat(43).into(), 1, b"{}");
     for bad in [
         String::new(),
-        "v1=".to_owned(),
-        "v1=abc".to_owned(),
-        good.replace("v1=", "v2="),
+        "v1,".to_owned(),
+        "v1,abc".to_owned(),
+        good.replace("v1,", "v2,"),
+        good.replace("v1,", "v1="),
         good.trim_end_matches('=').to_owned(),
         format!("{good}x"),
         format!("x{good}"),
