@@ -210,9 +210,7 @@ pub fn router(state: AppState) -> anyhow::Result<Router> {
     let filter = MethodFilter::try_from(method).context("guard.method is not a routable method")?;
     // The guard is a layer on this one handler: whatever path spelling reaches the handler
     // has passed the guard, and nothing else can reach it.
-    let registration = on(filter, routes::register::register).route_layer(
-        axum::middleware::from_fn_with_state(state.clone(), guard::registration_guard),
-    );
+    let registration = on(filter, routes::register::register).route_layer(guard::layer(&state));
     let timeout = Duration::from_millis(state.settings.api.request_timeout_ms);
     Ok(Router::new()
         .route(&contract.path, registration)
@@ -262,7 +260,11 @@ impl AccessLog {
 
 impl<B> OnResponse<B> for AccessLog {
     fn on_response(self, response: &Response<B>, latency: Duration, span: &tracing::Span) {
-        if response.extensions().get::<guard::Refused>().is_some() {
+        if response
+            .extensions()
+            .get::<tollgate_guard::Refused>()
+            .is_some()
+        {
             return;
         }
         let status = response.status();

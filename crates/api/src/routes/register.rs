@@ -9,9 +9,9 @@ use axum::response::{IntoResponse, Response};
 use crate::domain::{NewUser, RegistrationRequest};
 use crate::error::ApiError;
 use crate::extract::ProblemJson;
-use crate::guard::SignedAt;
 use crate::state::AppState;
 use crate::users::{self, Registered, User};
+use tollgate_guard::Verified;
 
 /// Register a user confirmed in Cognito (the post-confirm Lambda only).
 #[utoipa::path(
@@ -38,12 +38,12 @@ use crate::users::{self, Registered, User};
 )]
 pub async fn register(
     State(state): State<AppState>,
-    Extension(SignedAt(signed_at)): Extension<SignedAt>,
+    Extension(verified): Extension<Verified>,
     ProblemJson(request): ProblemJson<RegistrationRequest>,
 ) -> Result<Response, ApiError> {
     let user = NewUser::parse(request)?;
     let user = &user;
-    let signed_at = i64::try_from(signed_at).unwrap_or(i64::MAX);
+    let signed_at = i64::try_from(verified.signed_at).unwrap_or(i64::MAX);
     let outcome = state
         .db
         .with_fresh_credentials(

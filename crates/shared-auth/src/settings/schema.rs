@@ -78,11 +78,36 @@ pub struct GuardContract {
     pub previous_grace_s: u64,
 }
 
+impl GuardContract {
+    /// A contract for one route in `hmac` mode with every other field at its default: `POST
+    /// path`, the Standard Webhooks headers, 300 s of skew, callers from `allowed_cidrs`, no
+    /// trusted proxy (the TCP peer is the client) and no Secrets Manager id. For a service that
+    /// guards a route of its own with `tollgate-guard`; Tollgate's own components load theirs
+    /// from `deploy/<env>.toml` ([`crate::load`]).
+    pub fn for_route(path: &str, allowed_cidrs: Vec<IpNet>) -> Self {
+        Self {
+            method: defaults::method(),
+            path: path.to_owned(),
+            mode: SigningMode::Hmac,
+            static_header: defaults::static_header(),
+            id_header: defaults::id_header(),
+            timestamp_header: defaults::timestamp_header(),
+            signature_header: defaults::signature_header(),
+            secret_id: String::new(),
+            secret_ttl_s: defaults::secret_ttl_s(),
+            allowed_cidrs,
+            trusted_proxies: Vec::new(),
+            max_skew_s: defaults::max_skew_s(),
+            previous_grace_s: defaults::previous_grace_s(),
+        }
+    }
+}
+
 /// How the sender proves it knows the shared secret.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase", try_from = "String")]
 pub enum SigningMode {
-    /// HMAC-SHA256 over timestamp, method, path and body (see the crate docs).
+    /// Standard Webhooks: HMAC-SHA256 over id, timestamp and body (see the crate docs).
     #[default]
     Hmac,
     /// The secret itself in a header, compared in constant time.
