@@ -292,10 +292,12 @@ fn survey(scope: Scope) -> Vec<Row> {
 /// Where a program was found: the project's environment, or PATH.
 fn describe(path: &Path) -> String {
     let project = cmd::tools_dir();
-    let in_project = std::fs::canonicalize(path)
-        .ok()
-        .zip(std::fs::canonicalize(&project).ok())
-        .is_some_and(|(p, dir)| p.starts_with(dir));
+    // A venv's `python` is a link out of the project: its own path says where it was found.
+    let in_project = path.starts_with(&project)
+        || std::fs::canonicalize(path)
+            .ok()
+            .zip(std::fs::canonicalize(&project).ok())
+            .is_some_and(|(p, dir)| p.starts_with(dir));
     if in_project {
         format!("project environment ({})", path.display())
     } else {
