@@ -145,7 +145,7 @@ impl Loaded {
             if SecretSet::usable(&v.value) {
                 return Some(v);
             }
-            tracing::warn!(stage, version = %v.id, "secret version left out: its value is too short to be a secret");
+            tracing::warn!(stage, version = %v.id, "secret version left out: its value is not a key (too short, or a malformed whsec_ key)");
             println!(
                 "{}",
                 shared_aws::emf::line("api", ("Stage", stage), &[(UNUSABLE_METRIC, 1, "Count")])
@@ -153,7 +153,7 @@ impl Loaded {
             left_out.push(versions::LeftOut {
                 stage,
                 id: v.id,
-                why: "its value is too short to be a secret",
+                why: "its value is not a key (too short, or a malformed whsec_ key)",
             });
             None
         };

@@ -167,7 +167,7 @@ async fn a_pending_version_is_refused_once_no_rotation_can_be_running() {
     assert!(readyz["secret_versions"]["pending"].is_null(), "{readyz}");
 }
 
-/// A staged value too short to be a secret is left out, warned about and counted; it never
+/// A staged value that is no key (here, too short) is left out, warned about and counted; it never
 /// stops a freshly started task from serving the current one.
 #[tokio::test]
 async fn a_malformed_pending_value_is_left_out_and_the_current_one_still_works() {

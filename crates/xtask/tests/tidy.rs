@@ -1133,18 +1133,14 @@ fn one_reader_of_a_secrets_value() {
 /// signs a guarded request itself rather than through `GuardContract::credentials`.
 fn own_signers(files: &[(String, String)]) -> Vec<String> {
     let signs = |code: &str| {
-        [
-            "shared_auth::sign",
-            "shared_auth::string_to_sign",
-            "shared_auth::signing",
-        ]
-        .iter()
-        .any(|path| code.contains(path))
+        ["shared_auth::sign", "shared_auth::signing"]
+            .iter()
+            .any(|path| code.contains(path))
             || code.split("use shared_auth::{").skip(1).any(|group| {
                 let names = group.split('}').next().unwrap_or_default();
                 names
                     .split(|c: char| c == ',' || c.is_whitespace())
-                    .any(|n| matches!(n, "sign" | "string_to_sign" | "signing"))
+                    .any(|n| matches!(n, "sign" | "sign_all" | "signing"))
             })
     };
     offenders(
