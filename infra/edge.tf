@@ -183,29 +183,9 @@ locals {
     "AWSManagedRulesAmazonIpReputationList",
   ]
 
-  # How WAF reads the path before comparing it with the guarded one, in both rules: decoded,
-  # normalised, lower-cased. Matching this broadly over-blocks spellings; the api is the authority.
+  # How WAF reads the path before comparing it with the guarded one (as the guarded route's
+  # module does): decoded, normalised, lower-cased, so no spelling escapes the exclusions.
   guarded_path_transformations = ["URL_DECODE", "NORMALIZE_PATH", "LOWERCASE"]
-  # What shared-auth's verifier accepts (crate docs): unix seconds as 1 to 12 digits, and a
-  # v1 entry (base64 of a 32-byte HMAC) among up to four space-separated entries.
-  timestamp_shape = "^[0-9]{1,12}$"
-  signature_shape = "(^| )v1,[A-Za-z0-9+/]{43}=( |$)"
-}
-
-# static mode: the rule group holding the accepted secret values. Created and kept by
-# `cargo xtask deploy` and the rotation function through the WAF API; read here by name only.
-data "aws_wafv2_rule_group" "guard_secret" {
-  count = var.guard_mode == "static" ? 1 : 0
-  name  = "${local.name}-guard-secret"
-  scope = "REGIONAL"
-}
-
-resource "aws_wafv2_ip_set" "registration" {
-  name               = "${local.name}-registration-sources"
-  description        = "The NAT gateway's Elastic IP and the contract's extra allowed sources"
-  scope              = "REGIONAL"
-  ip_address_version = "IPV4"
-  addresses          = [for c in local.allowed_cidrs : c if !strcontains(c, ":")]
 }
 
 resource "aws_wafv2_web_acl" "this" {
@@ -216,49 +196,28 @@ resource "aws_wafv2_web_acl" "this" {
     allow {}
   }
 
-  # Block the guarded path from any source outside the set, whatever the method (the api
-  # answers 405 to anything but the guarded method, so matching all methods loses nothing).
-  # The path is compared decoded, normalised and lower-cased, exactly: `/users/me` is app
-  # traffic, and other spellings of the path never reach the api's guarded handler anyway.
-  rule {
-    name     = "registration-from-nat-only"
-    priority = 1
-    action {
-      block {}
-    }
-    statement {
-      and_statement {
-        statement {
-          byte_match_statement {
-            search_string         = var.guard_path
-            positional_constraint = "EXACTLY"
-            field_to_match {
-              uri_path {}
-            }
-            dynamic "text_transformation" {
-              for_each = local.guarded_path_transformations
-              content {
-                priority = text_transformation.key
-                type     = text_transformation.value
-              }
-            }
-          }
-        }
-        statement {
-          not_statement {
-            statement {
-              ip_set_reference_statement {
-                arn = aws_wafv2_ip_set.registration.arn
-              }
-            }
-          }
+  # The guarded route's rules (infra/modules/guarded-route): from the allowed sources only,
+  # with a well-formed credential (hmac: the Standard Webhooks headers' shape; static: an
+  # accepted value, through the rule group xtask and the rotation function keep). First, so
+  # nothing below can decide the guarded path before them.
+  dynamic "rule" {
+    for_each = module.registration.web_acl_rule_groups
+    content {
+      name     = rule.value.name
+      priority = 1 + rule.key
+      override_action {
+        none {}
+      }
+      statement {
+        rule_group_reference_statement {
+          arn = rule.value.arn
         }
       }
-    }
-    visibility_config {
-      cloudwatch_metrics_enabled = true
-      metric_name                = "${local.name}-registration-blocked"
-      sampled_requests_enabled   = false
+      visibility_config {
+        cloudwatch_metrics_enabled = true
+        metric_name                = rule.value.name
+        sampled_requests_enabled   = false
+      }
     }
   }
 
@@ -268,7 +227,7 @@ resource "aws_wafv2_web_acl" "this" {
   # is closed to every other source by the rule above anyway.
   rule {
     name     = "app-rate-limit"
-    priority = 2
+    priority = 5
     action {
       block {}
     }
@@ -302,104 +261,6 @@ resource "aws_wafv2_web_acl" "this" {
       cloudwatch_metrics_enabled = true
       metric_name                = "${local.name}-app-rate"
       sampled_requests_enabled   = false
-    }
-  }
-
-  # The credential at the edge too (the api verifies it fully). static: the header must be an
-  # accepted secret version, checked by the rule group xtask and the rotation function keep
-  # in step with Secrets Manager; referenced here by name, so no value is in this state.
-  dynamic "rule" {
-    for_each = var.guard_mode == "static" ? [1] : []
-    content {
-      name     = "registration-secret"
-      priority = 3
-      override_action {
-        none {}
-      }
-      statement {
-        rule_group_reference_statement {
-          arn = data.aws_wafv2_rule_group.guard_secret[0].arn
-        }
-      }
-      visibility_config {
-        cloudwatch_metrics_enabled = true
-        metric_name                = "${local.name}-registration-secret"
-        sampled_requests_enabled   = false
-      }
-    }
-  }
-
-  # hmac (Standard Webhooks): the timestamp must be plain unix seconds and the signature
-  # header must hold a well-formed `v1,` entry; anything else is refused before the ALB.
-  dynamic "rule" {
-    for_each = var.guard_mode == "hmac" ? [1] : []
-    content {
-      name     = "registration-signature-shape"
-      priority = 3
-      action {
-        block {}
-      }
-      statement {
-        and_statement {
-          statement {
-            byte_match_statement {
-              search_string         = var.guard_path
-              positional_constraint = "EXACTLY"
-              field_to_match {
-                uri_path {}
-              }
-              dynamic "text_transformation" {
-                for_each = local.guarded_path_transformations
-                content {
-                  priority = text_transformation.key
-                  type     = text_transformation.value
-                }
-              }
-            }
-          }
-          statement {
-            not_statement {
-              statement {
-                and_statement {
-                  statement {
-                    regex_match_statement {
-                      regex_string = local.timestamp_shape
-                      field_to_match {
-                        single_header {
-                          name = var.guard_timestamp_header
-                        }
-                      }
-                      text_transformation {
-                        priority = 0
-                        type     = "NONE"
-                      }
-                    }
-                  }
-                  statement {
-                    regex_match_statement {
-                      regex_string = local.signature_shape
-                      field_to_match {
-                        single_header {
-                          name = var.guard_signature_header
-                        }
-                      }
-                      text_transformation {
-                        priority = 0
-                        type     = "NONE"
-                      }
-                    }
-                  }
-                }
-              }
-            }
-          }
-        }
-      }
-      visibility_config {
-        cloudwatch_metrics_enabled = true
-        metric_name                = "${local.name}-registration-signature-shape"
-        sampled_requests_enabled   = false
-      }
     }
   }
 

@@ -25,7 +25,7 @@ output "jwt_issuer" {
 
 output "guard_secret_arn" {
   description = "ARN of the guard secret (versions written by cargo xtask)."
-  value       = aws_secretsmanager_secret.guard.arn
+  value       = module.registration.secret_arn
 }
 
 output "ecr_repository_url" {
@@ -60,12 +60,12 @@ output "web_acl_name" {
 
 output "ip_set_id" {
   description = "The WAF IP set of allowed registration sources."
-  value       = aws_wafv2_ip_set.registration.id
+  value       = module.registration.ip_set.id
 }
 
 output "ip_set_name" {
   description = "Name of the WAF IP set."
-  value       = aws_wafv2_ip_set.registration.name
+  value       = module.registration.ip_set.name
 }
 
 output "private_subnet_ids" {

@@ -3,7 +3,7 @@
 data "aws_iam_policy_document" "post_confirm_secret" {
   statement {
     actions   = ["secretsmanager:GetSecretValue"]
-    resources = [aws_secretsmanager_secret.guard.arn]
+    resources = [module.registration.secret_arn]
   }
 }
 

@@ -3,19 +3,6 @@
 # will use it, and asks every running api task directly (its private address, from ECS)
 # whether it holds the version. Secrets Manager runs its four steps on a schedule.
 
-data "aws_iam_policy_document" "rotation_secret" {
-  statement {
-    sid = "RotateTheGuardSecretOnly"
-    actions = [
-      "secretsmanager:DescribeSecret",
-      "secretsmanager:GetSecretValue",
-      "secretsmanager:PutSecretValue",
-      "secretsmanager:UpdateSecretVersionStage",
-    ]
-    resources = [aws_secretsmanager_secret.guard.arn]
-  }
-}
-
 # Where the api's tasks are: the service's task list and each task's private address.
 data "aws_iam_policy_document" "rotation_tasks" {
   statement {
@@ -80,42 +67,6 @@ resource "aws_security_group_rule" "api_from_rotation" {
   protocol                 = "tcp"
 }
 
-resource "aws_iam_role_policy" "rotation_secret" {
-  name   = "rotate-guard-secret"
-  role   = data.aws_iam_role.rotation.id
-  policy = data.aws_iam_policy_document.rotation_secret.json
-}
-
-# static mode: the function keeps the WAF's rule group in step with the secret's versions. It
-# writes the group whole (UpdateRuleGroup, with the lock token ListRuleGroups gives) and never
-# reads its rules, which hold the secret: GetRuleGroup on the group is denied outright.
-data "aws_iam_policy_document" "rotation_waf" {
-  count = var.guard_mode == "static" ? 1 : 0
-  statement {
-    sid       = "FindTheGuardRuleGroup"
-    actions   = ["wafv2:ListRuleGroups"]
-    resources = ["*"]
-  }
-  statement {
-    sid       = "WriteTheGuardRuleGroup"
-    actions   = ["wafv2:UpdateRuleGroup"]
-    resources = [data.aws_wafv2_rule_group.guard_secret[0].arn]
-  }
-  statement {
-    sid       = "NeverReadTheSecretBack"
-    effect    = "Deny"
-    actions   = ["wafv2:GetRuleGroup"]
-    resources = [data.aws_wafv2_rule_group.guard_secret[0].arn]
-  }
-}
-
-resource "aws_iam_role_policy" "rotation_waf" {
-  count  = var.guard_mode == "static" ? 1 : 0
-  name   = "keep-guard-rule-group"
-  role   = data.aws_iam_role.rotation.id
-  policy = data.aws_iam_policy_document.rotation_waf[0].json
-}
-
 resource "aws_cloudwatch_log_group" "rotation" {
   #checkov:skip=CKV_AWS_338:retention is per environment (deploy.log_retention_days; 365 in production)
   #checkov:skip=CKV_AWS_158:encrypted at rest with the AWS-owned key; the function logs version ids, never values
@@ -152,38 +103,8 @@ resource "aws_lambda_function" "rotation" {
         TOLLGATE_ROTATION_ECS_SERVICE = aws_ecs_service.api.name
         TOLLGATE_ROTATION_API_PORT    = tostring(var.api_port)
       },
-      var.guard_mode == "static" ? { TOLLGATE_GUARD_RULE_GROUP_ARN = data.aws_wafv2_rule_group.guard_secret[0].arn } : {},
+      var.guard_mode == "static" ? { TOLLGATE_GUARD_RULE_GROUP_ARN = module.registration.static_rule_group_arn } : {},
     )
   }
   depends_on = [aws_cloudwatch_log_group.rotation, aws_iam_role_policy.rotation_tasks]
-}
-
-resource "aws_lambda_permission" "secrets_manager" {
-  statement_id  = "AllowSecretsManagerRotation"
-  action        = "lambda:InvokeFunction"
-  function_name = aws_lambda_function.rotation.function_name
-  principal     = "secretsmanager.amazonaws.com"
-  source_arn    = aws_secretsmanager_secret.guard.arn
-}
-
-# The schedule. Attaching it does not rotate at once (rotate_immediately = false): Secrets
-# Manager only runs testSecret, which proves the function reaches the api with the current
-# version, through https://<domain_name>. So it attaches only once that name reaches this
-# stack's ALB: after the stack's alias record with a hosted zone; without one, on the deploy
-# after the name was pointed by hand (xtask passes name_points_at_alb; README, Deploying).
-# Not attached when secret_rotation_days = 0 (local: moto's RotateSecret would try to invoke
-# the function and cannot).
-locals {
-  rotation_attached = var.secret_rotation_days > 0 && (var.hosted_zone_id != null || var.name_points_at_alb)
-}
-
-resource "aws_secretsmanager_secret_rotation" "guard" {
-  count               = local.rotation_attached ? 1 : 0
-  secret_id           = aws_secretsmanager_secret.guard.id
-  rotation_lambda_arn = aws_lambda_function.rotation.arn
-  rotate_immediately  = false
-  rotation_rules {
-    automatically_after_days = var.secret_rotation_days
-  }
-  depends_on = [aws_lambda_permission.secrets_manager, aws_ecs_service.api, aws_route53_record.api]
 }

@@ -1,14 +1,3 @@
-# The guard secret's shell only: `cargo xtask deploy` writes the first version and the rotation
-# function (rotate_secret.tf) every later one, so the value never enters Terraform state.
-
-resource "aws_secretsmanager_secret" "guard" {
-  #checkov:skip=CKV_AWS_149:encrypted with the account's aws/secretsmanager key; a CMK adds key policy for every reader
-  #checkov:skip=CKV2_AWS_57:rotated by infra/rotate_secret.tf (aws_secretsmanager_secret_rotation), which checkov does not link when its count is per environment
-  name                    = var.guard_secret_name
-  description             = "Shared secret between post-confirm and the api's POST /user (first version by cargo xtask, then the rotation function)"
-  recovery_window_in_days = var.deletion_protection ? 30 : 0
-}
-
 # The api's serving credentials, JSON {"username","password"} as RDS stores them: the shell
 # only. `cargo xtask deploy` writes the first version before any task starts (both names come
 # from xtask, which needs them before this stack has outputs); the api, migrating at start as

@@ -33,7 +33,7 @@ data "aws_iam_policy_document" "api_task" {
   statement {
     actions = ["secretsmanager:GetSecretValue"]
     resources = [
-      aws_secretsmanager_secret.guard.arn,
+      module.registration.secret_arn,
       aws_secretsmanager_secret.db_app.arn,
     ]
   }

@@ -99,7 +99,7 @@ run "the_migration_task_carries_the_whole_contract" {
 run "with_a_zone_the_rotation_schedule_attaches" {
   command = plan
   assert {
-    condition     = length(aws_secretsmanager_secret_rotation.guard) == 1
+    condition     = module.registration.rotation_attached
     error_message = "a stack with its own alias record must attach the schedule"
   }
 }
@@ -111,7 +111,7 @@ run "without_a_zone_the_rotation_waits_for_the_name" {
     certificate_arn = "arn:aws:acm:ap-northeast-1:123456789012:certificate/0b0b0b0b-0000-4000-8000-000000000000"
   }
   assert {
-    condition     = length(aws_secretsmanager_secret_rotation.guard) == 0
+    condition     = !module.registration.rotation_attached
     error_message = "the schedule attached before the name leads to the ALB"
   }
 }
@@ -124,7 +124,7 @@ run "without_a_zone_the_rotation_attaches_once_the_name_leads_to_the_alb" {
     name_points_at_alb = true
   }
   assert {
-    condition     = length(aws_secretsmanager_secret_rotation.guard) == 1
+    condition     = module.registration.rotation_attached
     error_message = "the schedule must attach once the name leads to the ALB"
   }
 }

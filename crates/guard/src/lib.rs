@@ -34,7 +34,7 @@
 //!
 //! | layer | stops | where |
 //! |---|---|---|
-//! | WAF IP set | every request to the route from anywhere but the caller's fixed egress address; and cheaply, before the server | the edge (Tollgate's `infra/edge.tf`) |
+//! | WAF IP set | every request to the route from anywhere but the caller's fixed egress address; and cheaply, before the server | the edge (the Terraform module `infra/modules/guarded-route`, which also makes the key's secret and wires its rotation) |
 //! | source allowlist | the same, re-checked here, in case the edge is misconfigured or bypassed; the client is read from `X-Forwarded-For` from the right, through [`trusted_proxies`](GuardContract::trusted_proxies) only, so a forged left-most entry counts for nothing | this layer |
 //! | signature | any request not made by a key holder: a forged or altered body, id or time, a request to this route signed for another body | this layer |
 //! | replay window | a captured request replayed later than [`max_skew_s`](GuardContract::max_skew_s) after it was signed | this layer |

@@ -630,7 +630,9 @@ fn assert_the_stack_roles_hold_no_more_than_their_jobs(bootstrap: &serde_json::V
         );
         let policies = stack
             .iter()
-            .filter(|(a, r)| a.starts_with("aws_iam_role_policy.") && r["role"] == name.as_str())
+            .filter(|(a, r)| {
+                opskit::state::is(a, "aws_iam_role_policy") && r["role"] == name.as_str()
+            })
             .map(|(_, r)| document(r["policy"].as_str().expect("policy")))
             .collect();
         Identity {
@@ -686,7 +688,7 @@ fn assert_the_stack_roles_hold_no_more_than_their_jobs(bootstrap: &serde_json::V
         .expect("the master secret")
         .to_owned();
     let (guard, login) = (
-        arn("aws_secretsmanager_secret.guard", "arn"),
+        arn("module.registration.aws_secretsmanager_secret.key", "arn"),
         arn("aws_secretsmanager_secret.db_app", "arn"),
     );
     let read = |secret: &str| {

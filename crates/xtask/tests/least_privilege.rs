@@ -55,7 +55,7 @@ fn deploy_role(all: &BTreeMap<String, Value>, env: &str) -> Identity {
     assert_eq!(role["name"], format!("tollgate-{env}-github-deploy"));
     let managed: Vec<&str> = all
         .iter()
-        .filter(|(address, _)| address.starts_with("aws_iam_role_policy_attachment."))
+        .filter(|(address, _)| opskit::state::is(address, "aws_iam_role_policy_attachment"))
         .filter(|(_, a)| a["role"] == role["name"])
         .filter_map(|(_, a)| a["policy_arn"].as_str())
         .collect();

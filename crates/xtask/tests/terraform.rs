@@ -146,6 +146,26 @@ fn the_stack_renders_what_aws_accepts() {
     });
 }
 
+/// `infra/modules/guarded-route/tests/*.tftest.hcl`: what the guarded route's module renders
+/// on its own, as a caller elsewhere would use it (both modes, the sources WAF can hold, when
+/// the schedule attaches, a static mode without its rule group refused).
+#[test]
+fn the_guarded_route_module_renders_what_aws_accepts() {
+    let module = infra().join("modules/guarded-route");
+    validate(&module, "guarded-route", |dir| {
+        copy_tree(&module.join("tests"), &dir.join("tests"));
+        let out = terraform(dir, &["test", "-no-color"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "terraform test failed:\n{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let passed = text.lines().filter(|l| l.ends_with("... pass")).count();
+        assert!(passed >= 5, "fewer runs than written passed:\n{text}");
+    });
+}
+
 fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("create folder");
     for entry in std::fs::read_dir(from).expect("read folder") {
@@ -184,6 +204,10 @@ fn validate(module: &Path, name: &str, more: impl FnOnce(&Path)) {
         if path.extension().is_some_and(|e| e == "tf") {
             std::fs::copy(&path, dir.join(path.file_name().expect("name"))).expect("copy");
         }
+    }
+    // The module's own modules (`./modules/…`), as `cargo xtask deploy` copies them.
+    if module.join("modules").is_dir() {
+        copy_tree(&module.join("modules"), &dir.join("modules"));
     }
     let workflows = scratch.join(".github/workflows");
     std::fs::create_dir_all(&workflows).expect("workflows dir");

@@ -118,7 +118,12 @@ async fn rows(world: &World) -> Result<Vec<Row>> {
         let what: Vec<String> = extra.iter().map(|(k, v)| format!("{k}: {v}")).collect();
         rows.push(Row::check(
             "WAF: signed, from the internet",
-            answer.status == 403 && answer.waf_rule.is_some() && stored == 0,
+            answer.status == 403
+                && answer
+                    .waf_rule
+                    .as_deref()
+                    .is_some_and(|r| r.ends_with("-registration-route/from-allowed-sources"))
+                && stored == 0,
             format!(
                 "{from}{}: {}, {stored} row",
                 if what.is_empty() {
@@ -152,7 +157,10 @@ async fn shape(world: &World, contract: &GuardContract) -> Result<Row> {
         .remove(0);
     Ok(Row::check(
         "WAF: credential's shape",
-        answer.waf_rule.as_deref() == Some("registration-signature-shape"),
+        answer
+            .waf_rule
+            .as_deref()
+            .is_some_and(|r| r.ends_with("-registration-route/signature-shape")),
         format!(
             "from the NAT without `{}`: {}",
             contract.timestamp_header,

@@ -14,6 +14,15 @@ use serde_json::Value;
 
 use super::world::{Deployed, Row};
 
+/// The IAM resources a role's identity is made of, wherever they are declared (the guarded
+/// route's module writes the rotation role's policies).
+const IAM_KINDS: [&str; 4] = [
+    "aws_iam_role",
+    "aws_iam_policy",
+    "aws_iam_role_policy",
+    "aws_iam_role_policy_attachment",
+];
+
 /// Every role of the stack by ARN, as IAM would evaluate it: the roles, their boundary and
 /// their managed policies from the bootstrap's state, their inline policies from the stack's.
 struct Roles {
@@ -28,11 +37,11 @@ impl Roles {
             .iter()
             .map(|(a, r)| (a.clone(), r.clone()))
             .chain(crate::iam::resources(&deployed.bootstrap))
-            .filter(|(a, _)| a.starts_with("aws_iam_"))
+            .filter(|(a, _)| IAM_KINDS.iter().any(|k| opskit::state::is(a, k)))
             .collect();
         let mut managed = BTreeMap::new();
         for (address, r) in &iam {
-            if !address.starts_with("aws_iam_role_policy_attachment.") {
+            if !opskit::state::is(address, "aws_iam_role_policy_attachment") {
                 continue;
             }
             let arn = r["policy_arn"]
@@ -50,7 +59,7 @@ impl Roles {
         let (_, role) = self
             .iam
             .iter()
-            .find(|(a, r)| a.starts_with("aws_iam_role.") && r["arn"] == arn)
+            .find(|(a, r)| opskit::state::is(a, "aws_iam_role") && r["arn"] == arn)
             .with_context(|| format!("no role {arn} in the state"))?;
         let name = role["name"]
             .as_str()
@@ -61,9 +70,9 @@ impl Roles {
             if r["role"] != name.as_str() {
                 continue;
             }
-            if address.starts_with("aws_iam_role_policy.") {
+            if opskit::state::is(address, "aws_iam_role_policy") {
                 policies.push(document(r["policy"].as_str().context("an inline policy")?));
-            } else if address.starts_with("aws_iam_role_policy_attachment.") {
+            } else if opskit::state::is(address, "aws_iam_role_policy_attachment") {
                 let arn = r["policy_arn"].as_str().unwrap_or_default();
                 policies.push(self.managed[arn].clone());
             }

@@ -1020,7 +1020,8 @@ impl World {
     }
 
     pub fn guard_secret_arn(&self) -> Result<String> {
-        self.deployed.attr("aws_secretsmanager_secret.guard", "arn")
+        self.deployed
+            .attr("module.registration.aws_secretsmanager_secret.key", "arn")
     }
 
     /// The version holding `AWSCURRENT`.

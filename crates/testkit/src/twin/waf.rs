@@ -435,7 +435,15 @@ pub async fn read(endpoint: &str, region: &str, name: &str) -> Result<WebAcl> {
     let mut rule_groups = HashMap::new();
     let mut arns = BTreeMap::new();
     collect_arns(&acl["Rules"], &mut arns);
-    for (arn, kind) in arns {
+    // A rule group's rules name IP sets of their own (the guarded route's module): read
+    // whatever is named, the ACL's first, then what each group read back names.
+    let mut read = std::collections::BTreeSet::new();
+    while let Some((arn, kind)) = arns
+        .iter()
+        .find(|(arn, _)| !read.contains(*arn))
+        .map(|(a, k)| (a.clone(), *k))
+    {
+        read.insert(arn.clone());
         // arn:aws:wafv2:<region>:<account>:regional/<kind>/<name>/<id>
         let parts: Vec<&str> = arn.rsplit('/').take(2).collect();
         let [id, name] = parts.as_slice() else {
@@ -469,6 +477,7 @@ pub async fn read(endpoint: &str, region: &str, name: &str) -> Result<WebAcl> {
                 .cloned()
                 .unwrap_or_default();
             rules.sort_by_key(|r| r["Priority"].as_i64().unwrap_or(i64::MAX));
+            collect_arns(&Value::Array(rules.clone()), &mut arns);
             rule_groups.insert(arn.clone(), rules);
         }
     }
@@ -532,32 +541,55 @@ mod tests {
         }})
     }
 
-    /// The stack's web ACL as moto returns it (rules out of priority order).
-    fn acl() -> WebAcl {
+    const ROUTE: &str = "arn:aws:wafv2:ap-northeast-1:1:regional/rulegroup/route/1";
+
+    /// The stack's web ACL as moto returns it (rules out of priority order), the guarded
+    /// route's rules in their rule group (infra/modules/guarded-route), referred to with the
+    /// override action `route_override`.
+    fn acl_with(route_override: Value) -> WebAcl {
         let doc = json!({
             "Name": "tollgate-staging", "DefaultAction": {"Allow": {}},
             "Rules": [
-                {"Name": "app-rate-limit", "Priority": 2, "Action": {"Block": {}}, "Statement": {"RateBasedStatement": {
+                {"Name": "app-rate-limit", "Priority": 5, "Action": {"Block": {}}, "Statement": {"RateBasedStatement": {
                     "Limit": 100, "EvaluationWindowSec": 300, "AggregateKeyType": "IP",
                     "ScopeDownStatement": {"NotStatement": {"Statement": path_match("EXACTLY")}}}}},
-                {"Name": "registration-from-nat-only", "Priority": 1, "Action": {"Block": {}}, "Statement": {"AndStatement": {"Statements": [
-                    path_match("EXACTLY"),
-                    {"NotStatement": {"Statement": {"IPSetReferenceStatement": {"ARN": SET}}}}]}}},
-                {"Name": "registration-signature-shape", "Priority": 3, "Action": {"Block": {}}, "Statement": {"AndStatement": {"Statements": [
-                    path_match("EXACTLY"),
-                    {"NotStatement": {"Statement": {"RegexMatchStatement": {"RegexString": "^[0-9]{1,12}$", "FieldToMatch": {"SingleHeader": {"Name": "Webhook-Timestamp"}}, "TextTransformations": [{"Priority": 0, "Type": "NONE"}]}}}}]}}},
+                {"Name": "route", "Priority": 1, "OverrideAction": route_override, "Statement": {"RuleGroupReferenceStatement": {"ARN": ROUTE}}},
                 {"Name": "AWSManagedRulesCommonRuleSet", "Priority": 10, "OverrideAction": {"Count": {}}, "Statement": {"ManagedRuleGroupStatement": {"VendorName": "AWS", "Name": "AWSManagedRulesCommonRuleSet"}}}
             ]
         });
+        let route = vec![
+            json!({"Name": "from-allowed-sources", "Priority": 1, "Action": {"Block": {}}, "Statement": {"AndStatement": {"Statements": [
+                path_match("EXACTLY"),
+                {"NotStatement": {"Statement": {"IPSetReferenceStatement": {"ARN": SET}}}}]}}}),
+            json!({"Name": "signature-shape", "Priority": 2, "Action": {"Block": {}}, "Statement": {"AndStatement": {"Statements": [
+                path_match("EXACTLY"),
+                {"NotStatement": {"Statement": {"RegexMatchStatement": {"RegexString": "^[0-9]{1,12}$", "FieldToMatch": {"SingleHeader": {"Name": "Webhook-Timestamp"}}, "TextTransformations": [{"Priority": 0, "Type": "NONE"}]}}}}]}}}),
+        ];
         WebAcl::new(
             &doc,
             HashMap::from([(
                 SET.to_owned(),
                 vec![format!("{NAT}/32").parse().expect("net")],
             )]),
-            HashMap::new(),
+            HashMap::from([(ROUTE.to_owned(), route)]),
         )
         .expect("acl")
+    }
+
+    fn acl() -> WebAcl {
+        acl_with(json!({"None": {}}))
+    }
+
+    /// A reference WAF only counts decides nothing: the guarded path passes from anywhere.
+    #[test]
+    fn a_counted_rule_group_blocks_nothing() {
+        let counted = acl_with(json!({"Count": {}}));
+        let outsider = request("POST", "/user", "198.51.100.66", &[]);
+        assert_eq!(counted.evaluate(&outsider), Verdict::Allow);
+        assert_eq!(
+            acl().evaluate(&outsider),
+            Verdict::Block("route/from-allowed-sources".into())
+        );
     }
 
     fn request(method: &str, uri: &str, client: &str, headers: &[(&str, &str)]) -> Request {
@@ -587,7 +619,7 @@ mod tests {
         ] {
             assert_eq!(
                 acl.evaluate(&request("POST", uri, "198.51.100.66", &stamp)),
-                Verdict::Block("registration-from-nat-only".into()),
+                Verdict::Block("route/from-allowed-sources".into()),
                 "{uri}"
             );
             assert_eq!(
@@ -606,7 +638,7 @@ mod tests {
     #[test]
     fn the_signature_headers_must_have_their_shape_even_from_the_nat() {
         let acl = acl();
-        let blocked = Verdict::Block("registration-signature-shape".into());
+        let blocked = Verdict::Block("route/signature-shape".into());
         assert_eq!(acl.evaluate(&request("POST", "/user", NAT, &[])), blocked);
         assert_eq!(
             acl.evaluate(&request(

@@ -131,11 +131,39 @@ fn copy_stack(dir: &Path) -> Result<()> {
             std::fs::copy(&path, dir.join(name))?;
         }
     }
+    // The stack's own modules (`source = "./modules/…"`), whole: a module removed from infra/
+    // must not linger in the folder.
+    let modules = dir.join("modules");
+    if modules.exists() {
+        std::fs::remove_dir_all(&modules)?;
+    }
+    copy_modules(&workspace_root().join("infra").join("modules"), &modules)?;
     // The provider hashes, when the provider-lock workflow has committed them: init then
     // refuses a provider package whose hash differs.
     let lock = workspace_root().join("infra").join(LOCK_FILE);
     if lock.is_file() {
         std::fs::copy(&lock, dir.join(LOCK_FILE))?;
+    }
+    Ok(())
+}
+
+/// Every module's `*.tf` under `from`, folder by folder; a module's own `tests/` stay behind
+/// (they are `terraform test`'s, run by the stack's tests, never by a deploy).
+fn copy_modules(from: &Path, to: &Path) -> Result<()> {
+    if !from.is_dir() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let path = entry?.path();
+        let Some(name) = path.file_name() else {
+            continue;
+        };
+        if path.is_dir() && name != "tests" {
+            copy_modules(&path, &to.join(name))?;
+        } else if path.extension().is_some_and(|e| e == "tf") {
+            std::fs::copy(&path, to.join(name))?;
+        }
     }
     Ok(())
 }

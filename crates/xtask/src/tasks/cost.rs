@@ -298,6 +298,8 @@ fn shape(settings: &Settings, measured: &Measured) -> Result<Shape> {
     let edge = read("edge.tf")?;
     let azs = 2; // infra/locals.tf: the first two of the region's zones
     let web_acl = block(&edge, "resource \"aws_wafv2_web_acl\"");
+    let route = read("modules/guarded-route/main.tf")?;
+    let route_rules = block(&route, "resource \"aws_wafv2_rule_group\"");
     Ok(Shape {
         region: settings
             .aws
@@ -318,7 +320,11 @@ fn shape(settings: &Settings, measured: &Measured) -> Result<Shape> {
         db_storage_gb: number_after(&read("data.tf")?, "allocated_storage")?,
         // The guard's and the database master's (RDS-managed) secret.
         secrets: 2,
-        waf_rules: web_acl.lines().filter(|l| l.trim() == "rule {").count() as u32,
+        // The web ACL's own rules and the guarded route's (its module's rule group).
+        waf_rules: [web_acl, route_rules]
+            .iter()
+            .map(|b| b.lines().filter(|l| l.trim() == "rule {").count() as u32)
+            .sum(),
         alarms: read("alarms.tf")?
             .matches("resource \"aws_cloudwatch_metric_alarm\"")
             .count() as u32,

@@ -196,7 +196,10 @@ async fn before_the_stack(settings: &Settings, dir: &std::path::Path, yes: bool)
         missing.push(("aws_ecr_repository.api", "the image repository"));
     }
     if !secret_exists(&sm, &settings.guard.secret_id).await? {
-        missing.push(("aws_secretsmanager_secret.guard", "the guard secret"));
+        missing.push((
+            "module.registration.aws_secretsmanager_secret.key",
+            "the guard secret",
+        ));
     }
     if !secret_exists(&sm, &login_secret).await? {
         missing.push(("aws_secretsmanager_secret.db_app", "the api's login secret"));

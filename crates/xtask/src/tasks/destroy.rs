@@ -18,7 +18,7 @@ const PROTECTED: [&str; 7] = [
     "aws_db_instance.this",
     "aws_lb.this",
     "aws_cognito_user_pool.this",
-    "aws_secretsmanager_secret.guard",
+    "module.registration.aws_secretsmanager_secret.key",
     "aws_secretsmanager_secret.db_app",
     "aws_s3_bucket.alb_logs",
     "aws_ecr_repository.api",

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use anyhow::{Context, Result, bail};
 use aws_config::SdkConfig;
 use aws_sdk_secretsmanager::operation::describe_secret::DescribeSecretOutput as SecretDescription;
-use aws_sdk_wafv2::types::{Scope, Statement, TextTransformationType};
+use aws_sdk_wafv2::types::{Rule, RuleGroup, Scope, Statement, TextTransformationType};
 use opskit::aws::AwsContext;
 use shared_auth::GuardContract;
 
@@ -44,7 +44,10 @@ impl Edge<'_> {
             .aws("WAF")?
             .web_acl
             .context("WAF returned no web ACL")?;
-        let rules = acl.rules();
+        let groups = referenced_groups(&waf, acl.rules()).await?;
+        // What WAF decides the path with: the ACL's rules, each referenced group's in its place.
+        let effective = effective_rules(acl.rules(), &groups);
+        let rules = effective.as_slice();
         report.record(
             "WAF blocks the guarded path from other sources",
             waf_rule_ok(rules, path, &ip_set_arn),
@@ -62,9 +65,12 @@ impl Edge<'_> {
                 "WAF checks the credential's shape ({} mode)",
                 self.contract.mode
             ),
-            self.credential(&waf, rules).await,
+            self.credential(rules, &groups),
         );
-        report.record("WAF keeps no sampled requests", no_sampled_requests(&acl));
+        report.record(
+            "WAF keeps no sampled requests",
+            no_sampled_requests(&acl, rules),
+        );
         report.record(
             "WAF logs redact every credential header",
             self.log_redaction(&waf, acl.arn()).await,
@@ -132,48 +138,26 @@ impl Edge<'_> {
     }
 
     /// The web ACL's credential rule for the contract's mode.
-    async fn credential(
-        &self,
-        waf: &aws_sdk_wafv2::Client,
-        rules: &[aws_sdk_wafv2::types::Rule],
-    ) -> Result<String> {
+    fn credential(&self, rules: &[Rule], groups: &[Referenced]) -> Result<String> {
         match self.contract.mode {
-            shared_auth::SigningMode::Static => self.secret_rule_group(waf, rules).await,
+            shared_auth::SigningMode::Static => self.secret_rule_group(groups),
             shared_auth::SigningMode::Hmac => signature_shape(rules, self.contract),
         }
     }
 
     /// `static`: a reference to the rule group xtask and the rotation function keep, accepting
     /// exactly the secret's versions (ids from its description, one header match per id).
-    async fn secret_rule_group(
-        &self,
-        waf: &aws_sdk_wafv2::Client,
-        rules: &[aws_sdk_wafv2::types::Rule],
-    ) -> Result<String> {
+    fn secret_rule_group(&self, groups: &[Referenced]) -> Result<String> {
         let (env, secret) = (self.env, self.secret);
-        let arn = rules
-            .iter()
-            .find_map(|r| {
-                r.statement()
-                    .and_then(|s| s.rule_group_reference_statement())
-                    .map(|g| g.arn().to_owned())
-            })
-            .context("no rule refers to the secret's rule group")?;
-        let group = waf
-            .get_rule_group()
-            .arn(&arn)
-            .send()
-            .await
-            .aws("WAF")?
-            .rule_group
-            .context("empty rule group")?;
         let expected_name = shared_aws::waf::rule_group_name(env);
-        if group.name() != expected_name {
-            bail!(
-                "the web ACL refers to `{}`, not `{expected_name}`",
-                group.name()
-            );
-        }
+        let group = match groups.iter().find(|g| g.group.name() == expected_name) {
+            Some(g) if !g.counted => &g.group,
+            Some(_) => bail!("the web ACL only counts `{expected_name}`"),
+            None => bail!(
+                "the web ACL refers to {:?}, not `{expected_name}`",
+                groups.iter().map(|g| g.group.name()).collect::<Vec<_>>()
+            ),
+        };
         let ids = shared_aws::waf::accepted_ids(group.description().unwrap_or_default());
         let described = described(secret)?;
         let held: BTreeSet<String> = shared_aws::versions::Stages::of(described)
@@ -200,18 +184,75 @@ impl Edge<'_> {
     }
 }
 
+/// A rule group the web ACL refers to, as WAF holds it, and whether the reference only counts.
+pub(super) struct Referenced {
+    /// The ACL's rule that refers to it.
+    pub rule: String,
+    pub counted: bool,
+    pub group: RuleGroup,
+}
+
+/// Every rule group the web ACL's rules refer to, read back.
+async fn referenced_groups(waf: &aws_sdk_wafv2::Client, rules: &[Rule]) -> Result<Vec<Referenced>> {
+    let mut groups = Vec::new();
+    for rule in rules {
+        let Some(reference) = rule
+            .statement()
+            .and_then(|s| s.rule_group_reference_statement())
+        else {
+            continue;
+        };
+        let group = waf
+            .get_rule_group()
+            .arn(reference.arn())
+            .send()
+            .await
+            .aws("WAF")?
+            .rule_group
+            .with_context(|| format!("WAF returned no rule group for `{}`", rule.name()))?;
+        groups.push(Referenced {
+            rule: rule.name().to_owned(),
+            counted: rule.override_action().is_some_and(|o| o.count().is_some()),
+            group,
+        });
+    }
+    Ok(groups)
+}
+
+/// The rules WAF evaluates, in the web ACL's order: a reference to a rule group is replaced
+/// by the group's rules (named `<acl rule>/<group rule>`), a counted reference by nothing (its
+/// blocks decide nothing), a reference to a group not read back is kept as it is.
+fn effective_rules(rules: &[Rule], groups: &[Referenced]) -> Vec<Rule> {
+    let mut ordered: Vec<&Rule> = rules.iter().collect();
+    ordered.sort_by_key(|r| r.priority());
+    let mut effective = Vec::new();
+    for rule in ordered {
+        let Some(group) = groups.iter().find(|g| g.rule == rule.name()) else {
+            effective.push(rule.clone());
+            continue;
+        };
+        if group.counted {
+            continue;
+        }
+        let mut inner: Vec<Rule> = group.group.rules().to_vec();
+        inner.sort_by_key(|r| r.priority());
+        for mut r in inner {
+            r.name = format!("{}/{}", rule.name(), r.name());
+            effective.push(r);
+        }
+    }
+    effective
+}
+
 /// `hmac`: a block of the guarded path unless both the timestamp and signature headers match
-/// their shapes.
-fn signature_shape(
-    rules: &[aws_sdk_wafv2::types::Rule],
-    contract: &GuardContract,
-) -> Result<String> {
+/// their shapes (the guarded route module's `signature-shape`, wherever the ACL refers to it).
+fn signature_shape(rules: &[Rule], contract: &GuardContract) -> Result<String> {
     let rule = rules
         .iter()
-        .find(|r| r.name() == "registration-signature-shape")
-        .context("no registration-signature-shape rule")?;
+        .find(|r| r.name() == "signature-shape" || r.name().ends_with("/signature-shape"))
+        .context("no signature-shape rule")?;
     if rule.action().and_then(|a| a.block()).is_none() {
-        bail!("registration-signature-shape does not block");
+        bail!("`{}` does not block", rule.name());
     }
     let shapes: Vec<(String, String)> = rule
         .statement()
@@ -265,16 +306,19 @@ fn redaction_covers(redacted: &[String], needed: &[String]) -> Result<String> {
 
 /// Sampled requests keep headers unredacted: none may be kept, by the web ACL's default
 /// action or by any rule.
-fn no_sampled_requests(acl: &aws_sdk_wafv2::types::WebAcl) -> Result<String> {
+fn no_sampled_requests(acl: &aws_sdk_wafv2::types::WebAcl, effective: &[Rule]) -> Result<String> {
     let mut sampling: Vec<&str> = acl
         .rules()
         .iter()
+        .chain(effective)
         .filter(|r| {
             r.visibility_config()
                 .is_some_and(|v| v.sampled_requests_enabled())
         })
         .map(|r| r.name())
         .collect();
+    sampling.sort_unstable();
+    sampling.dedup();
     if acl
         .visibility_config()
         .is_some_and(|v| v.sampled_requests_enabled())
@@ -284,7 +328,7 @@ fn no_sampled_requests(acl: &aws_sdk_wafv2::types::WebAcl) -> Result<String> {
     if sampling.is_empty() {
         Ok(format!(
             "off for the default action and {} rule(s)",
-            acl.rules().len()
+            effective.len()
         ))
     } else {
         bail!("sampled requests (headers unredacted) kept by {sampling:?}")

@@ -1,13 +1,13 @@
 //! `verify`'s edge checks, tested: the WAF's header shapes against real signatures, and the
 //! rule-group judgements against rules built as WAF returns them.
 
-/// The regex `infra/edge.tf` gives local `name`, as WAF receives it.
+/// The regex the guarded route's module gives local `name`, as WAF receives it.
 fn edge_shape(name: &str) -> regex_lite::Regex {
-    let edge = include_str!("../../../../../../infra/edge.tf");
+    let edge = include_str!("../../../../../../infra/modules/guarded-route/main.tf");
     let line = edge
         .lines()
         .find(|l| l.trim_start().starts_with(&format!("{name} ")))
-        .unwrap_or_else(|| panic!("{name} in infra/edge.tf"));
+        .unwrap_or_else(|| panic!("{name} in infra/modules/guarded-route/main.tf"));
     let value = line
         .split_once('"')
         .and_then(|(_, rest)| rest.rsplit_once('"'))
@@ -166,7 +166,7 @@ fn blocking_and(name: &str, second: Statement) -> Rule {
 fn the_source_rule_is_found_whatever_the_order_waf_returns_rules_in() {
     let ip_set = "arn:aws:wafv2:ap-northeast-1:123456789012:regional/ipset/x/1";
     let source = blocking_and(
-        "registration-from-nat-only",
+        "route/from-allowed-sources",
         not(Statement::builder()
             .ip_set_reference_statement(
                 aws_sdk_wafv2::types::IpSetReferenceStatement::builder()
@@ -178,7 +178,7 @@ fn the_source_rule_is_found_whatever_the_order_waf_returns_rules_in() {
     );
     // hmac mode's shape rule: a blocking AND on the same path, but not the source check.
     let shape = blocking_and(
-        "registration-signature-shape",
+        "route/signature-shape",
         not(path_match("/other", PositionalConstraint::Exactly)),
     );
     for rules in [
@@ -186,13 +186,10 @@ fn the_source_rule_is_found_whatever_the_order_waf_returns_rules_in() {
         vec![source.clone(), shape.clone()],
     ] {
         let found = waf_rule_ok(&rules, "/user", ip_set).expect("found");
-        assert!(found.contains("registration-from-nat-only"), "{found}");
+        assert!(found.contains("route/from-allowed-sources"), "{found}");
     }
     let err = waf_rule_ok(&[shape], "/user", ip_set).expect_err("no source rule");
-    assert!(
-        err.to_string().contains("registration-signature-shape"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("route/signature-shape"), "{err}");
 }
 
 #[test]
@@ -303,13 +300,97 @@ fn acl(rules: Vec<Rule>, default_sampled: bool) -> aws_sdk_wafv2::types::WebAcl 
 #[test]
 fn any_sampled_requests_are_named() {
     let quiet = rate_rule("app", None);
-    assert!(no_sampled_requests(&acl(vec![quiet.clone()], false)).is_ok());
-    let err = no_sampled_requests(&acl(vec![quiet.clone()], true)).expect_err("default");
+    let check =
+        |rules: Vec<Rule>, default: bool| no_sampled_requests(&acl(rules.clone(), default), &rules);
+    assert!(check(vec![quiet.clone()], false).is_ok());
+    let err = check(vec![quiet.clone()], true).expect_err("default");
     assert!(err.to_string().contains("(default action)"), "{err}");
     let mut loud = rate_rule("loud", None);
     loud.visibility_config = Some(visibility(true));
-    let err = no_sampled_requests(&acl(vec![quiet, loud], false)).expect_err("rule");
+    let err = check(vec![quiet.clone(), loud.clone()], false).expect_err("rule");
     assert!(err.to_string().contains("loud"), "{err}");
+    // A rule inside a referenced group samples just the same.
+    loud.name = "route/loud".into();
+    let err = no_sampled_requests(&acl(vec![quiet.clone()], false), &[quiet, loud])
+        .expect_err("group rule");
+    assert!(err.to_string().contains("route/loud"), "{err}");
+}
+
+fn reference(name: &str, priority: i32, arn: &str, counted: bool) -> Rule {
+    let action = aws_sdk_wafv2::types::OverrideAction::builder();
+    let action = if counted {
+        action.count(aws_sdk_wafv2::types::CountAction::builder().build())
+    } else {
+        action.none(aws_sdk_wafv2::types::NoneAction::builder().build())
+    };
+    Rule::builder()
+        .name(name)
+        .priority(priority)
+        .statement(
+            Statement::builder()
+                .rule_group_reference_statement(
+                    aws_sdk_wafv2::types::RuleGroupReferenceStatement::builder()
+                        .arn(arn)
+                        .build()
+                        .expect("reference"),
+                )
+                .build(),
+        )
+        .override_action(action.build())
+        .visibility_config(visibility(false))
+        .build()
+        .expect("rule")
+}
+
+fn group(name: &str, rules: Vec<Rule>) -> aws_sdk_wafv2::types::RuleGroup {
+    aws_sdk_wafv2::types::RuleGroup::builder()
+        .name(name)
+        .id("id")
+        .arn(format!("arn:{name}"))
+        .capacity(100)
+        .set_rules(Some(rules))
+        .visibility_config(visibility(false))
+        .build()
+        .expect("group")
+}
+
+/// The guarded route's rules live in a rule group (infra/modules/guarded-route): the checks
+/// read them in the group's place, and a counted reference blocks nothing, so its rules must
+/// not satisfy a check.
+#[test]
+fn a_referenced_groups_rules_are_judged_in_its_place_unless_only_counted() {
+    let ip_set = "arn:aws:wafv2:ap-northeast-1:123456789012:regional/ipset/x/1";
+    let mut source = blocking_and(
+        "from-allowed-sources",
+        not(Statement::builder()
+            .ip_set_reference_statement(
+                aws_sdk_wafv2::types::IpSetReferenceStatement::builder()
+                    .arn(ip_set)
+                    .build()
+                    .expect("ip set ref"),
+            )
+            .build()),
+    );
+    source.priority = 1;
+    let app = rate_rule("app", None);
+    for counted in [false, true] {
+        let acl_rules = vec![app.clone(), reference("route", 1, "arn:g", counted)];
+        let groups = [Referenced {
+            rule: "route".into(),
+            counted,
+            group: group("g", vec![source.clone()]),
+        }];
+        let effective = effective_rules(&acl_rules, &groups);
+        let names: Vec<&str> = effective.iter().map(|r| r.name()).collect();
+        let found = waf_rule_ok(&effective, "/user", ip_set);
+        if counted {
+            assert_eq!(names, ["app"]);
+            assert!(found.is_err(), "a counted group's block passed");
+        } else {
+            assert_eq!(names, ["route/from-allowed-sources", "app"]);
+            assert!(found.expect("found").contains("route/from-allowed-sources"));
+        }
+    }
 }
 
 #[test]

@@ -1,0 +1,46 @@
+output "web_acl_rule_groups" {
+  description = "The rule groups the caller's web ACL refers to, in order, each as {name, arn}: the route's own, and in static mode the one holding the accepted values. Give each a rule with rule_group_reference_statement and override_action none, before any rule that could allow the path."
+  value = concat(
+    [{ name = "${var.name}-route", arn = aws_wafv2_rule_group.route.arn }],
+    [for g in data.aws_wafv2_rule_group.static_secret : { name = "${var.name}-secret", arn = g.arn }],
+  )
+}
+
+output "secret_arn" {
+  description = "ARN of the route's key: the sender and the backend need secretsmanager:GetSecretValue on it (both read AWSCURRENT and AWSPENDING)."
+  value       = aws_secretsmanager_secret.key.arn
+}
+
+output "secret_name" {
+  description = "Name of the route's key (the contract's guard.secret_id)."
+  value       = aws_secretsmanager_secret.key.name
+}
+
+output "ip_set" {
+  description = "The WAF IP set of allowed sources: {id, name, arn}."
+  value = {
+    id   = aws_wafv2_ip_set.sources.id
+    name = aws_wafv2_ip_set.sources.name
+    arn  = aws_wafv2_ip_set.sources.arn
+  }
+}
+
+output "rule_group_arn" {
+  description = "ARN of the route's own rule group."
+  value       = aws_wafv2_rule_group.route.arn
+}
+
+output "allowed_cidrs" {
+  description = "The allowed sources as given: the backend's contract must allow the same (guard.allowed_cidrs), since it re-checks the client address."
+  value       = var.allowed_cidrs
+}
+
+output "rotation_attached" {
+  description = "Whether the rotation schedule is attached."
+  value       = length(aws_secretsmanager_secret_rotation.key) == 1
+}
+
+output "static_rule_group_arn" {
+  description = "static mode: ARN of the rule group holding the accepted values (the rotation function writes it); null in hmac mode."
+  value       = one(data.aws_wafv2_rule_group.static_secret[*].arn)
+}
