@@ -8,10 +8,9 @@ locals {
   # The allowlist: every NAT gateway's address by reference, never typed by hand.
   allowed_cidrs = concat([for eip in aws_eip.nat : "${eip.public_ip}/32"], var.extra_allowed_cidrs)
 
-  # One value for both deployables: the contract, plus the allowlist computed here.
-  contract_env = merge(var.contract_env, {
-    TOLLGATE__GUARD__ALLOWED_CIDRS = join(",", local.allowed_cidrs)
-  })
+  # One value for every deployable: the contract, with the guarded route's part as its module
+  # renders it (the allowlist computed here among it), so the backend checks what WAF checks.
+  contract_env = merge(var.contract_env, module.registration.guard_env)
 
   jwt_issuer = "https://cognito-idp.${var.region}.amazonaws.com/${aws_cognito_user_pool.this.id}"
 }

@@ -44,3 +44,19 @@ output "static_rule_group_arn" {
   description = "static mode: ARN of the rule group holding the accepted values (the rotation function writes it); null in hmac mode."
   value       = one(data.aws_wafv2_rule_group.static_secret[*].arn)
 }
+
+output "guard_env" {
+  description = "The route's guard contract as the environment a tollgate-guard backend loads (shared-auth's TOLLGATE__GUARD__* overrides): path, mode, key's secret, allowed sources and, in hmac mode, the header names WAF checks. The backend adds its own trusted_proxies (the load balancer's range)."
+  value = merge(
+    {
+      TOLLGATE__GUARD__PATH          = var.path
+      TOLLGATE__GUARD__MODE          = var.mode
+      TOLLGATE__GUARD__SECRET_ID     = aws_secretsmanager_secret.key.name
+      TOLLGATE__GUARD__ALLOWED_CIDRS = join(",", var.allowed_cidrs)
+    },
+    var.mode == "hmac" ? {
+      TOLLGATE__GUARD__TIMESTAMP_HEADER = var.timestamp_header
+      TOLLGATE__GUARD__SIGNATURE_HEADER = var.signature_header
+    } : {},
+  )
+}

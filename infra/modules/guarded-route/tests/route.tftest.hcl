@@ -50,6 +50,10 @@ run "hmac_checks_the_source_then_the_signature_shape" {
     error_message = "the IPv4 set must hold the IPv4 sources only"
   }
   assert {
+    condition     = output.guard_env["TOLLGATE__GUARD__PATH"] == "/hooks/billing" && output.guard_env["TOLLGATE__GUARD__ALLOWED_CIDRS"] == "203.0.113.7/32,2001:db8::/64" && output.guard_env["TOLLGATE__GUARD__SIGNATURE_HEADER"] == "webhook-signature"
+    error_message = "the backend's contract must name the route, every allowed source (the backend checks IPv6 too) and the headers WAF checks"
+  }
+  assert {
     condition     = output.rotation_attached && aws_secretsmanager_secret.key.recovery_window_in_days == 30
     error_message = "the schedule must attach, and a protected key stays recoverable"
   }
@@ -71,6 +75,10 @@ run "static_refers_the_acl_to_the_kept_group_second" {
   assert {
     condition     = [for g in output.web_acl_rule_groups : g.name] == ["billing-route", "billing-secret"]
     error_message = "the web ACL must refer to the route's group, then the kept one"
+  }
+  assert {
+    condition     = output.guard_env["TOLLGATE__GUARD__MODE"] == "static" && !contains(keys(output.guard_env), "TOLLGATE__GUARD__SIGNATURE_HEADER")
+    error_message = "static mode's contract names no signature header"
   }
   assert {
     condition     = length(aws_iam_role_policy.static_secret) == 1
