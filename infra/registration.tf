@@ -37,6 +37,10 @@ module "registration" {
 }
 
 # Where these lived before the module: an existing environment's resources move, unchanged.
+# Terraform refuses a targeted plan that leaves out a pending move, so every targeted apply
+# xtask runs (the first deploy's secrets, the migration task, destroy's unprotect) adds both
+# ends of each move the state still needs (`terraform::target_args`); the deploy test moves a
+# deployed staging back to these addresses and deploys it again.
 moved {
   from = aws_wafv2_ip_set.registration
   to   = module.registration.aws_wafv2_ip_set.sources

@@ -201,7 +201,10 @@ async fn the_shipped_staging_stack_deploys_verifies_catches_a_mismatch_and_destr
         transcript(&drift)
     );
 
-    progress("the plan after apply is empty; verifying");
+    progress("the plan after apply is empty; moving the state back to before the module");
+    assert_an_environment_from_before_the_module_moves_into_it();
+
+    progress("moved into the module with nothing to change; verifying");
     // hmac mode (staging's): the edge checks the signature headers' shape, and the rotation
     // schedule (every 30 days in staging) is attached to the function.
     let out = xtask(&["verify", "--env", "staging"]);
@@ -452,6 +455,66 @@ async fn the_shipped_staging_stack_deploys_verifies_catches_a_mismatch_and_destr
 /// ACL and the group read back from moto), lets through the NAT gateway's address only with an
 /// accepted version of the secret in the header, and refuses a wrong one, a missing one, and
 /// the right one from elsewhere.
+/// An environment deployed before `infra/modules/guarded-route` holds its resources at the
+/// old addresses. Every `moved` block of the stack, enumerated from the configuration: its
+/// resource is put back at its `from` address, then the first thing a deploy applies (the
+/// migration task, a targeted apply) must carry it to the module, and the plan after must be
+/// empty (nothing replaced: the guard secret, above all, is never deleted and made anew).
+fn assert_an_environment_from_before_the_module_moves_into_it() {
+    let dir = root().join("target/tollgate/tf/staging");
+    let terraform = |args: &[&str]| {
+        Command::new("terraform")
+            .current_dir(&dir)
+            .args(args)
+            .env("TF_IN_AUTOMATION", "1")
+            .output()
+            .expect("terraform runs")
+    };
+    let held = String::from_utf8_lossy(&terraform(&["state", "list"]).stdout).into_owned();
+    let config = std::fs::read_to_string(root().join("infra/registration.tf")).expect("read");
+    let mut moved = 0;
+    for block in config.split("moved {").skip(1) {
+        let field = |key: &str| {
+            block
+                .lines()
+                .find_map(|l| l.trim().strip_prefix(key)?.trim().strip_prefix('='))
+                .map(|v| v.trim().to_owned())
+                .unwrap_or_else(|| panic!("a moved block without `{key}`: {block}"))
+        };
+        let (from, to) = (field("from"), field("to"));
+        if !held
+            .lines()
+            .any(|a| a == to || a.starts_with(&format!("{to}[")))
+        {
+            continue; // static mode's resources, absent in hmac
+        }
+        let out = terraform(&["state", "mv", &to, &from]);
+        assert!(
+            out.status.success(),
+            "state mv {to} {from}:\n{}",
+            transcript(&out)
+        );
+        moved += 1;
+    }
+    assert!(
+        moved >= 4,
+        "only {moved} moved block(s) had a resource to move back"
+    );
+    let out = xtask(&["deploy", "--env", "staging", "--yes", "--migration-only"]);
+    assert!(
+        out.status.success(),
+        "a targeted apply on an environment from before the module failed:\n{}",
+        transcript(&out)
+    );
+    let plan = terraform(&["plan", "-input=false", "-detailed-exitcode", "-no-color"]);
+    assert_eq!(
+        plan.status.code(),
+        Some(0),
+        "after the move, the plan must be empty:\n{}",
+        transcript(&plan)
+    );
+}
+
 async fn assert_static_mode_waf_holds_the_secret(config: &aws_config::SdkConfig) {
     use testkit::twin::waf::{Request, Verdict};
     let acl = testkit::twin::waf::read(&moto(), "ap-northeast-1", "tollgate-staging")

@@ -84,20 +84,40 @@ impl Deployed {
 
     /// The same states (the stack's and the bootstrap's) less every resource whose address
     /// starts with `prefix`: what an apply that left it out would have made (a mutation a test
-    /// expects the runner to catch).
+    /// expects the runner to catch). A security group rule leaves its group's read-back list
+    /// too (`ingress`, `egress`: what a refresh records of every rule the group holds), as it
+    /// would in AWS.
     pub fn without(&self, prefix: &str) -> Self {
         let mut less = self.clone();
-        fn strip(module: &mut Value, prefix: &str) {
+        fn strip(module: &mut Value, prefix: &str, removed: &mut Vec<Value>) {
             if let Some(list) = module["resources"].as_array_mut() {
-                list.retain(|r| !r["address"].as_str().is_some_and(|a| a.starts_with(prefix)));
+                list.retain(|r| {
+                    let gone = r["address"].as_str().is_some_and(|a| a.starts_with(prefix));
+                    if gone && r["type"] == "aws_security_group_rule" {
+                        removed.push(r["values"].clone());
+                    }
+                    !gone
+                });
             }
             for child in module["child_modules"].as_array_mut().into_iter().flatten() {
-                strip(child, prefix);
+                strip(child, prefix, removed);
             }
         }
-        strip(&mut less.state["values"]["root_module"], prefix);
-        strip(&mut less.bootstrap["values"]["root_module"], prefix);
+        let mut removed = Vec::new();
+        strip(
+            &mut less.state["values"]["root_module"],
+            prefix,
+            &mut removed,
+        );
+        strip(
+            &mut less.bootstrap["values"]["root_module"],
+            prefix,
+            &mut removed,
+        );
         less.resources.retain(|a, _| !a.starts_with(prefix));
+        for rule in &removed {
+            forget_in_group(&mut less.state["values"]["root_module"], rule);
+        }
         less
     }
 
@@ -1198,4 +1218,63 @@ pub fn last_error(log: &str) -> String {
         .or_else(|| log.lines().rev().find(|l| !l.trim().is_empty()))
         .unwrap_or("(no output)")
         .to_owned()
+}
+
+/// Removes `rule` (an `aws_security_group_rule`'s values) from its group's read-back `ingress`
+/// or `egress` list, in `module` and its children: the entries with its ports, protocol and
+/// source (a group, or the same ranges).
+fn forget_in_group(module: &mut Value, rule: &Value) {
+    let key = if rule["type"] == "ingress" {
+        "ingress"
+    } else {
+        "egress"
+    };
+    for r in module["resources"].as_array_mut().into_iter().flatten() {
+        if r["type"] != "aws_security_group" || r["values"]["id"] != rule["security_group_id"] {
+            continue;
+        }
+        if let Some(list) = r["values"][key].as_array_mut() {
+            list.retain(|entry| {
+                let same = ["from_port", "to_port", "protocol"]
+                    .iter()
+                    .all(|k| entry[*k] == rule[*k]);
+                let source = match rule["source_security_group_id"].as_str() {
+                    Some(group) if !group.is_empty() => entry["security_groups"]
+                        .as_array()
+                        .is_some_and(|g| g.iter().any(|g| g == group)),
+                    _ => entry["cidr_blocks"] == rule["cidr_blocks"],
+                };
+                !(same && source)
+            });
+        }
+    }
+    for child in module["child_modules"].as_array_mut().into_iter().flatten() {
+        forget_in_group(child, rule);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    /// A refreshed state lists a separate rule in its group's `ingress` too: leaving the rule
+    /// out must leave it out there as well, or the mutation changes nothing the twin reads.
+    #[test]
+    fn a_rule_left_out_leaves_its_groups_read_back_list() {
+        let from_alb = json!({"from_port": 8080, "to_port": 8080, "protocol": "tcp", "security_groups": ["sg-alb"], "cidr_blocks": []});
+        let from_rotation = json!({"from_port": 8080, "to_port": 8080, "protocol": "tcp", "security_groups": ["sg-rot"], "cidr_blocks": []});
+        let mut module = json!({"resources": [], "child_modules": [{"resources": [
+            {"type": "aws_security_group", "values": {"id": "sg-api", "ingress": [from_alb, from_rotation], "egress": []}},
+            {"type": "aws_security_group", "values": {"id": "sg-other", "ingress": [from_alb], "egress": []}},
+        ]}]});
+        let rule = json!({"type": "ingress", "security_group_id": "sg-api", "source_security_group_id": "sg-alb", "from_port": 8080, "to_port": 8080, "protocol": "tcp", "cidr_blocks": []});
+        super::forget_in_group(&mut module, &rule);
+        let groups = &module["child_modules"][0]["resources"];
+        assert_eq!(groups[0]["values"]["ingress"], json!([from_rotation]));
+        assert_eq!(
+            groups[1]["values"]["ingress"],
+            json!([from_alb]),
+            "another group keeps its own"
+        );
+    }
 }

@@ -265,6 +265,59 @@ pub fn print_outputs(outputs: &HashMap<String, Value>) {
     }
 }
 
+/// `-target=` arguments for a targeted apply of `targets` in the folder `dir`, with every
+/// resource a `moved` block is still to move: Terraform refuses a targeted plan that leaves
+/// out a pending move ("Moved resource instances excluded by targeting"), which is what an
+/// environment deployed before a `moved` block meets on its first targeted apply after it.
+pub fn target_args(dir: &Path, targets: &[&str]) -> Result<Vec<String>> {
+    let mut config = String::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "tf") {
+            config.push_str(&std::fs::read_to_string(&path)?);
+            config.push('\n');
+        }
+    }
+    let held = cmd::output(terraform(dir).args(["state", "list"])).unwrap_or_default();
+    let held: Vec<&str> = held.lines().map(str::trim).collect();
+    Ok(targets
+        .iter()
+        .map(|t| (*t).to_owned())
+        .chain(pending_moves(&config, &held))
+        .map(|t| format!("-target={t}"))
+        .collect())
+}
+
+/// Both ends of each `moved { from = … to = … }` block in `config` whose `from` `held` (the
+/// state's addresses) still holds, as the resource or any of its instances: Terraform needs
+/// the old address and the new one in a targeted plan.
+fn pending_moves(config: &str, held: &[&str]) -> Vec<String> {
+    let mut moves = Vec::new();
+    let mut block: Option<(String, String)> = None;
+    let value = |line: &str, key: &str| {
+        let rest = line.strip_prefix(key)?.trim_start().strip_prefix('=')?;
+        Some(rest.trim().to_owned())
+    };
+    for line in config.lines().map(str::trim) {
+        if line.starts_with("moved {") || line == "moved{" {
+            block = Some(Default::default());
+        } else if let Some((from, to)) = block.as_mut() {
+            if line == "}" {
+                let instance = format!("{from}[");
+                if held.iter().any(|a| *a == from || a.starts_with(&instance)) {
+                    moves.extend([from.clone(), to.clone()]);
+                }
+                block = None;
+            } else if let Some(v) = value(line, "from") {
+                *from = v;
+            } else if let Some(v) = value(line, "to") {
+                *to = v;
+            }
+        }
+    }
+    moves
+}
+
 /// `terraform show -json` of the saved plan `file` in `dir`.
 pub fn show_plan(dir: &Path, file: &str) -> Result<Value> {
     let text = cmd::output(terraform(dir).args(["show", "-json", "-no-color", file]))?;
@@ -282,6 +335,36 @@ pub fn state_resources(dir: &Path) -> Result<BTreeMap<String, Value>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_targeted_apply_takes_every_move_the_state_still_needs() {
+        let config = "moved {\n  from = aws_secretsmanager_secret.guard\n  to   = module.r.aws_secretsmanager_secret.key\n}\n\
+                      moved {\n  from = aws_iam_role_policy.rotation_waf\n  to   = module.r.aws_iam_role_policy.static_secret\n}\n\
+                      moved {\n  from = aws_wafv2_ip_set.registration\n  to   = module.r.aws_wafv2_ip_set.sources\n}\n\
+                      resource \"aws_sqs_queue\" \"retry\" {\n  name = \"from\"\n}\n";
+        // Deployed before the module: the secret and a counted policy still at the old address.
+        let before = [
+            "aws_secretsmanager_secret.guard",
+            "aws_iam_role_policy.rotation_waf[0]",
+            "aws_sqs_queue.retry",
+        ];
+        assert_eq!(
+            pending_moves(config, &before),
+            [
+                "aws_secretsmanager_secret.guard",
+                "module.r.aws_secretsmanager_secret.key",
+                "aws_iam_role_policy.rotation_waf",
+                "module.r.aws_iam_role_policy.static_secret",
+            ]
+        );
+        // Moved already (or deployed after): nothing to add.
+        let after = [
+            "module.r.aws_secretsmanager_secret.key",
+            "aws_secretsmanager_secret.guard_other",
+            "aws_sqs_queue.retry",
+        ];
+        assert!(pending_moves(config, &after).is_empty());
+    }
 
     #[test]
     fn one_run_at_a_time_holds_an_environments_folder() {

@@ -216,11 +216,8 @@ async fn before_the_stack(settings: &Settings, dir: &std::path::Path, yes: bool)
         );
         let mut apply = terraform::terraform(dir);
         apply.args(["apply", "-input=false", "-auto-approve"]);
-        apply.args(
-            missing
-                .iter()
-                .map(|(target, _)| format!("-target={target}")),
-        );
+        let targets: Vec<&str> = missing.iter().map(|(target, _)| *target).collect();
+        apply.args(terraform::target_args(dir, &targets)?);
         cmd::run(&mut apply)?;
     }
     ensure_first_version(&sm, "guard secret", &settings.guard.secret_id, || {

@@ -58,7 +58,7 @@ impl flags::Destroy {
                 terraform::terraform(&dir)
                     .args(["apply", "-input=false", "-auto-approve"])
                     .args(&unprotect)
-                    .args(PROTECTED.map(|r| format!("-target={r}"))),
+                    .args(terraform::target_args(&dir, &PROTECTED)?),
             )?;
         } else {
             confirm(&format!("Destroy every resource of `{env}`?"), self.yes)?;

@@ -32,7 +32,7 @@ pub async fn run(settings: &Settings, dir: &Path) -> Result<()> {
     eprintln!("· migrations: the migration task, the database and their network first");
     let mut apply = terraform::terraform(dir);
     apply.args(["apply", "-input=false", "-auto-approve"]);
-    apply.args(TARGETS.iter().map(|t| format!("-target={t}")));
+    apply.args(terraform::target_args(dir, TARGETS)?);
     cmd::run(&mut apply)?;
     let state = terraform::state_resources(dir)?;
     if settings.aws.endpoint_url.is_some() {
