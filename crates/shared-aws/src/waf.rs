@@ -30,7 +30,7 @@ pub const RULE_NAME: &str = "registration-secret-required";
 /// How the description names the accepted versions.
 const DESCRIPTION_PREFIX: &str = "Tollgate guard secret versions accepted:";
 /// Transformations applied to the path before comparing, as the web ACL's own guarded rules
-/// do (`infra/edge.tf`), so `/%75ser` and `/USER` are the guarded route here too.
+/// do (`infra/modules/guarded-route`), so `/%75ser` and `/USER` are the guarded route here too.
 pub const PATH_TRANSFORMATIONS: [TextTransformationType; 3] = [
     TextTransformationType::UrlDecode,
     TextTransformationType::NormalizePath,
