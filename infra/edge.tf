@@ -182,10 +182,6 @@ locals {
     "AWSManagedRulesKnownBadInputsRuleSet",
     "AWSManagedRulesAmazonIpReputationList",
   ]
-
-  # How WAF reads the path before comparing it with the guarded one (as the guarded route's
-  # module does): decoded, normalised, lower-cased, so no spelling escapes the exclusions.
-  guarded_path_transformations = ["URL_DECODE", "NORMALIZE_PATH", "LOWERCASE"]
 }
 
 resource "aws_wafv2_web_acl" "this" {
@@ -245,7 +241,7 @@ resource "aws_wafv2_web_acl" "this" {
                   uri_path {}
                 }
                 dynamic "text_transformation" {
-                  for_each = local.guarded_path_transformations
+                  for_each = module.registration.path_transformations
                   content {
                     priority = text_transformation.key
                     type     = text_transformation.value
@@ -297,7 +293,7 @@ resource "aws_wafv2_web_acl" "this" {
                     uri_path {}
                   }
                   dynamic "text_transformation" {
-                    for_each = local.guarded_path_transformations
+                    for_each = module.registration.path_transformations
                     content {
                       priority = text_transformation.key
                       type     = text_transformation.value

@@ -60,3 +60,8 @@ output "guard_env" {
     } : {},
   )
 }
+
+output "path_transformations" {
+  description = "How the route's rules read the path before comparing it (decoded, normalised, lower-cased): a caller's rules that exclude the path (rate rules, managed groups' scope-down) must read it the same way, or a spelling escapes the exclusion."
+  value       = local.path_transformations
+}
