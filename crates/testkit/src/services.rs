@@ -234,6 +234,24 @@ impl Postgres {
             .with_context(|| format!("no process id in {}", file.display()))
     }
 
+    /// Restarts the server as an operator's `pg_ctl restart` does (fast shutdown: every
+    /// session is ended, in-flight transactions rolled back), with the options it ran with;
+    /// returns once it accepts connections again.
+    pub fn restart_fast(&self) -> Result<()> {
+        let log = self.data_dir.join("server.log");
+        let mut pg_ctl = self.tool("pg_ctl");
+        pg_ctl
+            .args(["-w", "-t", "60", "-m", "fast", "-D"])
+            .arg(&self.data_dir)
+            .arg("-l")
+            .arg(&log)
+            .arg("restart")
+            .stdout(Stdio::null());
+        opskit::process::grouped(&mut pg_ctl);
+        cmd::run(&mut pg_ctl)
+            .with_context(|| format!("PostgreSQL did not restart; see {}", log.display()))
+    }
+
     /// The PEM file of the CA that signed this cluster's certificate.
     pub fn ca_file(&self) -> PathBuf {
         self.data_dir.join("ca.crt")

@@ -8,7 +8,12 @@
 //!   `$proxy_add_x_forwarded_for` joins the incoming lines, then adds the peer);
 //! - header names that are not letters, digits and `-` dropped
 //!   (`drop_invalid_header_fields`: `ignore_invalid_headers on`, `underscores_in_headers off`);
-//! - connections to the targets kept alive for the ALB's idle timeout.
+//! - connections to the targets kept alive for the ALB's idle timeout;
+//! - no retry on another target: a target that refuses or drops the connection is the
+//!   client's 502 (Application Load Balancers, *Troubleshoot your Application Load Balancers*:
+//!   "HTTP 502: Bad gateway … the load balancer received a TCP RST from the target when
+//!   attempting to establish a connection"), and the target keeps its share of requests until
+//!   health checks take it out (`proxy_next_upstream off`: nginx then counts no failure either).
 //!
 //! One nginx process (no master/worker split), so the process the twin stops is all of it.
 
@@ -57,7 +62,7 @@ pub fn nginx_conf(dir: &Path, targets: &[String], idle_s: u64, waf: Option<u16>)
          server {{\n    listen 80;\n    return 301 https://$host$request_uri;\n  }}\n  \
          server {{\n    listen 443 ssl;\n    ssl_certificate {t}/server.crt;\n    \
          ssl_certificate_key {t}/server.key;\n    ssl_protocols TLSv1.2 TLSv1.3;\n    \
-         {inspect}    location / {{\n{check}      proxy_pass http://targets;\n      proxy_http_version 1.1;\n      \
+         {inspect}    location / {{\n{check}      proxy_pass http://targets;\n      proxy_next_upstream off;\n      proxy_http_version 1.1;\n      \
          proxy_set_header Connection \"\";\n      proxy_set_header Host $host;\n      \
          proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n      \
          proxy_set_header X-Forwarded-Proto https;\n      proxy_set_header X-Forwarded-Port 443;\n    \
@@ -89,6 +94,7 @@ mod tests {
             "auth_request /_twin_waf;",
             "proxy_pass http://127.0.0.1:9100;",
             "error_page 403 = @waf_blocked;",
+            "proxy_next_upstream off;",
         ] {
             assert!(conf.contains(needed), "{needed} in {conf}");
         }

@@ -285,3 +285,78 @@ impl Twin {
         )
     }
 }
+
+/// What a poor path does to the packets it carries ([`Twin::degrade`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Poor {
+    /// Packets dropped at random, in percent.
+    pub loss_percent: u8,
+    /// The path's rate, kbit/s: a full queue at this rate is the added latency.
+    pub kbit: u32,
+}
+
+impl Twin {
+    /// Drops what `host` sends to `to`, silently (a partition: a connection hangs until the
+    /// caller's own timeout gives up), until [`Twin::heal`].
+    pub fn blackhole(&self, host: &str, to: Ipv4Addr) -> Result<()> {
+        let ns = self.host(host)?.namespace.clone();
+        iptables(&ns, &format!("-I OUTPUT 1 -d {to}/32 -j DROP"))
+    }
+
+    /// Undoes [`Twin::blackhole`].
+    pub fn heal(&self, host: &str, to: Ipv4Addr) -> Result<()> {
+        let ns = self.host(host)?.namespace.clone();
+        iptables(&ns, &format!("-D OUTPUT -d {to}/32 -j DROP"))
+    }
+
+    /// Makes the path through the forwarding `host` (a NAT gateway) to and from `peer` a poor
+    /// one, both ways: `poor.loss_percent` of its packets dropped at random, the rest sent at
+    /// `poor.kbit` (HTB: this kernel has no `netem`, so latency is a queue's). Until
+    /// [`Twin::mend_path`].
+    pub fn degrade(&self, host: &str, peer: Ipv4Addr, poor: Poor) -> Result<()> {
+        let ns = self.host(host)?.namespace.clone();
+        loss(&ns, "-I FORWARD 1", peer, poor)?;
+        let tc = |line: &str| cmd::run(ns_command(&ns, "tc").args(line.split_whitespace()));
+        tc("qdisc add dev eth0 root handle 1: htb default 10")?;
+        tc("class add dev eth0 parent 1: classid 1:10 htb rate 10gbit")?;
+        tc(&format!(
+            "class add dev eth0 parent 1: classid 1:20 htb rate {k}kbit ceil {k}kbit burst 1600",
+            k = poor.kbit.max(8)
+        ))?;
+        for side in ["dst", "src"] {
+            tc(&format!(
+                "filter add dev eth0 parent 1: protocol ip prio 1 u32 match ip {side} {peer}/32 flowid 1:20"
+            ))?;
+        }
+        Ok(())
+    }
+
+    /// Undoes [`Twin::degrade`].
+    pub fn mend_path(&self, host: &str, peer: Ipv4Addr, poor: Poor) -> Result<()> {
+        let ns = self.host(host)?.namespace.clone();
+        loss(&ns, "-D FORWARD", peer, poor)?;
+        cmd::run(ns_command(&ns, "tc").args(["qdisc", "del", "dev", "eth0", "root"]))
+    }
+
+    /// The NAT gateways' hosts (`nat0`, …).
+    pub fn nat_hosts(&self) -> Vec<String> {
+        (0..self.network.nat_gateways.len())
+            .map(|i| format!("nat{i}"))
+            .collect()
+    }
+}
+
+/// `poor`'s random loss of what `ns` forwards to and from `peer`: the rules added
+/// (`-I FORWARD 1`) or deleted (`-D FORWARD`).
+fn loss(ns: &str, chain: &str, peer: Ipv4Addr, poor: Poor) -> Result<()> {
+    let probability = f64::from(poor.loss_percent.min(100)) / 100.0;
+    for side in ["-d", "-s"] {
+        iptables(
+            ns,
+            &format!(
+                "{chain} {side} {peer}/32 -m statistic --mode random --probability {probability} -j DROP"
+            ),
+        )?;
+    }
+    Ok(())
+}

@@ -45,6 +45,8 @@
 pub mod alb;
 pub mod endpoint;
 mod linux;
+
+pub use linux::Poor;
 pub mod waf;
 
 use std::collections::BTreeMap;
