@@ -121,6 +121,20 @@ impl Queues {
             .collect())
     }
 
+    /// Makes a message received from the retry queue visible again at once: its backoff
+    /// elapsed, as a test lets time pass.
+    pub async fn show_again(&self, receipt: &str) -> Result<()> {
+        self.sqs
+            .change_message_visibility()
+            .queue_url(&self.retry)
+            .receipt_handle(receipt)
+            .visibility_timeout(0)
+            .send()
+            .await
+            .aws("make the message visible again")?;
+        Ok(())
+    }
+
     /// How many messages `url` holds, visible or in flight (without receiving any).
     pub async fn count(&self, url: &str) -> Result<usize> {
         use aws_sdk_sqs::types::QueueAttributeName as A;

@@ -15,6 +15,7 @@ pub mod account;
 mod edge;
 mod faults;
 pub mod flows;
+pub mod matrix;
 mod metrics;
 mod roles;
 pub mod world;
@@ -156,20 +157,33 @@ pub async fn whole_stack(deployed: &Deployed) -> Result<Report> {
     report.push(world.serve().await);
     report.extend(edge::run(&world).await);
     report.extend(flows::run(&world));
-    let post_confirm = world.function("post-confirm").await?;
+    let post_confirm = std::sync::Arc::new(world.function("post-confirm").await?);
     report.push(sign_up(&world, &post_confirm).await);
     // The rotation waits for every task's refresh; the faults run meanwhile.
-    let rotation = world.function("rotate-secret").await?;
+    let rotation = std::sync::Arc::new(world.function("rotate-secret").await?);
     let (rotated, faults) = tokio::join!(
         rotate(&world, &rotation),
         faults::run(&world, &post_confirm)
     );
     report.push(rotated);
     report.extend(faults);
+    // Then the fault matrix, briefly: sign-ups flowing while each fault is held a few seconds.
+    let functions = matrix::Functions {
+        sign_up: post_confirm.clone(),
+        rotation,
+    };
+    match matrix::run(&mut world, &functions, matrix::Plan::short()).await {
+        Ok(figures) => {
+            eprintln!("{}", figures.table());
+            report.extend(figures.rows());
+        }
+        Err(e) => report.push(Row::check("fault matrix", false, format!("{e:#}"))),
+    }
     report.extend(roles::execution_roles(deployed).await);
     world.stop().await;
     let logs = world.logs();
     report.extend(metrics::alarms_watch_what_is_printed(deployed, &logs));
+    report.extend(metrics::dashboards_graph_what_is_printed(deployed, &logs));
     report.push(metrics::the_old_alarms_are_caught(deployed, &logs));
     drop(world);
     report.push(
@@ -182,6 +196,35 @@ pub async fn whole_stack(deployed: &Deployed) -> Result<Report> {
         }),
     );
     Ok(report)
+}
+
+/// The fault matrix alone on the whole stack as applied (`cargo xtask soak --faults`): the
+/// migration, the api's tasks behind the load balancer, the sign-up function through the NAT
+/// gateway, then every fault of [`matrix::FAULTS`] held as `plan` says with sign-ups flowing.
+/// The rows of the start-up and the figures; fails only when the world cannot be started.
+pub async fn fault_matrix(
+    deployed: &Deployed,
+    plan: matrix::Plan,
+) -> Result<(Report, matrix::Matrix)> {
+    let mut world = World::build(deployed, world::Scope::Stack).await?;
+    let mut report = Report::new("the fault matrix, on what the stack renders");
+    report.differences = differences(&world).0;
+    report.function_differences = differences(&world).1;
+    report.push(world.migrate(&[]).await);
+    report.push(world.serve().await);
+    if !report.failures().is_empty() {
+        world.stop().await;
+        bail!("the stack did not start:\n{}", report.text());
+    }
+    let functions = matrix::Functions {
+        sign_up: std::sync::Arc::new(world.function("post-confirm").await?),
+        rotation: std::sync::Arc::new(world.function("rotate-secret").await?),
+    };
+    let figures = matrix::run(&mut world, &functions, plan).await;
+    world.stop().await;
+    let figures = figures?;
+    report.extend(figures.rows());
+    Ok((report, figures))
 }
 
 /// A user signs up: Cognito (played here, as moto fires no trigger) sends the function its

@@ -18,7 +18,7 @@ use serde_json::Value;
 use super::world::{Row, SignedUp, World};
 
 /// Cognito waits this long for the trigger, whatever the function's timeout.
-const COGNITO_WAITS: Duration = Duration::from_secs(5);
+pub(super) const COGNITO_WAITS: Duration = Duration::from_secs(5);
 
 pub async fn run(world: &World, function: &Sandbox) -> Vec<Row> {
     let mut rows = Vec::new();
@@ -67,7 +67,7 @@ pub async fn run(world: &World, function: &Sandbox) -> Vec<Row> {
     rows
 }
 
-fn alb(world: &World) -> std::net::Ipv4Addr {
+pub(super) fn alb(world: &World) -> std::net::Ipv4Addr {
     world.alb.as_ref().map_or(twin::ATTACKER, |a| a.public)
 }
 
@@ -150,29 +150,13 @@ async fn drain_until_dead_lettered(
         let Some(message) = receive(&queues, &user.sub).await? else {
             break;
         };
-        let batch = vec![message.clone()];
         receives = message.receives;
-        let (_, failed) = queues
-            .hand_over(batch, |event| async move {
-                match function.invoke(event.to_string()).await {
-                    Outcome::Response(body) => Ok(serde_json::from_str(&body)?),
-                    other => bail!("the drain failed as a whole: {other:?}"),
-                }
-            })
-            .await?;
+        let (_, failed) = hand_to(&queues, vec![message.clone()], function).await?;
         if failed == 0 {
             break;
         }
         // The function set the message's backoff; the time passes here at once.
-        queues
-            .sqs
-            .change_message_visibility()
-            .queue_url(&queues.retry)
-            .receipt_handle(&message.receipt)
-            .visibility_timeout(0)
-            .send()
-            .await
-            .context("sqs:ChangeMessageVisibility")?;
+        queues.show_again(&message.receipt).await?;
     }
     let dead = queues.peek_all(&queues.dead).await?;
     let Some(letter) = dead.iter().find(|b| b.contains(&user.sub)) else {
@@ -191,6 +175,22 @@ async fn drain_until_dead_lettered(
     ))
 }
 
+/// Lambda's poller handing `batch` of the retry queue to the function: (handed, failed).
+pub(super) async fn hand_to(
+    queues: &Queues,
+    batch: Vec<crate::queues::Received>,
+    function: &Sandbox,
+) -> Result<(usize, usize)> {
+    queues
+        .hand_over(batch, |event| async move {
+            match function.invoke(event.to_string()).await {
+                Outcome::Response(body) => Ok(serde_json::from_str(&body)?),
+                other => bail!("the queue's batch failed as a whole: {other:?}"),
+            }
+        })
+        .await
+}
+
 /// The retry queue's message for `sub`, as the poller receives it; any other message it meets
 /// is made visible again at once (bounded: twenty receives).
 async fn receive(queues: &Queues, sub: &str) -> Result<Option<crate::queues::Received>> {
@@ -204,15 +204,7 @@ async fn receive(queues: &Queues, sub: &str) -> Result<Option<crate::queues::Rec
             if found.is_none() && m.body.contains(sub) {
                 found = Some(m);
             } else {
-                queues
-                    .sqs
-                    .change_message_visibility()
-                    .queue_url(&queues.retry)
-                    .receipt_handle(&m.receipt)
-                    .visibility_timeout(0)
-                    .send()
-                    .await
-                    .context("sqs:ChangeMessageVisibility")?;
+                queues.show_again(&m.receipt).await?;
             }
         }
         if found.is_some() {
@@ -225,6 +217,22 @@ async fn receive(queues: &Queues, sub: &str) -> Result<Option<crate::queues::Rec
 /// The sweep, as the schedule invokes it: its input read back from EventBridge Scheduler.
 /// Every user signed up here must then have exactly one row.
 async fn sweep(world: &World, function: &Sandbox, users: &[&SignedUp]) -> Result<String> {
+    let (name, expression) = run_sweep(world, function).await?;
+    for user in users {
+        let rows = world.rows_for(&user.sub).await?;
+        if rows != 1 {
+            bail!("{rows} rows for {} after the sweep", user.username);
+        }
+    }
+    Ok(format!(
+        "{name} ({expression}) registered the {} users the trigger could not: one row each",
+        users.len()
+    ))
+}
+
+/// One run of the sweep schedule's target: its input read back from EventBridge Scheduler and
+/// handed to the function, as the schedule does. The schedule's name and expression.
+pub(super) async fn run_sweep(world: &World, function: &Sandbox) -> Result<(String, String)> {
     let d = &world.deployed;
     let name = d.attr("aws_scheduler_schedule.sweep", "name")?;
     let schedule = scheduler_get(&d.moto, &name).await?;
@@ -237,19 +245,9 @@ async fn sweep(world: &World, function: &Sandbox, users: &[&SignedUp]) -> Result
         .unwrap_or("?")
         .to_owned();
     match function.invoke(input).await {
-        Outcome::Response(_) => {}
+        Outcome::Response(_) => Ok((name, expression)),
         other => bail!("the sweep failed: {other:?}"),
     }
-    for user in users {
-        let rows = world.rows_for(&user.sub).await?;
-        if rows != 1 {
-            bail!("{rows} rows for {} after the sweep", user.username);
-        }
-    }
-    Ok(format!(
-        "{name} ({expression}) registered the {} users the trigger could not: one row each",
-        users.len()
-    ))
 }
 
 /// `GetSchedule` (EventBridge Scheduler's REST API; moto checks no signature and routes by the

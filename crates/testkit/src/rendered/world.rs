@@ -129,6 +129,68 @@ impl Deployed {
         .await
     }
 
+    /// A confirmed user in the stack's pool, and the PostConfirmation event Cognito sends.
+    pub async fn sign_up(&self, prefix: &str) -> Result<SignedUp> {
+        let cognito = aws_sdk_cognitoidentityprovider::Client::new(&self.sdk().await);
+        let pool = self.attr("aws_cognito_user_pool.this", "id")?;
+        let client = self.attr("aws_cognito_user_pool_client.app", "id")?;
+        // The pool signs users up by their email address (infra/identity.tf).
+        let email = format!(
+            "{prefix}-{}@example.com",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        let username = email.clone();
+        use aws_sdk_cognitoidentityprovider::types::{AttributeType, MessageActionType};
+        let attributes = [("email", email.as_str()), ("email_verified", "true")].map(|(n, v)| {
+            AttributeType::builder()
+                .name(n)
+                .value(v)
+                .build()
+                .expect("name and value")
+        });
+        cognito
+            .admin_create_user()
+            .user_pool_id(&pool)
+            .username(&username)
+            .set_user_attributes(Some(attributes.to_vec()))
+            .message_action(MessageActionType::Suppress)
+            .send()
+            .await
+            .context("cognito:AdminCreateUser")?;
+        cognito
+            .admin_set_user_password()
+            .user_pool_id(&pool)
+            .username(&username)
+            .password(crate::cognito::PASSWORD)
+            .permanent(true)
+            .send()
+            .await
+            .context("cognito:AdminSetUserPassword")?;
+        let user = cognito
+            .admin_get_user()
+            .user_pool_id(&pool)
+            .username(&username)
+            .send()
+            .await
+            .context("cognito:AdminGetUser")?;
+        let event = crate::cognito::post_confirmation_event(
+            &self.region,
+            &pool,
+            &client,
+            &username,
+            user.user_attributes(),
+        );
+        let sub = event["request"]["userAttributes"]["sub"]
+            .as_str()
+            .context("the user has no sub")?
+            .to_owned();
+        Ok(SignedUp {
+            username,
+            sub,
+            event,
+        })
+    }
+
     /// `address`'s attribute `key`, a string.
     pub fn attr(&self, address: &str, key: &str) -> Result<String> {
         self.resources
@@ -285,6 +347,8 @@ pub struct World {
     images: BTreeMap<String, Image>,
     cluster: String,
     runs: usize,
+    /// The twin's service of each task's latest run: host → service.
+    running: BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for World {
@@ -342,6 +406,7 @@ impl World {
             images: BTreeMap::new(),
             cluster,
             runs: 0,
+            running: BTreeMap::new(),
         };
         world.create_master_user().await?;
         if scope == Scope::Stack {
@@ -685,6 +750,7 @@ impl World {
         let command = ecs::command(&self.twin, &start, &env, &dir)?;
         let service = format!("{host}-run{}", self.runs);
         self.twin.spawn(&service, command)?;
+        self.running.insert(host.to_owned(), service.clone());
         Ok((service, container))
     }
 
@@ -977,66 +1043,103 @@ impl World {
 
     /// A confirmed user in the stack's pool, and the PostConfirmation event Cognito sends.
     pub async fn sign_up(&self, prefix: &str) -> Result<SignedUp> {
-        let cognito = aws_sdk_cognitoidentityprovider::Client::new(&self.deployed.sdk().await);
-        let pool = self.deployed.attr("aws_cognito_user_pool.this", "id")?;
-        let client = self
-            .deployed
-            .attr("aws_cognito_user_pool_client.app", "id")?;
-        // The pool signs users up by their email address (infra/identity.tf).
-        let email = format!(
-            "{prefix}-{}@example.com",
-            &uuid::Uuid::new_v4().simple().to_string()[..8]
-        );
-        let username = email.clone();
-        use aws_sdk_cognitoidentityprovider::types::{AttributeType, MessageActionType};
-        let attributes = [("email", email.as_str()), ("email_verified", "true")].map(|(n, v)| {
-            AttributeType::builder()
-                .name(n)
-                .value(v)
-                .build()
-                .expect("name and value")
-        });
-        cognito
-            .admin_create_user()
-            .user_pool_id(&pool)
-            .username(&username)
-            .set_user_attributes(Some(attributes.to_vec()))
-            .message_action(MessageActionType::Suppress)
-            .send()
-            .await
-            .context("cognito:AdminCreateUser")?;
-        cognito
-            .admin_set_user_password()
-            .user_pool_id(&pool)
-            .username(&username)
-            .password(crate::cognito::PASSWORD)
-            .permanent(true)
-            .send()
-            .await
-            .context("cognito:AdminSetUserPassword")?;
-        let user = cognito
-            .admin_get_user()
-            .user_pool_id(&pool)
-            .username(&username)
-            .send()
-            .await
-            .context("cognito:AdminGetUser")?;
-        let event = crate::cognito::post_confirmation_event(
-            &self.deployed.region,
-            &pool,
-            &client,
-            &username,
-            user.user_attributes(),
-        );
-        let sub = event["request"]["userAttributes"]["sub"]
-            .as_str()
-            .context("the user has no sub")?
-            .to_owned();
-        Ok(SignedUp {
-            username,
-            sub,
-            event,
+        self.deployed.sign_up(prefix).await
+    }
+
+    /// The api service's tasks, by twin host (`api-1`, …).
+    pub fn api_hosts(&self) -> Vec<String> {
+        self.tasks
+            .keys()
+            .filter(|h| h.starts_with("api-"))
+            .cloned()
+            .collect()
+    }
+
+    /// The database instance's address in the twin.
+    pub fn db_address(&self) -> Ipv4Addr {
+        self.db_address
+    }
+
+    /// Kills `host`'s running task at once (`SIGKILL`: what a Fargate host's loss does; no
+    /// drain, requests in flight cut).
+    pub fn kill_task(&mut self, host: &str) -> Result<()> {
+        let service = self
+            .running
+            .remove(host)
+            .with_context(|| format!("no task runs on {host}"))?;
+        self.twin.service(&service)?.stop();
+        self.twin.remove_service(&service);
+        Ok(())
+    }
+
+    /// Stops `host`'s running task as ECS stops one (`SIGTERM`, then `SIGKILL` after the stop
+    /// timeout): the api stops accepting, finishes what it holds and exits.
+    pub fn stop_task(&mut self, host: &str) -> Result<()> {
+        let service = self
+            .running
+            .remove(host)
+            .with_context(|| format!("no task runs on {host}"))?;
+        let process = self.twin.service(&service)?;
+        tokio::task::block_in_place(|| process.terminate(STOP_GRACE));
+        self.twin.remove_service(&service);
+        Ok(())
+    }
+
+    /// Starts `host`'s task again (its replacement, at the same address, as the service's
+    /// scheduler would place one) and waits until the load balancer's node can reach it.
+    pub async fn replace_task(&mut self, host: &str) -> Result<()> {
+        self.start_task(host, &[]).await?;
+        let target = self.tasks[host].0.address;
+        let port = u16::try_from(
+            self.deployed.resources["aws_lb_target_group.api"]["port"]
+                .as_u64()
+                .context("the target group has no port")?,
+        )?;
+        let me: &World = self;
+        super::eventually(Duration::from_secs(60), move || async move {
+            let open = me.twin.inside(Some("alb"), move || {
+                std::net::TcpStream::connect_timeout(
+                    &SocketAddr::from((target, port)),
+                    Duration::from_millis(500),
+                )
+                .is_ok()
+            })?;
+            if !open {
+                bail!("{target}:{port} does not accept yet");
+            }
+            Ok(())
         })
+        .await
+    }
+
+    /// Restarts the database instance as a reboot does (fast shutdown: every session ended).
+    pub fn restart_database(&self) -> Result<()> {
+        tokio::task::block_in_place(|| self.db.restart_fast())
+    }
+
+    /// Each of `subs`' rows in the stack's database, and the rows for `emails` (a
+    /// registration stored twice under two ids shows there).
+    pub async fn registered(
+        &self,
+        subs: Vec<String>,
+        emails: Vec<String>,
+    ) -> Result<(BTreeSet<String>, i64)> {
+        let database = self.deployed.attr("aws_db_instance.this", "db_name")?;
+        self.admin(&database, move |mut c| async move {
+            let found: Vec<String> = sqlx::query_scalar(
+                "SELECT cognito_sub::text FROM users WHERE cognito_sub = ANY($1::text[]::uuid[])",
+            )
+            .bind(&subs)
+            .fetch_all(&mut c)
+            .await?;
+            let by_email: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM users WHERE email = ANY($1::text[])")
+                    .bind(&emails)
+                    .fetch_one(&mut c)
+                    .await?;
+            Ok((found.into_iter().collect(), by_email))
+        })
+        .await
     }
 
     pub fn guard_secret_arn(&self) -> Result<String> {
