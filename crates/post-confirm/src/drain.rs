@@ -15,7 +15,7 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 
 use crate::Deps;
 use crate::event::Registration;
-use crate::outcome::{self, Outcome};
+use crate::outcome::{self, Outcome, Path};
 use crate::queue::{DeadLetter, Message, RetryQueue, backoff};
 
 /// Handles a batch from the retry queue; returns the ids of the messages to receive again.
@@ -90,17 +90,17 @@ async fn retry(
     let last = receives >= deps.settings.deploy.retry_max_receives;
     match deps.registrar.deliver(registration, deadline).await {
         Ok(delivered) => {
-            outcome::emit(Outcome::of(&delivered), delivered.attempts);
+            outcome::emit(Path::Queue, Outcome::of(&delivered), delivered.attempts);
             tracing::info!(sub = %registration.sub, status = delivered.status, receives, "user registered from the queue");
             true
         }
         Err(e) if outcome::is_final(&e) || last => {
-            outcome::emit(Outcome::GaveUp, e.attempts());
+            outcome::emit(Path::Queue, Outcome::GaveUp, e.attempts());
             tracing::error!(sub = %registration.sub, receives, cause = %e, "dead-lettering the registration");
             queue.dead_letter(body, &e.to_string()).await.is_ok()
         }
         Err(e) => {
-            outcome::emit(Outcome::Retry, e.attempts());
+            outcome::emit(Path::Queue, Outcome::Retry, e.attempts());
             let delay = backoff(
                 Duration::from_secs(deps.settings.lambda.retry_backoff_s),
                 receives,

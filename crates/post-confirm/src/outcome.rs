@@ -1,5 +1,7 @@
 //! How each registration ended, as one CloudWatch metric line (embedded metric format) on
-//! stdout: the alarms count `lost` and `gave_up`, and an operator reads the rest.
+//! stdout: the alarms count `lost` and `gave_up`, and an operator reads the rest. Each line is
+//! published by `{Service, Outcome}` (what the alarms watch) and by `{Service, Path, Outcome}`
+//! (which of the function's ways ended it: the operations dashboard's view).
 
 use crate::client::{Delivered, DeliveryError};
 
@@ -21,6 +23,24 @@ pub enum Outcome {
     Retry,
     /// Dead-lettered: the api refused it for good, or it failed on its last receive.
     GaveUp,
+}
+
+/// Which of the function's ways a registration went: the trigger, the retry queue, the sweep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Path {
+    Trigger,
+    Queue,
+    Sweep,
+}
+
+impl Path {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Path::Trigger => "trigger",
+            Path::Queue => "queue",
+            Path::Sweep => "sweep",
+        }
+    }
 }
 
 impl Outcome {
@@ -54,22 +74,58 @@ pub fn is_final(error: &DeliveryError) -> bool {
     )
 }
 
-/// Prints one metric line for a registration that ended as `outcome` after `attempts`.
-pub fn emit(outcome: Outcome, attempts: u32) {
-    let line = shared_aws::emf::line(
+/// Prints one metric line for a registration that went `path` and ended as `outcome` after
+/// `attempts`.
+pub fn emit(path: Path, outcome: Outcome, attempts: u32) {
+    println!(
+        "{}",
+        line(path, outcome, attempts, shared_auth::unix::millis())
+    );
+}
+
+fn line(path: Path, outcome: Outcome, attempts: u32, timestamp_ms: u64) -> String {
+    shared_aws::emf::line_in_sets(
         "post-confirm",
-        ("Outcome", outcome.as_str()),
+        &[("Path", path.as_str()), ("Outcome", outcome.as_str())],
+        &[&["Service", "Outcome"], &["Service", "Path", "Outcome"]],
         &[
             (METRIC, 1, "Count"),
             ("Attempts", u64::from(attempts), "Count"),
         ],
-    );
-    println!("{line}");
+        timestamp_ms,
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_line_counts_by_outcome_for_the_alarms_and_by_path_for_the_dashboard() {
+        use shared_aws::emf::metrics_of;
+        let metrics = metrics_of(&line(Path::Queue, Outcome::GaveUp, 3, 1));
+        let sets: Vec<Vec<(String, String)>> = metrics
+            .iter()
+            .filter(|m| m.name == METRIC)
+            .map(|m| m.dimensions.clone().into_iter().collect())
+            .collect();
+        let pairs = |list: &[(&str, &str)]| -> Vec<(String, String)> {
+            list.iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        assert_eq!(
+            sets,
+            vec![
+                pairs(&[("Outcome", "gave_up"), ("Service", "post-confirm")]),
+                pairs(&[
+                    ("Outcome", "gave_up"),
+                    ("Path", "queue"),
+                    ("Service", "post-confirm")
+                ]),
+            ]
+        );
+    }
 
     #[test]
     fn refusals_and_redirects_are_final_the_rest_may_pass() {

@@ -19,7 +19,7 @@ use serde_json::Value;
 use crate::Deps;
 use crate::event::Registration;
 use crate::lazy::LazyClient;
-use crate::outcome::{self, Outcome};
+use crate::outcome::{self, Outcome, Path};
 use crate::queue::{Cursor, Message};
 
 /// What one sweep invocation did.
@@ -165,7 +165,7 @@ async fn register(
     let one = (Instant::now() + PER_USER).min(deadline);
     match deps.registrar.deliver(&registration, one).await {
         Ok(delivered) if delivered.status == 201 => {
-            outcome::emit(Outcome::Registered, delivered.attempts);
+            outcome::emit(Path::Sweep, Outcome::Registered, delivered.attempts);
             tracing::info!(sub = %registration.sub, "sweep registered a missing user");
             counts.registered += 1;
         }
@@ -176,10 +176,10 @@ async fn register(
                 None => false,
             };
             if queued {
-                outcome::emit(Outcome::Queued, e.attempts());
+                outcome::emit(Path::Sweep, Outcome::Queued, e.attempts());
                 counts.queued += 1;
             } else {
-                outcome::emit(Outcome::Lost, e.attempts());
+                outcome::emit(Path::Sweep, Outcome::Lost, e.attempts());
                 counts.failed += 1;
             }
         }

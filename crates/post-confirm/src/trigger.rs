@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::Deps;
 use crate::event::Registration;
-use crate::outcome::{self, Outcome};
+use crate::outcome::{self, Outcome, Path};
 
 /// Registers `registration`, or queues it; returns how it ended. Never an error.
 pub async fn on_sign_up(deps: &Deps, registration: &Registration, deadline: Instant) -> Outcome {
@@ -19,7 +19,7 @@ pub async fn on_sign_up(deps: &Deps, registration: &Registration, deadline: Inst
         Ok(delivered) => {
             tracing::info!(sub = %registration.sub, status = delivered.status, attempts = delivered.attempts, "user registered");
             let outcome = Outcome::of(&delivered);
-            outcome::emit(outcome, delivered.attempts);
+            outcome::emit(Path::Trigger, outcome, delivered.attempts);
             return outcome;
         }
         Err(e) => e,
@@ -45,6 +45,6 @@ pub async fn on_sign_up(deps: &Deps, registration: &Registration, deadline: Inst
             Outcome::Lost
         }
     };
-    outcome::emit(outcome, error.attempts());
+    outcome::emit(Path::Trigger, outcome, error.attempts());
     outcome
 }

@@ -38,10 +38,24 @@ pub fn line_with(
     sets: Sets,
     timestamp_ms: u64,
 ) -> String {
-    let mut dimensions = vec![json!(["Service", dimension.0])];
+    let detailed: &[&str] = &["Service", dimension.0];
+    let mut published = vec![detailed];
     if sets == Sets::WithServiceTotal {
-        dimensions.push(json!(["Service"]));
+        published.push(&["Service"]);
     }
+    line_in_sets(service, &[dimension], &published, metrics, timestamp_ms)
+}
+
+/// One EMF line for `service` with the members `dimensions` (name, value) besides `Service`,
+/// its `metrics` published under each of the dimension sets `sets` (each a list of member
+/// names, `Service` among them) at `timestamp_ms`.
+pub fn line_in_sets(
+    service: &str,
+    dimensions: &[(&str, &str)],
+    sets: &[&[&str]],
+    metrics: &[(&str, u64, &str)],
+    timestamp_ms: u64,
+) -> String {
     let mut root = Map::new();
     root.insert(
         "_aws".into(),
@@ -49,7 +63,7 @@ pub fn line_with(
             "Timestamp": timestamp_ms,
             "CloudWatchMetrics": [{
                 "Namespace": NAMESPACE,
-                "Dimensions": dimensions,
+                "Dimensions": sets,
                 "Metrics": metrics
                     .iter()
                     .map(|(name, _, unit)| json!({ "Name": name, "Unit": unit }))
@@ -58,7 +72,9 @@ pub fn line_with(
         }),
     );
     root.insert("Service".into(), service.into());
-    root.insert(dimension.0.into(), dimension.1.into());
+    for (name, value) in dimensions {
+        root.insert((*name).into(), (*value).into());
+    }
     for (name, value, _) in metrics {
         root.insert((*name).into(), (*value).into());
     }
