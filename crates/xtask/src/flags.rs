@@ -315,6 +315,14 @@ pub struct Soak {
     /// Print JSON (for tracking) instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// The fault matrix instead: the staging contract deployed to a local AWS of its own and
+    /// started in the network built from its state (root only, as `up --network`), then
+    /// sign-ups through it while each fault is held in turn (a poor path, a partition, an api
+    /// task killed, the database restarted and unreachable, Secrets Manager unreachable, the
+    /// hand-off unreachable), `--minutes` shared among them. Fails on a registration lost or
+    /// duplicated, an error a user would see, or sign-ups that never register directly again.
+    #[arg(long)]
+    pub faults: bool,
 }
 
 /// Which builds `cargo xtask bench` and `soak` run.

@@ -36,6 +36,13 @@ const DRAIN_FOR: Duration = Duration::from_secs(120);
 
 impl flags::Soak {
     pub fn run(self) -> Result<()> {
+        if self.faults {
+            crate::tasks::setup::ensure(crate::flags::Scope::Test)?;
+            #[cfg(feature = "cloud")]
+            return crate::tasks::up::fault_matrix(self.minutes, self.json);
+            #[cfg(not(feature = "cloud"))]
+            return crate::forward_to_cloud(crate::Build::Full);
+        }
         crate::tasks::setup::ensure(crate::flags::Scope::Up)?;
         if cmd::which("wrk").is_none() {
             bail!("wrk drives the forged flood: apt-get install wrk (or `cargo xtask setup`)");

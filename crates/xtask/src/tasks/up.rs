@@ -15,6 +15,9 @@ mod attacks;
 #[cfg(feature = "cloud")]
 mod network;
 
+#[cfg(feature = "cloud")]
+pub use network::faults as fault_matrix;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
