@@ -179,6 +179,7 @@ pub async fn whole_stack(deployed: &Deployed) -> Result<Report> {
         }
         Err(e) => report.push(Row::check("fault matrix", false, format!("{e:#}"))),
     }
+    report.push(matrix::caught_without_the_sweep(&mut world, &functions).await);
     report.extend(roles::execution_roles(deployed).await);
     world.stop().await;
     let logs = world.logs();

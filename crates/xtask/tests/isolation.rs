@@ -204,6 +204,13 @@ impl Side<'_> {
                 .map(str::to_owned);
             let arn = match known(&r, "arn") {
                 Some(Value::String(arn)) => Some(arn),
+                // A dashboard's ARN is `dashboard_arn`, unknown in a plan; its name is known.
+                _ if r.kind == "aws_cloudwatch_dashboard" => match known(&r, "dashboard_name") {
+                    Some(Value::String(name)) => {
+                        Some(format!("arn:aws:cloudwatch::{account}:dashboard/{name}"))
+                    }
+                    _ => None,
+                },
                 _ => match known(&r, "id") {
                     Some(Value::String(id)) => arn_from_id(&r.kind, &id, &region, &account),
                     _ => None,

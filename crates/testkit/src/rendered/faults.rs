@@ -131,13 +131,7 @@ async fn drain_until_dead_lettered(
     function: &Sandbox,
     user: &SignedUp,
 ) -> Result<String> {
-    let d = &world.deployed;
-    let queues = Queues::existing(
-        &d.sdk().await,
-        &d.attr("aws_sqs_queue.retry", "url")?,
-        &d.attr("aws_sqs_queue.dead_letters", "url")?,
-    )
-    .await?;
+    let queues = world.queues().await?;
     let max: u32 = function
         .function
         .environment

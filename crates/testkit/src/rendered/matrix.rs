@@ -40,6 +40,9 @@ const POOR: Poor = Poor {
 const DRAIN_LIMIT: Duration = Duration::from_secs(180);
 /// Sign-ups one fault's driver may make at most (a bound on its loop).
 const MOST_PER_FAULT: usize = 20_000;
+/// The shortest a database outage is held: longer than the api's pool waits for a connection
+/// and than the trigger's whole budget, as a failover's is.
+const DATABASE_OUTAGE: Duration = Duration::from_secs(20);
 
 /// How long each fault's phases last, and how often a user signs up.
 #[derive(Debug, Clone, Copy)]
@@ -179,6 +182,26 @@ impl Fault {
             self,
             Fault::DatabaseRestarted | Fault::RotationTestFails | Fault::RotationFinishUnreachable
         )
+    }
+
+    /// How long the fault is held: the plan's time, longer where the fault needs it to mean
+    /// anything (the database out for [`DATABASE_OUTAGE`] at least; Secrets Manager out across
+    /// one of the api's secret refreshes, whose interval its task definition says).
+    async fn hold(self, world: &World, plan: &Plan) -> Result<Duration> {
+        Ok(match self {
+            Fault::DatabaseUnreachable => plan.fault.max(DATABASE_OUTAGE),
+            Fault::SecretsUnreachable => {
+                let api = super::container(&world.deployed, &world.deployed.name("api")).await?;
+                let refresh: u64 = api
+                    .environment
+                    .iter()
+                    .find(|(k, _)| k == "TOLLGATE__API__SECRET_REFRESH_S")
+                    .and_then(|(_, v)| v.parse().ok())
+                    .context("the api's task has no TOLLGATE__API__SECRET_REFRESH_S")?;
+                plan.fault.max(Duration::from_secs(refresh + 5))
+            }
+            _ => plan.fault,
+        })
     }
 
     /// The (host, destination) pairs whose packets the fault drops while it is held.
@@ -470,22 +493,53 @@ impl Matrix {
 /// Runs every fault in [`FAULTS`] with sign-ups flowing, on the world's running api and the
 /// started sign-up `function`.
 pub async fn run(world: &mut World, functions: &Functions, plan: Plan) -> Result<Matrix> {
-    let d = &world.deployed;
-    let queues = Queues::existing(
-        &d.sdk().await,
-        &d.attr("aws_sqs_queue.retry", "url")?,
-        &d.attr("aws_sqs_queue.dead_letters", "url")?,
-    )
-    .await?;
+    let queues = world.queues().await?;
     let mut faults = Vec::new();
     for fault in FAULTS {
         eprintln!("· fault matrix: {} ({})", fault.name(), fault.what());
-        let figures = one(world, functions, fault, &plan, &queues)
+        let figures = one(world, functions, fault, &plan, &queues, Backstop::Sweep)
             .await
             .with_context(|| format!("the fault {}", fault.name()))?;
         faults.push(figures);
     }
     Ok(Matrix { plan, faults })
+}
+
+/// Whether the sweep runs for what the retry queue did not register.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backstop {
+    Sweep,
+    /// The sweep left out: what the matrix must then count as lost.
+    None,
+}
+
+/// The check itself checked: the hand-off fault with the sweep left out must lose the users the
+/// trigger could neither register nor queue, and its row must say ✗.
+pub async fn caught_without_the_sweep(world: &mut World, functions: &Functions) -> Row {
+    let what = "caught: the matrix without the sweep";
+    let result: Result<String> = async {
+        let queues = world.queues().await?;
+        let plan = Plan::short();
+        let fault = Fault::HandOffUnreachable;
+        let figures = one(world, functions, fault, &plan, &queues, Backstop::None).await?;
+        let row = &Matrix {
+            plan,
+            faults: vec![figures.clone()],
+        }
+        .rows()[0];
+        if figures.lost == 0 || row.ok {
+            bail!("{} lost, row ✓: {}", figures.lost, row.detail);
+        }
+        // The users it left are registered by the next sweep, as the schedule's would.
+        run_sweep(world, &functions.sign_up).await?;
+        Ok(format!(
+            "{}: {} lost without the sweep, its row ✗",
+            fault.name(),
+            figures.lost
+        ))
+    }
+    .await;
+    Row::from(what, result)
 }
 
 async fn one(
@@ -494,6 +548,7 @@ async fn one(
     fault: Fault,
     plan: &Plan,
     queues: &Queues,
+    backstop: Backstop,
 ) -> Result<Figures> {
     let function = &functions.sign_up;
     let stop = Arc::new(AtomicBool::new(false));
@@ -504,11 +559,18 @@ async fn one(
         format!("fault-{}", fault.name()),
         stop.clone(),
     ));
+    let hold = fault.hold(world, plan).await;
     tokio::time::sleep(plan.before).await;
-    let begun = fault.begin(world, functions).await;
-    if begun.is_ok() && !fault.is_event() {
-        tokio::time::sleep(plan.fault).await;
-    }
+    let begun = match hold {
+        Ok(hold) => {
+            let begun = fault.begin(world, functions).await;
+            if begun.is_ok() && !fault.is_event() {
+                tokio::time::sleep(hold).await;
+            }
+            begun
+        }
+        Err(e) => Err(e),
+    };
     let token = begun.as_ref().ok().cloned().flatten();
     let ended = fault.end(world, functions, token.as_deref()).await;
     let over = Instant::now();
@@ -517,7 +579,7 @@ async fn one(
     let attempts = driver.await.context("the sign-up driver")??;
     begun.context("injecting the fault")?;
     ended?;
-    settle(world, function, queues, fault, attempts, over).await
+    settle(world, function, queues, (fault, backstop), attempts, over).await
 }
 
 /// Signs users up back to back, one every `every` at most, until `stop`.
@@ -564,7 +626,7 @@ async fn settle(
     world: &World,
     function: &Sandbox,
     queues: &Queues,
-    fault: Fault,
+    (fault, backstop): (Fault, Backstop),
     attempts: Vec<Attempt>,
     over: Instant,
 ) -> Result<Figures> {
@@ -573,7 +635,7 @@ async fn settle(
     let (direct, _) = world.registered(subs.clone(), emails.clone()).await?;
     drain(queues, function).await?;
     let (queued, _) = world.registered(subs.clone(), emails.clone()).await?;
-    let swept = if queued.len() < subs.len() {
+    let swept = if queued.len() < subs.len() && backstop == Backstop::Sweep {
         run_sweep(world, function).await?;
         world.registered(subs.clone(), emails.clone()).await?.0
     } else {

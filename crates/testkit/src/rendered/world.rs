@@ -222,7 +222,8 @@ impl Deployed {
             .collect()
     }
 
-    fn name(&self, suffix: &str) -> String {
+    /// A resource's name in this environment: `tollgate-<env>-<suffix>`.
+    pub fn name(&self, suffix: &str) -> String {
         format!("tollgate-{}-{suffix}", self.env)
     }
 }
@@ -1044,6 +1045,17 @@ impl World {
     /// A confirmed user in the stack's pool, and the PostConfirmation event Cognito sends.
     pub async fn sign_up(&self, prefix: &str) -> Result<SignedUp> {
         self.deployed.sign_up(prefix).await
+    }
+
+    /// The stack's retry queue and its dead-letter queue.
+    pub async fn queues(&self) -> Result<crate::queues::Queues> {
+        let d = &self.deployed;
+        crate::queues::Queues::existing(
+            &d.sdk().await,
+            &d.attr("aws_sqs_queue.retry", "url")?,
+            &d.attr("aws_sqs_queue.dead_letters", "url")?,
+        )
+        .await
     }
 
     /// The api service's tasks, by twin host (`api-1`, …).
