@@ -19,7 +19,7 @@ resource "aws_cloudwatch_dashboard" "operations" {
   dashboard_body = jsonencode({
     widgets = [
       {
-        type   = "metric", x = 0, y = 0, width = 12, height = 6
+        type = "metric", x = 0, y = 0, width = 12, height = 6
         properties = {
           title   = "Registrations by way and outcome (post-confirm)"
           region  = var.region
@@ -29,7 +29,7 @@ resource "aws_cloudwatch_dashboard" "operations" {
         }
       },
       {
-        type   = "metric", x = 12, y = 0, width = 12, height = 6
+        type = "metric", x = 12, y = 0, width = 12, height = 6
         properties = {
           title   = "Guarded route refusals by reason (api)"
           region  = var.region
@@ -39,7 +39,7 @@ resource "aws_cloudwatch_dashboard" "operations" {
         }
       },
       {
-        type   = "metric", x = 0, y = 6, width = 8, height = 6
+        type = "metric", x = 0, y = 6, width = 8, height = 6
         properties = {
           title   = "Retry queue: oldest registration waiting (s)"
           region  = var.region
@@ -50,7 +50,7 @@ resource "aws_cloudwatch_dashboard" "operations" {
         }
       },
       {
-        type   = "metric", x = 8, y = 6, width = 8, height = 6
+        type = "metric", x = 8, y = 6, width = 8, height = 6
         properties = {
           title   = "Dead-lettered registrations"
           region  = var.region
@@ -61,7 +61,7 @@ resource "aws_cloudwatch_dashboard" "operations" {
         }
       },
       {
-        type   = "metric", x = 16, y = 6, width = 8, height = 6
+        type = "metric", x = 16, y = 6, width = 8, height = 6
         properties = {
           title  = "api through the load balancer: 5xx and p99 latency (s)"
           region = var.region
@@ -74,7 +74,7 @@ resource "aws_cloudwatch_dashboard" "operations" {
         }
       },
       {
-        type   = "alarm", x = 0, y = 12, width = 24, height = 4
+        type = "alarm", x = 0, y = 12, width = 24, height = 4
         properties = {
           title = "Alarms"
           alarms = concat(
