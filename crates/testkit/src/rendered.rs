@@ -151,8 +151,7 @@ async fn partial_apply_mutations(deployed: &Deployed) -> Result<Vec<Row>> {
 pub async fn whole_stack(deployed: &Deployed) -> Result<Report> {
     let mut world = World::build(deployed, world::Scope::Stack).await?;
     let mut report = Report::new("what the stack renders, started");
-    report.differences = differences(&world).0;
-    report.function_differences = differences(&world).1;
+    (report.differences, report.function_differences) = differences(&world);
     report.push(world.migrate(&[]).await);
     report.push(world.serve().await);
     report.extend(edge::run(&world).await);
@@ -209,8 +208,7 @@ pub async fn fault_matrix(
 ) -> Result<(Report, matrix::Matrix)> {
     let mut world = World::build(deployed, world::Scope::Stack).await?;
     let mut report = Report::new("the fault matrix, on what the stack renders");
-    report.differences = differences(&world).0;
-    report.function_differences = differences(&world).1;
+    (report.differences, report.function_differences) = differences(&world);
     report.push(world.migrate(&[]).await);
     report.push(world.serve().await);
     if !report.failures().is_empty() {

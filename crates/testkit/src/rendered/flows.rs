@@ -89,10 +89,7 @@ fn rows(world: &World) -> Result<Vec<Row>> {
     use stack_model::flows::{FLOWS, Port, Role};
     let twin = &world.twin;
     let alb = world.alb.as_ref().context("no load balancer")?.public;
-    let api_port = world.deployed.resources["aws_lb_target_group.api"]["port"]
-        .as_u64()
-        .and_then(|p| u16::try_from(p).ok())
-        .context("the target group has no port")?;
+    let api_port = world.deployed.api_port()?;
     // What the internet may try, whatever the VPC's routes say: a route to the private
     // ranges at the internet gateway, as someone next to it would set.
     twin.route_from_internet("10.0.0.0/8")?;

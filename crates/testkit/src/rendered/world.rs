@@ -222,6 +222,14 @@ impl Deployed {
             .collect()
     }
 
+    /// The port the load balancer's target group sends to (the api's).
+    pub fn api_port(&self) -> Result<u16> {
+        self.resources["aws_lb_target_group.api"]["port"]
+            .as_u64()
+            .and_then(|p| u16::try_from(p).ok())
+            .context("the target group has no port")
+    }
+
     /// A resource's name in this environment: `tollgate-<env>-<suffix>`.
     pub fn name(&self, suffix: &str) -> String {
         format!("tollgate-{}-{suffix}", self.env)
@@ -845,9 +853,7 @@ impl World {
         let public = host
             .public
             .context("the load balancer has no public address")?;
-        let port = self.deployed.resources["aws_lb_target_group.api"]["port"]
-            .as_u64()
-            .context("the target group has no port")?;
+        let port = self.deployed.api_port()?;
         let targets: Vec<String> = self
             .tasks
             .iter()
@@ -1075,24 +1081,28 @@ impl World {
     /// Kills `host`'s running task at once (`SIGKILL`: what a Fargate host's loss does; no
     /// drain, requests in flight cut).
     pub fn kill_task(&mut self, host: &str) -> Result<()> {
-        let service = self
-            .running
-            .remove(host)
-            .with_context(|| format!("no task runs on {host}"))?;
-        self.twin.service(&service)?.stop();
-        self.twin.remove_service(&service);
-        Ok(())
+        self.end_task(host, |process| process.stop())
     }
 
     /// Stops `host`'s running task as ECS stops one (`SIGTERM`, then `SIGKILL` after the stop
     /// timeout): the api stops accepting, finishes what it holds and exits.
     pub fn stop_task(&mut self, host: &str) -> Result<()> {
+        self.end_task(host, |process| {
+            tokio::task::block_in_place(|| process.terminate(STOP_GRACE));
+        })
+    }
+
+    /// Ends `host`'s running task with `how` and forgets its service.
+    fn end_task(
+        &mut self,
+        host: &str,
+        how: impl FnOnce(&mut crate::process::Process),
+    ) -> Result<()> {
         let service = self
             .running
             .remove(host)
             .with_context(|| format!("no task runs on {host}"))?;
-        let process = self.twin.service(&service)?;
-        tokio::task::block_in_place(|| process.terminate(STOP_GRACE));
+        how(self.twin.service(&service)?);
         self.twin.remove_service(&service);
         Ok(())
     }
@@ -1102,11 +1112,7 @@ impl World {
     pub async fn replace_task(&mut self, host: &str) -> Result<()> {
         self.start_task(host, &[]).await?;
         let target = self.tasks[host].0.address;
-        let port = u16::try_from(
-            self.deployed.resources["aws_lb_target_group.api"]["port"]
-                .as_u64()
-                .context("the target group has no port")?,
-        )?;
+        let port = self.deployed.api_port()?;
         let me: &World = self;
         super::eventually(Duration::from_secs(60), move || async move {
             let open = me.twin.inside(Some("alb"), move || {
