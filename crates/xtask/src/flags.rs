@@ -318,10 +318,12 @@ pub struct Soak {
     /// The fault matrix instead: the staging contract deployed to a local AWS of its own and
     /// started in the network built from its state (root only, as `up --network`), then
     /// sign-ups through it while each fault is held in turn (a poor path, a partition, an api
-    /// task killed, the database restarted and unreachable, Secrets Manager unreachable, the
-    /// hand-off unreachable), `--minutes` shared among them. Fails on a registration lost or
-    /// duplicated, an error a user would see, or sign-ups that never register directly again.
-    #[arg(long)]
+    /// task killed and one replaced, the database restarted and unreachable, Secrets Manager
+    /// unreachable, the hand-off unreachable, a rotation failing at testSecret and at
+    /// finishSecret), `--minutes` shared among them; its pace and builds are its own. Fails on
+    /// a registration lost or duplicated, an error a user would see, or sign-ups that never
+    /// register directly again (crates/xtask/RELIABILITY.md).
+    #[arg(long, conflicts_with_all = ["sign_ups_per_s", "me_per_s", "build"])]
     pub faults: bool,
 }
 
@@ -345,4 +347,33 @@ pub enum Scope {
     /// `cargo xtask package` and `deploy`: the release builds for Lambda and the image, and
     /// Terraform; no local AWS, database or test tool.
     Deploy,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fault_matrix_refuses_the_loopback_soaks_knobs_it_would_ignore() {
+        for knob in [
+            ["--sign-ups-per-s", "5"],
+            ["--me-per-s", "10"],
+            ["--build", "release"],
+        ] {
+            let mut args = vec!["xtask", "soak", "--faults"];
+            args.extend(knob);
+            let error = Xtask::try_parse_from(&args).expect_err("a knob --faults ignores");
+            assert_eq!(
+                error.kind(),
+                clap::error::ErrorKind::ArgumentConflict,
+                "{args:?}: {error}"
+            );
+        }
+        for fine in [
+            vec!["xtask", "soak", "--faults", "--minutes", "10", "--json"],
+            vec!["xtask", "soak", "--me-per-s", "10"],
+        ] {
+            Xtask::try_parse_from(&fine).unwrap_or_else(|e| panic!("{fine:?}: {e}"));
+        }
+    }
 }
