@@ -5,6 +5,7 @@
 //! the routes turn into a 422.
 
 use serde::Deserialize;
+use shared_auth::heartbeat::Via;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -28,6 +29,11 @@ pub struct RegistrationRequest {
     /// The Cognito user name.
     #[schema(example = "ada")]
     pub username: String,
+    /// Which of the sign-up function's ways sent it: `trigger`, `queue` or `sweep`. Stored with
+    /// the first registration of a `sub` (`registered_via`); absent from older senders.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "trigger")]
+    pub via: Option<Via>,
 }
 
 /// Why a registration is invalid: the field at fault and what is wrong with it.
@@ -45,6 +51,7 @@ pub struct NewUser {
     email: Option<String>,
     email_verified: bool,
     username: String,
+    via: Option<Via>,
 }
 
 impl NewUser {
@@ -66,6 +73,11 @@ impl NewUser {
         &self.username
     }
 
+    /// The way in the request named (`None` from an older sender).
+    pub fn via(&self) -> Option<Via> {
+        self.via
+    }
+
     pub fn parse(req: RegistrationRequest) -> Result<Self, ValidationError> {
         let sub = Uuid::try_parse(&req.sub).map_err(|_| invalid("sub", "must be a UUID"))?;
         let email = req.email.map(|e| parse_email(&e).map(|()| e)).transpose()?;
@@ -80,7 +92,14 @@ impl NewUser {
         if username.chars().any(char::is_control) {
             return Err(invalid("username", "must not contain control characters"));
         }
+        if req.via == Some(Via::Jit) {
+            return Err(invalid(
+                "via",
+                "must be trigger, queue or sweep: jit is the api's own",
+            ));
+        }
         Ok(NewUser {
+            via: req.via,
             sub,
             // A verified flag without an address means nothing.
             email_verified: req.email_verified && email.is_some(),
@@ -132,6 +151,7 @@ mod tests {
             email: email.map(Into::into),
             email_verified: true,
             username: username.into(),
+            via: None,
         }
     }
     const SUB: &str = "7d8ca528-4931-4254-9273-ea5ee853f271";
@@ -202,6 +222,15 @@ mod tests {
         assert!(
             NewUser::parse(req(SUB, None, &"ü".repeat(128))).is_ok(),
             "length counts characters"
+        );
+        let jit = RegistrationRequest {
+            via: Some(Via::Jit),
+            ..req(SUB, None, "ada")
+        };
+        assert_eq!(
+            field_of(NewUser::parse(jit)),
+            "via",
+            "no sender claims the app's way"
         );
     }
 }

@@ -210,7 +210,11 @@ pub fn router(state: AppState) -> anyhow::Result<Router> {
     let filter = MethodFilter::try_from(method).context("guard.method is not a routable method")?;
     // The guard is a layer on this one handler: whatever path spelling reaches the handler
     // has passed the guard, and nothing else can reach it.
-    let registration = on(filter, routes::register::register).route_layer(guard::layer(&state));
+    // The heartbeat's read-and-delete shares the path and the guard (and so the WAF rule, which
+    // matches the path whatever the method).
+    let registration = on(filter, routes::register::register)
+        .delete(routes::heartbeat::forget)
+        .route_layer(guard::layer(&state));
     let timeout = Duration::from_millis(state.settings.api.request_timeout_ms);
     Ok(Router::new()
         .route(&contract.path, registration)

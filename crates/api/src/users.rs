@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::domain::NewUser;
+use shared_auth::heartbeat::Via;
 
 /// Whether an error means "the database cannot be reached right now" (→ 503) rather than a bug.
 pub fn is_unavailable(e: &sqlx::Error) -> bool {
@@ -78,8 +79,9 @@ pub async fn register_user(
     for _ in 0..3 {
         let row = sqlx::query!(
             r#"WITH ins AS (
-                   INSERT INTO users (cognito_sub, email, email_verified, username, signed_at)
-                   VALUES ($1, $2, $3, $4, $5)
+                   INSERT INTO users (cognito_sub, email, email_verified, username, signed_at,
+                                      registered_via)
+                   VALUES ($1, $2, $3, $4, $5, $6)
                    ON CONFLICT (cognito_sub) DO NOTHING
                    RETURNING id, cognito_sub, email, email_verified, username, created_at, updated_at
                ), upd AS (
@@ -114,6 +116,7 @@ pub async fn register_user(
             user.email_verified(),
             user.username(),
             signed_at,
+            user.via().map(Via::as_str),
         )
         .fetch_optional(pool)
         .await?;
@@ -137,9 +140,10 @@ pub async fn register_user(
 }
 
 /// Returns the user with this `sub`, creating it from `user` when missing (a sign-up whose
-/// registration call failed). Never changes an existing row.
+/// registration call failed; the row says `registered_via = 'jit'`, and its `signed_at` of 0
+/// lets any later registration apply). Never changes an existing row.
 pub async fn provision_user(pool: &PgPool, user: &NewUser) -> Result<(User, bool), sqlx::Error> {
-    if let Some(created) = insert_if_missing(pool, user, 0).await? {
+    if let Some(created) = provision_if_missing(pool, user).await? {
         return Ok((created, true));
     }
     let existing = find_by_sub(pool, user.sub())
@@ -148,15 +152,12 @@ pub async fn provision_user(pool: &PgPool, user: &NewUser) -> Result<(User, bool
     Ok((existing, false))
 }
 
-async fn insert_if_missing(
-    pool: &PgPool,
-    user: &NewUser,
-    signed_at: i64,
-) -> Result<Option<User>, sqlx::Error> {
+async fn provision_if_missing(pool: &PgPool, user: &NewUser) -> Result<Option<User>, sqlx::Error> {
     sqlx::query_as!(
         User,
-        r#"INSERT INTO users (cognito_sub, email, email_verified, username, signed_at)
-           VALUES ($1, $2, $3, $4, $5)
+        r#"INSERT INTO users (cognito_sub, email, email_verified, username, signed_at,
+                              registered_via)
+           VALUES ($1, $2, $3, $4, 0, 'jit')
            ON CONFLICT (cognito_sub) DO NOTHING
            RETURNING id AS "id!", cognito_sub AS "sub!", email, email_verified AS "email_verified!",
                      username AS "username!", created_at AS "created_at!", updated_at AS "updated_at!""#,
@@ -164,7 +165,6 @@ async fn insert_if_missing(
         user.email(),
         user.email_verified(),
         user.username(),
-        signed_at,
     )
     .fetch_optional(pool)
     .await
@@ -175,6 +175,22 @@ pub async fn find_by_sub(pool: &PgPool, sub: Uuid) -> Result<Option<User>, sqlx:
         User,
         r#"SELECT id, cognito_sub AS sub, email, email_verified, username, created_at, updated_at
            FROM users WHERE cognito_sub = $1"#,
+        sub
+    )
+    .fetch_optional(pool)
+    .await
+}
+
+/// The heartbeat's read-and-delete: removes the row of heartbeat user `sub` and returns how it
+/// had been registered (`Some(None)`: before `registered_via` existed); `None` when there is
+/// no such row. Runs the database's `forget_heartbeat_user`, which deletes a heartbeat user's
+/// row and no other (the serving role cannot delete otherwise).
+pub async fn forget_heartbeat_user(
+    pool: &PgPool,
+    sub: Uuid,
+) -> Result<Option<Option<String>>, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT registered_via FROM forget_heartbeat_user($1)"#,
         sub
     )
     .fetch_optional(pool)

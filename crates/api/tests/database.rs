@@ -180,6 +180,14 @@ async fn the_serving_role_can_register_but_not_drop_delete_or_read_outside_its_g
             .and_then(|d| d.code().map(|c| c.into_owned()));
         assert_eq!(code.as_deref(), Some("42501"), "{forbidden}: {err}");
     }
+    // The heartbeat's function deletes a heartbeat user's row alone: called on a real user, by
+    // the role that may call it, it deletes nothing.
+    let forgotten: i64 = sqlx::query_scalar("SELECT count(*) FROM forget_heartbeat_user($1::uuid)")
+        .bind(SUB)
+        .fetch_one(&mut conn)
+        .await
+        .expect("EXECUTE is granted");
+    assert_eq!(forgotten, 0);
     let still: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
         .fetch_one(&app.db)
         .await

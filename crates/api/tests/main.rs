@@ -12,6 +12,7 @@ mod bounded;
 mod database;
 mod guard;
 mod hardening;
+mod heartbeat;
 mod interop;
 mod openapi_conformance;
 mod operations;

@@ -484,6 +484,7 @@ async fn the_openapi_document_describes_the_routes_served() {
         .collect();
     listed.sort();
     let expected = [
+        ("DELETE", "/user"),
         ("GET", "/healthz"),
         ("GET", "/openapi.json"),
         ("GET", "/readyz"),

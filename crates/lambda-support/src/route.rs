@@ -39,6 +39,17 @@ impl GuardedRoute {
     ) -> reqwest::RequestBuilder {
         let method = reqwest::Method::from_bytes(self.contract.method.as_bytes())
             .unwrap_or(reqwest::Method::POST);
+        self.signed_request(method, keys, id, body, now)
+    }
+
+    fn signed_request(
+        &self,
+        method: reqwest::Method,
+        keys: &[SecretString],
+        id: &str,
+        body: &[u8],
+        now: u64,
+    ) -> reqwest::RequestBuilder {
         let mut request = self
             .http
             .request(method, self.url())
@@ -64,6 +75,28 @@ impl GuardedRoute {
         let id = format!("dryrun_{}_{n}", shared_auth::unix::millis());
         self.signed(keys, &id, b"{}")
             .header(shared_auth::DRY_RUN_HEADER, "1")
+    }
+
+    /// The heartbeat's read-and-delete of its user `sub` (`DELETE` on the route, body
+    /// [`shared_auth::heartbeat::Forget`]), signed like a registration with its own id
+    /// (`forget_` and the `sub`).
+    pub fn forget(&self, keys: &[SecretString], sub: &str) -> reqwest::RequestBuilder {
+        let body = serde_json::to_vec(&shared_auth::heartbeat::Forget {
+            sub: sub.to_owned(),
+        })
+        .unwrap_or_else(|_| unreachable!("a string serialises"));
+        let id: String = format!("forget_{sub}")
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
+            .take(128)
+            .collect();
+        self.signed_request(
+            reqwest::Method::DELETE,
+            keys,
+            &id,
+            &body,
+            shared_auth::unix::seconds(),
+        )
     }
 }
 

@@ -92,6 +92,7 @@ pub const VERIFIED_WITH_HEADER: &str = "x-tollgate-verified-with";
 pub const PROBE_EVENT: &str = r#"{"tollgate":"probe"}"#;
 
 pub mod client_ip;
+pub mod heartbeat;
 pub mod rotation;
 pub mod secret;
 pub mod settings;

@@ -49,6 +49,7 @@ fn user_of(claims: IdClaims) -> Result<(NewUser, String), ApiError> {
         email: claims.email,
         email_verified: claims.email_verified,
         username: claims.username.unwrap_or_default(),
+        via: None,
     })
     .map_err(|e| {
         tracing::warn!(error = %e, "token claims cannot form a user");

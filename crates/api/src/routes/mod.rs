@@ -1,8 +1,10 @@
 //! The route handlers, one room each: [`register`] (`POST /user`, behind the guard), [`me`]
-//! (`GET /users/me`, behind a Cognito ID token), [`health`] (`/healthz`, `/readyz`), and here the
+//! (`GET /users/me`, behind a Cognito ID token), [`heartbeat`] (`DELETE` on the guarded route,
+//! behind the same guard), [`health`] (`/healthz`, `/readyz`), and here the
 //! fallbacks and the OpenAPI document. Thin: extract, call the database, map the result.
 
 pub mod health;
+pub mod heartbeat;
 pub mod me;
 pub mod register;
 
@@ -24,7 +26,7 @@ pub async fn method_not_allowed() -> ApiError {
 #[derive(Debug, utoipa::OpenApi)]
 #[openapi(
     info(title = "Tollgate API", description = "Registration from Cognito sign-up, and the app user's own record."),
-    paths(register::register, me::me, health::healthz, health::readyz, openapi),
+    paths(register::register, heartbeat::forget, me::me, health::healthz, health::readyz, openapi),
     components(schemas(RegistrationRequest, User, Health, Readiness, crate::secrets::VersionIds)),
     modifiers(&BearerScheme)
 )]
