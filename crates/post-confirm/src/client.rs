@@ -11,6 +11,15 @@ use reqwest::StatusCode;
 use shared_auth::LambdaSettings;
 
 use crate::event::Registration;
+use crate::outcome::Path;
+
+/// The body of `POST /user`: the registration and the way it came in.
+#[derive(serde::Serialize)]
+struct Body<'a> {
+    #[serde(flatten)]
+    registration: &'a Registration,
+    via: shared_auth::heartbeat::Via,
+}
 
 /// An attempt with less time than this left is not started.
 const MIN_ATTEMPT: Duration = Duration::from_millis(50);
@@ -159,14 +168,70 @@ impl Registrar {
         Ok((response.status().as_u16(), route::verified_with(&response)))
     }
 
-    /// Delivers `registration`, retrying transient failures until `deadline`.
+    /// The heartbeat's read-and-delete of its user `sub`: `Some(way in)` when the row was there
+    /// (and is gone now), `None` when it is not there (yet). One request, and one more with a
+    /// refetched secret after a 403, as a registration does.
+    pub async fn forget(
+        &self,
+        sub: &str,
+        deadline: Instant,
+    ) -> Result<Option<Option<shared_auth::heartbeat::Via>>, DeliveryError> {
+        let mut secret = self.secret(deadline, false).await?;
+        for attempt in 1..=2 {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let attempt_timeout = Duration::from_millis(self.settings.attempt_timeout_ms);
+            let response = self
+                .route
+                .forget(&secret, sub)
+                .timeout(attempt_timeout.min(remaining))
+                .send()
+                .await
+                .map_err(|e| DeliveryError::Exhausted {
+                    attempts: attempt,
+                    last: describe(&e),
+                })?;
+            match response.status() {
+                StatusCode::OK => {
+                    let forgotten: shared_auth::heartbeat::Forgotten = response
+                        .json()
+                        .await
+                        .map_err(|e| DeliveryError::Exhausted {
+                            attempts: attempt,
+                            last: describe(&e),
+                        })?;
+                    return Ok(Some(forgotten.registered_via));
+                }
+                StatusCode::NOT_FOUND => return Ok(None),
+                StatusCode::FORBIDDEN if attempt == 1 => {
+                    secret = self.secret(deadline, true).await?;
+                }
+                status => {
+                    return Err(DeliveryError::Rejected {
+                        status: status.as_u16(),
+                        attempts: attempt,
+                    });
+                }
+            }
+        }
+        Err(DeliveryError::Rejected {
+            status: StatusCode::FORBIDDEN.as_u16(),
+            attempts: 2,
+        })
+    }
+
+    /// Delivers `registration`, which came in by `path` (the body says so: `via`), retrying
+    /// transient failures until `deadline`.
     pub async fn deliver(
         &self,
         registration: &Registration,
+        path: Path,
         deadline: Instant,
     ) -> Result<Delivered, DeliveryError> {
-        let body = serde_json::to_vec(registration)
-            .unwrap_or_else(|_| unreachable!("plain strings serialise"));
+        let body = serde_json::to_vec(&Body {
+            registration,
+            via: path.via(),
+        })
+        .unwrap_or_else(|_| unreachable!("plain strings serialise"));
         let id = registration.id();
         let attempt_timeout = Duration::from_millis(self.settings.attempt_timeout_ms);
         let mut secret = self.secret(deadline, false).await?;

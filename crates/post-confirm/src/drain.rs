@@ -88,19 +88,28 @@ async fn retry(
     deadline: Instant,
 ) -> bool {
     let last = receives >= deps.settings.deploy.retry_max_receives;
-    match deps.registrar.deliver(registration, deadline).await {
+    match deps
+        .registrar
+        .deliver(registration, Path::Queue, deadline)
+        .await
+    {
         Ok(delivered) => {
-            outcome::emit(Path::Queue, Outcome::of(&delivered), delivered.attempts);
+            outcome::emit(
+                registration,
+                Path::Queue,
+                Outcome::of(&delivered),
+                delivered.attempts,
+            );
             tracing::info!(sub = %registration.sub, status = delivered.status, receives, "user registered from the queue");
             true
         }
         Err(e) if outcome::is_final(&e) || last => {
-            outcome::emit(Path::Queue, Outcome::GaveUp, e.attempts());
+            outcome::emit(registration, Path::Queue, Outcome::GaveUp, e.attempts());
             tracing::error!(sub = %registration.sub, receives, cause = %e, "dead-lettering the registration");
             queue.dead_letter(body, &e.to_string()).await.is_ok()
         }
         Err(e) => {
-            outcome::emit(Path::Queue, Outcome::Retry, e.attempts());
+            outcome::emit(registration, Path::Queue, Outcome::Retry, e.attempts());
             let delay = backoff(
                 Duration::from_secs(deps.settings.lambda.retry_backoff_s),
                 receives,

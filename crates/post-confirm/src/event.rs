@@ -114,6 +114,13 @@ impl Registration {
         self
     }
 
+    /// Whether this is the heartbeat's synthetic user ([`shared_auth::heartbeat`]).
+    pub fn is_heartbeat(&self) -> bool {
+        self.email
+            .as_deref()
+            .is_some_and(shared_auth::heartbeat::is_heartbeat_email)
+    }
+
     /// The request's message id ([`shared_auth::registration_id`]): the same for the trigger,
     /// a queue redelivery and the sweep.
     pub fn id(&self) -> String {

@@ -1,6 +1,6 @@
 //! # post-confirm: the sign-up function
 //!
-//! One Lambda function, three ways in, told apart by the event's shape:
+//! One Lambda function, four ways in, told apart by the event's shape:
 //!
 //! - **Cognito's PostConfirmation trigger** ([`trigger`]): registers the confirmed user with
 //!   the api's guarded `POST /user` (signed by the rules in `shared-auth`), or hands the
@@ -11,12 +11,17 @@
 //! - **The sweep** ([`sweep`], EventBridge Scheduler, and `cargo xtask reconcile`): registers
 //!   the pool's confirmed users the database may lack.
 //!
+//! - **The heartbeat** ([`heartbeat`], EventBridge Scheduler): a synthetic sign-up in the real
+//!   pool, confirmed so that Cognito runs the trigger, read back through the guarded route and
+//!   deleted; its metric says whether sign-ups work end to end.
+//!
 //! And `cargo xtask verify`'s [`probe`]: a dry run through the whole path.
 
 pub mod client;
 pub mod deadline;
 pub mod drain;
 pub mod event;
+pub mod heartbeat;
 pub mod lazy;
 pub mod outcome;
 pub mod probe;
@@ -126,6 +131,10 @@ pub async fn handle(
         let counts = sweep::run(deps, cursor?, deadline(false)).await;
         tracing::info!(?counts, "sweep done");
         return Ok(serde_json::to_value(counts)?);
+    }
+    if let Some(request) = heartbeat::requested(&raw) {
+        let report = heartbeat::run(deps, &request?, deadline(false)).await;
+        return Ok(serde_json::to_value(report)?);
     }
     if is_sqs_batch(&raw) {
         let batch = serde_json::from_value(raw)?;

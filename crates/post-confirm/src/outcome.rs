@@ -4,6 +4,7 @@
 //! (which of the function's ways ended it: the operations dashboard's view).
 
 use crate::client::{Delivered, DeliveryError};
+use crate::event::Registration;
 
 /// The metric (namespace [`shared_aws::emf::NAMESPACE`], dimension `Outcome`).
 pub const METRIC: &str = "Registration";
@@ -34,6 +35,16 @@ pub enum Path {
 }
 
 impl Path {
+    /// The way in the signed body names (`via`), which the api stores with the row.
+    pub fn via(self) -> shared_auth::heartbeat::Via {
+        use shared_auth::heartbeat::Via;
+        match self {
+            Path::Trigger => Via::Trigger,
+            Path::Queue => Via::Queue,
+            Path::Sweep => Via::Sweep,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Path::Trigger => "trigger",
@@ -74,13 +85,27 @@ pub fn is_final(error: &DeliveryError) -> bool {
     )
 }
 
-/// Prints one metric line for a registration that went `path` and ended as `outcome` after
-/// `attempts`.
-pub fn emit(path: Path, outcome: Outcome, attempts: u32) {
+/// Prints one metric line for `registration`, which went `path` and ended as `outcome` after
+/// `attempts`; nothing for a heartbeat user's, which the heartbeat's own metric reports, so
+/// the heartbeat never counts as a sign-up.
+pub fn emit(registration: &Registration, path: Path, outcome: Outcome, attempts: u32) {
+    if !counted(registration) {
+        tracing::debug!(
+            path = path.as_str(),
+            outcome = outcome.as_str(),
+            "heartbeat user: not counted as a registration"
+        );
+        return;
+    }
     println!(
         "{}",
         line(path, outcome, attempts, shared_auth::unix::millis())
     );
+}
+
+/// Whether a registration counts as a person's sign-up: every one but a heartbeat user's.
+pub fn counted(registration: &Registration) -> bool {
+    !registration.is_heartbeat()
 }
 
 fn line(path: Path, outcome: Outcome, attempts: u32, timestamp_ms: u64) -> String {
@@ -125,6 +150,27 @@ mod tests {
                 ]),
             ]
         );
+    }
+
+    #[test]
+    fn a_heartbeat_users_registration_is_not_a_sign_up() {
+        let person = Registration::from_attributes("ada", |name| match name {
+            "sub" => Some("7d8ca528-4931-4254-9273-ea5ee853f271"),
+            "email" => Some("ada@example.com"),
+            _ => None,
+        })
+        .expect("valid");
+        assert!(counted(&person));
+        let heartbeat = Registration {
+            email: Some(shared_auth::heartbeat::email("n1")),
+            ..person.clone()
+        };
+        assert!(!counted(&heartbeat));
+        let phone_only = Registration {
+            email: None,
+            ..person
+        };
+        assert!(counted(&phone_only));
     }
 
     #[test]

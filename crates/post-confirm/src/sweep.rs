@@ -29,6 +29,9 @@ pub struct Counts {
     pub listed: u32,
     /// Confirmed, enabled and inside the window: the ones registered.
     pub candidates: u32,
+    /// The heartbeat's synthetic users ([`shared_auth::heartbeat`]): passed by, never
+    /// registered, never counted as drift.
+    pub heartbeat: u32,
     pub registered: u32,
     pub already: u32,
     pub disabled: u32,
@@ -161,11 +164,24 @@ async fn register(
         counts.failed += 1;
         return;
     };
+    if registration.is_heartbeat() {
+        counts.heartbeat += 1;
+        return;
+    }
     counts.candidates += 1;
     let one = (Instant::now() + PER_USER).min(deadline);
-    match deps.registrar.deliver(&registration, one).await {
+    match deps
+        .registrar
+        .deliver(&registration, Path::Sweep, one)
+        .await
+    {
         Ok(delivered) if delivered.status == 201 => {
-            outcome::emit(Path::Sweep, Outcome::Registered, delivered.attempts);
+            outcome::emit(
+                &registration,
+                Path::Sweep,
+                Outcome::Registered,
+                delivered.attempts,
+            );
             tracing::info!(sub = %registration.sub, "sweep registered a missing user");
             counts.registered += 1;
         }
@@ -176,10 +192,10 @@ async fn register(
                 None => false,
             };
             if queued {
-                outcome::emit(Path::Sweep, Outcome::Queued, e.attempts());
+                outcome::emit(&registration, Path::Sweep, Outcome::Queued, e.attempts());
                 counts.queued += 1;
             } else {
-                outcome::emit(Path::Sweep, Outcome::Lost, e.attempts());
+                outcome::emit(&registration, Path::Sweep, Outcome::Lost, e.attempts());
                 counts.failed += 1;
             }
         }

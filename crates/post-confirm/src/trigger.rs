@@ -15,11 +15,15 @@ use crate::outcome::{self, Outcome, Path};
 pub async fn on_sign_up(deps: &Deps, registration: &Registration, deadline: Instant) -> Outcome {
     let budget = Duration::from_millis(deps.settings.lambda.trigger_budget_ms);
     let tries_until = deadline.min(Instant::now() + budget);
-    let error = match deps.registrar.deliver(registration, tries_until).await {
+    let error = match deps
+        .registrar
+        .deliver(registration, Path::Trigger, tries_until)
+        .await
+    {
         Ok(delivered) => {
             tracing::info!(sub = %registration.sub, status = delivered.status, attempts = delivered.attempts, "user registered");
             let outcome = Outcome::of(&delivered);
-            outcome::emit(Path::Trigger, outcome, delivered.attempts);
+            outcome::emit(registration, Path::Trigger, outcome, delivered.attempts);
             return outcome;
         }
         Err(e) => e,
@@ -45,6 +49,6 @@ pub async fn on_sign_up(deps: &Deps, registration: &Registration, deadline: Inst
             Outcome::Lost
         }
     };
-    outcome::emit(Path::Trigger, outcome, error.attempts());
+    outcome::emit(registration, Path::Trigger, outcome, error.attempts());
     outcome
 }

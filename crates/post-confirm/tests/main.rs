@@ -7,3 +7,4 @@ mod bootstrap;
 mod delivery;
 mod durable;
 mod events;
+mod heartbeat;
