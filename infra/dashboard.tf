@@ -1,4 +1,5 @@
-# The picture an operator looks at: how registrations end and which way they went, what the
+# The picture an operator looks at: whether the heartbeat's synthetic sign-ups go through and
+# how long they take, how registrations end and which way they went, what the
 # guarded route refused and why, the retry queue's age and the dead letters, the api's 5xx and
 # latency through the load balancer, and every alarm's state. Each graph names a metric the
 # binaries print (namespace Tollgate, read by a SEARCH on the exact dimension set they print) or
@@ -9,8 +10,9 @@ locals {
   # A SEARCH over one dimension set of a Tollgate metric: one line per value of the last
   # dimension (e.g. one per Outcome), for this environment's binaries.
   dashboard_searches = {
-    outcomes = "SEARCH('{Tollgate,Service,Path,Outcome} MetricName=\"Registration\" Service=\"post-confirm\"', 'Sum', 300)"
-    refusals = "SEARCH('{Tollgate,Service,Reason} MetricName=\"RegistrationRefused\" Service=\"api\"', 'Sum', 300)"
+    outcomes  = "SEARCH('{Tollgate,Service,Path,Outcome} MetricName=\"Registration\" Service=\"post-confirm\"', 'Sum', 300)"
+    refusals  = "SEARCH('{Tollgate,Service,Reason} MetricName=\"RegistrationRefused\" Service=\"api\"', 'Sum', 300)"
+    heartbeat = "SEARCH('{Tollgate,Service,Result} MetricName=\"Heartbeat\" Service=\"post-confirm\"', 'Sum', 300)"
   }
 }
 
@@ -74,7 +76,31 @@ resource "aws_cloudwatch_dashboard" "operations" {
         }
       },
       {
-        type = "alarm", x = 0, y = 12, width = 24, height = 4
+        type = "metric", x = 0, y = 12, width = 12, height = 6
+        properties = {
+          title   = "Heartbeat: synthetic sign-ups by result"
+          region  = var.region
+          view    = "timeSeries"
+          period  = 300
+          metrics = [[{ id = "heartbeat", expression = local.dashboard_searches.heartbeat, label = "" }]]
+        }
+      },
+      {
+        type = "metric", x = 12, y = 12, width = 12, height = 6
+        properties = {
+          title   = "Heartbeat: sign-up to stored row (ms)"
+          region  = var.region
+          view    = "timeSeries"
+          period  = 300
+          stat    = "Maximum"
+          metrics = [["Tollgate", "HeartbeatLatency", "Service", "post-confirm", "Result", "ok"]]
+          annotations = {
+            horizontal = [{ label = "alarm", value = var.heartbeat_latency_alarm_ms }]
+          }
+        }
+      },
+      {
+        type = "alarm", x = 0, y = 18, width = 24, height = 4
         properties = {
           title = "Alarms"
           alarms = concat(
@@ -83,6 +109,8 @@ resource "aws_cloudwatch_dashboard" "operations" {
               aws_cloudwatch_metric_alarm.queue_age.arn,
               aws_cloudwatch_metric_alarm.refusals.arn,
               aws_cloudwatch_metric_alarm.api_5xx.arn,
+              aws_cloudwatch_metric_alarm.heartbeat.arn,
+              aws_cloudwatch_metric_alarm.heartbeat_latency.arn,
             ],
             [for a in aws_cloudwatch_metric_alarm.registration_outcome : a.arn],
           )

@@ -146,6 +146,11 @@ output "alarm_names" {
   )
 }
 
+output "heartbeat_schedule_name" {
+  description = "The EventBridge Scheduler schedule that runs the heartbeat."
+  value       = aws_scheduler_schedule.heartbeat.name
+}
+
 output "sweep_schedule_name" {
   description = "The EventBridge Scheduler schedule that sweeps the user pool."
   value       = aws_scheduler_schedule.sweep.name

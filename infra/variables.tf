@@ -131,6 +131,22 @@ variable "sweep_every_minutes" {
   }
 }
 
+variable "heartbeat_every_minutes" {
+  type        = number
+  default     = 5
+  description = "Minutes between heartbeats: a synthetic sign-up through the whole path (deploy.heartbeat_every_minutes)."
+  validation {
+    condition     = var.heartbeat_every_minutes >= 1 && var.heartbeat_every_minutes <= 60
+    error_message = "heartbeat_every_minutes must be 1 to 60: its alarm reads one period per heartbeat."
+  }
+}
+
+variable "heartbeat_latency_alarm_ms" {
+  type        = number
+  default     = 5000
+  description = "A heartbeat slower than this, sign-up to row read in milliseconds, raises the latency alarm (deploy.heartbeat_latency_alarm_ms)."
+}
+
 variable "sweep_window_s" {
   type        = number
   default     = 7200

@@ -247,6 +247,7 @@ data "aws_iam_policy_document" "boundary" {
       "ecr:GetAuthorizationToken", "ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage",
       "ecs:ListTasks", "ecs:DescribeTasks", "wafv2:ListRuleGroups",
       "cognito-idp:AdminGetUser", "cognito-idp:ListUsers", "cloudwatch:PutMetricData",
+      "cognito-idp:AdminConfirmSignUp", "cognito-idp:AdminDeleteUser",
     ]
     resources = ["*"]
   }

@@ -148,6 +148,12 @@ impl RuntimeApi {
         self.shared.state.lock().expect("state").init_error.clone()
     }
 
+    /// How many times the functions have asked for work so far (each poll of
+    /// `/invocation/next`; a started process polls once when ready).
+    pub fn polls(&self) -> u32 {
+        self.shared.state.lock().expect("state").next_polls
+    }
+
     /// Waits until the function has asked for work `count` times (it is ready).
     pub fn wait_for_polls(&self, count: u32, timeout: Duration) -> bool {
         let give_up = Instant::now() + timeout;

@@ -3,7 +3,7 @@
 //! Cognito: when the heartbeat's user turns up confirmed, it invokes the function with the
 //! PostConfirmation event Cognito would send, as `AdminConfirmSignUp` would have.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use shared_aws::emf::metrics_of;
@@ -26,33 +26,13 @@ fn functions(label: &str, env: &[(String, String)], api_url: &str) -> SignUpFunc
     SignUpFunctions::start(2, &env, &work).expect("functions")
 }
 
-/// The pool's heartbeat users (any state).
-async fn heartbeat_users(pool: &UserPool) -> Vec<(String, String)> {
-    let listed = pool
-        .cognito
-        .list_users()
-        .user_pool_id(&pool.id)
-        .send()
+/// The pool's heartbeat users, any state.
+async fn heartbeat_users(pool: &UserPool) -> Vec<String> {
+    testkit::cognito::heartbeat_users(&pool.cognito, &pool.id)
         .await
-        .expect("list users");
-    listed
-        .users()
+        .expect("list users")
         .iter()
-        .filter_map(|u| {
-            let email = u
-                .attributes()
-                .iter()
-                .find(|a| a.name() == "email")
-                .and_then(|a| a.value())?;
-            shared_auth::heartbeat::is_heartbeat_email(email).then(|| {
-                (
-                    u.username().unwrap_or_default().to_owned(),
-                    u.user_status()
-                        .map(|s| s.as_str().to_owned())
-                        .unwrap_or_default(),
-                )
-            })
-        })
+        .map(|u| u.username().unwrap_or_default().to_owned())
         .collect()
 }
 
@@ -68,35 +48,29 @@ async fn beat(functions: &std::sync::Arc<SignUpFunctions>, pool: &UserPool) -> V
                 .invoke(&event.to_string(), Duration::from_secs(40))
         })
     };
-    let started = Instant::now();
-    let mut fired = false;
-    while !fired && !running.is_finished() && started.elapsed() < Duration::from_secs(30) {
-        if let Some((username, _)) = heartbeat_users(pool)
-            .await
-            .into_iter()
-            .find(|(_, status)| status == "CONFIRMED")
-        {
-            let trigger = pool
-                .post_confirmation_event(&username)
-                .await
-                .expect("the event");
+    testkit::cognito::play_heartbeat_trigger(
+        &pool.cognito,
+        &pool.region,
+        &pool.id,
+        &pool.client_id,
+        Duration::from_secs(30),
+        |trigger| async {
             let functions = functions.clone();
             let answered = tokio::task::spawn_blocking(move || {
                 functions
                     .runtime
                     .invoke(&trigger.to_string(), Duration::from_secs(5))
             })
-            .await
-            .expect("trigger");
-            assert!(
+            .await?;
+            anyhow::ensure!(
                 matches!(answered, Outcome::Response(_)),
                 "Cognito would have seen {answered:?}"
             );
-            fired = true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(fired, "the heartbeat never confirmed a user");
+            Ok(())
+        },
+    )
+    .await
+    .expect("Cognito's part");
     match running.await.expect("heartbeat") {
         Outcome::Response(body) => serde_json::from_str(&body).expect("json"),
         other => panic!("the heartbeat's invocation failed: {other:?}"),

@@ -701,6 +701,17 @@ fn deploy_settings_are_checked_outside_local() {
         with(("TOLLGATE__DEPLOY__SECRET_ROTATION_DAYS", "1001"))
             .contains("deploy.secret_rotation_days")
     );
+    for minutes in ["0", "61"] {
+        assert!(
+            with(("TOLLGATE__DEPLOY__HEARTBEAT_EVERY_MINUTES", minutes))
+                .contains("deploy.heartbeat_every_minutes"),
+            "{minutes}"
+        );
+    }
+    assert!(
+        with(("TOLLGATE__DEPLOY__HEARTBEAT_LATENCY_ALARM_MS", "999"))
+            .contains("deploy.heartbeat_latency_alarm_ms")
+    );
     let msg = with(("TOLLGATE__DEPLOY__VPC_CIDR", "172.16.0.0/16"));
     assert!(
         msg.contains("guard.trusted_proxies") && msg.contains("172.16.0.0/16"),

@@ -5,7 +5,9 @@
 
 use anyhow::{Context, Result};
 use aws_sdk_cognitoidentityprovider::Client as Cognito;
-use aws_sdk_cognitoidentityprovider::types::{AttributeType, AuthFlowType, ExplicitAuthFlowsType};
+use aws_sdk_cognitoidentityprovider::types::{
+    AttributeType, AuthFlowType, ExplicitAuthFlowsType, UserType,
+};
 use serde_json::{Value, json};
 
 use crate::aws::AwsContext;
@@ -243,4 +245,63 @@ pub fn post_confirmation_event(
         "request": {"userAttributes": attributes},
         "response": {}
     })
+}
+
+/// The pool's users in the heartbeat's reserved domain ([`shared_auth::heartbeat`]), any state.
+pub async fn heartbeat_users(cognito: &Cognito, pool_id: &str) -> Result<Vec<UserType>> {
+    let listed = cognito
+        .list_users()
+        .user_pool_id(pool_id)
+        .send()
+        .await
+        .aws("cannot list the pool's users")?;
+    Ok(listed
+        .users()
+        .iter()
+        .filter(|u| {
+            attribute(u, "email").is_some_and(|e| shared_auth::heartbeat::is_heartbeat_email(&e))
+        })
+        .cloned()
+        .collect())
+}
+
+/// Cognito's part in a heartbeat, which moto does not play: waits up to `within` for the
+/// heartbeat's user to be confirmed, then hands `fire` the PostConfirmation event Cognito
+/// would send the trigger (as `AdminConfirmSignUp` makes it do). Returns that user's `sub`.
+pub async fn play_heartbeat_trigger<F, Fut>(
+    cognito: &Cognito,
+    region: &str,
+    pool_id: &str,
+    client_id: &str,
+    within: std::time::Duration,
+    fire: F,
+) -> Result<String>
+where
+    F: FnOnce(Value) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let started = std::time::Instant::now();
+    while started.elapsed() < within {
+        let confirmed = heartbeat_users(cognito, pool_id)
+            .await?
+            .into_iter()
+            .find(|u| u.user_status().map(|s| s.as_str()) == Some("CONFIRMED"));
+        if let Some(user) = confirmed {
+            let username = user.username().unwrap_or_default();
+            let event =
+                post_confirmation_event(region, pool_id, client_id, username, user.attributes());
+            fire(event).await?;
+            return attribute(&user, "sub").context("the heartbeat's user has no sub");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    anyhow::bail!("no heartbeat user was confirmed within {within:?}")
+}
+
+fn attribute(user: &UserType, name: &str) -> Option<String> {
+    user.attributes()
+        .iter()
+        .find(|a| a.name() == name)
+        .and_then(|a| a.value())
+        .map(str::to_owned)
 }

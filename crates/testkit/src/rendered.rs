@@ -15,6 +15,7 @@ pub mod account;
 mod edge;
 mod faults;
 pub mod flows;
+mod heartbeat;
 pub mod matrix;
 mod metrics;
 mod roles;
@@ -158,6 +159,15 @@ pub async fn whole_stack(deployed: &Deployed) -> Result<Report> {
     report.extend(flows::run(&world));
     let post_confirm = std::sync::Arc::new(world.function("post-confirm").await?);
     report.push(sign_up(&world, &post_confirm).await);
+    // The heartbeat: the schedule's input in one environment, the trigger it fires in another.
+    match world.function_instance("post-confirm", 1).await {
+        Ok(second) => report.push(heartbeat::run(&world, &post_confirm, &second).await),
+        Err(e) => report.push(Row::check(
+            "heartbeat (the schedule's input)",
+            false,
+            format!("cannot start a second environment of the function: {e:#}"),
+        )),
+    }
     // The rotation waits for every task's refresh; the faults run meanwhile.
     let rotation = std::sync::Arc::new(world.function("rotate-secret").await?);
     let (rotated, faults) = tokio::join!(

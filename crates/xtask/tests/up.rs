@@ -105,7 +105,7 @@ fn the_local_flow_passes_end_to_end() {
         .lines()
         .filter(|l| l.starts_with('✓') || l.starts_with('✗'))
         .collect();
-    assert_eq!(table.len(), 11, "{stdout}");
+    assert_eq!(table.len(), 12, "{stdout}");
     assert!(table.iter().all(|l| l.starts_with('✓')), "{stdout}");
     for line in [
         "Lambda registration accepted",
@@ -114,6 +114,8 @@ fn the_local_flow_passes_end_to_end() {
         "api down at sign-up",
         "registered from the queue when the api came back",
         "lost registration recovered",
+        "heartbeat",
+        "registered through the trigger in",
     ] {
         assert!(stdout.contains(line), "missing `{line}`:\n{stdout}");
     }

@@ -429,6 +429,11 @@ pub struct DeploySettings {
     pub retry_max_receives: u32,
     /// Minutes between the scheduled sweeps (EventBridge Scheduler).
     pub sweep_every_minutes: u32,
+    /// Minutes between heartbeats (EventBridge Scheduler): a synthetic sign-up through the whole
+    /// path, alarmed when it fails or goes missing.
+    pub heartbeat_every_minutes: u32,
+    /// A heartbeat slower than this (sign-up to row read, milliseconds) raises the latency alarm.
+    pub heartbeat_latency_alarm_ms: u32,
     /// An SNS topic the alarms notify; absent: the alarms are only in CloudWatch.
     pub alarm_topic_arn: Option<String>,
     /// Refusals of the guarded route in 5 minutes that raise the refusal alarm.
@@ -465,6 +470,8 @@ impl Default for DeploySettings {
             lambda_timeout_s: 60,
             retry_max_receives: 5,
             sweep_every_minutes: 60,
+            heartbeat_every_minutes: 5,
+            heartbeat_latency_alarm_ms: 5_000,
             alarm_topic_arn: None,
             refusal_alarm_threshold: 100,
         }

@@ -311,6 +311,24 @@ impl Settings {
                 ),
             ));
         }
+        if !(1..=60).contains(&d.heartbeat_every_minutes) {
+            return Err(ConfigError::invalid(
+                "deploy.heartbeat_every_minutes",
+                format!(
+                    "{}: 1 to 60 (its alarm reads one period per heartbeat, and a missing one breaches)",
+                    d.heartbeat_every_minutes
+                ),
+            ));
+        }
+        if d.heartbeat_latency_alarm_ms < 1_000 {
+            return Err(ConfigError::invalid(
+                "deploy.heartbeat_latency_alarm_ms",
+                format!(
+                    "{} ms: at least 1000 (a sign-up, a confirmation and a read-back take hundreds of milliseconds on a healthy path)",
+                    d.heartbeat_latency_alarm_ms
+                ),
+            ));
+        }
         let interval_s = u64::from(d.sweep_every_minutes) * 60;
         if d.sweep_every_minutes == 0 || self.lambda.sweep_window_s < interval_s + 300 {
             return Err(ConfigError::invalid(

@@ -97,6 +97,9 @@ pub struct Start<'a> {
     pub region: &'a str,
     pub session: &'a Session,
     pub differences: &'a [Difference],
+    /// Which execution environment of the function this is: Lambda runs concurrent invocations
+    /// in environments of their own (0 is the first; each has its own task root and process).
+    pub instance: u32,
 }
 
 /// The variables Lambda sets for a custom runtime (AWS Lambda Developer Guide, *Defined
@@ -179,7 +182,10 @@ impl Sandbox {
                     .filter(|d| d.is_variable())
                     .map(|d| (&d.name, &d.value)),
             );
-        let service = format!("fn-{}", start.host);
+        let service = match start.instance {
+            0 => format!("fn-{}", start.host),
+            n => format!("fn-{}-{n}", start.host),
+        };
         let log = twin.spawn(&service, command)?;
         if !runtime.wait_for_polls(1, Duration::from_secs(60)) {
             bail!(
@@ -234,7 +240,7 @@ fn open(twin: &Twin, start: &Start<'_>) -> Result<PathBuf> {
             f.runtime
         );
     }
-    let task_root = task_root(twin, &f.name);
+    let task_root = task_root(twin, &f.name, start.instance);
     if task_root.exists() {
         std::fs::remove_dir_all(&task_root)?;
     }
@@ -254,6 +260,10 @@ fn open(twin: &Twin, start: &Start<'_>) -> Result<PathBuf> {
     Ok(task_root)
 }
 
-fn task_root(twin: &Twin, function: &str) -> PathBuf {
-    twin.dir().join("functions").join(function).join("task")
+fn task_root(twin: &Twin, function: &str, instance: u32) -> PathBuf {
+    let task = match instance {
+        0 => "task".to_owned(),
+        n => format!("task-{n}"),
+    };
+    twin.dir().join("functions").join(function).join(task)
 }

@@ -246,7 +246,7 @@ pub(super) async fn run_sweep(world: &World, function: &Sandbox) -> Result<(Stri
 
 /// `GetSchedule` (EventBridge Scheduler's REST API; moto checks no signature and routes by the
 /// credential scope).
-async fn scheduler_get(moto: &str, name: &str) -> Result<Value> {
+pub(super) async fn scheduler_get(moto: &str, name: &str) -> Result<Value> {
     let answer = reqwest::Client::new()
         .get(format!("{moto}/schedules/{name}"))
         .header(

@@ -1023,6 +1023,12 @@ impl World {
 
     /// A function started as Lambda starts it, in its interface's namespace.
     pub async fn function(&mut self, suffix: &str) -> Result<Sandbox> {
+        self.function_instance(suffix, 0).await
+    }
+
+    /// Another execution environment of a function ([`World::function`] is the first), for an
+    /// invocation that runs while another is in progress, as Lambda runs them.
+    pub async fn function_instance(&mut self, suffix: &str, instance: u32) -> Result<Sandbox> {
         let function = super::function_config(&self.deployed, suffix).await?;
         let host = if suffix == "post-confirm" {
             "fn-signup"
@@ -1044,6 +1050,7 @@ impl World {
             region: &region,
             session: &session,
             differences: &differences,
+            instance,
         };
         tokio::task::block_in_place(|| Sandbox::start(&mut self.twin, &start))
     }

@@ -168,6 +168,8 @@ fn function_vars(settings: &Settings, lambda_zip: &Path) -> Value {
         "drain_maximum_concurrency": d.drain_maximum_concurrency,
         "sweep_every_minutes": d.sweep_every_minutes,
         "sweep_window_s": settings.lambda.sweep_window_s,
+        "heartbeat_every_minutes": d.heartbeat_every_minutes,
+        "heartbeat_latency_alarm_ms": d.heartbeat_latency_alarm_ms,
         "rotation_zip": crate::support::artifacts::rotation_zip(lambda_zip).display().to_string(),
         "rotation_env": rotation_env(settings),
         // The longest step may wait `step_budget`; the function gets that plus room to report.

@@ -337,15 +337,22 @@ impl Stack {
     }
 
     pub(crate) fn start_lambda(&self, runtime: &RuntimeApi) -> Result<Process> {
+        self.start_lambda_as(runtime, "post-confirm.log")
+    }
+
+    /// Another execution environment of the function on the same Runtime API, logging to
+    /// `log` in the work folder.
+    fn start_lambda_as(&self, runtime: &RuntimeApi, log: &str) -> Result<Process> {
         let mut env = self.lambda_env();
         env.extend(runtime.lambda_env("tollgate-local-post-confirm"));
+        let polling = runtime.polls();
         let lambda = Process::start(
             "post-confirm",
             &self.bin.post_confirm,
             &env,
-            &self.work.join("post-confirm.log"),
+            &self.work.join(log),
         )?;
-        if !runtime.wait_for_polls(1, Duration::from_secs(10)) {
+        if !runtime.wait_for_polls(polling + 1, Duration::from_secs(10)) {
             bail!(
                 "post-confirm did not ask for work within 10 s; see {}",
                 lambda.log().display()
@@ -394,6 +401,7 @@ impl Stack {
         report.record("api down at sign-up", queued);
         let recovered = self.recover_by_users_me(&db).await;
         report.record("lost registration recovered by /users/me", recovered);
+        report.record("heartbeat", self.heartbeat(runtime, &db).await);
         Ok((report, ada))
     }
 
@@ -432,6 +440,54 @@ impl Stack {
         }
         one_row(db, &bob.sub).await?;
         Ok("Cognito saw success; registered from the queue when the api came back".into())
+    }
+
+    /// One heartbeat as its schedule runs it in AWS: the function signs a synthetic user up and
+    /// confirms it; Cognito's trigger (played here, on a second environment of the function, as
+    /// moto fires none) registers it; the function reads the row back, deletes it and the user.
+    async fn heartbeat(&self, runtime: &RuntimeApi, db: &sqlx::PgPool) -> Result<String> {
+        let second = self.start_lambda_as(runtime, "post-confirm-heartbeat.log")?;
+        let event = serde_json::json!({
+            "tollgate": "heartbeat",
+            "user_pool_id": self.pool.id,
+            "client_id": self.pool.client_id,
+        });
+        let running = tokio::task::spawn_blocking({
+            let runtime = runtime.clone();
+            move || runtime.invoke(&event.to_string(), LAMBDA_BUDGET * 6)
+        });
+        let sub = testkit::cognito::play_heartbeat_trigger(
+            &self.pool.cognito,
+            &self.pool.region,
+            &self.pool.id,
+            &self.pool.client_id,
+            LAMBDA_BUDGET * 4,
+            |trigger| async move {
+                match invoke(runtime, &trigger).await {
+                    Outcome::Response(_) => Ok(()),
+                    other => bail!("Cognito would have seen {other:?}"),
+                }
+            },
+        )
+        .await;
+        let answered = running.await?;
+        drop(second);
+        let sub = sub?;
+        let Outcome::Response(body) = answered else {
+            bail!("the heartbeat's invocation failed: {answered:?}");
+        };
+        let report: Value = serde_json::from_str(&body)?;
+        if report["result"] != "ok" || report["registered_via"] != "trigger" {
+            bail!("the heartbeat reported {report}");
+        }
+        let left = testkit::cognito::heartbeat_users(&self.pool.cognito, &self.pool.id).await?;
+        if report["cleaned_up"] != true || !left.is_empty() || rows_for(db, &sub).await? != 0 {
+            bail!("the heartbeat left its user or its row behind: {report}");
+        }
+        Ok(format!(
+            "signed up, registered through the trigger in {} ms, cleaned up",
+            report["latency_ms"]
+        ))
     }
 
     /// A confirmed user whose registration never happened (no trigger ran): the first
