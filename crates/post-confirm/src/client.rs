@@ -11,7 +11,6 @@ use reqwest::StatusCode;
 use shared_auth::LambdaSettings;
 
 use crate::event::Registration;
-use crate::outcome::Path;
 
 /// The body of `POST /user`: the registration and the way it came in.
 #[derive(serde::Serialize)]
@@ -219,19 +218,16 @@ impl Registrar {
         })
     }
 
-    /// Delivers `registration`, which came in by `path` (the body says so: `via`), retrying
-    /// transient failures until `deadline`.
+    /// Delivers `registration`, which came in by `via` (the body says so), retrying transient
+    /// failures until `deadline`.
     pub async fn deliver(
         &self,
         registration: &Registration,
-        path: Path,
+        via: shared_auth::heartbeat::Via,
         deadline: Instant,
     ) -> Result<Delivered, DeliveryError> {
-        let body = serde_json::to_vec(&Body {
-            registration,
-            via: path.via(),
-        })
-        .unwrap_or_else(|_| unreachable!("plain strings serialise"));
+        let body = serde_json::to_vec(&Body { registration, via })
+            .unwrap_or_else(|_| unreachable!("plain strings serialise"));
         let id = registration.id();
         let attempt_timeout = Duration::from_millis(self.settings.attempt_timeout_ms);
         let mut secret = self.secret(deadline, false).await?;

@@ -90,7 +90,7 @@ async fn retry(
     let last = receives >= deps.settings.deploy.retry_max_receives;
     match deps
         .registrar
-        .deliver(registration, Path::Queue, deadline)
+        .deliver(registration, Path::Queue.via(), deadline)
         .await
     {
         Ok(delivered) => {

@@ -172,7 +172,7 @@ async fn register(
     let one = (Instant::now() + PER_USER).min(deadline);
     match deps
         .registrar
-        .deliver(&registration, Path::Sweep, one)
+        .deliver(&registration, Path::Sweep.via(), one)
         .await
     {
         Ok(delivered) if delivered.status == 201 => {

@@ -17,7 +17,7 @@ pub async fn on_sign_up(deps: &Deps, registration: &Registration, deadline: Inst
     let tries_until = deadline.min(Instant::now() + budget);
     let error = match deps
         .registrar
-        .deliver(registration, Path::Trigger, tries_until)
+        .deliver(registration, Path::Trigger.via(), tries_until)
         .await
     {
         Ok(delivered) => {

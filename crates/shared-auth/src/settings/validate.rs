@@ -198,6 +198,7 @@ impl Settings {
     fn validate_deploy(&self) -> Result<(), ConfigError> {
         self.check_deploy_choices()?;
         self.check_deploy_numbers()?;
+        self.check_heartbeat()?;
         self.check_supplied_formats()?;
         self.check_keep_alive()?;
         self.check_connection_budget()?;
@@ -271,6 +272,30 @@ impl Settings {
         Ok(())
     }
 
+    /// The heartbeat's schedule and its latency alarm.
+    fn check_heartbeat(&self) -> Result<(), ConfigError> {
+        let d = &self.deploy;
+        if !(1..=60).contains(&d.heartbeat_every_minutes) {
+            return Err(ConfigError::invalid(
+                "deploy.heartbeat_every_minutes",
+                format!(
+                    "{}: 1 to 60 (its alarm reads one period per heartbeat, and a missing one breaches)",
+                    d.heartbeat_every_minutes
+                ),
+            ));
+        }
+        if d.heartbeat_latency_alarm_ms < 1_000 {
+            return Err(ConfigError::invalid(
+                "deploy.heartbeat_latency_alarm_ms",
+                format!(
+                    "{} ms: at least 1000 (a sign-up, a confirmation and a read-back take hundreds of milliseconds on a healthy path)",
+                    d.heartbeat_latency_alarm_ms
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     fn check_deploy_numbers(&self) -> Result<(), ConfigError> {
         let d = &self.deploy;
         if d.secret_rotation_days > 1000 {
@@ -308,24 +333,6 @@ impl Settings {
                 format!(
                     "{}: SQS's redrive policy takes 1 to 1000",
                     d.retry_max_receives
-                ),
-            ));
-        }
-        if !(1..=60).contains(&d.heartbeat_every_minutes) {
-            return Err(ConfigError::invalid(
-                "deploy.heartbeat_every_minutes",
-                format!(
-                    "{}: 1 to 60 (its alarm reads one period per heartbeat, and a missing one breaches)",
-                    d.heartbeat_every_minutes
-                ),
-            ));
-        }
-        if d.heartbeat_latency_alarm_ms < 1_000 {
-            return Err(ConfigError::invalid(
-                "deploy.heartbeat_latency_alarm_ms",
-                format!(
-                    "{} ms: at least 1000 (a sign-up, a confirmation and a read-back take hundreds of milliseconds on a healthy path)",
-                    d.heartbeat_latency_alarm_ms
                 ),
             ));
         }
