@@ -15,15 +15,26 @@ use crate::extract::ProblemJson;
 use crate::state::AppState;
 use crate::users;
 
+/// The body, as documented ([`Forget`] is the type both ends share).
+#[derive(Debug, utoipa::ToSchema)]
+pub struct ForgetRequest {
+    /// The `sub` of a heartbeat user (its address in `heartbeat.tollgate.invalid`).
+    #[schema(format = Uuid)]
+    pub sub: String,
+}
+
 /// Read and delete a heartbeat user's row (the post-confirm Lambda's heartbeat only).
 #[utoipa::path(
     delete,
     path = "/user",
     tag = "registration",
-    request_body(content = String, content_type = "application/json", description = "`{\"sub\": <uuid>}` of a heartbeat user (address in `heartbeat.tollgate.invalid`)"),
+    request_body(content = ForgetRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "The row was there and is gone: `{\"sub\", \"registered_via\"}`"),
+        (status = 400, description = "Malformed JSON", content_type = "application/problem+json"),
         (status = 403, description = "Not the registration Lambda (one body for every reason)", content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", content_type = "application/problem+json"),
+        (status = 415, description = "Not application/json", content_type = "application/problem+json"),
         (status = 404, description = "No heartbeat user with this `sub`", content_type = "application/problem+json"),
         (status = 422, description = "Invalid `sub`", content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable; retry after `Retry-After`", content_type = "application/problem+json"),

@@ -27,7 +27,7 @@ pub async fn method_not_allowed() -> ApiError {
 #[openapi(
     info(title = "Tollgate API", description = "Registration from Cognito sign-up, and the app user's own record."),
     paths(register::register, heartbeat::forget, me::me, health::healthz, health::readyz, openapi),
-    components(schemas(RegistrationRequest, User, Health, Readiness, crate::secrets::VersionIds)),
+    components(schemas(RegistrationRequest, heartbeat::ForgetRequest, User, Health, Readiness, crate::secrets::VersionIds)),
     modifiers(&BearerScheme)
 )]
 pub struct ApiDoc;

@@ -108,6 +108,12 @@ fn report(counts: &Value) -> Result<()> {
         n("queued"),
         n("failed"),
     );
+    if n("heartbeat") > 0 {
+        println!(
+            "{} heartbeat user(s) passed by: synthetic, never registered (a heartbeat that ended before its clean-up; the next heartbeat does not remove them, `aws cognito-idp admin-delete-user` does)",
+            n("heartbeat")
+        );
+    }
     if counts["continued"].as_bool() == Some(true) {
         println!(
             "the pool has more pages: the sweep continues from the retry queue (see the function's log)"
