@@ -185,7 +185,7 @@ async fn a_sign_up_is_delivered_signed_and_the_event_comes_back_unchanged() {
     assert!(calls[0].verified, "the receiver verified the signature");
     assert_eq!(
         calls[0].body,
-        serde_json::json!({"sub": "7d8ca528-4931-4254-9273-ea5ee853f271", "email": "ada@example.com", "email_verified": false, "username": "ada"})
+        serde_json::json!({"sub": "7d8ca528-4931-4254-9273-ea5ee853f271", "email": "ada@example.com", "email_verified": false, "username": "ada", "via": "trigger"})
     );
     assert_eq!(calls[0].status, 201);
     // The common path builds no client it does not call (a cold start's cost): SQS and Cognito

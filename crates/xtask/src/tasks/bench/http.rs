@@ -679,7 +679,8 @@ fn api_statement() -> Result<String> {
 }
 
 /// A pgbench script running `statement` for a new user each time: `$1` (the `sub`) becomes a
-/// random UUID made from a pgbench variable, the other parameters the bench user's values.
+/// random UUID made from a pgbench variable, the other parameters the bench user's values (a
+/// registration by the trigger).
 fn pgbench_script(statement: &str) -> String {
     let sql = statement
         .replace(
@@ -689,7 +690,8 @@ fn pgbench_script(statement: &str) -> String {
         .replace("$2", "'bench@example.com'")
         .replace("$3", "true")
         .replace("$4", "'bench'")
-        .replace("$5", "1::bigint");
+        .replace("$5", "1::bigint")
+        .replace("$6", "'trigger'");
     // On one line: a pgbench script's SQL command ends at its `;`, whatever the version.
     let one_line = sql.split_whitespace().collect::<Vec<_>>().join(" ");
     format!("\\set n random(1, 281474976710655)\n{one_line};\n")
@@ -702,7 +704,7 @@ mod tests {
     #[test]
     fn the_pgbench_script_runs_the_api_statement_with_every_parameter_bound() {
         let statement = api_statement().expect("the registration statement in .sqlx");
-        assert!(statement.contains("$5") && !statement.contains("$6"));
+        assert!(statement.contains("$6") && !statement.contains("$7"));
         let script = pgbench_script(&statement);
         let mut lines = script.lines();
         assert_eq!(lines.next(), Some("\\set n random(1, 281474976710655)"));
