@@ -227,26 +227,46 @@ async fn sweep(world: &World, function: &Sandbox, users: &[&SignedUp]) -> Result
 /// One run of the sweep schedule's target: its input read back from EventBridge Scheduler and
 /// handed to the function, as the schedule does. The schedule's name and expression.
 pub(super) async fn run_sweep(world: &World, function: &Sandbox) -> Result<(String, String)> {
-    let d = &world.deployed;
-    let name = d.attr("aws_scheduler_schedule.sweep", "name")?;
-    let schedule = scheduler_get(&d.moto, &name).await?;
-    let input = schedule["Target"]["Input"]
-        .as_str()
-        .context("the schedule's target has no input")?
-        .to_owned();
-    let expression = schedule["ScheduleExpression"]
-        .as_str()
-        .unwrap_or("?")
-        .to_owned();
-    match function.invoke(input).await {
-        Outcome::Response(_) => Ok((name, expression)),
+    let target = ScheduleTarget::read(world, "aws_scheduler_schedule.sweep").await?;
+    match function.invoke(target.input).await {
+        Outcome::Response(_) => Ok((target.name, target.expression)),
         other => bail!("the sweep failed: {other:?}"),
+    }
+}
+
+/// A schedule of the stack as EventBridge Scheduler holds it: what it would invoke its target
+/// with, and how often.
+pub(super) struct ScheduleTarget {
+    pub name: String,
+    pub expression: String,
+    pub input: String,
+}
+
+impl ScheduleTarget {
+    /// The schedule at Terraform `address`, read back from moto.
+    pub(super) async fn read(world: &World, address: &str) -> Result<Self> {
+        let d = &world.deployed;
+        let name = d.attr(address, "name")?;
+        let schedule = scheduler_get(&d.moto, &name).await?;
+        let input = schedule["Target"]["Input"]
+            .as_str()
+            .with_context(|| format!("{name}'s target has no input"))?
+            .to_owned();
+        let expression = schedule["ScheduleExpression"]
+            .as_str()
+            .unwrap_or("?")
+            .to_owned();
+        Ok(Self {
+            name,
+            expression,
+            input,
+        })
     }
 }
 
 /// `GetSchedule` (EventBridge Scheduler's REST API; moto checks no signature and routes by the
 /// credential scope).
-pub(super) async fn scheduler_get(moto: &str, name: &str) -> Result<Value> {
+async fn scheduler_get(moto: &str, name: &str) -> Result<Value> {
     let answer = reqwest::Client::new()
         .get(format!("{moto}/schedules/{name}"))
         .header(

@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::platform::lambda::Sandbox;
 use crate::runtime_api::Outcome;
 
-use super::faults::scheduler_get;
+use super::faults::ScheduleTarget;
 use super::world::{Row, World};
 
 /// How long Cognito's part waits for the heartbeat's user to be confirmed.
@@ -27,16 +27,11 @@ pub async fn run(world: &World, heartbeat: &Sandbox, trigger: &Sandbox) -> Row {
 
 async fn beat(world: &World, heartbeat: &Sandbox, trigger: &Sandbox) -> Result<String> {
     let d = &world.deployed;
-    let name = d.attr("aws_scheduler_schedule.heartbeat", "name")?;
-    let schedule = scheduler_get(&d.moto, &name).await?;
-    let input = schedule["Target"]["Input"]
-        .as_str()
-        .context("the heartbeat schedule's target has no input")?
-        .to_owned();
-    let expression = schedule["ScheduleExpression"]
-        .as_str()
-        .unwrap_or("?")
-        .to_owned();
+    let ScheduleTarget {
+        name,
+        expression,
+        input,
+    } = ScheduleTarget::read(world, "aws_scheduler_schedule.heartbeat").await?;
     let asked: Value = serde_json::from_str(&input)?;
     let pool = asked["user_pool_id"]
         .as_str()
