@@ -23,15 +23,14 @@ resource "aws_iam_role_policy" "post_confirm_heartbeat" {
 }
 
 locals {
-  heartbeat_schedule_expression = var.heartbeat_every_minutes == 1 ? "rate(1 minute)" : "rate(${var.heartbeat_every_minutes} minutes)"
-  heartbeat_period_s            = var.heartbeat_every_minutes * 60
+  heartbeat_period_s = var.heartbeat_every_minutes * 60
 }
 
 # The sweep's schedule role invokes the same function with another input.
 resource "aws_scheduler_schedule" "heartbeat" {
   #checkov:skip=CKV_AWS_297:the schedule's input is the user pool's and app client's ids, no secret: the AWS-owned key suffices
   name                = "${local.name}-heartbeat"
-  schedule_expression = local.heartbeat_schedule_expression
+  schedule_expression = local.schedule_expressions.heartbeat
   flexible_time_window {
     mode = "OFF"
   }

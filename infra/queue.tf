@@ -143,15 +143,21 @@ resource "aws_iam_role_policy" "sweep_schedule" {
 }
 
 locals {
-  # EventBridge Scheduler's rate expressions take the singular unit for 1 ("rate(1 minute)")
-  # and refuse "rate(1 minutes)" (Scheduler User Guide, "Schedule types", rate-based).
-  sweep_schedule_expression = var.sweep_every_minutes == 1 ? "rate(1 minute)" : "rate(${var.sweep_every_minutes} minutes)"
+  # Every schedule of the stack, by its interval in minutes. EventBridge Scheduler's rate
+  # expressions take the singular unit for 1 ("rate(1 minute)") and refuse "rate(1 minutes)"
+  # (Scheduler User Guide, "Schedule types", rate-based): one rule for all of them.
+  schedule_expressions = {
+    for name, minutes in {
+      sweep     = var.sweep_every_minutes
+      heartbeat = var.heartbeat_every_minutes
+    } : name => minutes == 1 ? "rate(1 minute)" : "rate(${minutes} minutes)"
+  }
 }
 
 resource "aws_scheduler_schedule" "sweep" {
   #checkov:skip=CKV_AWS_297:the schedule's input is the user pool's id and a window, no secret: the AWS-owned key suffices
   name                = "${local.name}-sweep"
-  schedule_expression = local.sweep_schedule_expression
+  schedule_expression = local.schedule_expressions.sweep
   flexible_time_window {
     mode = "OFF"
   }

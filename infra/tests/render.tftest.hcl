@@ -56,22 +56,31 @@ variables {
 # EventBridge Scheduler takes `rate(value unit)` with the singular unit for 1 and the plural
 # otherwise, and refuses "rate(1 minutes)" (Scheduler User Guide, "Schedule types on
 # EventBridge Scheduler", rate-based schedules).
-run "a_sweep_every_minute_is_written_in_the_singular" {
+run "a_schedule_every_minute_is_written_in_the_singular" {
   command = plan
   variables {
-    sweep_every_minutes = 1
+    sweep_every_minutes     = 1
+    heartbeat_every_minutes = 1
   }
   assert {
     condition     = aws_scheduler_schedule.sweep.schedule_expression == "rate(1 minute)"
     error_message = "every minute renders ${aws_scheduler_schedule.sweep.schedule_expression}"
   }
+  assert {
+    condition     = aws_scheduler_schedule.heartbeat.schedule_expression == "rate(1 minute)"
+    error_message = "a heartbeat every minute renders ${aws_scheduler_schedule.heartbeat.schedule_expression}"
+  }
 }
 
-run "a_sweep_every_hour_is_written_in_the_plural" {
+run "the_default_intervals_are_written_in_the_plural" {
   command = plan
   assert {
     condition     = can(regex("^rate\\(([2-9]|[1-9][0-9]+) minutes\\)$", aws_scheduler_schedule.sweep.schedule_expression))
     error_message = "the default interval renders ${aws_scheduler_schedule.sweep.schedule_expression}"
+  }
+  assert {
+    condition     = aws_scheduler_schedule.heartbeat.schedule_expression == "rate(5 minutes)"
+    error_message = "the default heartbeat renders ${aws_scheduler_schedule.heartbeat.schedule_expression}"
   }
 }
 
