@@ -78,7 +78,8 @@ pub struct Registrar {
 /// What one attempt's answer means for the delivery.
 enum Judged {
     Done(Delivered),
-    /// 403: most likely a rotation the cache has not seen; refetch the secret and try again.
+    /// 403: most likely a rotation the cache has not seen, or this host's clock off (corrected
+    /// from the answer's `Date` before this verdict); refetch the secret and try again.
     Refetch,
     /// Worth another attempt (timeout, throttling, a server error), with why.
     Retry(String),
@@ -202,6 +203,7 @@ impl Registrar {
                 }
                 StatusCode::NOT_FOUND => return Ok(None),
                 StatusCode::FORBIDDEN if attempt == 1 => {
+                    self.learn_clock(&response);
                     secret = self.secret(deadline, true).await?;
                 }
                 status => {
@@ -246,6 +248,9 @@ impl Registrar {
                 .timeout(attempt_timeout.min(remaining))
                 .send()
                 .await;
+            if let Ok(response) = &sent {
+                self.learn_clock(response);
+            }
             match judge(sent, attempts, refetched) {
                 Judged::Done(delivered) => return Ok(delivered),
                 Judged::Failed(e) => return Err(e),
@@ -267,6 +272,22 @@ impl Registrar {
             }
         }
         Err(DeliveryError::Exhausted { attempts, last })
+    }
+
+    /// After a refusal, corrects the clock requests are signed by from the answer's `Date`
+    /// when it is off (this host's clock, not the secret, may be why the api refused: a
+    /// timestamp further than `max_skew_s` from its clock is `stale`). Later requests of this
+    /// execution environment are signed by the corrected clock.
+    fn learn_clock(&self, response: &reqwest::Response) {
+        if response.status() != StatusCode::FORBIDDEN {
+            return;
+        }
+        if let Some(offset_s) = self.route.clock.learn(response) {
+            tracing::warn!(
+                offset_s,
+                "the api's clock (its answer's Date) is {offset_s} s from this host's: signing by the api's clock"
+            );
+        }
     }
 
     /// Waits before attempt `attempts + 1`; `false` when the wait and an attempt no longer fit

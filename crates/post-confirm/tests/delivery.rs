@@ -736,3 +736,34 @@ async fn during_a_rotation_the_function_signs_with_the_current_and_the_pending_k
     reference_libraries_verify(&calls[0], secrecy::ExposeSecret::expose_secret(&pending))
         .expect("the pending key's entry verifies with the reference libraries");
 }
+
+/// A host clock 10 minutes ahead of the api's (past its `max_skew_s`): the first attempt is
+/// refused as stale, the answer's `Date` corrects the clock, the retry registers the user
+/// directly, and the next sign-up is signed right the first time.
+#[tokio::test]
+async fn a_host_clock_ahead_of_the_apis_is_corrected_from_the_refusals_date() {
+    let (receiver, deps) = setup(&[]).await;
+    receiver.set_clock(-600);
+    for _ in 0..2 {
+        let event = fixture("sign-up");
+        let returned = handle(&deps, invocation(event.clone(), Duration::from_secs(5)))
+            .await
+            .expect("delivered");
+        assert_eq!(returned, event);
+    }
+    let calls = receiver.calls();
+    let statuses: Vec<u16> = calls.iter().map(|c| c.status).collect();
+    assert_eq!(
+        statuses,
+        [403, 201, 200],
+        "refused once as stale, then registered directly, then signed right at once"
+    );
+    let queue = deps
+        .queue
+        .as_ref()
+        .expect("the harness names a retry queue");
+    assert!(
+        !queue.sqs.is_built(),
+        "nothing was handed to the retry queue"
+    );
+}

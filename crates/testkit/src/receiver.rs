@@ -3,6 +3,7 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -46,6 +47,8 @@ struct Inner {
     registered: Arc<Mutex<HashSet<String>>>,
     /// `sub`s answered with a fixed status, whatever the script says (a poison message).
     refused: Arc<Mutex<std::collections::HashMap<String, u16>>>,
+    /// How far the receiver's clock is from this host's, in seconds.
+    clock_offset_s: Arc<AtomicI64>,
 }
 
 pub struct Receiver {
@@ -70,6 +73,7 @@ impl Receiver {
             calls: Arc::default(),
             registered: Arc::default(),
             refused: Arc::default(),
+            clock_offset_s: Arc::default(),
         };
         let app = axum::Router::new()
             .route(&contract.path, post(receive))
@@ -109,6 +113,12 @@ impl Receiver {
         *self.inner.secrets.lock().expect("secrets") = secrets;
     }
 
+    /// Runs the receiver's clock `offset_s` from this host's (negative: behind), as an api on a
+    /// host whose clock differs: it checks timestamps by it and answers with it in `Date`.
+    pub fn set_clock(&self, offset_s: i64) {
+        self.inner.clock_offset_s.store(offset_s, Ordering::Relaxed);
+    }
+
     pub fn calls(&self) -> Vec<Call> {
         self.inner.calls.lock().expect("calls").clone()
     }
@@ -119,8 +129,26 @@ async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> axum::response::Response {
+    let now = shared_auth::unix::seconds()
+        .saturating_add_signed(inner.clock_offset_s.load(Ordering::Relaxed));
+    let mut response = answer(&inner, &headers, body, now).await;
+    let date = httpdate::fmt_http_date(std::time::UNIX_EPOCH + Duration::from_secs(now));
+    if let Ok(date) = axum::http::HeaderValue::from_str(&date) {
+        response
+            .headers_mut()
+            .insert(axum::http::header::DATE, date);
+    }
+    response
+}
+
+/// The answer to one request, verified at `now` by the receiver's clock.
+async fn answer(
+    inner: &Inner,
+    headers: &HeaderMap,
+    body: Bytes,
+    now: u64,
+) -> axum::response::Response {
     use axum::response::IntoResponse;
-    let now = shared_auth::unix::seconds();
     let secrets = inner.secrets.lock().expect("secrets").clone();
     let verdict = inner.contract.verify(
         &secrets,
@@ -167,7 +195,7 @@ async fn receive(
                 Some(status) => Some(Script::Status(status)),
                 None => inner.script.lock().expect("script").pop_front(),
             };
-            let (status, response) = scripted(&inner, step, &json).await;
+            let (status, response) = scripted(inner, step, &json).await;
             record(status, json);
             response
         }
