@@ -52,11 +52,7 @@ impl ApiClock {
     }
 
     fn learn_date(&self, date: &str, local: u64) -> Option<i64> {
-        let theirs = httpdate::parse_http_date(date)
-            .ok()?
-            .duration_since(std::time::UNIX_EPOCH)
-            .ok()?
-            .as_secs();
+        let theirs = shared_auth::unix::seconds_of(httpdate::parse_http_date(date).ok()?)?;
         let ours = local.saturating_add_signed(self.offset_s());
         if theirs.abs_diff(ours) <= CLOCK_TOLERANCE_S {
             return None;

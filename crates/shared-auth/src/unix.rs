@@ -17,3 +17,9 @@ pub fn millis() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
+
+/// Seconds since the Unix epoch of `t` (a time read from elsewhere: an answer's `Date`); `None`
+/// before 1970.
+pub fn seconds_of(t: SystemTime) -> Option<u64> {
+    t.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs())
+}
