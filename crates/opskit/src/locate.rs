@@ -39,6 +39,34 @@ pub fn postgres_binaries() -> Result<PathBuf> {
 /// What setup looks for to run arm64 functions: Debian's `libc6-arm64-cross`.
 pub const ARM64_LIBC: &str = "aarch64 glibc (libc6-arm64-cross)";
 
+/// What setup looks for to run an arm64 function with its host's clock off: Debian's
+/// `libfaketime` for arm64, preloaded into the function under qemu.
+pub const ARM64_FAKETIME: &str = "aarch64 libfaketime";
+
+/// The Debian package [`ARM64_FAKETIME`] comes from: its path in Debian's pool and its SHA-256.
+/// Another architecture's package is unpacked into the tools folder, never installed, so the
+/// machine's package architectures are left as they are.
+pub const ARM64_FAKETIME_DEB: (&str, &str) = (
+    "pool/main/f/faketime/libfaketime_0.9.10-2.1_arm64.deb",
+    "2e09e24e85c77bdc555a04b4a6dd4523092066135d08ef233396e8f984a3daf2",
+);
+
+/// Where a package from Debian's pool is unpacked: the tools folder, under its file's name.
+pub fn unpacked_dir(pool_path: &str) -> PathBuf {
+    let file = Path::new(pool_path)
+        .file_stem()
+        .map_or_else(|| pool_path.into(), |s| s.to_owned());
+    cmd::tools_dir().join(file)
+}
+
+/// The preloadable arm64 libfaketime (its thread-safe build: the functions run tokio's
+/// threads), once unpacked.
+pub fn arm64_faketime() -> Option<PathBuf> {
+    let lib = unpacked_dir(ARM64_FAKETIME_DEB.0)
+        .join("usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1");
+    lib.is_file().then_some(lib)
+}
+
 /// Where Debian's arm64 C library lies (`qemu-aarch64-static -L` takes it).
 pub fn arm64_sysroot() -> Option<PathBuf> {
     let dir = Path::new("/usr/aarch64-linux-gnu");

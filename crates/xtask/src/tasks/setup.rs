@@ -10,6 +10,8 @@
 //! - System packages are installed with apt-get when that can run without a question (root, or
 //!   passwordless sudo, as in CI); otherwise one message lists every missing package with the
 //!   one command that installs them all, for Debian/Ubuntu and for Homebrew.
+//! - Another architecture's Debian package (arm64 `libfaketime`) is fetched from Debian's pool,
+//!   checked against its pinned SHA-256 and unpacked into the tools folder, never installed.
 //!
 //! `--check` prints the table (what is present, where it came from, what is missing) and
 //! changes nothing; it fails when something is missing. `up` and `test` run the same step for
@@ -38,9 +40,15 @@ enum Source {
     RustComponent,
     /// A system package: its Debian name and its Homebrew formula (None: none there).
     System(&'static str, Option<&'static str>),
+    /// Another architecture's Debian package, unpacked from Debian's pool into the tools
+    /// folder (never installed): its pool path and SHA-256.
+    DebianPool(&'static str, &'static str),
     /// Installed by hand from this address.
     External(&'static str),
 }
+
+/// Where [`Source::DebianPool`] packages are fetched from.
+const DEBIAN_MIRROR: &str = "https://deb.debian.org/debian";
 
 // Who needs a tool (a `Need`'s `used_by`).
 const LOCAL: &[Scope] = &[Scope::Up, Scope::Test];
@@ -200,6 +208,15 @@ const NEEDS: &[Need] = &[
         source: Source::System("libc6-arm64-cross", None),
     },
     Need {
+        name: opskit::locate::ARM64_FAKETIME,
+        why: "the fault matrix's function with its clock off",
+        used_by: TEST,
+        source: Source::DebianPool(
+            opskit::locate::ARM64_FAKETIME_DEB.0,
+            opskit::locate::ARM64_FAKETIME_DEB.1,
+        ),
+    },
+    Need {
         name: "unzip",
         why: "opens a function's zip as Lambda does",
         used_by: TEST,
@@ -270,6 +287,9 @@ fn survey(scope: Scope) -> Vec<Row> {
                 _ if need.name == opskit::locate::ARM64_LIBC => {
                     opskit::locate::arm64_sysroot().map(|dir| dir.display().to_string())
                 }
+                _ if need.name == opskit::locate::ARM64_FAKETIME => {
+                    opskit::locate::arm64_faketime().map(|lib| describe(&lib))
+                }
                 // The security tools run from their own environment: checkov's brings an
                 // older cloudsplaining, which `which` would find first.
                 Source::Node => cmd::node_tool(need.name).map(|path| describe(&path)),
@@ -334,6 +354,7 @@ fn how(source: Source) -> String {
         Source::System(debian, _) => {
             format!("`cargo xtask setup` as root, or apt-get install {debian}")
         }
+        Source::DebianPool(path, _) => format!("`cargo xtask setup` ({DEBIAN_MIRROR}/{path})"),
         Source::External(url) => format!("install by hand: {url}"),
     }
 }
@@ -378,6 +399,11 @@ pub fn ensure(scope: Scope) -> Result<()> {
         }
     }
     system_packages(&missing)?;
+    for need in &missing {
+        if let Source::DebianPool(path, sha256) = need.source {
+            unpack_from_pool(path, sha256, &opskit::locate::unpacked_dir(path))?;
+        }
+    }
     if missing.iter().any(|n| matches!(n.source, Source::Node)) {
         node_environment()?;
     }
@@ -438,6 +464,55 @@ fn node_environment() -> Result<()> {
         "--loglevel=error",
     ]))
     .context("npm ci failed: install Node.js 20 or newer with npm (Debian: nodejs npm)")
+}
+
+/// Fetches `pool_path` from Debian's mirror, checks its SHA-256 and unpacks it into `into`
+/// (whole or not at all: unpacked beside it, then renamed).
+fn unpack_from_pool(pool_path: &str, sha256: &str, into: &Path) -> Result<()> {
+    use sha2::Digest;
+    let url = format!("{DEBIAN_MIRROR}/{pool_path}");
+    for tool in ["curl", "dpkg-deb"] {
+        if cmd::which(tool).is_none() {
+            bail!("{tool} is needed to unpack {url}: apt-get install curl dpkg");
+        }
+    }
+    let parent = into.parent().context("the tools folder")?;
+    std::fs::create_dir_all(parent)?;
+    // Clones share the tools folder: one unpacks at a time, and a finished one is kept.
+    // `with_extension` would cut a version's dots: the siblings are named in full.
+    let beside = |suffix: &str| {
+        let mut name = into.file_name().unwrap_or_default().to_owned();
+        name.push(suffix);
+        into.with_file_name(name)
+    };
+    let lock_path = beside(".lock");
+    let lock = lock_file(&lock_path)?;
+    lock.lock()
+        .with_context(|| format!("cannot lock {}", lock_path.display()))?;
+    if into.is_dir() {
+        return Ok(());
+    }
+    let deb = beside(".deb");
+    eprintln!("· setup: fetching {url}");
+    cmd::run(
+        Command::new("curl")
+            .args(["-fsSL", "--retry", "3", "-o"])
+            .arg(&deb)
+            .arg(&url),
+    )
+    .with_context(|| format!("cannot fetch {url}"))?;
+    let bytes = std::fs::read(&deb)?;
+    let got = format!("{:x}", sha2::Sha256::digest(&bytes));
+    if got != sha256 {
+        let _ = std::fs::remove_file(&deb);
+        bail!("{url} has SHA-256 {got}, not the pinned {sha256}: not unpacked");
+    }
+    let staging = beside(".unpacking");
+    let _ = std::fs::remove_dir_all(&staging);
+    cmd::run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&staging))?;
+    std::fs::rename(&staging, into)?;
+    std::fs::remove_file(&deb)?;
+    Ok(())
 }
 
 /// Installs the missing system packages with apt-get when it can run unattended; otherwise
