@@ -1,7 +1,7 @@
 //! AWS's public endpoints on the twin's internet: moto, behind a small proxy that hands its
-//! answers on in the shapes AWS's API documents where moto's differ and the SDKs refuse them.
-//! Each correction is listed in [`CORRECTIONS`] (and in infra/README.md); every other byte is
-//! moto's.
+//! answers on in the shapes AWS's API documents where moto's differ and the SDKs refuse them,
+//! and refuses what AWS refuses and moto takes. Each correction is listed in [`CORRECTIONS`],
+//! each refusal in [`MODELLED`] (both in infra/README.md); every other byte is moto's.
 
 use std::net::{SocketAddr, TcpListener};
 
@@ -16,6 +16,81 @@ pub const CORRECTIONS: &[(&str, &str)] = &[(
     "ECS RunTask / DescribeTasks / StopTask: a container's `cpu` and `memory`",
     "moto answers numbers where the ECS API's `Container` has strings; the Rust SDK refuses to parse the answer (the rotation function lists the api's tasks with DescribeTasks)",
 )];
+
+/// What AWS refuses that moto takes, refused here before moto sees it.
+pub const MODELLED: &[(&str, &str)] = &[(
+    "Signature Version 4's time window",
+    "a signed request whose `x-amz-date` is more than 5 minutes from the endpoint's clock is refused (400, InvalidSignatureException: `Signature expired` or `Signature not yet current`); moto checks no request's time (IAM User Guide, *AWS Signature Version 4 for API requests*: a request must reach AWS within five minutes of the time stamp in the request)",
+)];
+
+/// How far a signed request's time may be from AWS's clock.
+pub const SIGV4_WINDOW_S: u64 = 5 * 60;
+
+/// Why AWS would refuse a request signed at `x_amz_date` (SigV4's `YYYYMMDD'T'HHMMSS'Z'`) when
+/// its clock reads `now` (unix seconds), in AWS's words; `None` when it is inside the window or
+/// unsigned (no date: Cognito's `SignUp` is such a call).
+pub fn outside_sigv4_window(x_amz_date: Option<&str>, now: u64) -> Option<String> {
+    use aws_smithy_types::date_time::{DateTime, Format};
+    let date = x_amz_date?;
+    let b = date.as_bytes();
+    let shaped = b.len() == 16
+        && b[8] == b'T'
+        && b[15] == b'Z'
+        && b[..8].iter().chain(&b[9..15]).all(u8::is_ascii_digit);
+    let at = shaped
+        .then(|| {
+            let rfc3339 = format!(
+                "{}-{}-{}T{}:{}:{}Z",
+                &date[0..4],
+                &date[4..6],
+                &date[6..8],
+                &date[9..11],
+                &date[11..13],
+                &date[13..15]
+            );
+            DateTime::from_str(&rfc3339, Format::DateTime).ok()
+        })
+        .flatten()
+        .and_then(|t| u64::try_from(t.secs()).ok());
+    let Some(at) = at else {
+        return Some(format!("Date must be in ISO-8601 'basic format': {date}"));
+    };
+    let stamp = |secs: u64| {
+        let t = DateTime::from_secs(i64::try_from(secs).unwrap_or(i64::MAX));
+        t.fmt(Format::DateTime)
+            .unwrap_or_default()
+            .replace(['-', ':'], "")
+    };
+    if at + SIGV4_WINDOW_S < now {
+        Some(format!(
+            "Signature expired: {date} is now earlier than {} ({} - 5 min.)",
+            stamp(now - SIGV4_WINDOW_S),
+            stamp(now)
+        ))
+    } else if at > now + SIGV4_WINDOW_S {
+        Some(format!(
+            "Signature not yet current: {date} is still later than {} ({} + 5 min.)",
+            stamp(now + SIGV4_WINDOW_S),
+            stamp(now)
+        ))
+    } else {
+        None
+    }
+}
+
+/// AWS's refusal of a request signed outside the window, as its JSON protocols answer it.
+fn refused_signature(message: &str) -> axum::response::Response {
+    let body = serde_json::json!({"__type": "InvalidSignatureException", "message": message});
+    (
+        StatusCode::BAD_REQUEST,
+        [
+            ("x-amzn-errortype", "InvalidSignatureException"),
+            ("content-type", "application/x-amz-json-1.1"),
+        ],
+        body.to_string(),
+    )
+        .into_response()
+}
 
 /// Serves `listener` (in the twin's internet) on a thread of its own, each request forwarded to
 /// `upstream` (moto on this machine's loopback) from this thread's namespace.
@@ -61,6 +136,10 @@ async fn forward(
         .and_then(|t| t.to_str().ok())
         .unwrap_or_default()
         .to_owned();
+    let signed_at = headers.get("x-amz-date").and_then(|v| v.to_str().ok());
+    if let Some(why) = outside_sigv4_window(signed_at, shared_auth::unix::seconds()) {
+        return refused_signature(&why);
+    }
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
     let mut request = http.request(method, format!("{base}{path}")).body(body);
     for (name, value) in &headers {
@@ -142,5 +221,35 @@ mod tests {
             "what the API has as a number stays one"
         );
         assert_eq!(correct_ecs(br#"{"taskArns": []}"#), None);
+    }
+
+    #[test]
+    fn a_request_signed_more_than_five_minutes_off_is_refused_as_aws_refuses_it() {
+        // 2026-12-08T02:45:00Z
+        let now = 1_796_697_900;
+        let at = "20261208T024500Z";
+        assert_eq!(outside_sigv4_window(Some(at), now), None);
+        assert_eq!(outside_sigv4_window(None, now), None, "unsigned");
+        for inside in [now - SIGV4_WINDOW_S, now + SIGV4_WINDOW_S] {
+            assert_eq!(outside_sigv4_window(Some(at), inside), None, "{inside}");
+        }
+        let late = outside_sigv4_window(Some(at), now + SIGV4_WINDOW_S + 1).expect("refused");
+        assert_eq!(
+            late,
+            "Signature expired: 20261208T024500Z is now earlier than 20261208T024501Z (20261208T025001Z - 5 min.)"
+        );
+        let early = outside_sigv4_window(Some(at), now - SIGV4_WINDOW_S - 1).expect("refused");
+        assert!(
+            early.starts_with("Signature not yet current: 20261208T024500Z is still later than"),
+            "{early}"
+        );
+        for bad in [
+            "",
+            "2026-12-08T02:45:00Z",
+            "20261208T024500",
+            "20261308T024500Z",
+        ] {
+            assert!(outside_sigv4_window(Some(bad), now).is_some(), "{bad:?}");
+        }
     }
 }
