@@ -203,8 +203,9 @@ impl Registrar {
                 }
                 StatusCode::NOT_FOUND => return Ok(None),
                 StatusCode::FORBIDDEN if attempt == 1 => {
-                    self.learn_clock(&response);
-                    secret = self.secret(deadline, true).await?;
+                    if !self.learn_clock(&response) {
+                        secret = self.secret(deadline, true).await?;
+                    }
                 }
                 status => {
                     return Err(DeliveryError::Rejected {
@@ -248,12 +249,16 @@ impl Registrar {
                 .timeout(attempt_timeout.min(remaining))
                 .send()
                 .await;
-            if let Ok(response) = &sent {
-                self.learn_clock(response);
-            }
+            let clock_was_off = matches!(&sent, Ok(response) if self.learn_clock(response));
             match judge(sent, attempts, refetched) {
                 Judged::Done(delivered) => return Ok(delivered),
                 Judged::Failed(e) => return Err(e),
+                // The clock explains the refusal: the same keys, signed by the corrected clock.
+                // (A refetch would ask Secrets Manager, which refuses a skewed host too.)
+                Judged::Refetch if clock_was_off => {
+                    last = "403 Forbidden (this host's clock was off)".into();
+                    continue;
+                }
                 Judged::Refetch => {
                     tracing::warn!(
                         attempt = attempts,
@@ -276,18 +281,20 @@ impl Registrar {
 
     /// After a refusal, corrects the clock requests are signed by from the answer's `Date`
     /// when it is off (this host's clock, not the secret, may be why the api refused: a
-    /// timestamp further than `max_skew_s` from its clock is `stale`). Later requests of this
-    /// execution environment are signed by the corrected clock.
-    fn learn_clock(&self, response: &reqwest::Response) {
+    /// timestamp further than `max_skew_s` from its clock is `stale`); whether it was. Later
+    /// requests of this execution environment are signed by the corrected clock.
+    fn learn_clock(&self, response: &reqwest::Response) -> bool {
         if response.status() != StatusCode::FORBIDDEN {
-            return;
+            return false;
         }
-        if let Some(offset_s) = self.route.clock.learn(response) {
-            tracing::warn!(
-                offset_s,
-                "the api's clock (its answer's Date) is {offset_s} s from this host's: signing by the api's clock"
-            );
-        }
+        let Some(offset_s) = self.route.clock.learn(response) else {
+            return false;
+        };
+        tracing::warn!(
+            offset_s,
+            "the api's clock (its answer's Date) is {offset_s} s from this host's: signing by the api's clock"
+        );
+        true
     }
 
     /// Waits before attempt `attempts + 1`; `false` when the wait and an attempt no longer fit

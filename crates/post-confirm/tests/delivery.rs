@@ -767,3 +767,59 @@ async fn a_host_clock_ahead_of_the_apis_is_corrected_from_the_refusals_date() {
         "nothing was handed to the retry queue"
     );
 }
+
+/// A refusal the clock explains is retried with the keys in hand: a host whose clock is off
+/// would be refused by Secrets Manager too (SigV4's five minutes), so a refetch there would
+/// cost the registration. Here Secrets Manager has lost the secret by then: a refetch fails.
+#[tokio::test]
+async fn a_refusal_the_clock_explains_is_retried_without_asking_secrets_manager() {
+    let secret_id = format!("tollgate/test/skew-{}", unique_suffix());
+    let aws = testkit::local_aws();
+    let sm = secrets_manager(&aws).await;
+    sm.create_secret()
+        .name(&secret_id)
+        .secret_string(SECRET)
+        .send()
+        .await
+        .expect("create secret in moto");
+    let s = settings("http://127.0.0.1:9", &[]);
+    let receiver = Receiver::start(s.guard.clone(), secrets(SECRET)).await;
+    let deps = deps_for(
+        &receiver.base_url(),
+        &queues().await,
+        &[],
+        SecretSource::SecretsManager {
+            client: secrets_manager(&aws).await,
+            secret_id: secret_id.clone(),
+            rotation_s: 600,
+        },
+    )
+    .await;
+    let invoke = || {
+        handle(
+            &deps,
+            invocation(fixture("sign-up"), Duration::from_secs(5)),
+        )
+    };
+    invoke()
+        .await
+        .expect("the first delivery reads and caches the secret");
+    sm.delete_secret()
+        .secret_id(&secret_id)
+        .force_delete_without_recovery(true)
+        .send()
+        .await
+        .expect("delete the secret in moto");
+    receiver.set_clock(-600);
+    invoke().await.expect("delivered");
+    let statuses: Vec<u16> = receiver.calls().iter().map(|c| c.status).collect();
+    assert_eq!(statuses, [201, 403, 200], "retried with the cached keys");
+    let queue = deps
+        .queue
+        .as_ref()
+        .expect("the harness names a retry queue");
+    assert!(
+        !queue.sqs.is_built(),
+        "nothing was handed to the retry queue"
+    );
+}
