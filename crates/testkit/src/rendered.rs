@@ -181,7 +181,7 @@ pub async fn whole_stack(deployed: &Deployed) -> Result<Report> {
         sign_up: post_confirm.clone(),
         rotation,
     };
-    match matrix::run(&mut world, &functions, matrix::Plan::short()).await {
+    match matrix::run(&mut world, &functions, matrix::Plan::short(), None).await {
         Ok(figures) => {
             eprintln!("{}", figures.table());
             report.extend(figures.rows());
@@ -215,6 +215,7 @@ pub async fn whole_stack(deployed: &Deployed) -> Result<Report> {
 pub async fn fault_matrix(
     deployed: &Deployed,
     plan: matrix::Plan,
+    which: Option<&[matrix::Fault]>,
 ) -> Result<(Report, matrix::Matrix)> {
     let mut world = World::build(deployed, world::Scope::Stack).await?;
     let mut report = Report::new("the fault matrix, on what the stack renders");
@@ -229,7 +230,7 @@ pub async fn fault_matrix(
         sign_up: std::sync::Arc::new(world.function("post-confirm").await?),
         rotation: std::sync::Arc::new(world.function("rotate-secret").await?),
     };
-    let figures = matrix::run(&mut world, &functions, plan).await;
+    let figures = matrix::run(&mut world, &functions, plan, which).await;
     world.stop().await;
     let figures = figures?;
     report.extend(figures.rows());

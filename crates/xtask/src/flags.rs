@@ -319,12 +319,16 @@ pub struct Soak {
     /// started in the network built from its state (root only, as `up --network`), then
     /// sign-ups through it while each fault is held in turn (a poor path, a partition, an api
     /// task killed and one replaced, the database restarted and unreachable, Secrets Manager
-    /// unreachable, the hand-off unreachable, a rotation failing at testSecret and at
-    /// finishSecret), `--minutes` shared among them; its pace and builds are its own. Fails on
-    /// a registration lost or duplicated, an error a user would see, or sign-ups that never
-    /// register directly again (crates/xtask/RELIABILITY.md).
+    /// unreachable, the hand-off unreachable, the function's host clock ahead, a rotation
+    /// failing at testSecret and at finishSecret), `--minutes` shared among them; its pace and
+    /// builds are its own. Fails on a registration lost or duplicated, an error a user would
+    /// see, or sign-ups that never register directly again (crates/xtask/RELIABILITY.md).
     #[arg(long, conflicts_with_all = ["sign_ups_per_s", "me_per_s", "build"])]
     pub faults: bool,
+    /// With `--faults`: this fault alone (repeat for more; by the names of the matrix's
+    /// table, e.g. `clock-ahead`).
+    #[arg(long, value_name = "FAULT", requires = "faults")]
+    pub only: Vec<String>,
 }
 
 /// Which builds `cargo xtask bench` and `soak` run.

@@ -84,6 +84,8 @@ pub struct Sandbox {
     pub host: String,
     runtime: RuntimeApi,
     service: String,
+    /// The file the host's clock offset is read from, when it can be stepped.
+    clock: Option<PathBuf>,
 }
 
 /// Everything a function's start needs.
@@ -100,6 +102,9 @@ pub struct Start<'a> {
     /// Which execution environment of the function this is: Lambda runs concurrent invocations
     /// in environments of their own (0 is the first; each has its own task root and process).
     pub instance: u32,
+    /// Whether the host's wall clock can be stepped while the function runs
+    /// ([`Sandbox::step_clock`]), as NTP or a paused host steps one.
+    pub steppable_clock: bool,
 }
 
 /// The variables Lambda sets for a custom runtime (AWS Lambda Developer Guide, *Defined
@@ -154,13 +159,29 @@ impl Sandbox {
         let f = start.function;
         let task_root = open(twin, start)?;
         let runtime = twin.inside(Some(start.host), RuntimeApi::start)??;
+        let clock = if start.steppable_clock {
+            let file = task_root.with_extension("clock");
+            std::fs::write(&file, "+0\n")
+                .with_context(|| format!("cannot write {}", file.display()))?;
+            Some(file)
+        } else {
+            None
+        };
         let mut command = if foreign(&f.architecture) {
             let sysroot = arm64_sysroot().context(
                 "the arm64 function needs Debian's arm64 C library: apt-get install libc6-arm64-cross (or `cargo xtask setup`)",
             )?;
             let mut c = twin.command(start.host, qemu()?)?;
-            c.arg("-L").arg(sysroot).arg(task_root.join("bootstrap"));
+            c.arg("-L").arg(sysroot);
+            if let Some(file) = &clock {
+                c.args(steppable_clock(file)?);
+            }
+            c.arg(task_root.join("bootstrap"));
             c
+        } else if clock.is_some() {
+            bail!(
+                "a steppable host clock is played for the arm64 artifacts only (libfaketime under qemu)"
+            );
         } else {
             twin.command(start.host, task_root.join("bootstrap"))?
         };
@@ -202,7 +223,26 @@ impl Sandbox {
             host: start.host.to_owned(),
             runtime,
             service,
+            clock,
         })
+    }
+
+    /// Steps the host's wall clock to `ahead` of the real time (zero: right again), as NTP
+    /// steps one; its monotonic clock runs on undisturbed, as a step leaves it. Returns once
+    /// the function tells time by it (libfaketime re-reads the file every second); the Runtime
+    /// API's deadlines follow then, so the two agree as on one host.
+    pub async fn step_clock(&self, ahead: Duration) -> Result<()> {
+        let file = self.clock.as_ref().with_context(|| {
+            format!(
+                "{} was started with a clock that cannot be stepped",
+                self.service
+            )
+        })?;
+        std::fs::write(file, format!("+{}s\n", ahead.as_secs()))
+            .with_context(|| format!("cannot write {}", file.display()))?;
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+        self.runtime.set_clock_ahead(ahead);
+        Ok(())
     }
 
     /// Invokes the function with `payload`, within its timeout, on a blocking thread.
@@ -218,6 +258,27 @@ impl Sandbox {
     pub fn service(&self) -> &str {
         &self.service
     }
+}
+
+/// qemu's arguments that run the guest on a wall clock offset by what `file` says, re-read
+/// every second: libfaketime preloaded into it (`-E` sets the guest's environment alone),
+/// monotonic clocks left alone.
+fn steppable_clock(file: &Path) -> Result<Vec<String>> {
+    let lib = opskit::locate::arm64_faketime().with_context(|| {
+        format!(
+            "{} steps a function's clock: `cargo xtask setup` brings it",
+            opskit::locate::ARM64_FAKETIME
+        )
+    })?;
+    Ok([
+        format!("LD_PRELOAD={}", lib.display()),
+        format!("FAKETIME_TIMESTAMP_FILE={}", file.display()),
+        "FAKETIME_CACHE_DURATION=1".to_owned(),
+        "FAKETIME_DONT_FAKE_MONOTONIC=1".to_owned(),
+    ]
+    .into_iter()
+    .flat_map(|variable| ["-E".to_owned(), variable])
+    .collect())
 }
 
 /// The zip Lambda holds, opened into the function's task root: its SHA-256 must be the

@@ -14,8 +14,8 @@
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -40,6 +40,12 @@ const POOR: Poor = Poor {
 const DRAIN_LIMIT: Duration = Duration::from_secs(180);
 /// Sign-ups one fault's driver may make at most (a bound on its loop).
 const MOST_PER_FAULT: usize = 20_000;
+/// How much further than the api's `max_skew_s` the host's clock is stepped ahead (past
+/// SigV4's 5 minutes too, at the default `max_skew_s`).
+const SKEW_PAST_THE_LIMIT: Duration = Duration::from_secs(60);
+/// The execution environment on the host whose clock steps (0 is the matrix's, 1 the
+/// heartbeat's).
+const SKEWED_INSTANCE: u32 = 2;
 /// The shortest a database outage is held: longer than the api's pool waits for a connection
 /// and than the trigger's whole budget, as a failover's is.
 const DATABASE_OUTAGE: Duration = Duration::from_secs(20);
@@ -69,10 +75,10 @@ impl Plan {
         }
     }
 
-    /// `minutes` shared by the faults: a sixth of each fault's share before it, half held,
-    /// the rest after.
-    pub fn lasting(minutes: u64) -> Self {
-        let share = Duration::from_secs(minutes * 60) / FAULTS.len() as u32;
+    /// `minutes` shared by `faults` faults: a sixth of each fault's share before it, half
+    /// held, the rest after.
+    pub fn lasting(minutes: u64, faults: usize) -> Self {
+        let share = Duration::from_secs(minutes * 60) / u32::try_from(faults.max(1)).unwrap_or(1);
         let before = share / 6;
         let fault = share / 2;
         Plan {
@@ -104,6 +110,10 @@ pub enum Fault {
     SecretsUnreachable,
     /// The api and SQS both unreachable from the function: the trigger can hand nothing off.
     HandOffUnreachable,
+    /// The wall clock of the Lambda host the sign-ups land on steps ahead, past the api's
+    /// `max_skew_s` (and SigV4's 5 minutes), on an environment that has served before; then
+    /// back, as NTP puts it right.
+    ClockAhead,
     /// A guard-secret rotation whose `testSecret` fails (the api unreachable from the rotation
     /// function), then retried from the start with the same token, as Secrets Manager does.
     RotationTestFails,
@@ -113,7 +123,7 @@ pub enum Fault {
 }
 
 /// Every fault, in the order the matrix injects them.
-pub const FAULTS: [Fault; 10] = [
+pub const FAULTS: [Fault; 11] = [
     Fault::PoorPath,
     Fault::Partition,
     Fault::ApiKilled,
@@ -122,6 +132,7 @@ pub const FAULTS: [Fault; 10] = [
     Fault::DatabaseUnreachable,
     Fault::SecretsUnreachable,
     Fault::HandOffUnreachable,
+    Fault::ClockAhead,
     Fault::RotationTestFails,
     Fault::RotationFinishUnreachable,
 ];
@@ -136,6 +147,20 @@ pub struct Functions {
 }
 
 impl Fault {
+    /// The fault named `name` (as [`Fault::name`] spells it).
+    pub fn named(name: &str) -> Result<Fault> {
+        FAULTS
+            .into_iter()
+            .find(|f| f.name() == name)
+            .with_context(|| {
+                let names: Vec<&str> = FAULTS.iter().map(|f| f.name()).collect();
+                format!(
+                    "no fault `{name}` in the matrix; its faults: {}",
+                    names.join(", ")
+                )
+            })
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Fault::PoorPath => "poor-path",
@@ -146,6 +171,7 @@ impl Fault {
             Fault::DatabaseUnreachable => "database-unreachable",
             Fault::SecretsUnreachable => "secrets-unreachable",
             Fault::HandOffUnreachable => "hand-off-unreachable",
+            Fault::ClockAhead => "clock-ahead",
             Fault::RotationTestFails => "rotation-test-fails",
             Fault::RotationFinishUnreachable => "rotation-finish-unreachable",
         }
@@ -166,6 +192,9 @@ impl Fault {
             Fault::SecretsUnreachable => "the api's packets to Secrets Manager dropped",
             Fault::HandOffUnreachable => {
                 "the function's packets to the load balancer and to SQS dropped"
+            }
+            Fault::ClockAhead => {
+                "the function's host clock stepped past max_skew_s ahead (and past SigV4's 5 min), then back"
             }
             Fault::RotationTestFails => {
                 "a rotation's testSecret failed (the api unreachable from it), then retried"
@@ -191,13 +220,7 @@ impl Fault {
         Ok(match self {
             Fault::DatabaseUnreachable => plan.fault.max(DATABASE_OUTAGE),
             Fault::SecretsUnreachable => {
-                let api = super::container(&world.deployed, &world.deployed.name("api")).await?;
-                let refresh: u64 = api
-                    .environment
-                    .iter()
-                    .find(|(k, _)| k == "TOLLGATE__API__SECRET_REFRESH_S")
-                    .and_then(|(_, v)| v.parse().ok())
-                    .context("the api's task has no TOLLGATE__API__SECRET_REFRESH_S")?;
+                let refresh = api_setting(world, "TOLLGATE__API__SECRET_REFRESH_S").await?;
                 plan.fault.max(Duration::from_secs(refresh + 5))
             }
             _ => plan.fault,
@@ -220,6 +243,7 @@ impl Fault {
             Fault::PoorPath
             | Fault::ApiKilled
             | Fault::ApiReplaced
+            | Fault::ClockAhead
             | Fault::DatabaseRestarted
             | Fault::RotationTestFails
             | Fault::RotationFinishUnreachable => Vec::new(),
@@ -227,7 +251,12 @@ impl Fault {
     }
 
     /// Injects the fault; a rotation fault runs its failing attempt here and returns its token.
-    async fn begin(self, world: &mut World, functions: &Functions) -> Result<Option<String>> {
+    async fn begin(
+        self,
+        world: &mut World,
+        functions: &Functions,
+        serving: &Serving,
+    ) -> Result<Option<String>> {
         let function = functions.sign_up.host.as_str();
         for (host, to) in self.dropped(world, function) {
             world.twin.blackhole(&host, to)?;
@@ -243,6 +272,20 @@ impl Fault {
                     world.twin.degrade(&nat, alb(world), POOR)?;
                 }
             }
+            Fault::ClockAhead => {
+                let max_skew = api_setting(world, "TOLLGATE__GUARD__MAX_SKEW_S").await?;
+                let host = world
+                    .function_on_steppable_clock("post-confirm", SKEWED_INSTANCE)
+                    .await?;
+                // An environment that has served before holds the secret: one probe reads it.
+                let probe = host.invoke(shared_auth::PROBE_EVENT.to_owned()).await;
+                if !matches!(probe, Outcome::Response(_)) {
+                    bail!("the environment's first probe failed: {probe:?}");
+                }
+                host.step_clock(Duration::from_secs(max_skew) + SKEW_PAST_THE_LIMIT)
+                    .await?;
+                serving.switch(Arc::new(host));
+            }
             Fault::ApiKilled => world.kill_task(&first_api(world)?)?,
             Fault::ApiReplaced => world.stop_task(&first_api(world)?)?,
             Fault::DatabaseRestarted => world.restart_database()?,
@@ -256,6 +299,7 @@ impl Fault {
         self,
         world: &mut World,
         functions: &Functions,
+        serving: &Serving,
         token: Option<&str>,
     ) -> Result<()> {
         let function = functions.sign_up.host.as_str();
@@ -271,6 +315,12 @@ impl Fault {
                     if let Err(e) = world.twin.mend_path(&nat, alb(world), POOR) {
                         errors.push(format!("{e:#}"));
                     }
+                }
+            }
+            // NTP puts the clock right; the host serves on, so the offset it learnt must heal.
+            Fault::ClockAhead => {
+                if let Err(e) = serving.current().step_clock(Duration::ZERO).await {
+                    errors.push(format!("{e:#}"));
                 }
             }
             Fault::ApiKilled | Fault::ApiReplaced => {
@@ -292,6 +342,39 @@ impl Fault {
             bail!("the fault could not be undone: {}", errors.join("; "));
         }
         Ok(())
+    }
+}
+
+/// A number the api's task definition sets in its environment.
+async fn api_setting(world: &World, key: &str) -> Result<u64> {
+    let api = super::container(&world.deployed, &world.deployed.name("api")).await?;
+    api.environment
+        .iter()
+        .find(|(k, _)| k == key)
+        .and_then(|(_, v)| v.parse().ok())
+        .with_context(|| format!("the api's task has no number {key}"))
+}
+
+/// The execution environment Cognito's invocations land on: the matrix's function, or for a
+/// while another (a host whose clock is off).
+#[derive(Clone)]
+struct Serving(Arc<Mutex<Arc<Sandbox>>>);
+
+impl Serving {
+    fn new(function: Arc<Sandbox>) -> Self {
+        Serving(Arc::new(Mutex::new(function)))
+    }
+
+    fn current(&self) -> Arc<Sandbox> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Lands the invocations on `function` from now on; returns the one they landed on.
+    fn switch(&self, function: Arc<Sandbox>) -> Arc<Sandbox> {
+        std::mem::replace(
+            &mut *self.0.lock().unwrap_or_else(|e| e.into_inner()),
+            function,
+        )
     }
 }
 
@@ -490,12 +573,20 @@ impl Matrix {
     }
 }
 
-/// Runs every fault in [`FAULTS`] with sign-ups flowing, on the world's running api and the
-/// started sign-up `function`.
-pub async fn run(world: &mut World, functions: &Functions, plan: Plan) -> Result<Matrix> {
+/// Runs each of `which` (in [`FAULTS`]'s order, every one for `None`) with sign-ups flowing,
+/// on the world's running api and the started sign-up `function`.
+pub async fn run(
+    world: &mut World,
+    functions: &Functions,
+    plan: Plan,
+    which: Option<&[Fault]>,
+) -> Result<Matrix> {
     let queues = world.queues().await?;
     let mut faults = Vec::new();
-    for fault in FAULTS {
+    for fault in FAULTS
+        .into_iter()
+        .filter(|f| which.is_none_or(|w| w.contains(f)))
+    {
         eprintln!("· fault matrix: {} ({})", fault.name(), fault.what());
         let figures = one(world, functions, fault, &plan, &queues, Backstop::Sweep)
             .await
@@ -551,10 +642,11 @@ async fn one(
     backstop: Backstop,
 ) -> Result<Figures> {
     let function = &functions.sign_up;
+    let serving = Serving::new(function.clone());
     let stop = Arc::new(AtomicBool::new(false));
     let driver = tokio::spawn(drive(
         world.deployed.clone(),
-        function.clone(),
+        serving.clone(),
         plan.every,
         format!("fault-{}", fault.name()),
         stop.clone(),
@@ -563,7 +655,7 @@ async fn one(
     tokio::time::sleep(plan.before).await;
     let begun = match hold {
         Ok(hold) => {
-            let begun = fault.begin(world, functions).await;
+            let begun = fault.begin(world, functions, &serving).await;
             if begun.is_ok() && !fault.is_event() {
                 tokio::time::sleep(hold).await;
             }
@@ -572,11 +664,17 @@ async fn one(
         Err(e) => Err(e),
     };
     let token = begun.as_ref().ok().cloned().flatten();
-    let ended = fault.end(world, functions, token.as_deref()).await;
+    let ended = fault
+        .end(world, functions, &serving, token.as_deref())
+        .await;
     let over = Instant::now();
     tokio::time::sleep(plan.after).await;
     stop.store(true, Ordering::SeqCst);
     let attempts = driver.await.context("the sign-up driver")??;
+    let last = serving.switch(function.clone());
+    if !Arc::ptr_eq(&last, function) {
+        world.twin.remove_service(last.service());
+    }
     begun.context("injecting the fault")?;
     ended?;
     settle(world, function, queues, (fault, backstop), attempts, over).await
@@ -585,7 +683,7 @@ async fn one(
 /// Signs users up back to back, one every `every` at most, until `stop`.
 async fn drive(
     deployed: Deployed,
-    function: Arc<Sandbox>,
+    serving: Serving,
     every: Duration,
     label: String,
     stop: Arc<AtomicBool>,
@@ -597,7 +695,7 @@ async fn drive(
         tick.tick().await;
         let user = deployed.sign_up(&label).await?;
         let at = Instant::now();
-        let answer = function.invoke(user.event.to_string()).await;
+        let answer = serving.current().invoke(user.event.to_string()).await;
         let took = at.elapsed();
         let shown = match answer {
             Outcome::Response(body)
@@ -747,7 +845,7 @@ mod tests {
     fn every_fault_has_a_distinct_name_and_a_lasting_plan_shares_the_minutes() {
         let names: BTreeSet<&str> = FAULTS.iter().map(|f| f.name()).collect();
         assert_eq!(names.len(), FAULTS.len());
-        let plan = Plan::lasting(10);
+        let plan = Plan::lasting(10, FAULTS.len());
         let per = plan.before + plan.fault + plan.after;
         let total = per * FAULTS.len() as u32;
         assert!(

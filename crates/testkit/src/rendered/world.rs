@@ -1029,6 +1029,25 @@ impl World {
     /// Another execution environment of a function ([`World::function`] is the first), for an
     /// invocation that runs while another is in progress, as Lambda runs them.
     pub async fn function_instance(&mut self, suffix: &str, instance: u32) -> Result<Sandbox> {
+        self.start_function(suffix, instance, false).await
+    }
+
+    /// An execution environment of a function on a Lambda host whose wall clock can be stepped
+    /// ([`Sandbox::step_clock`]).
+    pub async fn function_on_steppable_clock(
+        &mut self,
+        suffix: &str,
+        instance: u32,
+    ) -> Result<Sandbox> {
+        self.start_function(suffix, instance, true).await
+    }
+
+    async fn start_function(
+        &mut self,
+        suffix: &str,
+        instance: u32,
+        steppable_clock: bool,
+    ) -> Result<Sandbox> {
         let function = super::function_config(&self.deployed, suffix).await?;
         let host = if suffix == "post-confirm" {
             "fn-signup"
@@ -1051,6 +1070,7 @@ impl World {
             session: &session,
             differences: &differences,
             instance,
+            steppable_clock,
         };
         tokio::task::block_in_place(|| Sandbox::start(&mut self.twin, &start))
     }

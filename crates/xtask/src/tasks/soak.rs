@@ -39,7 +39,7 @@ impl flags::Soak {
         if self.faults {
             crate::tasks::setup::ensure(crate::flags::Scope::Test)?;
             #[cfg(feature = "cloud")]
-            return crate::tasks::up::fault_matrix(self.minutes, self.json);
+            return crate::tasks::up::fault_matrix(self.minutes, &self.only, self.json);
             #[cfg(not(feature = "cloud"))]
             return crate::forward_to_cloud(crate::Build::Full);
         }

@@ -127,8 +127,14 @@ pub fn run() -> Result<()> {
 /// to a local AWS of its own; the table (or, with `json`, the figures) printed. Fails when a
 /// fault lost or duplicated a registration, showed a user an error, or left sign-ups unable
 /// to register directly again.
-pub fn faults(minutes: u64, json: bool) -> Result<()> {
-    let plan = rendered::matrix::Plan::lasting(minutes);
+pub fn faults(minutes: u64, only: &[String], json: bool) -> Result<()> {
+    let only = only
+        .iter()
+        .map(|name| rendered::matrix::Fault::named(name))
+        .collect::<Result<Vec<_>>>()?;
+    let which = (!only.is_empty()).then_some(only.as_slice());
+    let count = which.map_or(rendered::matrix::FAULTS.len(), <[_]>::len);
+    let plan = rendered::matrix::Plan::lasting(minutes, count);
     eprintln!("[1/4] a local AWS and a registry of their own, and the account's bootstrap");
     let stack = LocalStack::start("faults")?;
     eprintln!("\n[2/4] {ENV} deployed as checked in (builds the arm64 artifacts first)");
@@ -136,14 +142,14 @@ pub fn faults(minutes: u64, json: bool) -> Result<()> {
         stack.deploy(&[])?;
         eprintln!(
             "\n[3/4] the stack started; {} faults, each {:.0} s before, {:.0} s held, {:.0} s after",
-            rendered::matrix::FAULTS.len(),
+            count,
             plan.before.as_secs_f64(),
             plan.fault.as_secs_f64(),
             plan.after.as_secs_f64()
         );
         stack
             .runtime
-            .block_on(rendered::fault_matrix(&stack.read()?, plan))
+            .block_on(rendered::fault_matrix(&stack.read()?, plan, which))
     })();
     eprintln!("\n[4/4] destroying the local stack");
     let destroyed = stack.destroy();
