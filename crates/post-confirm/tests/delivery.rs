@@ -578,31 +578,9 @@ async fn an_unreachable_api_is_queued_within_the_trigger_budget() {
 
 #[tokio::test]
 async fn a_rotated_secret_is_refetched_after_one_403() {
-    let secret_id = format!("tollgate/test/lambda-{}", unique_suffix());
-    let aws = testkit::local_aws();
-    let sm = secrets_manager(&aws).await;
     let old = "old-lambda-secret-0123456789abcdefghijklmnop";
     let new = "whsec_bmV3LWxhbWJkYS1rZXktMDEyMzQ1Njc4OWFiY2RlZg==";
-    sm.create_secret()
-        .name(&secret_id)
-        .secret_string(old)
-        .send()
-        .await
-        .expect("create secret in moto");
-
-    let s = settings("http://127.0.0.1:9", &[]);
-    let receiver = Receiver::start(s.guard.clone(), secrets(old)).await;
-    let deps = deps_for(
-        &receiver.base_url(),
-        &queues().await,
-        &[],
-        SecretSource::SecretsManager {
-            client: secrets_manager(&aws).await,
-            secret_id: secret_id.clone(),
-            rotation_s: 600,
-        },
-    )
-    .await;
+    let (sm, secret_id, receiver, deps) = read_from_secrets_manager("lambda", old).await;
     handle(
         &deps,
         invocation(fixture("sign-up"), Duration::from_secs(5)),
@@ -627,6 +605,37 @@ async fn a_rotated_secret_is_refetched_after_one_403() {
     let calls = receiver.calls();
     let statuses: Vec<u16> = calls.iter().map(|c| c.status).collect();
     assert_eq!(statuses, [201, 403, 200]);
+}
+
+/// A secret `value` in moto's Secrets Manager (named after `label`), a receiver accepting it,
+/// and the function's dependencies reading it from there: the client, the secret's id, both.
+async fn read_from_secrets_manager(
+    label: &str,
+    value: &str,
+) -> (aws_sdk_secretsmanager::Client, String, Receiver, Deps) {
+    let secret_id = format!("tollgate/test/{label}-{}", unique_suffix());
+    let aws = testkit::local_aws();
+    let sm = secrets_manager(&aws).await;
+    sm.create_secret()
+        .name(&secret_id)
+        .secret_string(value)
+        .send()
+        .await
+        .expect("create secret in moto");
+    let s = settings("http://127.0.0.1:9", &[]);
+    let receiver = Receiver::start(s.guard.clone(), secrets(value)).await;
+    let deps = deps_for(
+        &receiver.base_url(),
+        &queues().await,
+        &[],
+        SecretSource::SecretsManager {
+            client: secrets_manager(&aws).await,
+            secret_id: secret_id.clone(),
+            rotation_s: 600,
+        },
+    )
+    .await;
+    (sm, secret_id, receiver, deps)
 }
 
 fn unique_suffix() -> String {
@@ -773,28 +782,7 @@ async fn a_host_clock_ahead_of_the_apis_is_corrected_from_the_refusals_date() {
 /// cost the registration. Here Secrets Manager has lost the secret by then: a refetch fails.
 #[tokio::test]
 async fn a_refusal_the_clock_explains_is_retried_without_asking_secrets_manager() {
-    let secret_id = format!("tollgate/test/skew-{}", unique_suffix());
-    let aws = testkit::local_aws();
-    let sm = secrets_manager(&aws).await;
-    sm.create_secret()
-        .name(&secret_id)
-        .secret_string(SECRET)
-        .send()
-        .await
-        .expect("create secret in moto");
-    let s = settings("http://127.0.0.1:9", &[]);
-    let receiver = Receiver::start(s.guard.clone(), secrets(SECRET)).await;
-    let deps = deps_for(
-        &receiver.base_url(),
-        &queues().await,
-        &[],
-        SecretSource::SecretsManager {
-            client: secrets_manager(&aws).await,
-            secret_id: secret_id.clone(),
-            rotation_s: 600,
-        },
-    )
-    .await;
+    let (sm, secret_id, receiver, deps) = read_from_secrets_manager("skew", SECRET).await;
     let invoke = || {
         handle(
             &deps,
