@@ -78,8 +78,8 @@ pub struct Registrar {
 /// What one attempt's answer means for the delivery.
 enum Judged {
     Done(Delivered),
-    /// 403: most likely a rotation the cache has not seen, or this host's clock off (corrected
-    /// from the answer's `Date` before this verdict); refetch the secret and try again.
+    /// 403: most likely a rotation the cache has not seen; refetch the secret and try again
+    /// (unless the answer's `Date` showed this host's clock off: then the clock was the cause).
     Refetch,
     /// Worth another attempt (timeout, throttling, a server error), with why.
     Retry(String),

@@ -325,6 +325,14 @@ pub async fn function_config(deployed: &Deployed, suffix: &str) -> Result<Functi
 }
 
 /// The task definition `family`, as ECS holds it.
+/// The number a rendered environment (a task definition's or a function's) sets `key` to.
+pub fn number_in(environment: &[(String, String)], key: &str) -> Option<u64> {
+    environment
+        .iter()
+        .find(|(k, _)| k == key)
+        .and_then(|(_, v)| v.parse().ok())
+}
+
 pub async fn container(deployed: &Deployed, family: &str) -> Result<ecs::Container> {
     let ecs = aws_sdk_ecs::Client::new(&deployed.sdk().await);
     ecs::Container::describe(&ecs, family).await

@@ -132,13 +132,12 @@ async fn drain_until_dead_lettered(
     user: &SignedUp,
 ) -> Result<String> {
     let queues = world.queues().await?;
-    let max: u32 = function
-        .function
-        .environment
-        .iter()
-        .find(|(k, _)| k == "TOLLGATE__DEPLOY__RETRY_MAX_RECEIVES")
-        .and_then(|(_, v)| v.parse().ok())
-        .context("the function has no TOLLGATE__DEPLOY__RETRY_MAX_RECEIVES")?;
+    let max = super::number_in(
+        &function.function.environment,
+        "TOLLGATE__DEPLOY__RETRY_MAX_RECEIVES",
+    )
+    .and_then(|n| u32::try_from(n).ok())
+    .context("the function has no TOLLGATE__DEPLOY__RETRY_MAX_RECEIVES")?;
     let mut receives = 0;
     for _ in 0..=max {
         let Some(message) = receive(&queues, &user.sub).await? else {

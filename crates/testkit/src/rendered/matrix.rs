@@ -348,10 +348,7 @@ impl Fault {
 /// A number the api's task definition sets in its environment.
 async fn api_setting(world: &World, key: &str) -> Result<u64> {
     let api = super::container(&world.deployed, &world.deployed.name("api")).await?;
-    api.environment
-        .iter()
-        .find(|(k, _)| k == key)
-        .and_then(|(_, v)| v.parse().ok())
+    super::number_in(&api.environment, key)
         .with_context(|| format!("the api's task has no number {key}"))
 }
 
